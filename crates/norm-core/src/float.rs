@@ -1,0 +1,62 @@
+//! The `Float` trait: the element types (`f32`, `f64`) the kernels are written for.
+
+use std::fmt::{Debug, Display};
+use std::iter::Sum;
+
+mod sealed {
+    pub trait Sealed {}
+    impl Sealed for f32 {}
+    impl Sealed for f64 {}
+}
+
+/// An element type the norms accept: `f32` or `f64` (sealed).
+///
+/// Kernels accumulate in the element type itself (f32 lanes for f32, f64 for f64);
+/// the precision guarantees come from two-pass statistics and a per-row shift,
+/// not from a wider accumulator.
+pub trait Float:
+    num_traits::Float
+    + num_traits::FromPrimitive
+    + num_traits::NumAssign
+    + ndarray::ScalarOperand
+    + Debug
+    + Display
+    + Default
+    + Sum
+    + Send
+    + Sync
+    + 'static
+    + sealed::Sealed
+{
+    /// Mean squares below this are recomputed with scaling: their squares would have
+    /// lost precision to subnormals (about `MIN_POSITIVE * 2^mantissa_bits`).
+    const RESCUE_BELOW: Self;
+    /// Converts to `f64` exactly.
+    fn to_f64_exact(self) -> f64;
+    /// Converts from `f64`, rounding to nearest.
+    fn from_f64_round(v: f64) -> Self;
+}
+
+impl Float for f32 {
+    const RESCUE_BELOW: Self = 1.0e-30;
+    #[inline(always)]
+    fn to_f64_exact(self) -> f64 {
+        f64::from(self)
+    }
+    #[inline(always)]
+    fn from_f64_round(v: f64) -> Self {
+        v as f32
+    }
+}
+
+impl Float for f64 {
+    const RESCUE_BELOW: Self = 1.0e-290;
+    #[inline(always)]
+    fn to_f64_exact(self) -> f64 {
+        self
+    }
+    #[inline(always)]
+    fn from_f64_round(v: f64) -> Self {
+        v
+    }
+}

@@ -1,0 +1,141 @@
+//! The parameters both norms share (weight, optional bias, eps), their validation, and
+//! a macro generating the identical constructors and accessors of `LayerNorm`/`RmsNorm`.
+
+use crate::{Float, NormError};
+
+/// Weight (gamma), optional bias (beta) and eps, validated together.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Affine<F> {
+    pub(crate) weight: Vec<F>,
+    pub(crate) bias: Option<Vec<F>>,
+    pub(crate) eps: F,
+}
+
+pub(crate) fn check_eps<F: Float>(eps: F) -> Result<F, NormError> {
+    if eps.is_finite() && eps >= F::zero() {
+        Ok(eps)
+    } else {
+        Err(NormError::InvalidEps {
+            eps: eps.to_f64_exact(),
+        })
+    }
+}
+
+impl<F: Float> Affine<F> {
+    pub(crate) fn new(dim: usize, with_bias: bool, eps: f64) -> Result<Self, NormError> {
+        if dim == 0 {
+            return Err(NormError::ZeroDim);
+        }
+        Ok(Self {
+            weight: vec![F::one(); dim],
+            bias: with_bias.then(|| vec![F::zero(); dim]),
+            eps: F::from_f64_round(eps),
+        })
+    }
+
+    pub(crate) fn from_parts(weight: Vec<F>, bias: Option<Vec<F>>, eps: F) -> Result<Self, NormError> {
+        if weight.is_empty() {
+            return Err(NormError::ZeroDim);
+        }
+        if let Some(b) = &bias {
+            if b.len() != weight.len() {
+                return Err(NormError::BiasLen {
+                    bias: b.len(),
+                    dim: weight.len(),
+                });
+            }
+        }
+        Ok(Self {
+            weight,
+            bias,
+            eps: check_eps(eps)?,
+        })
+    }
+}
+
+/// Generates the constructors and accessors that `LayerNorm` and `RmsNorm` share.
+macro_rules! impl_norm_params {
+    ($name:ident, $default_eps:expr, $default_bias:expr, $kind:literal) => {
+        impl<F: Float> $name<F> {
+            #[doc = concat!("The default eps of a ", $kind, ".")]
+            pub const DEFAULT_EPS: f64 = $default_eps;
+
+            #[doc = concat!("A ", $kind, " over `dim` features with the default eps and weight (gamma) of ones.")]
+            ///
+            /// # Errors
+            /// [`NormError::ZeroDim`] if `dim == 0`.
+            pub fn new(dim: usize) -> Result<Self, NormError> {
+                Ok(Self {
+                    p: Affine::new(dim, $default_bias, Self::DEFAULT_EPS)?,
+                })
+            }
+
+            #[doc = concat!("A ", $kind, " from a given weight (gamma), optional bias (beta) and eps.")]
+            ///
+            /// # Errors
+            /// [`NormError::ZeroDim`] for an empty weight, [`NormError::BiasLen`] if the bias
+            /// length differs, [`NormError::InvalidEps`] for a negative, NaN or infinite eps.
+            pub fn from_weights(weight: Vec<F>, bias: Option<Vec<F>>, eps: F) -> Result<Self, NormError> {
+                Ok(Self {
+                    p: Affine::from_parts(weight, bias, eps)?,
+                })
+            }
+
+            /// The same layer with another eps.
+            ///
+            /// # Errors
+            /// [`NormError::InvalidEps`] for a negative, NaN or infinite eps.
+            pub fn with_eps(mut self, eps: F) -> Result<Self, NormError> {
+                self.p.eps = crate::params::check_eps(eps)?;
+                Ok(self)
+            }
+
+            /// The same layer with a bias (beta) of zeros, if it had none.
+            #[must_use]
+            pub fn with_zero_bias(mut self) -> Self {
+                if self.p.bias.is_none() {
+                    self.p.bias = Some(vec![F::zero(); self.p.weight.len()]);
+                }
+                self
+            }
+
+            /// The same layer without a bias (beta).
+            #[must_use]
+            pub fn without_bias(mut self) -> Self {
+                self.p.bias = None;
+                self
+            }
+
+            /// Number of features normalized (the last-axis length it accepts).
+            pub fn dim(&self) -> usize {
+                self.p.weight.len()
+            }
+
+            /// The eps added under the square root.
+            pub fn eps(&self) -> F {
+                self.p.eps
+            }
+
+            /// The weight (gamma).
+            pub fn weight(&self) -> &[F] {
+                &self.p.weight
+            }
+
+            /// The weight (gamma), mutable (e.g. for an optimizer step).
+            pub fn weight_mut(&mut self) -> &mut [F] {
+                &mut self.p.weight
+            }
+
+            /// The bias (beta), if any.
+            pub fn bias(&self) -> Option<&[F]> {
+                self.p.bias.as_deref()
+            }
+
+            /// The bias (beta), mutable, if any.
+            pub fn bias_mut(&mut self) -> Option<&mut [F]> {
+                self.p.bias.as_deref_mut()
+            }
+        }
+    };
+}
+pub(crate) use impl_norm_params;

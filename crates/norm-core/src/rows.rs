@@ -1,0 +1,150 @@
+//! Drivers that apply a row kernel to every row: of a flat row-major slice, or of an
+//! ndarray of any rank and layout (contiguous fast path, per-lane path for strided views).
+//! Also the shape checks shared by both norms.
+
+use ndarray::{Array, ArrayRef, ArrayView1, Axis, Dimension, Zip};
+
+use crate::{Float, NormError};
+
+/// Checks a flat row-major input of row length `d` against its output; returns the row count.
+pub(crate) fn check_slices(len: usize, out_len: usize, d: usize) -> Result<usize, NormError> {
+    if d == 0 {
+        return Err(NormError::ZeroDim);
+    }
+    if len % d != 0 {
+        return Err(NormError::SliceLen { len, dim: d });
+    }
+    if out_len != len {
+        return Err(NormError::BufferLen {
+            name: "out",
+            got: out_len,
+            expected: len,
+        });
+    }
+    Ok(len / d)
+}
+
+/// Checks a per-row statistics slice.
+pub(crate) fn check_stats_len(name: &'static str, got: usize, rows: usize) -> Result<(), NormError> {
+    if got != rows {
+        return Err(NormError::StatsShape {
+            name,
+            got: vec![got],
+            expected: vec![rows],
+        });
+    }
+    Ok(())
+}
+
+/// Checks an ndarray input against the layer dimension (and an output, when given).
+pub(crate) fn check_nd(shape: &[usize], out: Option<&[usize]>, dim: usize) -> Result<(), NormError> {
+    let Some(&last) = shape.last() else {
+        return Err(NormError::ZeroRank);
+    };
+    if last != dim {
+        return Err(NormError::FeatureMismatch {
+            shape: shape.to_vec(),
+            got: last,
+            dim,
+        });
+    }
+    if let Some(out) = out {
+        if out != shape {
+            return Err(NormError::OutputShape {
+                input: shape.to_vec(),
+                output: out.to_vec(),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// Applies `row` to each `d`-long row of `x`, writing `out`; the two per-row statistics
+/// it returns go to `s0`/`s1` when given. Lengths must already be checked.
+pub(crate) fn run_rows<F: Float>(
+    x: &[F],
+    out: &mut [F],
+    d: usize,
+    mut s0: Option<&mut [F]>,
+    mut s1: Option<&mut [F]>,
+    row: impl Fn(&[F], &mut [F]) -> (F, F),
+) {
+    for (i, (xr, or)) in x.chunks_exact(d).zip(out.chunks_exact_mut(d)).enumerate() {
+        let (a, b) = row(xr, or);
+        if let Some(s) = s0.as_deref_mut() {
+            s[i] = a;
+        }
+        if let Some(s) = s1.as_deref_mut() {
+            s[i] = b;
+        }
+    }
+}
+
+/// Per-row statistics arrays, shaped like the input without its last axis.
+pub(crate) type StatPair<F, D> = (
+    Array<F, <D as Dimension>::Smaller>,
+    Array<F, <D as Dimension>::Smaller>,
+);
+
+/// Applies `row` to every last-axis lane of `x` (any rank, any strides), writing `out`.
+/// Shapes must already be checked (`x.ndim() >= 1`, same shapes). Returns the statistics.
+pub(crate) fn run_nd<F: Float, D: Dimension>(
+    x: &ArrayRef<F, D>,
+    out: &mut ArrayRef<F, D>,
+    want_stats: bool,
+    row: impl Fn(&[F], &mut [F]) -> (F, F),
+) -> Result<StatPair<F, D>, NormError> {
+    let ax = Axis(x.ndim() - 1);
+    let d = x.len_of(ax);
+    let stats_dim = x.raw_dim().try_remove_axis(ax);
+    if let (Some(xs), Some(os)) = (x.as_slice(), out.as_slice_mut()) {
+        // Contiguous row-major: the slice layer, no copies.
+        if !want_stats {
+            run_rows(xs, os, d, None, None, row);
+            return Ok((Array::zeros(stats_dim.clone()), Array::zeros(stats_dim)));
+        }
+        let rows = xs.len().checked_div(d).unwrap_or(0);
+        let mut s0 = vec![F::zero(); rows];
+        let mut s1 = vec![F::zero(); rows];
+        run_rows(xs, os, d, Some(&mut s0), Some(&mut s1), row);
+        let shape_err = |_| NormError::StatsShape {
+            name: "stats",
+            got: vec![rows],
+            expected: stats_dim.slice().to_vec(),
+        };
+        let a0 = Array::from_shape_vec(stats_dim.clone(), s0).map_err(shape_err)?;
+        let a1 = Array::from_shape_vec(stats_dim.clone(), s1).map_err(shape_err)?;
+        return Ok((a0, a1));
+    }
+    // Strided: one lane at a time through scratch rows when a lane is not contiguous.
+    let mut s0 = Array::zeros(stats_dim.clone());
+    let mut s1 = Array::zeros(stats_dim);
+    let mut xin = vec![F::zero(); d];
+    let mut yout = vec![F::zero(); d];
+    Zip::from(x.lanes(ax))
+        .and(out.lanes_mut(ax))
+        .and(&mut s0)
+        .and(&mut s1)
+        .for_each(|xl, mut ol, a, b| {
+            let xr: &[F] = match xl.as_slice() {
+                Some(s) => s,
+                None => {
+                    for (t, &v) in xin.iter_mut().zip(xl.iter()) {
+                        *t = v;
+                    }
+                    &xin
+                }
+            };
+            let (sa, sb) = match ol.as_slice_mut() {
+                Some(o) => row(xr, o),
+                None => {
+                    let r = row(xr, &mut yout);
+                    ol.assign(&ArrayView1::from(&yout[..]));
+                    r
+                }
+            };
+            *a = sa;
+            *b = sb;
+        });
+    Ok((s0, s1))
+}

@@ -1,0 +1,23 @@
+//! `StudyError`: why a study could not run (a bad config value, or an error from a kernel).
+
+use thiserror::Error;
+
+/// Why a study could not run.
+#[derive(Debug, Clone, PartialEq, Error)]
+pub enum StudyError {
+    /// A config field is out of its valid range.
+    #[error("study `{study}`: config field `{field}` = {value} is invalid: {reason}")]
+    InvalidConfig {
+        /// Study id.
+        study: &'static str,
+        /// Field name.
+        field: &'static str,
+        /// The rejected value, formatted.
+        value: String,
+        /// What is accepted.
+        reason: &'static str,
+    },
+    /// A norm kernel refused its input.
+    #[error(transparent)]
+    Norm(#[from] norm_core::NormError),
+}

@@ -1,0 +1,11 @@
+//! `norm-experiments`: the eight studies of LayerNorm and RMSNorm. Each takes a `Config`
+//! and a seed and returns a [`StudyResult`]: figure data plus measured findings.
+//! This crate computes only; it neither draws nor writes files.
+
+mod error;
+pub mod result;
+mod rng;
+
+pub use error::StudyError;
+pub use result::{Figure, Finding, Panel, PanelContent, StudyResult};
+pub use rng::study_rng;
