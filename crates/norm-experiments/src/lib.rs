@@ -3,9 +3,11 @@
 //! This crate computes only; it neither draws nor writes files.
 
 mod error;
+mod registry;
 pub mod result;
 mod rng;
 
 pub use error::StudyError;
+pub use registry::{KEY_POINTS, Size, Study, find, registry};
 pub use result::{Figure, Finding, Panel, PanelContent, StudyResult};
 pub use rng::study_rng;
