@@ -1,7 +1,7 @@
 //! The registry: the eight studies in order, with stable ids, titles, the seed's summary
 //! line for each, and a uniform way to run one at full or test size.
 
-use crate::{StudyError, StudyResult};
+use crate::{StudyError, StudyResult, studies};
 
 /// Which config a registry run uses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -67,5 +67,12 @@ pub fn find(id: &str) -> Option<&'static Study> {
     STUDIES.iter().find(|s| s.id == id)
 }
 
-/// The studies, in report order. Each study module adds its entry here.
-static STUDIES: &[Study] = &[];
+/// The studies, in report order: one line per study, each module's `STUDY` constant.
+static STUDIES: &[Study] = &[
+    studies::layernorm_distribution::STUDY,
+    studies::rmsnorm_distribution::STUDY,
+    studies::layernorm_vs_rmsnorm::STUDY,
+    studies::epsilon::STUDY,
+    // learnable-affine, gradient-flow and pre-vs-post-norm go here, in that order.
+    studies::sequence_3d::STUDY,
+];

@@ -1,0 +1,180 @@
+//! The study modules, one per study, and the small helpers they share: config checks
+//! that return typed errors, finding constructors, and the per-sample Gaussian input.
+//! Each module exposes `Config`, `run(&Config, seed)` and its registry entry `STUDY`.
+
+use rand::RngExt;
+use rand_chacha::ChaCha8Rng;
+use rand_distr::StandardNormal;
+
+use crate::StudyError;
+use crate::result::{Finding, ScatterSeries};
+
+pub mod epsilon;
+pub mod layernorm_distribution;
+pub mod layernorm_vs_rmsnorm;
+pub mod rmsnorm_distribution;
+pub mod sequence_3d;
+
+/// Runs a study module at the registry's size: `Config::default()` or `Config::small()`.
+macro_rules! sized_runner {
+    () => {
+        /// Runs this study with `seed` at full or test size (the registry's entry point).
+        ///
+        /// # Errors
+        /// As [`run`].
+        pub fn run_sized(seed: u64, size: crate::Size) -> Result<crate::StudyResult, crate::StudyError> {
+            match size {
+                crate::Size::Full => run(&Config::default(), seed),
+                crate::Size::Small => run(&Config::small(), seed),
+            }
+        }
+    };
+}
+pub(crate) use sized_runner;
+
+/// A finding that does not back the summary line.
+pub(crate) fn finding(name: &str, value: f64, unit: &str, statement: String) -> Finding {
+    Finding {
+        name: name.to_owned(),
+        value,
+        unit: unit.to_owned(),
+        statement,
+        summary: false,
+    }
+}
+
+/// The one finding that backs the study's summary line.
+pub(crate) fn summary_finding(name: &str, value: f64, unit: &str, statement: String) -> Finding {
+    Finding {
+        summary: true,
+        ..finding(name, value, unit, statement)
+    }
+}
+
+/// Builds the `InvalidConfig` error.
+fn invalid(study: &'static str, field: &'static str, value: String, reason: &'static str) -> StudyError {
+    StudyError::InvalidConfig {
+        study,
+        field,
+        value,
+        reason,
+    }
+}
+
+/// `value >= min`.
+pub(crate) fn require_at_least(
+    study: &'static str,
+    field: &'static str,
+    value: usize,
+    min: usize,
+    reason: &'static str,
+) -> Result<(), StudyError> {
+    if value < min {
+        return Err(invalid(study, field, value.to_string(), reason));
+    }
+    Ok(())
+}
+
+/// `value` finite and `> 0`.
+pub(crate) fn require_positive(
+    study: &'static str,
+    field: &'static str,
+    value: f64,
+) -> Result<(), StudyError> {
+    if !(value.is_finite() && value > 0.0) {
+        return Err(invalid(study, field, value.to_string(), "must be finite and > 0"));
+    }
+    Ok(())
+}
+
+/// `value` finite and `>= 0` (e.g. eps).
+pub(crate) fn require_non_negative(
+    study: &'static str,
+    field: &'static str,
+    value: f64,
+) -> Result<(), StudyError> {
+    if !(value.is_finite() && value >= 0.0) {
+        return Err(invalid(
+            study,
+            field,
+            value.to_string(),
+            "must be finite and >= 0",
+        ));
+    }
+    Ok(())
+}
+
+/// `value` finite.
+pub(crate) fn require_finite(study: &'static str, field: &'static str, value: f64) -> Result<(), StudyError> {
+    if !value.is_finite() {
+        return Err(invalid(study, field, value.to_string(), "must be finite"));
+    }
+    Ok(())
+}
+
+/// A range `(lo, hi)` with finite ends, `lo <= hi`, and (if `positive`) `lo > 0`.
+pub(crate) fn require_range(
+    study: &'static str,
+    field: &'static str,
+    (lo, hi): (f64, f64),
+    positive: bool,
+) -> Result<(), StudyError> {
+    let value = format!("({lo}, {hi})");
+    if !(lo.is_finite() && hi.is_finite() && lo <= hi) {
+        return Err(invalid(study, field, value, "must be finite with lo <= hi"));
+    }
+    if positive && lo <= 0.0 {
+        return Err(invalid(study, field, value, "must lie above 0"));
+    }
+    Ok(())
+}
+
+/// A batch of `n` rows of `d` values where row `i` is `mu_i + sigma_i · z` with
+/// `z ~ N(0, 1)`, `mu_i ~ U(mean_range)`, `sigma_i ~ U(std_range)`: samples that each
+/// have their own mean and spread. Drawn row by row in a fixed order.
+pub(crate) struct PerSampleGaussian {
+    /// Row-major values, `n · d`.
+    pub x: Vec<f64>,
+}
+
+impl PerSampleGaussian {
+    /// Draws the batch from `rng`.
+    pub(crate) fn draw(
+        rng: &mut ChaCha8Rng,
+        n: usize,
+        d: usize,
+        mean_range: (f64, f64),
+        std_range: (f64, f64),
+    ) -> Self {
+        let mut x = Vec::with_capacity(n * d);
+        for _ in 0..n {
+            let mu = uniform(rng, mean_range);
+            let sigma = uniform(rng, std_range);
+            for _ in 0..d {
+                let z: f64 = rng.sample(StandardNormal);
+                x.push(mu + sigma * z);
+            }
+        }
+        Self { x }
+    }
+}
+
+/// A uniform draw on `[lo, hi)` (exactly `lo` when `lo == hi`).
+pub(crate) fn uniform(rng: &mut ChaCha8Rng, (lo, hi): (f64, f64)) -> f64 {
+    let u: f64 = rng.random();
+    lo + (hi - lo) * u
+}
+
+/// A standard normal draw.
+pub(crate) fn normal(rng: &mut ChaCha8Rng) -> f64 {
+    rng.sample(StandardNormal)
+}
+
+/// Points `(i, values[i])`: a per-sample statistic against the sample index.
+pub(crate) fn by_index(label: &str, values: &[f64]) -> ScatterSeries {
+    ScatterSeries {
+        label: label.to_owned(),
+        x: (0..values.len()).map(|i| i as f64).collect(),
+        y: values.to_vec(),
+    }
+}
