@@ -82,4 +82,12 @@ pub enum NormError {
         /// Shape required.
         expected: Vec<usize>,
     },
+    /// The residual of a fused residual-add + norm differs in shape from the input.
+    #[error("residual has shape {residual:?}, but the input has shape {input:?}")]
+    ResidualShape {
+        /// Input shape.
+        input: Vec<usize>,
+        /// Residual shape.
+        residual: Vec<usize>,
+    },
 }

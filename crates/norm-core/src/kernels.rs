@@ -1,87 +1,456 @@
-//! Row kernels over contiguous `&[F]` rows: the fast two-pass statistics and the fused
-//! normalize+affine write, plus the rare rescue path for rows whose squares overflow or underflow.
+//! Row kernels over contiguous `&[F]` rows: the two-pass statistics and the fused
+//! normalize+affine write, written once against the [`Simd`] vector abstraction and
+//! compiled per [`KernelPath`] (portable, AVX2+FMA, AVX-512F); the residual-add variants
+//! (`h = x + r`, then the norm of `h`); and the rare rescue path for rows whose squares
+//! overflow or underflow.
 //!
-//! Nothing here validates: callers (the slice and ndarray layers) check lengths first.
+//! Per row: the first pass reads the row from memory (for the fused variants: reads
+//! `x` and `r` and writes `h`), the later passes find it in L1. Four independent vector
+//! accumulators per reduction, combined in a fixed order, so a row's result depends only
+//! on its values and the path, never on threads or on where the row sits in a batch.
+//! The fused and unfused kernels share these bodies, so `norm(x + r)` is bit-identical
+//! either way on one path.
+//!
+//! Nothing here validates: callers (the slice and ndarray layers) check lengths first
+//! (a mismatch panics in a bounds check, it is never undefined behaviour).
 
 use crate::Float;
+use crate::simd::{KernelPath, Portable, Simd};
+#[allow(unused_imports)]
+use num_traits::{Float as _, One as _, Zero as _};
 
-/// Independent accumulators per reduction (breaks the add dependency chain; vectorizes).
-const LANES: usize = 16;
+/// A [`KernelPath`] that this CPU is known to support (the only way to run a path).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Path(KernelPath);
 
-/// `Σ (x_i - shift)` with `LANES` independent accumulators, combined in a fixed order.
-#[inline(always)]
-fn sum_shifted<F: Float>(x: &[F], shift: F) -> F {
-    let mut acc = [F::zero(); LANES];
-    let chunks = x.chunks_exact(LANES);
-    let tail = chunks.remainder();
-    for c in chunks {
-        for (a, &v) in acc.iter_mut().zip(c) {
-            *a += v - shift;
-        }
+impl Path {
+    /// The path the norms use by default (the widest available).
+    #[inline(always)]
+    pub(crate) fn detected() -> Self {
+        Path(KernelPath::detected())
     }
-    let mut t = F::zero();
-    for &v in tail {
-        t += v - shift;
+
+    /// `path`, if this CPU supports it.
+    pub(crate) fn new(path: KernelPath) -> Option<Self> {
+        path.is_available().then_some(Path(path))
     }
-    fold(acc) + t
 }
 
-/// `Σ ((x_i - shift) - m)²` with `LANES` independent accumulators.
-#[inline(always)]
-fn sum_sq_centered<F: Float>(x: &[F], shift: F, m: F) -> F {
-    let mut acc = [F::zero(); LANES];
-    let chunks = x.chunks_exact(LANES);
-    let tail = chunks.remainder();
-    for c in chunks {
-        for (a, &v) in acc.iter_mut().zip(c) {
-            let d = (v - shift) - m;
-            *a += d * d;
-        }
-    }
-    let mut t = F::zero();
-    for &v in tail {
-        let d = (v - shift) - m;
-        t += d * d;
-    }
-    fold(acc) + t
+/// One row operation, generic over the vector backend it runs with.
+pub(crate) trait RowOp<F: Float> {
+    /// What the operation returns (the row statistics).
+    type Out;
+    /// Runs the operation with backend `s`.
+    fn run<S: Simd<E = F>>(self, s: S) -> Self::Out;
 }
 
-/// `Σ x_i²` with `LANES` independent accumulators.
-#[inline(always)]
-fn sum_sq<F: Float>(x: &[F]) -> F {
-    let mut acc = [F::zero(); LANES];
-    let chunks = x.chunks_exact(LANES);
-    let tail = chunks.remainder();
-    for c in chunks {
-        for (a, &v) in acc.iter_mut().zip(c) {
-            *a += v * v;
-        }
-    }
-    let mut t = F::zero();
-    for &v in tail {
-        t += v * v;
-    }
-    fold(acc) + t
-}
-
-/// Pairwise fold of the accumulators, in a fixed order.
-#[inline(always)]
-fn fold<F: Float>(mut acc: [F; LANES]) -> F {
-    let mut n = LANES;
-    while n > 1 {
-        n /= 2;
-        for i in 0..n {
-            acc[i] += acc[i + n];
-        }
-    }
-    acc[0]
-}
-
-/// LayerNorm of one row. Returns `(mean, rstd)` with `rstd = 1/sqrt(var + eps)`.
+/// Moves `a` into type `B`.
 ///
-/// Two passes: the mean of `x - x[0]` (the differences are exact for rows with a large
-/// offset), then the centered sum of squares; the write pass keeps the shift separate
-/// so an offset of 1e6 does not cost output precision.
+/// # Safety
+/// `B` must be `A` with its element type parameter replaced by the same type.
+#[inline(always)]
+unsafe fn retype<A, B>(a: A) -> B {
+    assert_eq!(std::mem::size_of::<A>(), std::mem::size_of::<B>());
+    let a = std::mem::ManuallyDrop::new(a);
+    // SAFETY: same type per the contract; `a` is never used or dropped again.
+    unsafe { std::mem::transmute_copy::<A, B>(&*a) }
+}
+
+#[inline(always)]
+fn is<F: 'static, T: 'static>() -> bool {
+    std::any::TypeId::of::<F>() == std::any::TypeId::of::<T>()
+}
+
+fn on_f32<O: RowOp<f32>>(path: Path, op: O) -> O::Out {
+    match path.0 {
+        // SAFETY: `Path` exists only for paths this CPU supports.
+        #[cfg(target_arch = "x86_64")]
+        KernelPath::Avx512 => unsafe { crate::simd::x86::avx512_f32(op) },
+        #[cfg(target_arch = "x86_64")]
+        KernelPath::Avx2Fma => unsafe { crate::simd::x86::avx2_f32(op) },
+        _ => op.run(Portable::<f32>::new()),
+    }
+}
+
+fn on_f64<O: RowOp<f64>>(path: Path, op: O) -> O::Out {
+    match path.0 {
+        // SAFETY: `Path` exists only for paths this CPU supports.
+        #[cfg(target_arch = "x86_64")]
+        KernelPath::Avx512 => unsafe { crate::simd::x86::avx512_f64(op) },
+        #[cfg(target_arch = "x86_64")]
+        KernelPath::Avx2Fma => unsafe { crate::simd::x86::avx2_f64(op) },
+        _ => op.run(Portable::<f64>::new()),
+    }
+}
+
+/// Runs the op `$op: $Op<'_, $F>` on `$path`, with the backend for `$F`.
+macro_rules! dispatch {
+    ($path:expr, $F:ty, $Op:ident, $op:expr) => {{
+        let op: $Op<'_, $F> = $op;
+        if is::<$F, f32>() {
+            // SAFETY: $F is f32.
+            let op: $Op<'_, f32> = unsafe { retype(op) };
+            // SAFETY: $F is f32, so the output types match too.
+            unsafe { retype(on_f32($path, op)) }
+        } else if is::<$F, f64>() {
+            // SAFETY: $F is f64.
+            let op: $Op<'_, f64> = unsafe { retype(op) };
+            // SAFETY: $F is f64, so the output types match too.
+            unsafe { retype(on_f64($path, op)) }
+        } else {
+            op.run(Portable::<$F>::new())
+        }
+    }};
+}
+
+/// What a reduction pass reads at element `i`: a vector (`W` elements) or one scalar.
+trait Source<S: Simd> {
+    fn vec(&mut self, s: S, i: usize) -> S::V;
+    fn one(&mut self, i: usize) -> S::E;
+}
+
+/// A plain row.
+struct Plain<'a, E>(&'a [E]);
+
+impl<S: Simd> Source<S> for Plain<'_, S::E> {
+    #[inline(always)]
+    fn vec(&mut self, s: S, i: usize) -> S::V {
+        s.load(&self.0[i..])
+    }
+    #[inline(always)]
+    fn one(&mut self, i: usize) -> S::E {
+        self.0[i]
+    }
+}
+
+/// A row `(x_i - shift) - m`.
+struct Centered<'a, E> {
+    x: &'a [E],
+    shift: E,
+    m: E,
+}
+
+impl<S: Simd> Source<S> for Centered<'_, S::E> {
+    #[inline(always)]
+    fn vec(&mut self, s: S, i: usize) -> S::V {
+        s.sub(s.sub(s.load(&self.x[i..]), s.splat(self.shift)), s.splat(self.m))
+    }
+    #[inline(always)]
+    fn one(&mut self, i: usize) -> S::E {
+        (self.x[i] - self.shift) - self.m
+    }
+}
+
+/// The residual sum `h = x + r`, written to `h` as it is read (`r = None`: `h` holds `r`).
+struct AddInto<'a, E> {
+    x: &'a [E],
+    r: Option<&'a [E]>,
+    h: &'a mut [E],
+}
+
+impl<S: Simd> Source<S> for AddInto<'_, S::E> {
+    #[inline(always)]
+    fn vec(&mut self, s: S, i: usize) -> S::V {
+        let r = match self.r {
+            Some(r) => s.load(&r[i..]),
+            None => s.load(&self.h[i..]),
+        };
+        let v = s.add(s.load(&self.x[i..]), r);
+        s.store(&mut self.h[i..], v);
+        v
+    }
+    #[inline(always)]
+    fn one(&mut self, i: usize) -> S::E {
+        let v = self.x[i] + self.r.map_or(self.h[i], |r| r[i]);
+        self.h[i] = v;
+        v
+    }
+}
+
+/// `Σ (v_i - shift)` over `n` elements of `src` with four vector accumulators and a
+/// scalar tail, combined in a fixed order.
+#[inline(always)]
+fn sum_shifted<S: Simd>(s: S, n: usize, shift: S::E, mut src: impl Source<S>) -> S::E {
+    let w = S::W;
+    let vs = s.splat(shift);
+    let z = s.splat(S::E::zero());
+    let (mut a0, mut a1, mut a2, mut a3) = (z, z, z, z);
+    let mut i = 0;
+    while i + 4 * w <= n {
+        a0 = s.add(a0, s.sub(src.vec(s, i), vs));
+        a1 = s.add(a1, s.sub(src.vec(s, i + w), vs));
+        a2 = s.add(a2, s.sub(src.vec(s, i + 2 * w), vs));
+        a3 = s.add(a3, s.sub(src.vec(s, i + 3 * w), vs));
+        i += 4 * w;
+    }
+    while i + w <= n {
+        a0 = s.add(a0, s.sub(src.vec(s, i), vs));
+        i += w;
+    }
+    let mut t = S::E::zero();
+    while i < n {
+        t += src.one(i) - shift;
+        i += 1;
+    }
+    s.sum(s.add(s.add(a0, a1), s.add(a2, a3))) + t
+}
+
+/// `Σ v_i²` over `n` elements of `src`, accumulated like [`sum_shifted`].
+#[inline(always)]
+fn sum_sq<S: Simd>(s: S, n: usize, mut src: impl Source<S>) -> S::E {
+    let w = S::W;
+    let z = s.splat(S::E::zero());
+    let (mut a0, mut a1, mut a2, mut a3) = (z, z, z, z);
+    let mut i = 0;
+    while i + 4 * w <= n {
+        let v0 = src.vec(s, i);
+        let v1 = src.vec(s, i + w);
+        let v2 = src.vec(s, i + 2 * w);
+        let v3 = src.vec(s, i + 3 * w);
+        a0 = s.mul_add(v0, v0, a0);
+        a1 = s.mul_add(v1, v1, a1);
+        a2 = s.mul_add(v2, v2, a2);
+        a3 = s.mul_add(v3, v3, a3);
+        i += 4 * w;
+    }
+    while i + w <= n {
+        let v = src.vec(s, i);
+        a0 = s.mul_add(v, v, a0);
+        i += w;
+    }
+    let mut t = S::E::zero();
+    while i < n {
+        let v = src.one(i);
+        t += v * v;
+        i += 1;
+    }
+    s.sum(s.add(s.add(a0, a1), s.add(a2, a3))) + t
+}
+
+/// `1/d` for a row of length `d`.
+#[inline(always)]
+fn inv_len<F: Float>(d: usize) -> F {
+    F::one() / F::from_usize(d).unwrap_or_else(F::one)
+}
+
+/// The LayerNorm write pass: `y = ((h - shift) - m) · (rstd·w) + b`.
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+fn ln_write<S: Simd>(
+    s: S,
+    h: &[S::E],
+    weight: &[S::E],
+    bias: Option<&[S::E]>,
+    shift: S::E,
+    m: S::E,
+    rstd: S::E,
+    out: &mut [S::E],
+) {
+    let (w, n) = (S::W, h.len());
+    let (vs, vm, vr) = (s.splat(shift), s.splat(m), s.splat(rstd));
+    let mut i = 0;
+    match bias {
+        Some(b) => {
+            while i + w <= n {
+                let d = s.sub(s.sub(s.load(&h[i..]), vs), vm);
+                let y = s.mul_add(d, s.mul(vr, s.load(&weight[i..])), s.load(&b[i..]));
+                s.store(&mut out[i..], y);
+                i += w;
+            }
+            while i < n {
+                out[i] = ((h[i] - shift) - m) * (rstd * weight[i]) + b[i];
+                i += 1;
+            }
+        }
+        None => {
+            while i + w <= n {
+                let d = s.sub(s.sub(s.load(&h[i..]), vs), vm);
+                s.store(&mut out[i..], s.mul(d, s.mul(vr, s.load(&weight[i..]))));
+                i += w;
+            }
+            while i < n {
+                out[i] = ((h[i] - shift) - m) * (rstd * weight[i]);
+                i += 1;
+            }
+        }
+    }
+}
+
+/// The RMSNorm write pass: `y = h · (rrms·w) + b`.
+#[inline(always)]
+fn rms_write<S: Simd>(
+    s: S,
+    h: &[S::E],
+    weight: &[S::E],
+    bias: Option<&[S::E]>,
+    rrms: S::E,
+    out: &mut [S::E],
+) {
+    let (w, n) = (S::W, h.len());
+    let vr = s.splat(rrms);
+    let mut i = 0;
+    match bias {
+        Some(b) => {
+            while i + w <= n {
+                let y = s.mul_add(s.load(&h[i..]), s.mul(vr, s.load(&weight[i..])), s.load(&b[i..]));
+                s.store(&mut out[i..], y);
+                i += w;
+            }
+            while i < n {
+                out[i] = h[i] * (rrms * weight[i]) + b[i];
+                i += 1;
+            }
+        }
+        None => {
+            while i + w <= n {
+                s.store(
+                    &mut out[i..],
+                    s.mul(s.load(&h[i..]), s.mul(vr, s.load(&weight[i..]))),
+                );
+                i += w;
+            }
+            while i < n {
+                out[i] = h[i] * (rrms * weight[i]);
+                i += 1;
+            }
+        }
+    }
+}
+
+/// LayerNorm of row `h`, whose shifted sum `sum1 = Σ (h_i - shift)` the caller's first
+/// pass already computed. Returns `(mean, rstd)`.
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+fn ln_finish<S: Simd>(
+    s: S,
+    h: &[S::E],
+    sum1: S::E,
+    shift: S::E,
+    weight: &[S::E],
+    bias: Option<&[S::E]>,
+    eps: S::E,
+    out: &mut [S::E],
+) -> (S::E, S::E) {
+    let inv_d = inv_len::<S::E>(h.len());
+    let m = sum1 * inv_d;
+    let var = sum_sq(s, h.len(), Centered { x: h, shift, m }) * inv_d;
+    if !(var.is_finite() && var >= S::E::RESCUE_BELOW) {
+        return layer_norm_row_rescue(h, weight, bias, eps, out);
+    }
+    let rstd = S::E::one() / (var + eps).sqrt();
+    ln_write(s, h, weight, bias, shift, m, rstd, out);
+    (shift + m, rstd)
+}
+
+/// RMSNorm of row `h`, whose sum of squares the caller's first pass computed.
+#[inline(always)]
+fn rms_finish<S: Simd>(
+    s: S,
+    h: &[S::E],
+    sumsq: S::E,
+    weight: &[S::E],
+    bias: Option<&[S::E]>,
+    eps: S::E,
+    out: &mut [S::E],
+) -> S::E {
+    let ms = sumsq * inv_len::<S::E>(h.len());
+    if !(ms.is_finite() && ms >= S::E::RESCUE_BELOW) {
+        return rms_norm_row_rescue(h, weight, bias, eps, out);
+    }
+    let rrms = S::E::one() / (ms + eps).sqrt();
+    rms_write(s, h, weight, bias, rrms, out);
+    rrms
+}
+
+/// LayerNorm of one row: `out = LN(x)`; returns `(mean, rstd)`.
+pub(crate) struct LnRow<'a, F> {
+    pub(crate) x: &'a [F],
+    pub(crate) weight: &'a [F],
+    pub(crate) bias: Option<&'a [F]>,
+    pub(crate) eps: F,
+    pub(crate) out: &'a mut [F],
+}
+
+impl<F: Float> RowOp<F> for LnRow<'_, F> {
+    type Out = (F, F);
+    /// Two passes: the mean of `x - x[0]` (the differences are exact for rows with a large
+    /// offset), then the centered sum of squares; the write pass keeps the shift separate
+    /// so an offset of 1e6 does not cost output precision.
+    #[inline(always)]
+    fn run<S: Simd<E = F>>(self, s: S) -> (F, F) {
+        let x = self.x;
+        let shift = x[0];
+        let sum1 = sum_shifted(s, x.len(), shift, Plain(x));
+        ln_finish(s, x, sum1, shift, self.weight, self.bias, self.eps, self.out)
+    }
+}
+
+/// RMSNorm of one row: `out = RMS(x)`; returns `rrms`.
+pub(crate) struct RmsRow<'a, F> {
+    pub(crate) x: &'a [F],
+    pub(crate) weight: &'a [F],
+    pub(crate) bias: Option<&'a [F]>,
+    pub(crate) eps: F,
+    pub(crate) out: &'a mut [F],
+}
+
+impl<F: Float> RowOp<F> for RmsRow<'_, F> {
+    type Out = F;
+    #[inline(always)]
+    fn run<S: Simd<E = F>>(self, s: S) -> F {
+        let x = self.x;
+        let sumsq = sum_sq(s, x.len(), Plain(x));
+        rms_finish(s, x, sumsq, self.weight, self.bias, self.eps, self.out)
+    }
+}
+
+/// Residual add + LayerNorm of one row: `h = x + r`, `out = LN(h)`; returns `(mean, rstd)`.
+/// With `r = None` the residual is read from `h` and overwritten (in place).
+pub(crate) struct LnAddRow<'a, F> {
+    pub(crate) x: &'a [F],
+    pub(crate) r: Option<&'a [F]>,
+    pub(crate) h: &'a mut [F],
+    pub(crate) weight: &'a [F],
+    pub(crate) bias: Option<&'a [F]>,
+    pub(crate) eps: F,
+    pub(crate) out: &'a mut [F],
+}
+
+impl<F: Float> RowOp<F> for LnAddRow<'_, F> {
+    type Out = (F, F);
+    #[inline(always)]
+    fn run<S: Simd<E = F>>(self, s: S) -> (F, F) {
+        let (x, r, h) = (self.x, self.r, self.h);
+        let shift = x[0] + r.map_or(h[0], |r| r[0]);
+        let sum1 = sum_shifted(s, x.len(), shift, AddInto { x, r, h: &mut *h });
+        ln_finish(s, h, sum1, shift, self.weight, self.bias, self.eps, self.out)
+    }
+}
+
+/// Residual add + RMSNorm of one row: `h = x + r`, `out = RMS(h)`; returns `rrms`.
+/// With `r = None` the residual is read from `h` and overwritten (in place).
+pub(crate) struct RmsAddRow<'a, F> {
+    pub(crate) x: &'a [F],
+    pub(crate) r: Option<&'a [F]>,
+    pub(crate) h: &'a mut [F],
+    pub(crate) weight: &'a [F],
+    pub(crate) bias: Option<&'a [F]>,
+    pub(crate) eps: F,
+    pub(crate) out: &'a mut [F],
+}
+
+impl<F: Float> RowOp<F> for RmsAddRow<'_, F> {
+    type Out = F;
+    #[inline(always)]
+    fn run<S: Simd<E = F>>(self, s: S) -> F {
+        let (x, r, h) = (self.x, self.r, self.h);
+        let sumsq = sum_sq(s, x.len(), AddInto { x, r, h: &mut *h });
+        rms_finish(s, h, sumsq, self.weight, self.bias, self.eps, self.out)
+    }
+}
+
+/// LayerNorm of one row on the detected path. Returns `(mean, rstd)` with
+/// `rstd = 1/sqrt(var + eps)`.
 #[inline(always)]
 pub(crate) fn layer_norm_row<F: Float>(
     x: &[F],
@@ -90,53 +459,119 @@ pub(crate) fn layer_norm_row<F: Float>(
     eps: F,
     out: &mut [F],
 ) -> (F, F) {
-    let d = x.len();
-    let inv_d = F::one() / F::from_usize(d).unwrap_or_else(F::one);
-    let shift = x[0];
-    let m = sum_shifted(x, shift) * inv_d;
-    let var = sum_sq_centered(x, shift, m) * inv_d;
-    if !(var.is_finite() && var >= F::RESCUE_BELOW) {
-        return layer_norm_row_rescue(x, weight, bias, eps, out);
-    }
-    let rstd = F::one() / (var + eps).sqrt();
-    match bias {
-        Some(b) => {
-            for (((o, &v), &w), &b) in out.iter_mut().zip(x).zip(weight).zip(b) {
-                *o = ((v - shift) - m) * (rstd * w) + b;
-            }
-        }
-        None => {
-            for ((o, &v), &w) in out.iter_mut().zip(x).zip(weight) {
-                *o = ((v - shift) - m) * (rstd * w);
-            }
-        }
-    }
-    (shift + m, rstd)
+    layer_norm_row_on(Path::detected(), x, weight, bias, eps, out)
 }
 
-/// RMSNorm of one row. Returns `rrms = 1/sqrt(mean(x²) + eps)`.
+/// LayerNorm of one row on `path`.
+#[inline(always)]
+pub(crate) fn layer_norm_row_on<F: Float>(
+    path: Path,
+    x: &[F],
+    weight: &[F],
+    bias: Option<&[F]>,
+    eps: F,
+    out: &mut [F],
+) -> (F, F) {
+    dispatch!(
+        path,
+        F,
+        LnRow,
+        LnRow {
+            x,
+            weight,
+            bias,
+            eps,
+            out
+        }
+    )
+}
+
+/// RMSNorm of one row on the detected path. Returns `rrms = 1/sqrt(mean(x²) + eps)`.
 #[inline(always)]
 pub(crate) fn rms_norm_row<F: Float>(x: &[F], weight: &[F], bias: Option<&[F]>, eps: F, out: &mut [F]) -> F {
-    let d = x.len();
-    let inv_d = F::one() / F::from_usize(d).unwrap_or_else(F::one);
-    let ms = sum_sq(x) * inv_d;
-    if !(ms.is_finite() && ms >= F::RESCUE_BELOW) {
-        return rms_norm_row_rescue(x, weight, bias, eps, out);
-    }
-    let rrms = F::one() / (ms + eps).sqrt();
-    match bias {
-        Some(b) => {
-            for (((o, &v), &w), &b) in out.iter_mut().zip(x).zip(weight).zip(b) {
-                *o = v * (rrms * w) + b;
-            }
+    rms_norm_row_on(Path::detected(), x, weight, bias, eps, out)
+}
+
+/// RMSNorm of one row on `path`.
+#[inline(always)]
+pub(crate) fn rms_norm_row_on<F: Float>(
+    path: Path,
+    x: &[F],
+    weight: &[F],
+    bias: Option<&[F]>,
+    eps: F,
+    out: &mut [F],
+) -> F {
+    dispatch!(
+        path,
+        F,
+        RmsRow,
+        RmsRow {
+            x,
+            weight,
+            bias,
+            eps,
+            out
         }
-        None => {
-            for ((o, &v), &w) in out.iter_mut().zip(x).zip(weight) {
-                *o = v * (rrms * w);
-            }
+    )
+}
+
+/// `h = x + r` then LayerNorm of `h`, on `path` (`r = None`: the residual is `h`, in place).
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn layer_norm_add_row_on<F: Float>(
+    path: Path,
+    x: &[F],
+    r: Option<&[F]>,
+    h: &mut [F],
+    weight: &[F],
+    bias: Option<&[F]>,
+    eps: F,
+    out: &mut [F],
+) -> (F, F) {
+    dispatch!(
+        path,
+        F,
+        LnAddRow,
+        LnAddRow {
+            x,
+            r,
+            h,
+            weight,
+            bias,
+            eps,
+            out
         }
-    }
-    rrms
+    )
+}
+
+/// `h = x + r` then RMSNorm of `h`, on `path` (`r = None`: the residual is `h`, in place).
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn rms_norm_add_row_on<F: Float>(
+    path: Path,
+    x: &[F],
+    r: Option<&[F]>,
+    h: &mut [F],
+    weight: &[F],
+    bias: Option<&[F]>,
+    eps: F,
+    out: &mut [F],
+) -> F {
+    dispatch!(
+        path,
+        F,
+        RmsAddRow,
+        RmsAddRow {
+            x,
+            r,
+            h,
+            weight,
+            bias,
+            eps,
+            out
+        }
+    )
 }
 
 /// `1/sqrt(s² · q + eps)` without forming `s²` (which may overflow or underflow).
@@ -150,6 +585,19 @@ fn scaled_rsqrt(s: f64, q: f64, eps: f64) -> f64 {
     } else {
         // s is so small that s²·q is negligible next to eps.
         1.0 / eps.sqrt()
+    }
+}
+
+/// `c / sqrt(s² · q + eps)` for `|c| <= s`, `s > 0`, without forming `s²` or `1/s`:
+/// for f64 rows of subnormals `1/s` (and so `rstd`) overflows although every output is
+/// an ordinary number.
+fn scaled_div(c: f64, s: f64, q: f64, eps: f64) -> f64 {
+    let t = (eps / s) / s;
+    if t.is_finite() {
+        (c / s) / (q + t).sqrt()
+    } else {
+        // s is so small that s²·q is negligible next to eps.
+        c / eps.sqrt()
     }
 }
 
@@ -199,7 +647,7 @@ fn layer_norm_row_rescue<F: Float>(
         let y = if s == 0.0 && rstd.is_infinite() {
             f64::NAN
         } else {
-            c * rstd
+            scaled_div(c, s, q, eps)
         };
         let y = y * weight[i].to_f64_exact() + bias.map_or(0.0, |b| b[i].to_f64_exact());
         *o = F::from_f64_round(y);
@@ -235,7 +683,7 @@ fn rms_norm_row_rescue<F: Float>(x: &[F], weight: &[F], bias: Option<&[F]>, eps:
         let y = if s == 0.0 && rrms.is_infinite() {
             f64::NAN
         } else {
-            x[i].to_f64_exact() * rrms
+            scaled_div(x[i].to_f64_exact(), s, q, eps)
         };
         let y = y * weight[i].to_f64_exact() + bias.map_or(0.0, |b| b[i].to_f64_exact());
         *o = F::from_f64_round(y);

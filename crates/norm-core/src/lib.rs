@@ -17,16 +17,21 @@
 //! ~1e-6; rows whose squares overflow (|x| ~ 1e30 in f32) or underflow are redone with
 //! scaling. See `docs/math.md`.
 
+#[doc(hidden)]
+pub mod dispatch;
 mod error;
 mod float;
+mod fused;
 mod kernels;
 mod layer_norm;
 mod params;
 pub mod reference;
 mod rms_norm;
 mod rows;
+mod simd;
 
 pub use error::NormError;
 pub use float::Float;
 pub use layer_norm::{LayerNorm, LayerNormStats};
 pub use rms_norm::{RmsNorm, RmsNormStats};
+pub use simd::KernelPath;

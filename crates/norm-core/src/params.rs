@@ -37,13 +37,13 @@ impl<F: Float> Affine<F> {
         if weight.is_empty() {
             return Err(NormError::ZeroDim);
         }
-        if let Some(b) = &bias {
-            if b.len() != weight.len() {
-                return Err(NormError::BiasLen {
-                    bias: b.len(),
-                    dim: weight.len(),
-                });
-            }
+        if let Some(b) = &bias
+            && b.len() != weight.len()
+        {
+            return Err(NormError::BiasLen {
+                bias: b.len(),
+                dim: weight.len(),
+            });
         }
         Ok(Self {
             weight,
@@ -87,6 +87,36 @@ macro_rules! impl_norm_params {
             /// [`NormError::InvalidEps`] for a negative, NaN or infinite eps.
             pub fn with_eps(mut self, eps: F) -> Result<Self, NormError> {
                 self.p.eps = crate::params::check_eps(eps)?;
+                Ok(self)
+            }
+
+            /// The same layer with another weight (gamma) of the same length.
+            ///
+            /// # Errors
+            /// [`NormError::WeightLen`] if `weight.len()` differs from [`dim`](Self::dim).
+            pub fn with_weight(mut self, weight: Vec<F>) -> Result<Self, NormError> {
+                if weight.len() != self.p.weight.len() {
+                    return Err(NormError::WeightLen {
+                        weight: weight.len(),
+                        dim: self.p.weight.len(),
+                    });
+                }
+                self.p.weight = weight;
+                Ok(self)
+            }
+
+            /// The same layer with another bias (beta) of the same length.
+            ///
+            /// # Errors
+            /// [`NormError::BiasLen`] if `bias.len()` differs from [`dim`](Self::dim).
+            pub fn with_bias(mut self, bias: Vec<F>) -> Result<Self, NormError> {
+                if bias.len() != self.p.weight.len() {
+                    return Err(NormError::BiasLen {
+                        bias: bias.len(),
+                        dim: self.p.weight.len(),
+                    });
+                }
+                self.p.bias = Some(bias);
                 Ok(self)
             }
 

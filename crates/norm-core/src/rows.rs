@@ -11,7 +11,7 @@ pub(crate) fn check_slices(len: usize, out_len: usize, d: usize) -> Result<usize
     if d == 0 {
         return Err(NormError::ZeroDim);
     }
-    if len % d != 0 {
+    if !len.is_multiple_of(d) {
         return Err(NormError::SliceLen { len, dim: d });
     }
     if out_len != len {
@@ -48,20 +48,83 @@ pub(crate) fn check_nd(shape: &[usize], out: Option<&[usize]>, dim: usize) -> Re
             dim,
         });
     }
-    if let Some(out) = out {
-        if out != shape {
-            return Err(NormError::OutputShape {
-                input: shape.to_vec(),
-                output: out.to_vec(),
-            });
-        }
+    if let Some(out) = out
+        && out != shape
+    {
+        return Err(NormError::OutputShape {
+            input: shape.to_vec(),
+            output: out.to_vec(),
+        });
     }
     Ok(())
 }
 
+/// Inputs smaller than this many bytes run on the calling thread: a parallel split
+/// costs a few microseconds, which only pays off on larger batches.
+pub(crate) const PAR_MIN_BYTES: usize = 256 * 1024;
+
+/// Target input bytes per parallel block. Blocks are whole rows, and their size depends
+/// only on the row length and element type, never on the thread count.
+pub(crate) const BLOCK_BYTES: usize = 64 * 1024;
+
+/// Rows per parallel block for rows of `d` elements of `elem` bytes (at least one).
+pub(crate) fn rows_per_block(d: usize, elem: usize) -> usize {
+    (BLOCK_BYTES / (d.max(1) * elem.max(1))).max(1)
+}
+
+/// Whether a batch of `len` elements of type `F` is worth splitting across threads.
+#[inline]
+pub(crate) fn go_parallel<F>(len: usize) -> bool {
+    #[cfg(feature = "rayon")]
+    {
+        len.saturating_mul(std::mem::size_of::<F>()) >= PAR_MIN_BYTES && rayon::current_num_threads() > 1
+    }
+    #[cfg(not(feature = "rayon"))]
+    {
+        let _ = len;
+        false
+    }
+}
+
 /// Applies `row` to each `d`-long row of `x`, writing `out`; the two per-row statistics
 /// it returns go to `s0`/`s1` when given. Lengths must already be checked.
+///
+/// With the `rayon` feature, large batches are split into fixed blocks of whole rows
+/// ([`rows_per_block`]) run on the current rayon pool. Every row is computed by the same
+/// kernel whichever thread runs it, so the output is bit-identical for any thread count.
 pub(crate) fn run_rows<F: Float>(
+    x: &[F],
+    out: &mut [F],
+    d: usize,
+    s0: Option<&mut [F]>,
+    s1: Option<&mut [F]>,
+    row: impl Fn(&[F], &mut [F]) -> (F, F) + Sync,
+) {
+    #[cfg(feature = "rayon")]
+    if d > 0 && go_parallel::<F>(x.len()) {
+        use rayon::prelude::*;
+        let rb = rows_per_block(d, std::mem::size_of::<F>());
+        let mut c0 = s0.map(|s| s.chunks_mut(rb));
+        let mut c1 = s1.map(|s| s.chunks_mut(rb));
+        let blocks: Vec<_> = x
+            .chunks(rb * d)
+            .zip(out.chunks_mut(rb * d))
+            .map(|(xb, ob)| {
+                let a = c0.as_mut().and_then(Iterator::next);
+                let b = c1.as_mut().and_then(Iterator::next);
+                (xb, ob, a, b)
+            })
+            .collect();
+        blocks
+            .into_par_iter()
+            .for_each(|(xb, ob, a, b)| run_rows_serial(xb, ob, d, a, b, &row));
+        return;
+    }
+    run_rows_serial(x, out, d, s0, s1, row);
+}
+
+/// The serial body of [`run_rows`].
+fn run_rows_serial<F: Float>(
     x: &[F],
     out: &mut [F],
     d: usize,
@@ -92,7 +155,7 @@ pub(crate) fn run_nd<F: Float, D: Dimension>(
     x: &ArrayRef<F, D>,
     out: &mut ArrayRef<F, D>,
     want_stats: bool,
-    row: impl Fn(&[F], &mut [F]) -> (F, F),
+    row: impl Fn(&[F], &mut [F]) -> (F, F) + Sync,
 ) -> Result<StatPair<F, D>, NormError> {
     let ax = Axis(x.ndim() - 1);
     let d = x.len_of(ax);

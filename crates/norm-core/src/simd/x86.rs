@@ -1,0 +1,171 @@
+//! x86-64 vector backends (AVX2+FMA and AVX-512F, for `f32` and `f64`) and the
+//! `#[target_feature]` entry points that run a generic row operation with them.
+//!
+//! The generic bodies (`#[inline(always)]`, in `kernels.rs`) are inlined into the
+//! entry points here and so compiled for these features; callers must have checked the
+//! CPU first (`KernelPath::is_available`).
+
+use std::arch::x86_64::*;
+
+use super::Simd;
+use crate::kernels::RowOp;
+
+macro_rules! backend {
+    ($name:ident, $e:ty, $v:ty, $w:expr, $feat:literal,
+     splat = $splat:ident, load = $load:ident, store = $store:ident,
+     add = $add:ident, sub = $sub:ident, mul = $mul:ident, fma = $fma:ident) => {
+        #[doc = concat!("Token for the `", $feat, "` backend over `", stringify!($e), "`.")]
+        #[derive(Clone, Copy, Debug)]
+        pub(crate) struct $name(());
+
+        impl Simd for $name {
+            type E = $e;
+            type V = $v;
+            const W: usize = $w;
+            #[inline(always)]
+            fn splat(self, v: $e) -> $v {
+                // SAFETY: the token exists only where the CPU has the features.
+                unsafe { $splat(v) }
+            }
+            #[inline(always)]
+            fn load(self, s: &[$e]) -> $v {
+                assert!(s.len() >= $w);
+                // SAFETY: in bounds (checked above); features as above.
+                unsafe { $load(s.as_ptr()) }
+            }
+            #[inline(always)]
+            fn store(self, s: &mut [$e], v: $v) {
+                assert!(s.len() >= $w);
+                // SAFETY: in bounds (checked above); features as above.
+                unsafe { $store(s.as_mut_ptr(), v) }
+            }
+            #[inline(always)]
+            fn add(self, a: $v, b: $v) -> $v {
+                // SAFETY: features as above.
+                unsafe { $add(a, b) }
+            }
+            #[inline(always)]
+            fn sub(self, a: $v, b: $v) -> $v {
+                // SAFETY: features as above.
+                unsafe { $sub(a, b) }
+            }
+            #[inline(always)]
+            fn mul(self, a: $v, b: $v) -> $v {
+                // SAFETY: features as above.
+                unsafe { $mul(a, b) }
+            }
+            #[inline(always)]
+            fn mul_add(self, a: $v, b: $v, c: $v) -> $v {
+                // SAFETY: features as above.
+                unsafe { $fma(a, b, c) }
+            }
+            #[inline(always)]
+            fn sum(self, v: $v) -> $e {
+                let mut a = [0.0 as $e; $w];
+                self.store(&mut a, v);
+                // Pairwise, fixed order.
+                let mut n = $w;
+                while n > 1 {
+                    n /= 2;
+                    for i in 0..n {
+                        a[i] += a[i + n];
+                    }
+                }
+                a[0]
+            }
+        }
+    };
+}
+
+backend!(
+    Avx2F32,
+    f32,
+    __m256,
+    8,
+    "avx2,fma",
+    splat = _mm256_set1_ps,
+    load = _mm256_loadu_ps,
+    store = _mm256_storeu_ps,
+    add = _mm256_add_ps,
+    sub = _mm256_sub_ps,
+    mul = _mm256_mul_ps,
+    fma = _mm256_fmadd_ps
+);
+backend!(
+    Avx2F64,
+    f64,
+    __m256d,
+    4,
+    "avx2,fma",
+    splat = _mm256_set1_pd,
+    load = _mm256_loadu_pd,
+    store = _mm256_storeu_pd,
+    add = _mm256_add_pd,
+    sub = _mm256_sub_pd,
+    mul = _mm256_mul_pd,
+    fma = _mm256_fmadd_pd
+);
+backend!(
+    Avx512F32,
+    f32,
+    __m512,
+    16,
+    "avx512f",
+    splat = _mm512_set1_ps,
+    load = _mm512_loadu_ps,
+    store = _mm512_storeu_ps,
+    add = _mm512_add_ps,
+    sub = _mm512_sub_ps,
+    mul = _mm512_mul_ps,
+    fma = _mm512_fmadd_ps
+);
+backend!(
+    Avx512F64,
+    f64,
+    __m512d,
+    8,
+    "avx512f",
+    splat = _mm512_set1_pd,
+    load = _mm512_loadu_pd,
+    store = _mm512_storeu_pd,
+    add = _mm512_add_pd,
+    sub = _mm512_sub_pd,
+    mul = _mm512_mul_pd,
+    fma = _mm512_fmadd_pd
+);
+
+/// Runs `op` with the AVX2+FMA `f32` backend.
+///
+/// # Safety
+/// The CPU must support `avx2` and `fma`.
+#[target_feature(enable = "avx2,fma")]
+pub(crate) unsafe fn avx2_f32<O: RowOp<f32>>(op: O) -> O::Out {
+    op.run(Avx2F32(()))
+}
+
+/// Runs `op` with the AVX2+FMA `f64` backend.
+///
+/// # Safety
+/// The CPU must support `avx2` and `fma`.
+#[target_feature(enable = "avx2,fma")]
+pub(crate) unsafe fn avx2_f64<O: RowOp<f64>>(op: O) -> O::Out {
+    op.run(Avx2F64(()))
+}
+
+/// Runs `op` with the AVX-512F `f32` backend.
+///
+/// # Safety
+/// The CPU must support `avx512f` and `fma`.
+#[target_feature(enable = "avx512f,avx2,fma")]
+pub(crate) unsafe fn avx512_f32<O: RowOp<f32>>(op: O) -> O::Out {
+    op.run(Avx512F32(()))
+}
+
+/// Runs `op` with the AVX-512F `f64` backend.
+///
+/// # Safety
+/// The CPU must support `avx512f` and `fma`.
+#[target_feature(enable = "avx512f,avx2,fma")]
+pub(crate) unsafe fn avx512_f64<O: RowOp<f64>>(op: O) -> O::Out {
+    op.run(Avx512F64(()))
+}
