@@ -1,0 +1,262 @@
+//! The gradient checker: central finite differences in f64 (the fourth-order five-point
+//! stencil) for an input array or every parameter of a [`Module`], compared with an
+//! analytic gradient and reported as the worst relative error.
+
+use ndarray::{Array, ArrayRef, Dimension};
+
+use crate::{GradError, Gradients, Module};
+
+/// The outcome of a gradient check: the worst relative error and where it occurred.
+#[derive(Debug, Clone, PartialEq)]
+pub struct GradCheck {
+    /// The largest relative error over all checked entries (0 when nothing was checked).
+    pub max_rel_error: f64,
+    /// `name[flat index]` of the worst entry.
+    pub worst: String,
+    /// The analytic and numeric values at the worst entry.
+    pub worst_values: (f64, f64),
+    /// Number of entries checked.
+    pub checked: usize,
+}
+
+impl GradCheck {
+    fn empty() -> Self {
+        Self {
+            max_rel_error: 0.0,
+            worst: String::new(),
+            worst_values: (0.0, 0.0),
+            checked: 0,
+        }
+    }
+
+    /// The combined report of two checks (the worse entry wins).
+    #[must_use]
+    pub fn merge(self, other: GradCheck) -> GradCheck {
+        let checked = self.checked + other.checked;
+        let mut w = if other.max_rel_error > self.max_rel_error {
+            other
+        } else {
+            self
+        };
+        w.checked = checked;
+        w
+    }
+}
+
+/// Finite-difference gradient checker in f64.
+///
+/// Each entry `v` is perturbed by `h = step·max(1, |v|)` and the derivative estimated with
+/// the five-point central stencil (error O(h⁴)):
+///
+/// ```text
+/// f'(v) ≈ (f(v−2h) − 8 f(v−h) + 8 f(v+h) − f(v+2h)) / (12 h)
+/// ```
+///
+/// The relative error of an entry is
+///
+/// ```text
+/// |a − n| / max(|a|, |n|, 1e-3 · s, 1e-5 · max(1, |L|)),
+///     s = max over the tensor of max(|a|, |n|),  L = the loss at the unperturbed point
+/// ```
+///
+/// so entries whose gradient is a thousand times smaller than the tensor's largest are
+/// judged against that scale, and gradients that are exactly zero (LayerNorm over two
+/// features with eps = 0, say) against 1e-5·|L|: the finite-difference estimate carries
+/// rounding noise of about 6·2⁻⁵²·|L|/h ≈ 1.3e-11·|L|, so below that floor a relative
+/// error of 1e-6 would measure the noise, not the code under test. Such entries are in
+/// effect checked to an absolute 1e-11·|L|.
+///
+/// # Example
+/// ```
+/// use ndarray::array;
+/// use norm_autograd::GradChecker;
+///
+/// let x = array![1.0, -2.0, 0.5];
+/// let analytic = x.mapv(|v: f64| 3.0 * v * v); // d/dx Σ x³
+/// let report = GradChecker::default().check_input(&x, &analytic, |x| Ok(x.mapv(|v| v.powi(3)).sum()))?;
+/// assert!(report.max_rel_error < 1e-9);
+/// # Ok::<(), norm_autograd::GradError>(())
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct GradChecker {
+    /// Relative step size (default 1e-4).
+    pub step: f64,
+}
+
+impl Default for GradChecker {
+    fn default() -> Self {
+        Self { step: 1e-4 }
+    }
+}
+
+impl GradChecker {
+    fn h(&self, v: f64) -> f64 {
+        self.step * v.abs().max(1.0)
+    }
+
+    /// Five-point derivative of `eval` at `v`, where `eval(t)` evaluates the loss with the
+    /// entry set to `t`.
+    fn derivative(
+        &self,
+        v: f64,
+        mut eval: impl FnMut(f64) -> Result<f64, GradError>,
+    ) -> Result<f64, GradError> {
+        let h = self.h(v);
+        let fm2 = eval(v - 2.0 * h)?;
+        let fm1 = eval(v - h)?;
+        let fp1 = eval(v + h)?;
+        let fp2 = eval(v + 2.0 * h)?;
+        Ok((fm2 - 8.0 * fm1 + 8.0 * fp1 - fp2) / (12.0 * h))
+    }
+
+    fn validate(&self) -> Result<(), GradError> {
+        if self.step.is_finite() && self.step > 0.0 {
+            Ok(())
+        } else {
+            Err(GradError::InvalidValue {
+                what: "step",
+                value: self.step,
+            })
+        }
+    }
+
+    /// The numerical gradient of `f` at `x`, entry by entry.
+    ///
+    /// # Errors
+    /// [`GradError::InvalidValue`] for a bad step; any error `f` returns.
+    pub fn numerical_gradient<D: Dimension>(
+        &self,
+        x: &ArrayRef<f64, D>,
+        mut f: impl FnMut(&Array<f64, D>) -> Result<f64, GradError>,
+    ) -> Result<Array<f64, D>, GradError> {
+        self.validate()?;
+        let mut xp = x.to_owned();
+        let mut grad = Array::zeros(x.raw_dim());
+        for (k, g) in grad.iter_mut().enumerate() {
+            let v = x.iter().nth(k).copied().unwrap_or(0.0);
+            *g = self.derivative(v, |t| {
+                if let Some(e) = xp.iter_mut().nth(k) {
+                    *e = t;
+                }
+                f(&xp)
+            })?;
+            if let Some(e) = xp.iter_mut().nth(k) {
+                *e = v;
+            }
+        }
+        Ok(grad)
+    }
+
+    /// Checks `analytic` = dL/dx against finite differences of `f` at `x`.
+    ///
+    /// # Errors
+    /// [`GradError::ShapeMismatch`] if `analytic` is not shaped like `x`; any error of
+    /// [`numerical_gradient`](Self::numerical_gradient).
+    pub fn check_input<D: Dimension>(
+        &self,
+        x: &ArrayRef<f64, D>,
+        analytic: &ArrayRef<f64, D>,
+        mut f: impl FnMut(&Array<f64, D>) -> Result<f64, GradError>,
+    ) -> Result<GradCheck, GradError> {
+        if analytic.shape() != x.shape() {
+            return Err(GradError::ShapeMismatch {
+                what: "analytic gradient",
+                expected: x.shape().to_vec(),
+                got: analytic.shape().to_vec(),
+            });
+        }
+        let l0 = f(&x.to_owned())?;
+        let numeric = self.numerical_gradient(x, &mut f)?;
+        Ok(compare(
+            "input",
+            l0,
+            analytic.iter().copied(),
+            numeric.iter().copied(),
+        ))
+    }
+
+    /// Checks every parameter gradient in `grads` against finite differences of `loss`,
+    /// perturbing `model`'s parameters one entry at a time (and restoring them).
+    ///
+    /// # Errors
+    /// [`GradError::ParamMismatch`] if a parameter has no gradient of the same name and
+    /// shape; any error `loss` returns.
+    pub fn check_params<M: Module<f64>>(
+        &self,
+        model: &mut M,
+        grads: &impl Gradients<f64>,
+        mut loss: impl FnMut(&M) -> Result<f64, GradError>,
+    ) -> Result<GradCheck, GradError> {
+        self.validate()?;
+        let analytic = grads.to_named();
+        let mut shapes = Vec::new();
+        model.visit_params(&mut |n, p| shapes.push((n.to_owned(), p.shape().to_vec(), p.to_owned())));
+        let l0 = loss(model)?;
+        let mut report = GradCheck::empty();
+        for (name, shape, values) in shapes {
+            let Some((_, a)) = analytic.iter().find(|(n, _)| *n == name) else {
+                return Err(GradError::ParamMismatch {
+                    name,
+                    reason: "no gradient of this name".into(),
+                });
+            };
+            if a.shape() != shape.as_slice() {
+                return Err(GradError::ParamMismatch {
+                    name,
+                    reason: format!("gradient shape {:?}, parameter shape {shape:?}", a.shape()),
+                });
+            }
+            let mut numeric = Vec::with_capacity(values.len());
+            for (k, &v) in values.iter().enumerate() {
+                let d = self.derivative(v, |t| {
+                    set_param(model, &name, k, t);
+                    loss(model)
+                });
+                set_param(model, &name, k, v);
+                numeric.push(d?);
+            }
+            report = report.merge(compare(&name, l0, a.iter().copied(), numeric.into_iter()));
+        }
+        Ok(report)
+    }
+}
+
+/// Sets entry `k` (logical order) of parameter `name` to `t`.
+fn set_param<M: Module<f64>>(model: &mut M, name: &str, k: usize, t: f64) {
+    model.visit_params_mut(&mut |n, mut p| {
+        if n == name {
+            if let Some(e) = p.iter_mut().nth(k) {
+                *e = t;
+            }
+        }
+    });
+}
+
+/// Absolute floor of the relative-error denominator (see [`GradChecker`]).
+const LOSS_FLOOR: f64 = 1e-5;
+
+/// Worst relative error between two equally long sequences (see [`GradChecker`]).
+fn compare(
+    name: &str,
+    loss: f64,
+    analytic: impl Iterator<Item = f64>,
+    numeric: impl Iterator<Item = f64>,
+) -> GradCheck {
+    let pairs: Vec<(f64, f64)> = analytic.zip(numeric).collect();
+    let scale = pairs
+        .iter()
+        .fold(0.0f64, |s, &(a, n)| s.max(a.abs()).max(n.abs()));
+    let floor = (1e-3 * scale).max(LOSS_FLOOR * loss.abs().max(1.0));
+    let mut report = GradCheck::empty();
+    report.checked = pairs.len();
+    for (k, &(a, n)) in pairs.iter().enumerate() {
+        let rel = (a - n).abs() / a.abs().max(n.abs()).max(floor);
+        // NaN compares false: make it the worst.
+        if rel > report.max_rel_error || rel.is_nan() {
+            report.max_rel_error = if rel.is_nan() { f64::INFINITY } else { rel };
+            report.worst = format!("{name}[{k}]");
+            report.worst_values = (a, n);
+        }
+    }
+    report
+}
