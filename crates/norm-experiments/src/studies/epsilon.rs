@@ -485,3 +485,112 @@ pub fn run(cfg: &Config, seed: u64) -> Result<StudyResult, StudyError> {
         timings: vec![],
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::studies::testing::{check_determinism, check_invalid, check_shape, value};
+
+    /// Asserts every claim for one config and seed against the closed forms.
+    fn check(cfg: &Config, seed: u64) {
+        let r = run(cfg, seed).expect("runs");
+        check_shape(&r, ID);
+        // √(var/(var+eps)) = 1/2  ⇔  eps = 3·var: the bisection lands there.
+        let ratio = value(&r, "eps_half_over_var");
+        assert!((ratio - 3.0).abs() < 1e-6, "ratio {ratio}");
+        assert!(value(&r, "ln_std_prediction_max_rel_dev") < 1e-9);
+        // eps = 0 blows the noise up to unit std: amplification ≈ 1/std(x) ≫ 1.
+        let amp = value(&r, "eps0_noise_amplification");
+        assert!(amp > 0.1 / cfg.noise && amp < 10.0 / cfg.noise, "{amp:e}");
+        // At a framework eps ≫ var: std ≈ √(var/eps), tiny.
+        let var = value(&r, "eps_half") / 3.0;
+        let fw = value(&r, "ln_std_at_framework_eps");
+        let pred = (var / (var + cfg.framework_eps)).sqrt();
+        assert!(((fw - pred) / pred).abs() < 1e-6, "{fw:e} vs {pred:e}");
+        // RMSNorm: std ratio over the sweep is √((ms + eps_max)/(ms + eps_min)), ms ≈ c².
+        let ms = cfg.center * cfg.center;
+        let rms_pred = ((ms + cfg.eps_max) / (ms + cfg.eps_min)).sqrt();
+        assert!((value(&r, "rms_std_range") - rms_pred).abs() < 1e-6);
+        // A constant row with eps = 0: every output is NaN.
+        assert_eq!(value(&r, "constant_row_eps0_nan_outputs"), cfg.dim as f64);
+        // One pass loses the variance (relative error ≥ 10%); two passes keep it.
+        assert!(value(&r, "one_pass_variance_rel_error") > 0.1);
+        assert!(value(&r, "two_pass_variance_rel_error") < 1e-12);
+    }
+
+    #[test]
+    fn claims_hold_on_small_configs() {
+        for seed in [42, 7, 2026] {
+            check(&Config::small(), seed);
+        }
+        check(
+            &Config {
+                center: -300.0,
+                noise: 1e-6,
+                ..Config::small()
+            },
+            9,
+        );
+    }
+
+    #[test]
+    fn digits_are_clamped() {
+        assert_eq!(digits(1.0, 1.0), 16.0);
+        assert_eq!(digits(2.0, 1.0), 0.0);
+        assert!((digits(1.0 + 1e-6, 1.0) - 6.0).abs() < 1e-6);
+        assert_eq!(digits(f64::NAN, 1.0), 0.0);
+    }
+
+    #[test]
+    fn deterministic_per_seed() {
+        check_determinism(|s| run(&Config::small(), s));
+    }
+
+    #[test]
+    fn bad_configs_are_typed_errors() {
+        let c = Config::small;
+        check_invalid(run(&Config { dim: 1, ..c() }, 1), "dim");
+        check_invalid(run(&Config { per_decade: 0, ..c() }, 1), "per_decade");
+        check_invalid(run(&Config { noise: 0.0, ..c() }, 1), "noise");
+        check_invalid(
+            run(
+                &Config {
+                    eps_min: -1e-20,
+                    ..c()
+                },
+                1,
+            ),
+            "eps_min",
+        );
+        check_invalid(
+            run(
+                &Config {
+                    eps_max: 1e-30,
+                    ..c()
+                },
+                1,
+            ),
+            "eps_max",
+        );
+        check_invalid(
+            run(
+                &Config {
+                    center: f64::INFINITY,
+                    ..c()
+                },
+                1,
+            ),
+            "center",
+        );
+        check_invalid(
+            run(
+                &Config {
+                    framework_eps: -1.0,
+                    ..c()
+                },
+                1,
+            ),
+            "framework_eps",
+        );
+    }
+}

@@ -264,3 +264,98 @@ pub fn run(cfg: &Config, seed: u64) -> Result<StudyResult, StudyError> {
         timings: vec![],
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::studies::testing::{check_determinism, check_invalid, check_shape, statement, value};
+
+    /// Asserts every claim of the study for one config and seed, with thresholds from
+    /// f64 rounding (D·ε·|y|) and the closed form var/(var+eps).
+    fn check(cfg: &Config, seed: u64) {
+        let r = run(cfg, seed).expect("runs");
+        check_shape(&r, ID);
+        let tol = cfg.dim as f64 * f64::EPSILON * 10.0;
+        let max_mean = value(&r, "max_abs_output_mean");
+        assert!(max_mean < tol, "mean {max_mean:e}");
+        assert!(value(&r, "max_variance_prediction_gap") < tol);
+        // Output variance is var/(var+eps) < 1: the eps shortfall is visible, and no
+        // larger than eps over the smallest plausible sample variance (half the smallest σ²).
+        let (lo, hi) = (value(&r, "min_output_variance"), value(&r, "max_output_variance"));
+        let (s_lo, s_hi) = cfg.std_range;
+        assert!(lo <= hi);
+        if cfg.eps > 0.0 {
+            assert!(hi < 1.0);
+            assert!(
+                1.0 - hi > cfg.eps / (4.0 * s_hi * s_hi),
+                "shortfall {:e}",
+                1.0 - hi
+            );
+            assert!(
+                1.0 - lo < cfg.eps / (0.5 * s_lo * s_lo),
+                "shortfall {:e}",
+                1.0 - lo
+            );
+        } else {
+            assert!((hi - 1.0).abs() < tol && (lo - 1.0).abs() < tol, "{lo} {hi}");
+        }
+        // Statements are written from the values.
+        assert!(statement(&r, "max_abs_output_mean").contains(&g(max_mean)));
+        assert!(statement(&r, "min_output_variance").contains(&sig(lo, 7)));
+        // The per-sample std panel sits at √(var/(var+eps)) ≈ 1 for the output.
+        let PanelContent::Scatter { series, .. } = &r.figure.panels[3].content else {
+            panic!("panel 3 is a scatter");
+        };
+        let bound = cfg.eps / (0.5 * s_lo * s_lo) + tol;
+        assert!(series[1].y.iter().all(|s| (s - 1.0).abs() < bound));
+    }
+
+    #[test]
+    fn claims_hold_on_small_configs() {
+        for seed in [42, 7, 2026] {
+            check(&Config::small(), seed);
+        }
+        check(
+            &Config {
+                eps: 0.0,
+                ..Config::small()
+            },
+            1,
+        );
+    }
+
+    #[test]
+    fn deterministic_per_seed() {
+        check_determinism(|s| run(&Config::small(), s));
+    }
+
+    #[test]
+    fn bad_configs_are_typed_errors() {
+        let c = Config::small;
+        check_invalid(run(&Config { samples: 0, ..c() }, 1), "samples");
+        check_invalid(run(&Config { dim: 1, ..c() }, 1), "dim");
+        check_invalid(run(&Config { bins: 0, ..c() }, 1), "bins");
+        check_invalid(run(&Config { eps: -1e-5, ..c() }, 1), "eps");
+        check_invalid(run(&Config { eps: f64::NAN, ..c() }, 1), "eps");
+        check_invalid(
+            run(
+                &Config {
+                    std_range: (0.0, 1.0),
+                    ..c()
+                },
+                1,
+            ),
+            "std_range",
+        );
+        check_invalid(
+            run(
+                &Config {
+                    mean_range: (2.0, 1.0),
+                    ..c()
+                },
+                1,
+            ),
+            "mean_range",
+        );
+    }
+}

@@ -564,3 +564,128 @@ fn time_kernels(cfg: &Config, seed: u64) -> Result<crate::Finding, StudyError> {
         ),
     ))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::studies::testing::{check_determinism, check_invalid, check_shape, statement, value};
+
+    /// Asserts every claim for one config and seed. Closed forms hold up to eps effects
+    /// of order eps/σ² (σ ≥ the smallest std) and f64 rounding (D·ε·|y|).
+    fn check(cfg: &Config, seed: u64) {
+        let r = run(cfg, seed).expect("runs");
+        check_shape(&r, ID);
+        let rounding = cfg.dim.max(cfg.sweep_dim) as f64 * f64::EPSILON * 10.0;
+        let eps_effect = 10.0 * cfg.eps / (cfg.std_range.0 * cfg.std_range.0);
+
+        // Activation-like input: |mean|/std ≤ 0.2 (+ sampling) keeps r ≥ 0.95.
+        let r_act = value(&r, "pearson_r_activation_like");
+        assert!((0.95..=1.0).contains(&r_act), "r = {r_act}");
+        assert!(statement(&r, "pearson_r_activation_like").contains("highly correlated"));
+        assert!(value(&r, "pearson_r_prediction_gap") < 1e-10);
+        assert!(value(&r, "identity_max_diff") < rounding);
+
+        // Means as large as the spread: r = 1/√2, and not called "highly".
+        let k = cfg.contrast_ratio;
+        let rc = value(&r, "pearson_r_contrast");
+        assert!((rc - 1.0 / (1.0 + k * k).sqrt()).abs() < eps_effect, "r = {rc}");
+        assert!(!statement(&r, "pearson_r_contrast").contains("highly"));
+
+        // The sweep follows both closed forms; r falls and the gap grows with k.
+        assert!(value(&r, "sweep_r_max_deviation") < eps_effect);
+        assert!(value(&r, "sweep_gap_max_deviation") < eps_effect);
+        let PanelContent::Lines { series, .. } = &r.figure.panels[2].content else {
+            panic!("panel 2 is lines");
+        };
+        let (rs, gaps) = (&series[0].y, &series[2].y);
+        assert!(rs.windows(2).all(|w| w[1] < w[0]), "r falls: {rs:?}");
+        assert!(gaps.windows(2).all(|w| w[1] > w[0]), "gap grows: {gaps:?}");
+
+        // The timing is kept apart and never serialized.
+        assert_eq!(r.timings.len(), 1);
+        assert!(r.timings[0].value.is_finite() && r.timings[0].value > 0.0);
+        assert!(r.findings.iter().all(|f| f.name != "rms_over_ln_time"));
+        let json = serde_json::to_string(&r).expect("serializes");
+        assert!(!json.contains("rms_over_ln_time"));
+    }
+
+    #[test]
+    fn claims_hold_on_small_configs() {
+        for seed in [42, 7] {
+            check(&Config::small(), seed);
+        }
+    }
+
+    #[test]
+    fn sign_balanced_batches_have_exact_ratio() {
+        let mut rng = study_rng(3, "test");
+        let x = controlled_batch(&mut rng, 4, 32, 1.5, (0.5, 2.0));
+        for row in row_stats(&x, 32) {
+            assert!((row.mean.abs() / row.std() - 1.5).abs() < 1e-12);
+        }
+    }
+
+    #[test]
+    fn deterministic_per_seed() {
+        check_determinism(|s| run(&Config::small(), s));
+    }
+
+    #[test]
+    fn bad_configs_are_typed_errors() {
+        let c = Config::small;
+        check_invalid(run(&Config { samples: 0, ..c() }, 1), "samples");
+        check_invalid(run(&Config { dim: 1, ..c() }, 1), "dim");
+        check_invalid(run(&Config { sweep_dim: 0, ..c() }, 1), "sweep_dim");
+        check_invalid(
+            run(
+                &Config {
+                    sweep_samples: 1,
+                    ..c()
+                },
+                1,
+            ),
+            "sweep_samples",
+        );
+        check_invalid(
+            run(
+                &Config {
+                    sweep_ratios: vec![],
+                    ..c()
+                },
+                1,
+            ),
+            "sweep_ratios",
+        );
+        check_invalid(
+            run(
+                &Config {
+                    sweep_ratios: vec![0.5, -1.0],
+                    ..c()
+                },
+                1,
+            ),
+            "sweep_ratios",
+        );
+        check_invalid(
+            run(
+                &Config {
+                    timing_reps: 0,
+                    ..c()
+                },
+                1,
+            ),
+            "timing_reps",
+        );
+        check_invalid(run(&Config { eps: -1e-5, ..c() }, 1), "eps");
+        check_invalid(
+            run(
+                &Config {
+                    contrast_ratio: f64::NAN,
+                    ..c()
+                },
+                1,
+            ),
+            "contrast_ratio",
+        );
+    }
+}

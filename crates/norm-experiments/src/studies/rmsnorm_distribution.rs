@@ -273,3 +273,102 @@ pub fn run(cfg: &Config, seed: u64) -> Result<StudyResult, StudyError> {
         timings: vec![],
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::studies::testing::{check_determinism, check_invalid, check_shape, statement, value};
+
+    /// Asserts every claim for one config and seed. The eps effects are bounded by
+    /// eps/(2·ms) with ms ≥ σ²/2 for the smallest σ (a sample variance below half of σ²
+    /// is many standard errors away at D ≥ 64).
+    fn check(cfg: &Config, seed: u64) {
+        let r = run(cfg, seed).expect("runs");
+        check_shape(&r, ID);
+        let tol = cfg.dim as f64 * f64::EPSILON * 10.0;
+        let ms_min = 0.5 * cfg.std_range.0 * cfg.std_range.0;
+        let eps_effect = cfg.eps / (2.0 * ms_min);
+        let rms_dev = value(&r, "max_abs_rms_minus_one");
+        assert!(rms_dev <= eps_effect + tol, "{rms_dev:e}");
+        assert!(value(&r, "rms_prediction_gap") < tol);
+        assert!(value(&r, "mean_prediction_gap") <= eps_effect + tol);
+        // The mean is kept: samples with |μ| > σ exist in this input, whose output mean
+        // μ/√(μ²+σ²) exceeds 1/√2.
+        assert!(value(&r, "max_abs_output_mean") > 0.5);
+        assert!(statement(&r, "max_abs_rms_minus_one").contains(&g(rms_dev)));
+        // Per-sample output RMS is below 1 (eps) but within the eps effect.
+        let PanelContent::Scatter { series, .. } = &r.figure.panels[2].content else {
+            panic!("panel 2 is a scatter");
+        };
+        assert!(
+            series[1]
+                .y
+                .iter()
+                .all(|v| *v <= 1.0 + tol && 1.0 - v <= eps_effect + tol)
+        );
+        // The prediction panel: every point on y = x within the eps effect.
+        let PanelContent::Scatter { series, .. } = &r.figure.panels[3].content else {
+            panic!("panel 3 is a scatter");
+        };
+        let pts = &series[0];
+        assert_eq!(pts.x.len(), cfg.samples);
+        assert!(
+            pts.x
+                .iter()
+                .zip(&pts.y)
+                .all(|(p, m)| (p - m).abs() <= eps_effect + tol)
+        );
+    }
+
+    #[test]
+    fn claims_hold_on_small_configs() {
+        for seed in [42, 7, 2026] {
+            check(&Config::small(), seed);
+        }
+    }
+
+    #[test]
+    fn without_eps_the_closed_forms_are_exact() {
+        let cfg = Config {
+            eps: 0.0,
+            ..Config::small()
+        };
+        let r = run(&cfg, 5).expect("runs");
+        let tol = cfg.dim as f64 * f64::EPSILON * 10.0;
+        assert!(value(&r, "max_abs_rms_minus_one") < tol);
+        assert!(value(&r, "mean_prediction_gap") < tol);
+    }
+
+    #[test]
+    fn deterministic_per_seed() {
+        check_determinism(|s| run(&Config::small(), s));
+    }
+
+    #[test]
+    fn bad_configs_are_typed_errors() {
+        let c = Config::small;
+        check_invalid(run(&Config { samples: 0, ..c() }, 1), "samples");
+        check_invalid(run(&Config { dim: 0, ..c() }, 1), "dim");
+        check_invalid(run(&Config { eps: -1.0, ..c() }, 1), "eps");
+        check_invalid(
+            run(
+                &Config {
+                    std_range: (-1.0, 1.0),
+                    ..c()
+                },
+                1,
+            ),
+            "std_range",
+        );
+        check_invalid(
+            run(
+                &Config {
+                    mean_range: (0.0, f64::INFINITY),
+                    ..c()
+                },
+                1,
+            ),
+            "mean_range",
+        );
+    }
+}

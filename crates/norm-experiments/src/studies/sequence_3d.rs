@@ -491,3 +491,121 @@ pub fn run(cfg: &Config, seed: u64) -> Result<StudyResult, StudyError> {
         timings: vec![],
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::studies::testing::{check_determinism, check_invalid, check_shape, value};
+
+    fn heat(r: &StudyResult, i: usize) -> &[f64] {
+        match &r.figure.panels[i].content {
+            PanelContent::Heatmap(h) => &h.values,
+            _ => panic!("panel {i} is a heatmap"),
+        }
+    }
+
+    /// Asserts every claim for one config and seed: exact batch independence for the
+    /// per-position norms, the closed forms var/(var+eps) and mean² + std² = ms/(ms+eps)
+    /// at every position, and BatchNorm's dependence on the batch.
+    fn check(cfg: &Config, seed: u64) {
+        let r = run(cfg, seed).expect("runs");
+        check_shape(&r, ID);
+        assert_eq!(value(&r, "alone_vs_batch_max_diff"), 0.0);
+        assert_eq!(value(&r, "norm_change_when_batch_changes"), 0.0);
+        // Redrawing 3 of 4 sequences moves each feature's batch mean by O(σ/√(B·L)):
+        // far above rounding.
+        assert!(value(&r, "batchnorm_change_when_batch_changes") > 1e-3);
+        // Positions span a 16× scale range; BatchNorm keeps them unequal.
+        assert!(value(&r, "batchnorm_position_std_spread") > 2.0);
+
+        let tol = cfg.dim as f64 * f64::EPSILON * 100.0;
+        let (in_mean, in_std) = (heat(&r, 0), heat(&r, 4));
+        let (ln_mean, ln_std) = (heat(&r, 1), heat(&r, 5));
+        let (rms_mean, rms_std) = (heat(&r, 2), heat(&r, 6));
+        for i in 0..in_mean.len() {
+            let v = in_std[i] * in_std[i];
+            let ms = in_mean[i] * in_mean[i] + v;
+            assert!(ln_mean[i].abs() < tol);
+            assert!((ln_std[i] - (v / (v + cfg.ln_eps)).sqrt()).abs() < tol);
+            let rms2 = rms_mean[i] * rms_mean[i] + rms_std[i] * rms_std[i];
+            assert!((rms2 - ms / (ms + cfg.rms_eps)).abs() < tol);
+            // RMSNorm keeps the mean: mean_out = mean_in / √(ms + eps).
+            assert!((rms_mean[i] - in_mean[i] / (ms + cfg.rms_eps).sqrt()).abs() < tol);
+        }
+    }
+
+    #[test]
+    fn claims_hold_on_small_configs() {
+        for seed in [42, 7, 2026] {
+            check(&Config::small(), seed);
+        }
+    }
+
+    #[test]
+    fn batch_norm_normalizes_each_feature_over_batch_and_positions() {
+        let x = Array3::from_shape_fn((3, 5, 4), |(b, l, d)| {
+            ((b * 31 + l * 7 + d * 3) % 11) as f64 * (d + 1) as f64 + d as f64
+        });
+        let y = batch_norm_train(&x.view(), 0.0);
+        for d in 0..4 {
+            let col: Vec<f64> = y.slice(s![.., .., d]).iter().copied().collect();
+            assert!(mean(&col).abs() < 1e-14);
+            assert!((crate::stats::variance(&col) - 1.0).abs() < 1e-12);
+        }
+    }
+
+    #[test]
+    fn deterministic_per_seed() {
+        check_determinism(|s| run(&Config::small(), s));
+    }
+
+    #[test]
+    fn bad_configs_are_typed_errors() {
+        let c = Config::small;
+        check_invalid(run(&Config { batch: 1, ..c() }, 1), "batch");
+        check_invalid(run(&Config { seq_len: 0, ..c() }, 1), "seq_len");
+        check_invalid(run(&Config { dim: 0, ..c() }, 1), "dim");
+        check_invalid(
+            run(
+                &Config {
+                    outlier_features: 40,
+                    ..c()
+                },
+                1,
+            ),
+            "outlier_features",
+        );
+        check_invalid(
+            run(
+                &Config {
+                    position_scale_range: (0.0, 4.0),
+                    ..c()
+                },
+                1,
+            ),
+            "position_scale_range",
+        );
+        check_invalid(run(&Config { ln_eps: -1.0, ..c() }, 1), "ln_eps");
+        check_invalid(
+            run(
+                &Config {
+                    rms_eps: f64::NAN,
+                    ..c()
+                },
+                1,
+            ),
+            "rms_eps",
+        );
+        check_invalid(run(&Config { bn_eps: -1.0, ..c() }, 1), "bn_eps");
+        check_invalid(
+            run(
+                &Config {
+                    offset_std: -0.1,
+                    ..c()
+                },
+                1,
+            ),
+            "offset_std",
+        );
+    }
+}
