@@ -1,0 +1,8 @@
+//! Integration tests of the forward kernels, one binary: fast kernels against their f64
+//! reference twins, numerical edge cases, mathematical properties, and every error.
+
+mod common;
+mod errors;
+mod numerics;
+mod properties;
+mod reference_match;
