@@ -22,17 +22,25 @@
 //! combined in block order, so they do not depend on how the rows are split.
 //! Derivations: `docs/math.md`, section "Backward".
 
+mod activation;
 mod error;
 mod gradcheck;
 mod kernels;
+mod linear;
+mod loss;
+mod mlp;
 mod norm_backward;
 mod norm_layer;
 mod params;
 pub mod reference;
 
+pub use activation::{Activation, ActivationCache};
 pub use error::GradError;
 pub use gradcheck::{GradCheck, GradChecker};
 pub use kernels::{REDUCTION_BLOCK_ROWS, layer_norm_backward_row, rms_norm_backward_row};
+pub use linear::{Init, Linear, LinearCache, LinearGrads};
+pub use loss::{mse_loss, softmax_cross_entropy, softmax_rows};
+pub use mlp::{Mlp, MlpCache, MlpConfig, MlpGrads, MlpLayer, MlpLayerCache, MlpLayerGrads};
 pub use norm_backward::{
     NormGrads, layer_norm_backward, layer_norm_backward_into, layer_norm_backward_slice, rms_norm_backward,
     rms_norm_backward_into, rms_norm_backward_slice,

@@ -83,7 +83,6 @@ pub fn l2_norm<F: Float>(a: ArrayViewD<'_, F>) -> f64 {
 }
 
 /// Joins a prefix and a child name with a dot (`"blocks.0"` + `"ffn"`).
-#[allow(dead_code)] // used by the composite layers
 pub(crate) fn join(prefix: &str, name: &str) -> String {
     if prefix.is_empty() {
         name.to_owned()

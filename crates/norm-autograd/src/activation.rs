@@ -1,0 +1,131 @@
+//! Elementwise activations (ReLU, tanh, GELU in its tanh form) with their derivatives.
+
+use ndarray::{Array, ArrayRef, Dimension, Zip};
+use norm_core::Float;
+
+use crate::GradError;
+
+/// An elementwise activation function.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Activation {
+    /// `y = x` (no activation).
+    Identity,
+    /// `y = max(x, 0)`; the derivative at 0 is taken as 0.
+    Relu,
+    /// `y = tanh(x)`.
+    Tanh,
+    /// GELU, tanh approximation (Hendrycks & Gimpel; GPT-2, BERT):
+    ///
+    /// ```text
+    /// y = ½·x·(1 + tanh(√(2/π)·(x + 0.044715·x³)))
+    /// ```
+    Gelu,
+}
+
+/// What an activation forward saves: its input.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ActivationCache<F, D: Dimension> {
+    /// The input.
+    pub x: Array<F, D>,
+}
+
+const GELU_C: f64 = 0.044_715;
+const SQRT_2_OVER_PI: f64 = 0.797_884_560_802_865_4;
+
+impl Activation {
+    /// A short name (`"relu"`, `"tanh"`, ...).
+    pub fn name(self) -> &'static str {
+        match self {
+            Activation::Identity => "identity",
+            Activation::Relu => "relu",
+            Activation::Tanh => "tanh",
+            Activation::Gelu => "gelu",
+        }
+    }
+
+    /// The activation of one value.
+    pub fn apply<F: Float>(self, x: F) -> F {
+        match self {
+            Activation::Identity => x,
+            Activation::Relu => x.max(F::zero()),
+            Activation::Tanh => x.tanh(),
+            Activation::Gelu => {
+                let (c, k) = (F::from_f64_round(GELU_C), F::from_f64_round(SQRT_2_OVER_PI));
+                let half = F::from_f64_round(0.5);
+                let u = k * (x + c * x * x * x);
+                half * x * (F::one() + u.tanh())
+            }
+        }
+    }
+
+    /// The derivative `dy/dx` at `x`.
+    ///
+    /// ```text
+    /// ReLU: [x > 0];  tanh: 1 − tanh²x;
+    /// GELU: ½(1 + tanh u) + ½x(1 − tanh²u)·√(2/π)(1 + 3·0.044715x²)
+    /// ```
+    pub fn derivative<F: Float>(self, x: F) -> F {
+        match self {
+            Activation::Identity => F::one(),
+            Activation::Relu => {
+                if x > F::zero() {
+                    F::one()
+                } else {
+                    F::zero()
+                }
+            }
+            Activation::Tanh => {
+                let t = x.tanh();
+                F::one() - t * t
+            }
+            Activation::Gelu => {
+                let (c, k) = (F::from_f64_round(GELU_C), F::from_f64_round(SQRT_2_OVER_PI));
+                let half = F::from_f64_round(0.5);
+                let three = F::from_f64_round(3.0);
+                let t = (k * (x + c * x * x * x)).tanh();
+                half * (F::one() + t) + half * x * (F::one() - t * t) * k * (F::one() + three * c * x * x)
+            }
+        }
+    }
+
+    /// Applies the activation elementwise; returns the output and the cache.
+    ///
+    /// # Example
+    /// ```
+    /// use ndarray::array;
+    /// use norm_autograd::Activation;
+    ///
+    /// let (y, cache) = Activation::Relu.forward(&array![-1.0, 2.0]);
+    /// assert_eq!(y, array![0.0, 2.0]);
+    /// let dx = Activation::Relu.backward(&cache, &array![5.0, 5.0])?;
+    /// assert_eq!(dx, array![0.0, 5.0]);
+    /// # Ok::<(), norm_autograd::GradError>(())
+    /// ```
+    pub fn forward<F: Float, D: Dimension>(self, x: &ArrayRef<F, D>) -> (Array<F, D>, ActivationCache<F, D>) {
+        (x.mapv(|v| self.apply(v)), ActivationCache { x: x.to_owned() })
+    }
+
+    /// `dx = dy ⊙ f'(x)`.
+    ///
+    /// # Errors
+    /// [`GradError::ShapeMismatch`] if `dy` is not shaped like the cached input.
+    pub fn backward<F: Float, D: Dimension>(
+        self,
+        cache: &ActivationCache<F, D>,
+        dy: &ArrayRef<F, D>,
+    ) -> Result<Array<F, D>, GradError> {
+        if dy.shape() != cache.x.shape() {
+            return Err(GradError::ShapeMismatch {
+                what: "dy",
+                expected: cache.x.shape().to_vec(),
+                got: dy.shape().to_vec(),
+            });
+        }
+        let mut dx = Array::zeros(cache.x.raw_dim());
+        Zip::from(&mut dx)
+            .and(&cache.x)
+            .and(dy)
+            .for_each(|o, &x, &g| *o = g * self.derivative(x));
+        Ok(dx)
+    }
+}
