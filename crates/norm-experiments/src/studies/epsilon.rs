@@ -227,12 +227,18 @@ pub fn run(cfg: &Config, seed: u64) -> Result<StudyResult, StudyError> {
     let ln_dev = max_abs(ln_std.iter().zip(&ln_pred).map(|(a, b)| (a - b) / b));
     let (rms_lo, rms_hi) = min_max(rms_std.iter().copied());
 
-    // Where LN's output std halves: bracket from the sweep, refine by bisection.
+    // Where LN's output std halves: bracket from the sweep (widened around var(x) when
+    // the sweep does not straddle the crossing), check the bracket, refine by bisection.
     let below = ln_std.iter().position(|&s| s <= 0.5);
-    let eps_half = match below {
-        Some(i) if i > 0 => eps_at_std(&x, 0.5, eps_grid[i - 1], eps_grid[i])?,
-        Some(_) => eps_at_std(&x, 0.5, cfg.eps_min * 1e-10, cfg.eps_min)?,
-        None => f64::NAN,
+    let lo = match below {
+        Some(i) if i > 0 => eps_grid[i - 1],
+        _ => var * 1e-6,
+    };
+    let hi = below.map_or(var * 1e6, |i| eps_grid[i]);
+    let eps_half = if std_dev(&ln(&x, lo)?) > 0.5 && std_dev(&ln(&x, hi)?) <= 0.5 {
+        eps_at_std(&x, 0.5, lo, hi)?
+    } else {
+        f64::NAN
     };
     let framework_std = std_dev(&ln(&x, cfg.framework_eps)?);
 
