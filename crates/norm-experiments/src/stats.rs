@@ -16,7 +16,7 @@ pub(crate) fn mean(x: &[f64]) -> f64 {
     x.iter().sum::<f64>() / x.len() as f64
 }
 
-/// Population variance by two passes (never E[x²] − E[x]²); 0 for an empty slice.
+/// Population variance by two passes (never `E[x²] − E[x]²`); 0 for an empty slice.
 ///
 /// ```text
 /// var = (1/n) Σ (x_i − mean)²

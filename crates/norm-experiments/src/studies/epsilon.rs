@@ -3,7 +3,7 @@
 //! deviation and blows it up to unit variance; as eps passes var(x) the output shrinks
 //! to 0, following √(var/(var+eps)) and halving at eps = 3·var(x). RMSNorm is untouched
 //! (it divides by the RMS ≈ 5, not by the spread). Also: eps = 0 on an exactly constant
-//! row gives 0/0 = NaN, and the one-pass variance E[x²] − E[x]² fails on this row where
+//! row gives 0/0 = NaN, and the one-pass variance `E[x²] − E[x]²` fails on this row where
 //! two passes do not (both against the exact variance in double-double arithmetic).
 
 use norm_core::{LayerNorm, RmsNorm};
