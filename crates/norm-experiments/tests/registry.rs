@@ -44,3 +44,21 @@ fn every_study_runs_small_with_one_summary_finding() {
         assert!(r.findings.iter().all(|f| !f.statement.is_empty()), "{}", s.id);
     }
 }
+
+/// Same bytes on one thread and on two: the kernels split large batches across the
+/// rayon pool, and the full-size LayerNorm study (1000 × 512 f64) is large enough to.
+#[test]
+fn results_do_not_depend_on_the_thread_count() {
+    for id in ["layernorm-distribution", "sequence-3d"] {
+        let Some(study) = find(id) else { continue };
+        let json = |threads: usize| {
+            let pool = rayon::ThreadPoolBuilder::new()
+                .num_threads(threads)
+                .build()
+                .expect("thread pool");
+            let r = pool.install(|| (study.run)(42, Size::Full)).expect("runs");
+            serde_json::to_string(&r).expect("serializes")
+        };
+        assert_eq!(json(1), json(2), "{id}");
+    }
+}

@@ -347,7 +347,7 @@ pub fn run(cfg: &Config, seed: u64) -> Result<StudyResult, StudyError> {
             "",
             format!(
                 "After RMSNorm every position has RMS 1 within {}, but keeps its mean: \
-                 per-position means span [{}, {}] and stds [{}, {}] (mean² + std² = 1).",
+                 per-position means span [{}, {}] and stds [{}, {}] (mean² + std² = RMS² ≈ 1).",
                 g(rms_dev),
                 sig(rm_lo, 3),
                 sig(rm_hi, 3),
