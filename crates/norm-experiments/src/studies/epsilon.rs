@@ -302,10 +302,19 @@ pub fn run(cfg: &Config, seed: u64) -> Result<StudyResult, StudyError> {
             framework_std,
             "",
             format!(
-                "At eps = {} (PyTorch's LayerNorm default) the output std of this row is {}: \
-                 the noise is suppressed, not amplified.",
+                "At eps = {}{} the output std of this row is {}: the noise is {}.",
                 g(cfg.framework_eps),
-                g(framework_std)
+                if cfg.framework_eps == 1e-5 {
+                    " (PyTorch's LayerNorm default)"
+                } else {
+                    ""
+                },
+                g(framework_std),
+                if framework_std < 0.5 {
+                    "suppressed, not amplified"
+                } else {
+                    "still amplified"
+                }
             ),
         ),
         finding(
