@@ -20,4 +20,7 @@ pub enum StudyError {
     /// A norm kernel refused its input.
     #[error(transparent)]
     Norm(#[from] norm_core::NormError),
+    /// A layer or backward pass of `norm-autograd` refused its input (studies 5-7).
+    #[error(transparent)]
+    Grad(#[from] norm_autograd::GradError),
 }

@@ -73,6 +73,7 @@ static STUDIES: &[Study] = &[
     studies::rmsnorm_distribution::STUDY,
     studies::layernorm_vs_rmsnorm::STUDY,
     studies::epsilon::STUDY,
-    // learnable-affine, gradient-flow and pre-vs-post-norm go here, in that order.
+    studies::learnable_affine::STUDY,
+    // gradient-flow and pre-vs-post-norm go here, in that order.
     studies::sequence_3d::STUDY,
 ];

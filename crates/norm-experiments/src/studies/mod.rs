@@ -12,6 +12,7 @@ use crate::result::{Finding, ScatterSeries};
 pub mod epsilon;
 pub mod layernorm_distribution;
 pub mod layernorm_vs_rmsnorm;
+pub mod learnable_affine;
 pub mod rmsnorm_distribution;
 pub mod sequence_3d;
 
@@ -225,7 +226,8 @@ pub(crate) mod testing {
         assert!(r.figure.columns >= 1 && !r.figure.panels.is_empty());
         for p in &r.figure.panels {
             assert!(!p.title.is_empty());
-            assert!(!p.x_label.is_empty() && !p.y_label.is_empty(), "{}", p.title);
+            let diagram = matches!(p.content, PanelContent::Diagram(_));
+            assert!(diagram || (!p.x_label.is_empty() && !p.y_label.is_empty()), "{}", p.title);
             match &p.content {
                 PanelContent::Histogram { series, overlays } => {
                     for h in series {
