@@ -620,21 +620,30 @@ fn layer_norm_row_rescue<F: Float>(
         let m = x.iter().map(|v| v.to_f64_exact()).sum::<f64>() / d;
         return (F::from_f64_round(m), nan);
     }
-    let a = x.iter().fold(0.0f64, |a, v| a.max(v.to_f64_exact().abs()));
-    let mean = if a == 0.0 {
+    // Shift by the row's first value, as the fast path does, unless a difference
+    // overflows (|x| near f64::MAX): the mean's error then scales with the spread, not
+    // with the offset (f64 rows like 1e200 + 1e192·N(0, 1) land here).
+    let x0 = x[0].to_f64_exact();
+    let shift = if x.iter().all(|v| (v.to_f64_exact() - x0).is_finite()) {
+        x0
+    } else {
+        0.0
+    };
+    let dev = |v: F| v.to_f64_exact() - shift;
+    let a = x.iter().fold(0.0f64, |a, &v| a.max(dev(v).abs()));
+    let m = if a == 0.0 {
         0.0
     } else {
-        a * (x.iter().map(|v| v.to_f64_exact() / a).sum::<f64>() / d)
+        a * (x.iter().map(|&v| dev(v) / a).sum::<f64>() / d)
     };
-    let s = x
-        .iter()
-        .fold(0.0f64, |s, v| s.max((v.to_f64_exact() - mean).abs()));
+    let mean = shift + m;
+    let s = x.iter().fold(0.0f64, |s, &v| s.max((dev(v) - m).abs()));
     let q = if s == 0.0 {
         0.0
     } else {
         x.iter()
-            .map(|v| {
-                let c = (v.to_f64_exact() - mean) / s;
+            .map(|&v| {
+                let c = (dev(v) - m) / s;
                 c * c
             })
             .sum::<f64>()
@@ -642,7 +651,7 @@ fn layer_norm_row_rescue<F: Float>(
     };
     let rstd = scaled_rsqrt(s, q, eps);
     for (i, o) in out.iter_mut().enumerate() {
-        let c = x[i].to_f64_exact() - mean;
+        let c = dev(x[i]) - m;
         // 0 * inf = NaN for a constant row with eps = 0 (documented).
         let y = if s == 0.0 && rstd.is_infinite() {
             f64::NAN
