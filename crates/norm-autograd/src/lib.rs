@@ -23,7 +23,9 @@
 //! Derivations: `docs/math.md`, section "Backward".
 
 mod activation;
+mod attention;
 mod error;
+mod ffn;
 mod gradcheck;
 mod kernels;
 mod linear;
@@ -33,9 +35,12 @@ mod norm_backward;
 mod norm_layer;
 mod params;
 pub mod reference;
+mod transformer;
 
 pub use activation::{Activation, ActivationCache};
+pub use attention::{AttentionCache, AttentionGrads, MultiHeadAttention};
 pub use error::GradError;
+pub use ffn::{FeedForward, FeedForwardCache, FeedForwardGrads};
 pub use gradcheck::{GradCheck, GradChecker};
 pub use kernels::{REDUCTION_BLOCK_ROWS, layer_norm_backward_row, rms_norm_backward_row};
 pub use linear::{Init, Linear, LinearCache, LinearGrads};
@@ -47,6 +52,10 @@ pub use norm_backward::{
 };
 pub use norm_layer::{Norm, NormCache, NormKind, NormStats};
 pub use params::{Gradients, Module, l2_norm, sgd_step};
+pub use transformer::{
+    BlockCache, BlockConfig, BlockGrads, Placement, StackCache, StackConfig, StackGrads, TransformerBlock,
+    TransformerStack,
+};
 
 #[doc(hidden)]
 pub mod __private {

@@ -83,7 +83,6 @@ pub fn softmax_rows<F: Float>(s: &ArrayRef2<F>) -> Array2<F> {
 /// ```text
 /// ds = p ⊙ (dp − Σ_j dp_j·p_j)        per row
 /// ```
-#[allow(dead_code)] // used by the attention layer
 pub(crate) fn softmax_rows_backward<F: Float>(p: &ArrayRef2<F>, dp: &ArrayRef2<F>) -> Array2<F> {
     let mut ds = Array2::zeros(p.raw_dim());
     for ((mut o, pr), dr) in ds.rows_mut().into_iter().zip(p.rows()).zip(dp.rows()) {

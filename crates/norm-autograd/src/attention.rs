@@ -1,0 +1,311 @@
+//! `MultiHeadAttention<F>`: softmax(QKᵀ/√d_head)·V self-attention over `(B, L, D)`
+//! sequences, with an optional causal mask, an output projection, and its full backward
+//! (the softmax backward in the stable `p ⊙ (dp − Σ dp·p)` form).
+
+use ndarray::{Array2, Array3, Array4, ArrayRef3, ArrayViewD, ArrayViewMutD, Axis, s};
+use norm_core::Float;
+use rand::Rng;
+
+use crate::linear::matmul;
+use crate::loss::{softmax_rows, softmax_rows_backward};
+use crate::params::join;
+use crate::{GradError, Gradients, Init, Linear, LinearCache, LinearGrads, Module};
+
+/// Multi-head self-attention.
+///
+/// ```text
+/// Q = xW_q + b_q,  K = xW_k + b_k,  V = xW_v + b_v          (per sequence, (L, D))
+/// head h:  S = Q_h K_hᵀ / √d_head  (causal: S_ij = −∞ for j > i),  P = softmax(S),  O_h = P V_h
+/// y = concat_h(O_h) W_o + b_o
+/// ```
+///
+/// Parameters: `q.weight`, `q.bias`, `k.*`, `v.*`, `o.*`.
+///
+/// # Example
+/// ```
+/// use ndarray::Array3;
+/// use rand::SeedableRng;
+/// use norm_autograd::{Init, MultiHeadAttention};
+///
+/// let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(0);
+/// let init = Init::XavierUniform { gain: 1.0 };
+/// let attn = MultiHeadAttention::<f64>::new(8, 2, true, init, init, &mut rng)?;
+/// let x = Array3::<f64>::from_shape_fn((2, 5, 8), |(b, l, d)| ((b * 40 + l * 8 + d) as f64).cos());
+/// let (y, cache) = attn.forward(&x)?;
+/// // Causal: the first position attends only to itself.
+/// assert!((cache.probs()[[0, 0, 0, 0]] - 1.0).abs() < 1e-15);
+/// let (dx, grads) = attn.backward(&cache, &y)?;
+/// assert_eq!(dx.dim(), (2, 5, 8));
+/// # let _ = grads;
+/// # Ok::<(), norm_autograd::GradError>(())
+/// ```
+#[derive(Debug, Clone, PartialEq)]
+pub struct MultiHeadAttention<F> {
+    /// Query projection `(D, D)`.
+    pub q: Linear<F>,
+    /// Key projection `(D, D)`.
+    pub k: Linear<F>,
+    /// Value projection `(D, D)`.
+    pub v: Linear<F>,
+    /// Output projection `(D, D)`.
+    pub o: Linear<F>,
+    n_heads: usize,
+    causal: bool,
+}
+
+/// What [`MultiHeadAttention::forward`] saves.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AttentionCache<F> {
+    q_cache: LinearCache<F>,
+    k_cache: LinearCache<F>,
+    v_cache: LinearCache<F>,
+    o_cache: LinearCache<F>,
+    q: Array2<F>,
+    k: Array2<F>,
+    v: Array2<F>,
+    probs: Array4<F>,
+}
+
+impl<F> AttentionCache<F> {
+    /// The attention probabilities, `(B, heads, L, L)`; row `i` of a head is what
+    /// position `i` attends to.
+    pub fn probs(&self) -> &Array4<F> {
+        &self.probs
+    }
+}
+
+/// Gradients of a [`MultiHeadAttention`]'s parameters.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AttentionGrads<F> {
+    /// Of the query projection.
+    pub q: LinearGrads<F>,
+    /// Of the key projection.
+    pub k: LinearGrads<F>,
+    /// Of the value projection.
+    pub v: LinearGrads<F>,
+    /// Of the output projection.
+    pub o: LinearGrads<F>,
+}
+
+/// `(B, L, D)` → `(B·L, D)` in row-major order (a copy only when `x` is not in
+/// standard layout).
+pub(crate) fn flatten3<F: Float>(x: &ArrayRef3<F>) -> Result<Array2<F>, GradError> {
+    let (b, l, d) = x.dim();
+    x.to_shape((b * l, d))
+        .map(|c| c.into_owned())
+        .map_err(|_| GradError::ShapeMismatch {
+            what: "activations",
+            expected: vec![b * l, d],
+            got: vec![b, l, d],
+        })
+}
+
+/// `(B·L, D)` → `(B, L, D)`.
+pub(crate) fn unflatten3<F: Float>(x: Array2<F>, b: usize, l: usize) -> Result<Array3<F>, GradError> {
+    let d = x.ncols();
+    let got = x.shape().to_vec();
+    let x = x.as_standard_layout().into_owned();
+    x.into_shape_with_order((b, l, d))
+        .map_err(|_| GradError::ShapeMismatch {
+            what: "activations",
+            expected: vec![b * l, d],
+            got,
+        })
+}
+
+impl<F: Float> MultiHeadAttention<F> {
+    /// Attention over `d_model` features with `n_heads` heads (bias in every projection).
+    /// `qk_init` initializes the query and key projections, `vo_init` the value and output
+    /// projections (DeepNorm scales only the latter).
+    ///
+    /// # Errors
+    /// [`GradError::ZeroSize`] for a zero width or head count;
+    /// [`GradError::HeadsDontDivide`] if `n_heads` does not divide `d_model`; the errors of
+    /// [`Init::sample`].
+    pub fn new<R: Rng + ?Sized>(
+        d_model: usize,
+        n_heads: usize,
+        causal: bool,
+        qk_init: Init,
+        vo_init: Init,
+        rng: &mut R,
+    ) -> Result<Self, GradError> {
+        if d_model == 0 {
+            return Err(GradError::ZeroSize { what: "d_model" });
+        }
+        if n_heads == 0 {
+            return Err(GradError::ZeroSize { what: "n_heads" });
+        }
+        if d_model % n_heads != 0 {
+            return Err(GradError::HeadsDontDivide { d_model, n_heads });
+        }
+        Ok(Self {
+            q: Linear::new(d_model, d_model, true, qk_init, rng)?,
+            k: Linear::new(d_model, d_model, true, qk_init, rng)?,
+            v: Linear::new(d_model, d_model, true, vo_init, rng)?,
+            o: Linear::new(d_model, d_model, true, vo_init, rng)?,
+            n_heads,
+            causal,
+        })
+    }
+
+    /// Model width.
+    pub fn d_model(&self) -> usize {
+        self.q.in_dim()
+    }
+
+    /// Number of heads.
+    pub fn n_heads(&self) -> usize {
+        self.n_heads
+    }
+
+    /// Whether position `i` attends only to positions `≤ i`.
+    pub fn causal(&self) -> bool {
+        self.causal
+    }
+
+    fn check_x(&self, what: &'static str, x: &ArrayRef3<F>) -> Result<(), GradError> {
+        let (b, l, d) = x.dim();
+        if d != self.d_model() {
+            return Err(GradError::ShapeMismatch {
+                what,
+                expected: vec![b, l, self.d_model()],
+                got: vec![b, l, d],
+            });
+        }
+        Ok(())
+    }
+
+    /// Self-attention of each sequence in `x` (`(B, L, D)`).
+    ///
+    /// # Errors
+    /// [`GradError::ShapeMismatch`] if the last axis is not `d_model`.
+    pub fn forward(&self, x: &ArrayRef3<F>) -> Result<(Array3<F>, AttentionCache<F>), GradError> {
+        self.check_x("x", x)?;
+        let (b, l, d) = x.dim();
+        let x2 = flatten3(x)?;
+        let (q, q_cache) = self.q.forward(&x2)?;
+        let (k, k_cache) = self.k.forward(&x2)?;
+        let (v, v_cache) = self.v.forward(&x2)?;
+        let dh = d / self.n_heads;
+        let scale = F::one() / F::from_usize(dh).unwrap_or_else(F::one).sqrt();
+        let mut probs = Array4::zeros((b, self.n_heads, l, l));
+        let mut concat = Array2::zeros((b * l, d));
+        for bi in 0..b {
+            for h in 0..self.n_heads {
+                let (rows, cols) = (bi * l..(bi + 1) * l, h * dh..(h + 1) * dh);
+                let qh = q.slice(s![rows.clone(), cols.clone()]);
+                let kh = k.slice(s![rows.clone(), cols.clone()]);
+                let vh = v.slice(s![rows.clone(), cols.clone()]);
+                let mut sc = matmul("Q·Kᵀ", &qh, &kh.t())?;
+                sc.mapv_inplace(|e| e * scale);
+                if self.causal {
+                    for ((i, j), e) in sc.indexed_iter_mut() {
+                        if j > i {
+                            *e = F::neg_infinity();
+                        }
+                    }
+                }
+                let p = softmax_rows(&sc);
+                let oh = matmul("P·V", &p, &vh)?;
+                concat.slice_mut(s![rows, cols]).assign(&oh);
+                probs.slice_mut(s![bi, h, .., ..]).assign(&p);
+            }
+        }
+        let (y, o_cache) = self.o.forward(&concat)?;
+        let cache = AttentionCache {
+            q_cache,
+            k_cache,
+            v_cache,
+            o_cache,
+            q,
+            k,
+            v,
+            probs,
+        };
+        Ok((unflatten3(y, b, l)?, cache))
+    }
+
+    /// Backward of [`forward`](Self::forward) from `dy` (`(B, L, D)`).
+    ///
+    /// ```text
+    /// dV_h = Pᵀ dO_h,  dP = dO_h V_hᵀ,  dS = P ⊙ (dP − rowsum(dP ⊙ P)),
+    /// dQ_h = dS K_h / √d_head,  dK_h = dSᵀ Q_h / √d_head,  dx = Σ_{q,k,v} dproj · Wᵀ
+    /// ```
+    ///
+    /// # Errors
+    /// [`GradError::ShapeMismatch`] if `dy` does not match the cached forward.
+    pub fn backward(
+        &self,
+        cache: &AttentionCache<F>,
+        dy: &ArrayRef3<F>,
+    ) -> Result<(Array3<F>, AttentionGrads<F>), GradError> {
+        let (b, nh, l, _) = cache.probs.dim();
+        let d = self.d_model();
+        if dy.dim() != (b, l, d) || nh != self.n_heads {
+            return Err(GradError::ShapeMismatch {
+                what: "dy",
+                expected: vec![b, l, d],
+                got: dy.shape().to_vec(),
+            });
+        }
+        let (dconcat, o) = self.o.backward(&cache.o_cache, &flatten3(dy)?)?;
+        let dh = d / self.n_heads;
+        let scale = F::one() / F::from_usize(dh).unwrap_or_else(F::one).sqrt();
+        let mut dq = Array2::zeros((b * l, d));
+        let mut dk = Array2::zeros((b * l, d));
+        let mut dv = Array2::zeros((b * l, d));
+        for bi in 0..b {
+            for h in 0..self.n_heads {
+                let (rows, cols) = (bi * l..(bi + 1) * l, h * dh..(h + 1) * dh);
+                let qh = cache.q.slice(s![rows.clone(), cols.clone()]);
+                let kh = cache.k.slice(s![rows.clone(), cols.clone()]);
+                let vh = cache.v.slice(s![rows.clone(), cols.clone()]);
+                let doh = dconcat.slice(s![rows.clone(), cols.clone()]);
+                let p = cache.probs.index_axis(Axis(0), bi);
+                let p = p.index_axis(Axis(0), h);
+                let dp = matmul("dO·Vᵀ", &doh, &vh.t())?;
+                dv.slice_mut(s![rows.clone(), cols.clone()])
+                    .assign(&matmul("Pᵀ·dO", &p.t(), &doh)?);
+                let mut ds = softmax_rows_backward(&p, &dp);
+                ds.mapv_inplace(|e| e * scale);
+                dq.slice_mut(s![rows.clone(), cols.clone()])
+                    .assign(&matmul("dS·K", &ds, &kh)?);
+                dk.slice_mut(s![rows, cols])
+                    .assign(&matmul("dSᵀ·Q", &ds.t(), &qh)?);
+            }
+        }
+        let (dxq, q) = self.q.backward(&cache.q_cache, &dq)?;
+        let (dxk, k) = self.k.backward(&cache.k_cache, &dk)?;
+        let (dxv, v) = self.v.backward(&cache.v_cache, &dv)?;
+        let dx = dxq + dxk + dxv;
+        Ok((unflatten3(dx, b, l)?, AttentionGrads { q, k, v, o }))
+    }
+}
+
+impl<F: Float> Module<F> for MultiHeadAttention<F> {
+    fn visit_params(&self, f: &mut dyn FnMut(&str, ArrayViewD<'_, F>)) {
+        for (name, lin) in [("q", &self.q), ("k", &self.k), ("v", &self.v), ("o", &self.o)] {
+            lin.visit_params(&mut |n, v| f(&join(name, n), v));
+        }
+    }
+
+    fn visit_params_mut(&mut self, f: &mut dyn FnMut(&str, ArrayViewMutD<'_, F>)) {
+        for (name, lin) in [
+            ("q", &mut self.q),
+            ("k", &mut self.k),
+            ("v", &mut self.v),
+            ("o", &mut self.o),
+        ] {
+            lin.visit_params_mut(&mut |n, v| f(&join(name, n), v));
+        }
+    }
+}
+
+impl<F: Float> Gradients<F> for AttentionGrads<F> {
+    fn visit_grads(&self, f: &mut dyn FnMut(&str, ArrayViewD<'_, F>)) {
+        for (name, g) in [("q", &self.q), ("k", &self.k), ("v", &self.v), ("o", &self.o)] {
+            g.visit_grads(&mut |n, v| f(&join(name, n), v));
+        }
+    }
+}

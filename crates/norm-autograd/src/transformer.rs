@@ -1,0 +1,571 @@
+//! The transformer block with its norm placement as a parameter (Post-Norm, Pre-Norm,
+//! DeepNorm) and its norm kind as a parameter (LayerNorm, RmsNorm), and a stack of N
+//! blocks with an optional final norm, whose backward reports the gradient of the
+//! residual stream entering every block.
+
+use ndarray::{Array3, ArrayRef3, ArrayViewD, ArrayViewMutD, Ix3};
+use norm_core::Float;
+use rand::Rng;
+
+use crate::attention::AttentionCache;
+use crate::ffn::FeedForwardCache;
+use crate::params::join;
+use crate::{
+    Activation, AttentionGrads, FeedForward, FeedForwardGrads, GradError, Gradients, Init, Module,
+    MultiHeadAttention, Norm, NormCache, NormGrads, NormKind, l2_norm,
+};
+
+/// Where the norms sit relative to the residual connections.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Placement {
+    /// The original Transformer and BERT: normalize after each residual addition.
+    ///
+    /// ```text
+    /// h = Norm₁(x + Attn(x)),   y = Norm₂(h + FFN(h))
+    /// ```
+    PostNorm,
+    /// GPT-2, LLaMA, Mistral: normalize the sublayer input; the residual stream is never
+    /// normalized (a final norm usually follows the stack).
+    ///
+    /// ```text
+    /// h = x + Attn(Norm₁(x)),   y = h + FFN(Norm₂(h))
+    /// ```
+    PreNorm,
+    /// DeepNorm (Wang et al. 2022, "DeepNet"): Post-Norm with the residual scaled by
+    /// `alpha`, and the value, output-projection and feed-forward weights initialized with
+    /// their gain multiplied by `beta`.
+    ///
+    /// ```text
+    /// h = Norm₁(α·x + Attn(x)),   y = Norm₂(α·h + FFN(h))
+    /// ```
+    DeepNorm {
+        /// Residual scale α.
+        alpha: f64,
+        /// Initialization gain β.
+        beta: f64,
+    },
+}
+
+impl Placement {
+    /// DeepNorm's constants for an `n_layers`-block encoder-only (or decoder-only) stack,
+    /// from the DeepNet paper: `α = (2N)^(1/4)`, `β = (8N)^(−1/4)`.
+    ///
+    /// ```
+    /// let p = norm_autograd::Placement::deepnorm_for(12);
+    /// let norm_autograd::Placement::DeepNorm { alpha, beta } = p else { unreachable!() };
+    /// assert!((alpha - 24f64.powf(0.25)).abs() < 1e-15 && (beta - 96f64.powf(-0.25)).abs() < 1e-15);
+    /// ```
+    pub fn deepnorm_for(n_layers: usize) -> Placement {
+        let n = n_layers.max(1) as f64;
+        Placement::DeepNorm {
+            alpha: (2.0 * n).powf(0.25),
+            beta: (8.0 * n).powf(-0.25),
+        }
+    }
+
+    /// A short name (`"post-norm"`, `"pre-norm"`, `"deepnorm"`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Placement::PostNorm => "post-norm",
+            Placement::PreNorm => "pre-norm",
+            Placement::DeepNorm { .. } => "deepnorm",
+        }
+    }
+
+    /// The residual scale: α for DeepNorm, 1 otherwise.
+    pub fn alpha(self) -> f64 {
+        match self {
+            Placement::DeepNorm { alpha, .. } => alpha,
+            _ => 1.0,
+        }
+    }
+}
+
+/// The shape and options of a [`TransformerBlock`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct BlockConfig {
+    /// Model width D.
+    pub d_model: usize,
+    /// Attention heads (must divide D).
+    pub n_heads: usize,
+    /// Hidden width of the feed-forward network.
+    pub d_ff: usize,
+    /// Norm placement.
+    pub placement: Placement,
+    /// Norm kind of both norms (and the stack's final norm).
+    pub norm: NormKind,
+    /// Feed-forward activation.
+    pub activation: Activation,
+    /// Causal attention mask.
+    pub causal: bool,
+    /// Base initialization of every weight (DeepNorm multiplies the gain of the value,
+    /// output and feed-forward weights by β).
+    pub init: Init,
+}
+
+impl BlockConfig {
+    /// A block of width `d_model` with `n_heads` heads, a `4·d_model` ReLU feed-forward,
+    /// no mask, Xavier-normal init (gain 1), and the given placement and norm.
+    pub fn new(d_model: usize, n_heads: usize, placement: Placement, norm: NormKind) -> Self {
+        Self {
+            d_model,
+            n_heads,
+            d_ff: 4 * d_model,
+            placement,
+            norm,
+            activation: Activation::Relu,
+            causal: false,
+            init: Init::XavierNormal { gain: 1.0 },
+        }
+    }
+}
+
+/// One transformer block: self-attention and feed-forward sublayers with residual
+/// connections and two norms placed according to [`Placement`].
+///
+/// Parameters: `attn.{q,k,v,o}.{weight,bias}`, `ffn.{lin1,lin2}.{weight,bias}`,
+/// `norm1.*`, `norm2.*`.
+///
+/// # Example
+/// ```
+/// use ndarray::Array3;
+/// use rand::SeedableRng;
+/// use norm_autograd::{BlockConfig, NormKind, Placement, TransformerBlock};
+///
+/// let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(1);
+/// let block = TransformerBlock::<f64>::new(&BlockConfig::new(8, 2, Placement::PreNorm, NormKind::RmsNorm), &mut rng)?;
+/// let x = Array3::<f64>::from_shape_fn((1, 4, 8), |(_, l, d)| (l as f64 - d as f64) * 0.1);
+/// let (y, cache) = block.forward(&x)?;
+/// let (dx, grads) = block.backward(&cache, &y)?;
+/// assert_eq!(dx.dim(), x.dim());
+/// assert_eq!(grads.ffn.lin2.weight.dim(), (32, 8));
+/// # Ok::<(), norm_autograd::GradError>(())
+/// ```
+#[derive(Debug, Clone, PartialEq)]
+pub struct TransformerBlock<F: Float> {
+    /// Self-attention sublayer.
+    pub attn: MultiHeadAttention<F>,
+    /// Feed-forward sublayer.
+    pub ffn: FeedForward<F>,
+    /// The norm around the attention sublayer.
+    pub norm1: Norm<F>,
+    /// The norm around the feed-forward sublayer.
+    pub norm2: Norm<F>,
+    /// Norm placement.
+    pub placement: Placement,
+}
+
+/// What [`TransformerBlock::forward`] saves.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BlockCache<F> {
+    attn: AttentionCache<F>,
+    ffn: FeedForwardCache<F>,
+    norm1: NormCache<F, Ix3>,
+    norm2: NormCache<F, Ix3>,
+}
+
+/// Gradients of a [`TransformerBlock`]'s parameters.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BlockGrads<F> {
+    /// Of the attention.
+    pub attn: AttentionGrads<F>,
+    /// Of the feed-forward network (`ffn.lin2.weight` is the "second FFN weight").
+    pub ffn: FeedForwardGrads<F>,
+    /// Of the first norm.
+    pub norm1: NormGrads<F>,
+    /// Of the second norm.
+    pub norm2: NormGrads<F>,
+}
+
+impl<F: Float> TransformerBlock<F> {
+    /// Builds a block, drawing weights from `rng` (attention q, k, v, o, then the FFN).
+    ///
+    /// # Errors
+    /// [`GradError::HeadsDontDivide`], [`GradError::ZeroSize`], or the errors of
+    /// [`Init::sample`] (e.g. a negative DeepNorm β).
+    pub fn new<R: Rng + ?Sized>(config: &BlockConfig, rng: &mut R) -> Result<Self, GradError> {
+        let beta = match config.placement {
+            Placement::DeepNorm { alpha, beta } => {
+                if !(alpha.is_finite() && alpha > 0.0) {
+                    return Err(GradError::InvalidValue {
+                        what: "alpha",
+                        value: alpha,
+                    });
+                }
+                beta
+            }
+            _ => 1.0,
+        };
+        let scaled = config.init.scaled(beta);
+        Ok(Self {
+            attn: MultiHeadAttention::new(
+                config.d_model,
+                config.n_heads,
+                config.causal,
+                config.init,
+                scaled,
+                rng,
+            )?,
+            ffn: FeedForward::new(config.d_model, config.d_ff, config.activation, scaled, rng)?,
+            norm1: Norm::new(config.norm, config.d_model)?,
+            norm2: Norm::new(config.norm, config.d_model)?,
+            placement: config.placement,
+        })
+    }
+
+    /// Applies the block to `x` (`(B, L, D)`).
+    ///
+    /// # Errors
+    /// [`GradError::ShapeMismatch`] if the last axis is not `D`.
+    pub fn forward(&self, x: &ArrayRef3<F>) -> Result<(Array3<F>, BlockCache<F>), GradError> {
+        match self.placement {
+            Placement::PreNorm => {
+                let (n1, norm1) = self.norm1.forward(x)?;
+                let (a, attn) = self.attn.forward(&n1)?;
+                let mut h = a;
+                h.zip_mut_with(x, |a, &b| *a += b);
+                let (n2, norm2) = self.norm2.forward(&h)?;
+                let (f, ffn) = self.ffn.forward(&n2)?;
+                let y = f + &h;
+                Ok((
+                    y,
+                    BlockCache {
+                        attn,
+                        ffn,
+                        norm1,
+                        norm2,
+                    },
+                ))
+            }
+            Placement::PostNorm | Placement::DeepNorm { .. } => {
+                let alpha = F::from_f64_round(self.placement.alpha());
+                let (a, attn) = self.attn.forward(x)?;
+                let (h, norm1) = self.norm1.forward(&(x.mapv(|v| v * alpha) + a))?;
+                let (f, ffn) = self.ffn.forward(&h)?;
+                let (y, norm2) = self.norm2.forward(&(h.mapv(|v| v * alpha) + f))?;
+                Ok((
+                    y,
+                    BlockCache {
+                        attn,
+                        ffn,
+                        norm1,
+                        norm2,
+                    },
+                ))
+            }
+        }
+    }
+
+    /// Backward of [`forward`](Self::forward) from `dy`.
+    ///
+    /// ```text
+    /// Pre-Norm:  dh = dy + Norm₂ᵀ(FFNᵀ(dy)),        dx = dh + Norm₁ᵀ(Attnᵀ(dh))
+    /// Post/Deep: dz₂ = Norm₂ᵀ(dy), dh = α·dz₂ + FFNᵀ(dz₂),  dz₁ = Norm₁ᵀ(dh), dx = α·dz₁ + Attnᵀ(dz₁)
+    /// ```
+    ///
+    /// # Errors
+    /// [`GradError::ShapeMismatch`] if `dy` does not match the cached forward.
+    pub fn backward(
+        &self,
+        cache: &BlockCache<F>,
+        dy: &ArrayRef3<F>,
+    ) -> Result<(Array3<F>, BlockGrads<F>), GradError> {
+        match self.placement {
+            Placement::PreNorm => {
+                let (dn2, ffn) = self.ffn.backward(&cache.ffn, dy)?;
+                let (dh2, norm2) = self.norm2.backward(&cache.norm2, &dn2)?;
+                let dh = dh2 + dy;
+                let (dn1, attn) = self.attn.backward(&cache.attn, &dh)?;
+                let (dx1, norm1) = self.norm1.backward(&cache.norm1, &dn1)?;
+                let dx = dx1 + &dh;
+                Ok((
+                    dx,
+                    BlockGrads {
+                        attn,
+                        ffn,
+                        norm1,
+                        norm2,
+                    },
+                ))
+            }
+            Placement::PostNorm | Placement::DeepNorm { .. } => {
+                let alpha = F::from_f64_round(self.placement.alpha());
+                let (dz2, norm2) = self.norm2.backward(&cache.norm2, dy)?;
+                let (dhf, ffn) = self.ffn.backward(&cache.ffn, &dz2)?;
+                let dh = dz2.mapv(|v| v * alpha) + dhf;
+                let (dz1, norm1) = self.norm1.backward(&cache.norm1, &dh)?;
+                let (dxa, attn) = self.attn.backward(&cache.attn, &dz1)?;
+                let dx = dz1.mapv(|v| v * alpha) + dxa;
+                Ok((
+                    dx,
+                    BlockGrads {
+                        attn,
+                        ffn,
+                        norm1,
+                        norm2,
+                    },
+                ))
+            }
+        }
+    }
+}
+
+impl<F: Float> Module<F> for TransformerBlock<F> {
+    fn visit_params(&self, f: &mut dyn FnMut(&str, ArrayViewD<'_, F>)) {
+        self.attn.visit_params(&mut |n, v| f(&join("attn", n), v));
+        self.ffn.visit_params(&mut |n, v| f(&join("ffn", n), v));
+        self.norm1.visit_params(&mut |n, v| f(&join("norm1", n), v));
+        self.norm2.visit_params(&mut |n, v| f(&join("norm2", n), v));
+    }
+
+    fn visit_params_mut(&mut self, f: &mut dyn FnMut(&str, ArrayViewMutD<'_, F>)) {
+        self.attn.visit_params_mut(&mut |n, v| f(&join("attn", n), v));
+        self.ffn.visit_params_mut(&mut |n, v| f(&join("ffn", n), v));
+        self.norm1.visit_params_mut(&mut |n, v| f(&join("norm1", n), v));
+        self.norm2.visit_params_mut(&mut |n, v| f(&join("norm2", n), v));
+    }
+}
+
+impl<F: Float> Gradients<F> for BlockGrads<F> {
+    fn visit_grads(&self, f: &mut dyn FnMut(&str, ArrayViewD<'_, F>)) {
+        self.attn.visit_grads(&mut |n, v| f(&join("attn", n), v));
+        self.ffn.visit_grads(&mut |n, v| f(&join("ffn", n), v));
+        self.norm1.visit_grads(&mut |n, v| f(&join("norm1", n), v));
+        self.norm2.visit_grads(&mut |n, v| f(&join("norm2", n), v));
+    }
+}
+
+/// The shape and options of a [`TransformerStack`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct StackConfig {
+    /// Number of blocks N.
+    pub n_layers: usize,
+    /// Every block's configuration.
+    pub block: BlockConfig,
+    /// A norm (of the block's kind) after the last block, as in GPT-2 and LLaMA.
+    pub final_norm: bool,
+}
+
+impl StackConfig {
+    /// `n_layers` blocks of [`BlockConfig::new`]; DeepNorm placements get
+    /// [`Placement::deepnorm_for`]`(n_layers)`; a final norm for Pre-Norm only.
+    pub fn new(
+        n_layers: usize,
+        d_model: usize,
+        n_heads: usize,
+        placement: Placement,
+        norm: NormKind,
+    ) -> Self {
+        let placement = match placement {
+            Placement::DeepNorm { .. } => Placement::deepnorm_for(n_layers),
+            p => p,
+        };
+        Self {
+            n_layers,
+            block: BlockConfig::new(d_model, n_heads, placement, norm),
+            final_norm: matches!(placement, Placement::PreNorm),
+        }
+    }
+}
+
+/// N transformer blocks and an optional final norm.
+///
+/// Parameters: `blocks.{i}.…` (see [`TransformerBlock`]) and `final_norm.*`.
+///
+/// # Example
+/// ```
+/// use ndarray::Array3;
+/// use rand::SeedableRng;
+/// use norm_autograd::{NormKind, Placement, StackConfig, TransformerStack};
+///
+/// let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(7);
+/// let cfg = StackConfig::new(3, 8, 2, Placement::PostNorm, NormKind::LayerNorm);
+/// let stack = TransformerStack::<f64>::new(&cfg, &mut rng)?;
+/// let x = Array3::<f64>::from_shape_fn((2, 5, 8), |(b, l, d)| ((b + l * d) as f64).sin());
+/// let (y, cache) = stack.forward(&x)?;
+/// let (_, grads) = stack.backward(&cache, &y)?;
+/// assert_eq!(grads.d_residual.len(), 3);         // dL/dx entering each block
+/// assert_eq!(grads.ffn2_weight_norms().len(), 3); // ‖dL/dW₂‖ per block
+/// # Ok::<(), norm_autograd::GradError>(())
+/// ```
+#[derive(Debug, Clone, PartialEq)]
+pub struct TransformerStack<F: Float> {
+    /// The blocks, input side first.
+    pub blocks: Vec<TransformerBlock<F>>,
+    /// The final norm, if any.
+    pub final_norm: Option<Norm<F>>,
+}
+
+/// What [`TransformerStack::forward`] saves.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StackCache<F> {
+    blocks: Vec<BlockCache<F>>,
+    final_norm: Option<NormCache<F, Ix3>>,
+}
+
+/// Gradients of a [`TransformerStack`], plus the gradient of the residual stream.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StackGrads<F> {
+    /// Parameter gradients per block.
+    pub blocks: Vec<BlockGrads<F>>,
+    /// Of the final norm, if any.
+    pub final_norm: Option<NormGrads<F>>,
+    /// `dL/dx_l`: the gradient with respect to the residual stream entering block `l`
+    /// (`d_residual[0]` is the gradient with respect to the stack's input).
+    pub d_residual: Vec<Array3<F>>,
+}
+
+impl<F: Float> StackGrads<F> {
+    /// `‖dL/dW₂‖₂` per block: the Frobenius norm of the second feed-forward weight's
+    /// gradient (computed in f64).
+    pub fn ffn2_weight_norms(&self) -> Vec<f64> {
+        self.blocks
+            .iter()
+            .map(|b| l2_norm(b.ffn.lin2.weight.view().into_dyn()))
+            .collect()
+    }
+
+    /// `‖dL/dx_l‖₂` per block: the norm of the gradient of the residual stream entering
+    /// each block.
+    pub fn residual_grad_norms(&self) -> Vec<f64> {
+        self.d_residual
+            .iter()
+            .map(|g| l2_norm(g.view().into_dyn()))
+            .collect()
+    }
+}
+
+impl<F: Float> TransformerStack<F> {
+    /// Builds `n_layers` blocks (drawn from `rng` in order) and the final norm.
+    ///
+    /// # Errors
+    /// [`GradError::ZeroSize`] for zero layers; the errors of [`TransformerBlock::new`].
+    pub fn new<R: Rng + ?Sized>(config: &StackConfig, rng: &mut R) -> Result<Self, GradError> {
+        if config.n_layers == 0 {
+            return Err(GradError::ZeroSize { what: "n_layers" });
+        }
+        let blocks = (0..config.n_layers)
+            .map(|_| TransformerBlock::new(&config.block, rng))
+            .collect::<Result<Vec<_>, _>>()?;
+        let final_norm = if config.final_norm {
+            Some(Norm::new(config.block.norm, config.block.d_model)?)
+        } else {
+            None
+        };
+        Ok(Self { blocks, final_norm })
+    }
+
+    /// Runs `x` (`(B, L, D)`) through every block and the final norm.
+    ///
+    /// # Errors
+    /// [`GradError::ShapeMismatch`] if the last axis is not `D`.
+    pub fn forward(&self, x: &ArrayRef3<F>) -> Result<(Array3<F>, StackCache<F>), GradError> {
+        let mut h = x.to_owned();
+        let mut blocks = Vec::with_capacity(self.blocks.len());
+        for b in &self.blocks {
+            let (y, c) = b.forward(&h)?;
+            blocks.push(c);
+            h = y;
+        }
+        let final_norm = match &self.final_norm {
+            Some(n) => {
+                let (y, c) = n.forward(&h)?;
+                h = y;
+                Some(c)
+            }
+            None => None,
+        };
+        Ok((h, StackCache { blocks, final_norm }))
+    }
+
+    /// Backward through the final norm and every block from `dy`; returns `dL/dx`.
+    ///
+    /// # Errors
+    /// [`GradError::ShapeMismatch`] if `dy` or the cache do not fit this stack.
+    pub fn backward(
+        &self,
+        cache: &StackCache<F>,
+        dy: &ArrayRef3<F>,
+    ) -> Result<(Array3<F>, StackGrads<F>), GradError> {
+        if cache.blocks.len() != self.blocks.len() {
+            return Err(GradError::ShapeMismatch {
+                what: "cache blocks",
+                expected: vec![self.blocks.len()],
+                got: vec![cache.blocks.len()],
+            });
+        }
+        let (mut g, final_norm) = match (&self.final_norm, &cache.final_norm) {
+            (Some(n), Some(c)) => {
+                let (g, ng) = n.backward(c, dy)?;
+                (g, Some(ng))
+            }
+            (None, None) => (dy.to_owned(), None),
+            _ => {
+                return Err(GradError::CacheMismatch {
+                    expected: if self.final_norm.is_some() {
+                        "stack with final norm"
+                    } else {
+                        "stack without final norm"
+                    },
+                    got: if cache.final_norm.is_some() {
+                        "stack with final norm"
+                    } else {
+                        "stack without final norm"
+                    },
+                });
+            }
+        };
+        let mut blocks = Vec::with_capacity(self.blocks.len());
+        let mut d_residual = Vec::with_capacity(self.blocks.len());
+        for (b, c) in self.blocks.iter().zip(&cache.blocks).rev() {
+            let (dx, bg) = b.backward(c, &g)?;
+            blocks.push(bg);
+            d_residual.push(dx.clone());
+            g = dx;
+        }
+        blocks.reverse();
+        d_residual.reverse();
+        Ok((
+            g,
+            StackGrads {
+                blocks,
+                final_norm,
+                d_residual,
+            },
+        ))
+    }
+}
+
+impl<F: Float> Module<F> for TransformerStack<F> {
+    fn visit_params(&self, f: &mut dyn FnMut(&str, ArrayViewD<'_, F>)) {
+        for (i, b) in self.blocks.iter().enumerate() {
+            let p = format!("blocks.{i}");
+            b.visit_params(&mut |n, v| f(&join(&p, n), v));
+        }
+        if let Some(n) = &self.final_norm {
+            n.visit_params(&mut |name, v| f(&join("final_norm", name), v));
+        }
+    }
+
+    fn visit_params_mut(&mut self, f: &mut dyn FnMut(&str, ArrayViewMutD<'_, F>)) {
+        for (i, b) in self.blocks.iter_mut().enumerate() {
+            let p = format!("blocks.{i}");
+            b.visit_params_mut(&mut |n, v| f(&join(&p, n), v));
+        }
+        if let Some(n) = &mut self.final_norm {
+            n.visit_params_mut(&mut |name, v| f(&join("final_norm", name), v));
+        }
+    }
+}
+
+impl<F: Float> Gradients<F> for StackGrads<F> {
+    fn visit_grads(&self, f: &mut dyn FnMut(&str, ArrayViewD<'_, F>)) {
+        for (i, b) in self.blocks.iter().enumerate() {
+            let p = format!("blocks.{i}");
+            b.visit_grads(&mut |n, v| f(&join(&p, n), v));
+        }
+        if let Some(n) = &self.final_norm {
+            n.visit_grads(&mut |name, v| f(&join("final_norm", name), v));
+        }
+    }
+}

@@ -1,0 +1,322 @@
+//! Tests of attention, feed-forward, the transformer block in every placement and norm
+//! kind, and a 3-block stack: gradient checks in f64 over proptest shapes, the causal
+//! mask, the reported per-block gradients, DeepNorm's constants, and typed errors.
+//!
+//! The feed-forward activation in gradient checks is GELU or tanh: ReLU's kink would
+//! put finite differences across a discontinuous derivative (ReLU itself is checked away
+//! from the kink in `layers.rs`).
+
+mod common;
+
+use common::{TOL, project, rng, uniform};
+use ndarray::{Array3, s};
+use norm_autograd::{
+    Activation, BlockConfig, FeedForward, GradChecker, GradError, Gradients, Init, Module,
+    MultiHeadAttention, NormKind, Placement, StackConfig, TransformerBlock, TransformerStack,
+};
+use proptest::prelude::*;
+
+const PLACEMENTS: [Placement; 3] = [
+    Placement::PostNorm,
+    Placement::PreNorm,
+    Placement::DeepNorm {
+        alpha: 1.681_792_830_507_429,
+        beta: 0.42044820762685725,
+    },
+];
+
+fn block_config(d_model: usize, n_heads: usize, placement: usize, norm: usize, causal: bool) -> BlockConfig {
+    BlockConfig {
+        d_model,
+        n_heads,
+        d_ff: d_model + 2,
+        placement: PLACEMENTS[placement],
+        norm: [NormKind::LayerNorm, NormKind::RmsNorm][norm],
+        activation: Activation::Gelu,
+        causal,
+        init: Init::XavierNormal { gain: 1.0 },
+    }
+}
+
+/// Randomizes every parameter (norm weights and biases too, so they are not the
+/// special values 1 and 0).
+fn jitter<M: Module<f64>>(m: &mut M, seed: u64) {
+    let mut r = rng(seed);
+    m.visit_params_mut(&mut |_, mut v| {
+        let noise = uniform(&mut r, v.len(), -0.3, 0.3);
+        for (p, n) in v.iter_mut().zip(noise.iter()) {
+            *p += n;
+        }
+    });
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(24))]
+
+    #[test]
+    fn attention_gradients(
+        b in 1usize..3, l in 1usize..5, heads in 1usize..3, dh in 1usize..4,
+        causal in any::<bool>(), seed in any::<u64>(),
+    ) {
+        let d = heads * dh;
+        let mut r = rng(seed);
+        let init = Init::XavierNormal { gain: 1.0 };
+        let mut attn = MultiHeadAttention::<f64>::new(d, heads, causal, init, init, &mut r).unwrap();
+        jitter(&mut attn, seed ^ 5);
+        let x = uniform(&mut r, (b, l, d), -1.5, 1.5);
+        let proj = uniform(&mut r, (b, l, d), -1.0, 1.0);
+        let (_, cache) = attn.forward(&x).unwrap();
+        let (dx, grads) = attn.backward(&cache, &proj).unwrap();
+        let ck = GradChecker::default();
+        let a2 = attn.clone();
+        let rep = ck.check_input(&x, &dx, |xp| Ok(project(&proj, &a2.forward(xp)?.0))).unwrap();
+        prop_assert!(rep.max_rel_error < TOL, "input: {rep:?}");
+        let rep = ck.check_params(&mut attn, &grads, |a| Ok(project(&proj, &a.forward(&x)?.0))).unwrap();
+        prop_assert!(rep.max_rel_error < TOL, "params: {rep:?}");
+        prop_assert_eq!(rep.checked, 4 * (d * d + d));
+    }
+
+    #[test]
+    fn feed_forward_gradients(l in 1usize..4, d in 1usize..5, dff in 1usize..6, act in 0usize..2, seed in any::<u64>()) {
+        let mut r = rng(seed);
+        let act = [Activation::Gelu, Activation::Tanh][act];
+        let mut ffn = FeedForward::<f64>::new(d, dff, act, Init::XavierUniform { gain: 1.0 }, &mut r).unwrap();
+        jitter(&mut ffn, seed ^ 9);
+        let x = uniform(&mut r, (2, l, d), -1.0, 1.0);
+        let proj = uniform(&mut r, (2, l, d), -1.0, 1.0);
+        let (_, cache) = ffn.forward(&x).unwrap();
+        let (dx, grads) = ffn.backward(&cache, &proj).unwrap();
+        let ck = GradChecker::default();
+        let f2 = ffn.clone();
+        let rep = ck.check_input(&x, &dx, |xp| Ok(project(&proj, &f2.forward(xp)?.0))).unwrap();
+        prop_assert!(rep.max_rel_error < TOL, "input: {rep:?}");
+        let rep = ck.check_params(&mut ffn, &grads, |f| Ok(project(&proj, &f.forward(&x)?.0))).unwrap();
+        prop_assert!(rep.max_rel_error < TOL, "params: {rep:?}");
+    }
+
+    /// Every placement × norm kind, with and without the causal mask.
+    #[test]
+    fn block_gradients(
+        placement in 0usize..3, norm in 0usize..2, causal in any::<bool>(),
+        l in 1usize..4, heads in 1usize..3, dh in 2usize..4, seed in any::<u64>(),
+    ) {
+        let d = heads * dh;
+        let mut r = rng(seed);
+        let mut block = TransformerBlock::<f64>::new(&block_config(d, heads, placement, norm, causal), &mut r).unwrap();
+        jitter(&mut block, seed ^ 3);
+        let x = uniform(&mut r, (2, l, d), -1.5, 1.5);
+        let proj = uniform(&mut r, (2, l, d), -1.0, 1.0);
+        let (_, cache) = block.forward(&x).unwrap();
+        let (dx, grads) = block.backward(&cache, &proj).unwrap();
+        let ck = GradChecker::default();
+        let b2 = block.clone();
+        let rep = ck.check_input(&x, &dx, |xp| Ok(project(&proj, &b2.forward(xp)?.0))).unwrap();
+        prop_assert!(rep.max_rel_error < TOL, "input: {rep:?}");
+        let rep = ck.check_params(&mut block, &grads, |b| Ok(project(&proj, &b.forward(&x)?.0))).unwrap();
+        prop_assert!(rep.max_rel_error < TOL, "params: {rep:?}");
+        prop_assert_eq!(rep.checked, block.param_count());
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(8))]
+
+    /// A 3-block stack in every placement (Pre-Norm with its final norm).
+    #[test]
+    fn three_block_stack_gradients(placement in 0usize..3, norm in 0usize..2, causal in any::<bool>(), seed in any::<u64>()) {
+        let mut r = rng(seed);
+        let cfg = StackConfig {
+            n_layers: 3,
+            block: block_config(4, 2, placement, norm, causal),
+            final_norm: placement == 1,
+        };
+        let mut stack = TransformerStack::<f64>::new(&cfg, &mut r).unwrap();
+        jitter(&mut stack, seed ^ 11);
+        let x = uniform(&mut r, (2, 3, 4), -1.5, 1.5);
+        let proj = uniform(&mut r, (2, 3, 4), -1.0, 1.0);
+        let (_, cache) = stack.forward(&x).unwrap();
+        let (dx, grads) = stack.backward(&cache, &proj).unwrap();
+        prop_assert_eq!(&grads.d_residual[0], &dx);
+        let ck = GradChecker::default();
+        let s2 = stack.clone();
+        let rep = ck.check_input(&x, &dx, |xp| Ok(project(&proj, &s2.forward(xp)?.0))).unwrap();
+        prop_assert!(rep.max_rel_error < TOL, "input: {rep:?}");
+        let rep = ck.check_params(&mut stack, &grads, |s| Ok(project(&proj, &s.forward(&x)?.0))).unwrap();
+        prop_assert!(rep.max_rel_error < TOL, "params: {rep:?}");
+        prop_assert_eq!(rep.checked, stack.param_count());
+    }
+}
+
+/// The residual-stream gradient of block `l` is the gradient with respect to the stack
+/// input after removing the blocks before it: check it against a shorter stack.
+#[test]
+fn residual_gradients_are_the_inputs_of_each_block() {
+    let mut r = rng(4);
+    let cfg = StackConfig::new(4, 8, 2, Placement::PreNorm, NormKind::RmsNorm);
+    let stack = TransformerStack::<f64>::new(&cfg, &mut r).unwrap();
+    let x = uniform(&mut r, (2, 5, 8), -1.0, 1.0);
+    let proj = uniform(&mut r, (2, 5, 8), -1.0, 1.0);
+    let (_, cache) = stack.forward(&x).unwrap();
+    let (_, grads) = stack.backward(&cache, &proj).unwrap();
+    // Input of block 2 = output of blocks 0..2.
+    let mut h = x.clone();
+    for b in &stack.blocks[..2] {
+        h = b.forward(&h).unwrap().0;
+    }
+    let tail = TransformerStack {
+        blocks: stack.blocks[2..].to_vec(),
+        final_norm: stack.final_norm.clone(),
+    };
+    let (_, tcache) = tail.forward(&h).unwrap();
+    let (dh, tgrads) = tail.backward(&tcache, &proj).unwrap();
+    assert_eq!(grads.d_residual[2], dh);
+    assert_eq!(grads.blocks[3], tgrads.blocks[1]);
+    // The convenience norms agree with the named gradients.
+    let named = grads.grad_norms();
+    let w2 = grads.ffn2_weight_norms();
+    for (i, v) in w2.iter().enumerate() {
+        let (_, n) = named
+            .iter()
+            .find(|(n, _)| *n == format!("blocks.{i}.ffn.lin2.weight"))
+            .unwrap();
+        assert_eq!(n, v);
+    }
+    assert_eq!(grads.residual_grad_norms().len(), 4);
+    assert!(
+        grads
+            .residual_grad_norms()
+            .iter()
+            .all(|v| v.is_finite() && *v > 0.0)
+    );
+}
+
+/// With the causal mask, outputs at position i do not depend on inputs after i.
+#[test]
+fn causal_mask_hides_the_future() {
+    let mut r = rng(8);
+    let cfg = block_config(6, 3, 1, 0, true);
+    let block = TransformerBlock::<f64>::new(&cfg, &mut r).unwrap();
+    let x = uniform(&mut r, (1, 5, 6), -1.0, 1.0);
+    let mut x2 = x.clone();
+    x2.slice_mut(s![.., 3.., ..]).mapv_inplace(|v| v * 3.0 + 1.0);
+    let (y, _) = block.forward(&x).unwrap();
+    let (y2, _) = block.forward(&x2).unwrap();
+    assert_eq!(y.slice(s![.., ..3, ..]), y2.slice(s![.., ..3, ..]));
+    assert_ne!(y.slice(s![.., 3.., ..]), y2.slice(s![.., 3.., ..]));
+    // Without the mask the first positions do change.
+    let block_nc = TransformerBlock::<f64>::new(&block_config(6, 3, 1, 0, false), &mut rng(8)).unwrap();
+    let (y, _) = block_nc.forward(&x).unwrap();
+    let (y2, _) = block_nc.forward(&x2).unwrap();
+    assert_ne!(y.slice(s![.., ..3, ..]), y2.slice(s![.., ..3, ..]));
+}
+
+/// DeepNorm: α = (2N)^(1/4) on the residual, and β = (8N)^(−1/4) scales exactly the
+/// value, output and feed-forward weights (same RNG stream, so they are β times the
+/// Post-Norm draws), leaving queries and keys alone.
+#[test]
+fn deepnorm_scales_the_right_weights() {
+    let Placement::DeepNorm { alpha, beta } = Placement::deepnorm_for(6) else {
+        panic!("deepnorm_for must return DeepNorm");
+    };
+    assert!((alpha - 12f64.powf(0.25)).abs() < 1e-15);
+    assert!((beta - 48f64.powf(-0.25)).abs() < 1e-15);
+    let post = TransformerBlock::<f64>::new(
+        &BlockConfig::new(8, 2, Placement::PostNorm, NormKind::LayerNorm),
+        &mut rng(3),
+    )
+    .unwrap();
+    let deep = TransformerBlock::<f64>::new(
+        &BlockConfig::new(8, 2, Placement::deepnorm_for(6), NormKind::LayerNorm),
+        &mut rng(3),
+    )
+    .unwrap();
+    assert_eq!(post.attn.q.weight(), deep.attn.q.weight());
+    assert_eq!(post.attn.k.weight(), deep.attn.k.weight());
+    for (p, d) in [
+        (&post.attn.v, &deep.attn.v),
+        (&post.attn.o, &deep.attn.o),
+        (&post.ffn.lin1, &deep.ffn.lin1),
+        (&post.ffn.lin2, &deep.ffn.lin2),
+    ] {
+        for (a, b) in p.weight().iter().zip(d.weight().iter()) {
+            assert!(
+                (a * beta - b).abs() <= 1e-15 * a.abs().max(1e-300),
+                "{a}·β vs {b}"
+            );
+        }
+    }
+    // StackConfig::new fills in the constants for its depth.
+    let cfg = StackConfig::new(
+        24,
+        8,
+        2,
+        Placement::DeepNorm {
+            alpha: 1.0,
+            beta: 1.0,
+        },
+        NormKind::LayerNorm,
+    );
+    assert_eq!(cfg.block.placement, Placement::deepnorm_for(24));
+    assert!(!cfg.final_norm);
+}
+
+/// Same seed, same stack, same gradients, bit for bit.
+#[test]
+fn stacks_are_reproducible() {
+    let cfg = StackConfig::new(2, 8, 4, Placement::PostNorm, NormKind::LayerNorm);
+    let run = |seed| {
+        let stack = TransformerStack::<f32>::new(&cfg, &mut rng(seed)).unwrap();
+        let x = Array3::<f32>::from_shape_fn((2, 4, 8), |(b, l, d)| ((b * 32 + l * 8 + d) as f32).sin());
+        let (y, c) = stack.forward(&x).unwrap();
+        stack.backward(&c, &y).unwrap().1
+    };
+    assert_eq!(run(1), run(1));
+    assert_ne!(run(1), run(2));
+}
+
+#[test]
+fn transformer_errors_are_typed() {
+    let init = Init::XavierNormal { gain: 1.0 };
+    assert_eq!(
+        MultiHeadAttention::<f64>::new(6, 4, false, init, init, &mut rng(0)).unwrap_err(),
+        GradError::HeadsDontDivide {
+            d_model: 6,
+            n_heads: 4
+        }
+    );
+    let attn = MultiHeadAttention::<f64>::new(4, 2, false, init, init, &mut rng(0)).unwrap();
+    assert_eq!(
+        attn.forward(&Array3::zeros((1, 2, 3))).unwrap_err(),
+        GradError::ShapeMismatch {
+            what: "x",
+            expected: vec![1, 2, 4],
+            got: vec![1, 2, 3]
+        }
+    );
+    let (_, cache) = attn.forward(&Array3::zeros((1, 2, 4))).unwrap();
+    assert_eq!(
+        attn.backward(&cache, &Array3::zeros((1, 3, 4))).unwrap_err(),
+        GradError::ShapeMismatch {
+            what: "dy",
+            expected: vec![1, 2, 4],
+            got: vec![1, 3, 4]
+        }
+    );
+    let mut cfg = StackConfig::new(0, 4, 2, Placement::PreNorm, NormKind::LayerNorm);
+    assert_eq!(
+        TransformerStack::<f64>::new(&cfg, &mut rng(0)).unwrap_err(),
+        GradError::ZeroSize { what: "n_layers" }
+    );
+    cfg.n_layers = 1;
+    cfg.block.placement = Placement::DeepNorm {
+        alpha: 1.0,
+        beta: -1.0,
+    };
+    assert_eq!(
+        TransformerStack::<f64>::new(&cfg, &mut rng(0)).unwrap_err(),
+        GradError::InvalidValue {
+            what: "gain",
+            value: -1.0
+        }
+    );
+}
