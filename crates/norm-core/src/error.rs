@@ -3,6 +3,24 @@
 use thiserror::Error;
 
 /// Why a norm could not be built or applied. Messages name the offending shapes or values.
+///
+/// Every public function of `norm-core` that can fail returns this instead of panicking,
+/// and checks all shapes before it writes anything.
+///
+/// # Example
+/// ```
+/// use ndarray::Array2;
+/// use norm_core::{LayerNorm, NormError};
+///
+/// let ln = LayerNorm::<f32>::new(4)?;
+/// let err = ln.forward(&Array2::<f32>::zeros((2, 3))).unwrap_err();
+/// assert_eq!(err, NormError::FeatureMismatch { shape: vec![2, 3], got: 3, dim: 4 });
+/// assert_eq!(
+///     err.to_string(),
+///     "input has shape [2, 3]: last axis is 3, but the layer normalizes 4 features"
+/// );
+/// # Ok::<(), NormError>(())
+/// ```
 #[derive(Debug, Clone, PartialEq, Error)]
 pub enum NormError {
     /// A norm over zero features was requested (`new(0)`, an empty weight, or an

@@ -14,6 +14,22 @@ mod sealed {
 /// Kernels accumulate in the element type itself (f32 lanes for f32, f64 for f64);
 /// the precision guarantees come from two-pass statistics and a per-row shift,
 /// not from a wider accumulator.
+///
+/// # Example
+/// ```
+/// use norm_core::{Float, RmsNorm};
+///
+/// // Code generic over the element type, as the norms themselves are.
+/// fn unit_rms<F: Float>(x: &[F]) -> Result<Vec<F>, norm_core::NormError> {
+///     let mut y = vec![F::zero(); x.len()];
+///     RmsNorm::<F>::new(x.len())?.with_eps(F::zero())?.forward_slice(x, &mut y)?;
+///     Ok(y)
+/// }
+/// assert_eq!(unit_rms(&[3.0f32, -3.0])?, vec![1.0, -1.0]);
+/// assert_eq!(unit_rms(&[2.0f64])?, vec![1.0]);
+/// assert_eq!(f32::RESCUE_BELOW.to_f64_exact(), f64::from(1.0e-30f32));
+/// # Ok::<(), norm_core::NormError>(())
+/// ```
 pub trait Float:
     num_traits::Float
     + num_traits::FromPrimitive

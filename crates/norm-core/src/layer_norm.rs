@@ -44,6 +44,26 @@ impl_norm_params!(LayerNorm, 1e-5, true, "LayerNorm");
 
 /// The per-row statistics of a LayerNorm forward pass, shaped like the input without its
 /// last axis: what the backward pass needs.
+///
+/// ```text
+/// mean = (1/D) Σ x_i          rstd = 1 / sqrt(var + eps)
+/// ```
+///
+/// Both are rounded to the element type; `rstd` saturates to `+inf` for a row whose
+/// spread is below `1/F::MAX` (and is `+inf` for a constant row with eps = 0).
+///
+/// # Example
+/// ```
+/// use ndarray::Array3;
+/// use norm_core::LayerNorm;
+///
+/// let x = Array3::<f64>::from_shape_fn((2, 3, 4), |(b, l, d)| (b + l * d) as f64);
+/// let (_, stats) = LayerNorm::<f64>::new(4)?.forward_with_stats(&x)?;
+/// assert_eq!(stats.mean.shape(), &[2, 3]);
+/// assert_eq!(stats.mean[[1, 0]], 1.0); // the row [1, 1, 1, 1]
+/// assert!((stats.rstd[[1, 0]] - 1.0 / 1e-5f64.sqrt()).abs() < 1e-9);
+/// # Ok::<(), norm_core::NormError>(())
+/// ```
 #[derive(Debug, Clone, PartialEq)]
 pub struct LayerNormStats<F, D: Dimension> {
     /// Row means.
@@ -159,6 +179,18 @@ impl<F: Float> LayerNorm<F> {
     /// # Errors
     /// As [`forward_slice`](Self::forward_slice), plus [`NormError::StatsShape`] if
     /// `mean` or `rstd` does not hold one value per row.
+    ///
+    /// # Example
+    /// ```
+    /// use norm_core::LayerNorm;
+    ///
+    /// let x = [1.0f32, 3.0, 10.0, 10.0]; // two rows of length 2
+    /// let (mut y, mut mean, mut rstd) = ([0.0f32; 4], [0.0f32; 2], [0.0f32; 2]);
+    /// LayerNorm::new(2)?.with_eps(0.0)?.forward_slice_with_stats(&x, &mut y, &mut mean, &mut rstd)?;
+    /// assert_eq!((mean, rstd[0]), ([2.0, 10.0], 1.0));
+    /// assert!(rstd[1].is_infinite() && y[2].is_nan()); // constant row, eps = 0: 0/0
+    /// # Ok::<(), norm_core::NormError>(())
+    /// ```
     pub fn forward_slice_with_stats(
         &self,
         x: &[F],

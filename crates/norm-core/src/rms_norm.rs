@@ -42,6 +42,25 @@ impl_norm_params!(RmsNorm, 1e-6, false, "RmsNorm");
 
 /// The per-row statistic of an RmsNorm forward pass, shaped like the input without its
 /// last axis: what the backward pass needs.
+///
+/// ```text
+/// rrms = 1 / sqrt((1/D) Σ x_i² + eps)
+/// ```
+///
+/// Rounded to the element type; saturates to `+inf` for a row whose RMS is below
+/// `1/F::MAX` (and is `+inf` for an all-zero row with eps = 0).
+///
+/// # Example
+/// ```
+/// use ndarray::array;
+/// use norm_core::RmsNorm;
+///
+/// let x = array![[3.0f64, 4.0], [0.0, 0.0]];
+/// let (_, stats) = RmsNorm::<f64>::new(2)?.with_eps(0.0)?.forward_with_stats(&x)?;
+/// assert!((stats.rrms[0] - 1.0 / 12.5f64.sqrt()).abs() < 1e-15);
+/// assert!(stats.rrms[1].is_infinite());
+/// # Ok::<(), norm_core::NormError>(())
+/// ```
 #[derive(Debug, Clone, PartialEq)]
 pub struct RmsNormStats<F, D: Dimension> {
     /// Row reciprocal RMS values, `1/sqrt(mean(x²) + eps)`.
@@ -151,6 +170,18 @@ impl<F: Float> RmsNorm<F> {
     /// # Errors
     /// As [`forward_slice`](Self::forward_slice), plus [`NormError::StatsShape`] if
     /// `rrms` does not hold one value per row.
+    ///
+    /// # Example
+    /// ```
+    /// use norm_core::RmsNorm;
+    ///
+    /// let x = [3.0f64, 4.0, 6.0, 8.0]; // two rows of length 2
+    /// let (mut y, mut rrms) = ([0.0; 4], [0.0; 2]);
+    /// RmsNorm::new(2)?.with_eps(0.0)?.forward_slice_with_stats(&x, &mut y, &mut rrms)?;
+    /// assert!((rrms[0] - 2.0 * rrms[1]).abs() < 1e-15);
+    /// assert!((y[0] - y[2]).abs() < 1e-15); // RMS(2x) = RMS(x)
+    /// # Ok::<(), norm_core::NormError>(())
+    /// ```
     pub fn forward_slice_with_stats(&self, x: &[F], out: &mut [F], rrms: &mut [F]) -> Result<(), NormError> {
         let rows = check_slices(x.len(), out.len(), self.dim())?;
         check_stats_len("rrms", rrms.len(), rows)?;
