@@ -74,6 +74,7 @@ static STUDIES: &[Study] = &[
     studies::layernorm_vs_rmsnorm::STUDY,
     studies::epsilon::STUDY,
     studies::learnable_affine::STUDY,
-    // gradient-flow and pre-vs-post-norm go here, in that order.
+    studies::gradient_flow::STUDY,
+    // pre-vs-post-norm goes here.
     studies::sequence_3d::STUDY,
 ];

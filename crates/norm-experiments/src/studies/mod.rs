@@ -10,6 +10,7 @@ use crate::StudyError;
 use crate::result::{Finding, ScatterSeries};
 
 pub mod epsilon;
+pub mod gradient_flow;
 pub mod layernorm_distribution;
 pub mod layernorm_vs_rmsnorm;
 pub mod learnable_affine;
