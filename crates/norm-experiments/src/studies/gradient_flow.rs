@@ -423,7 +423,9 @@ pub fn run(cfg: &Config, seed: u64) -> Result<StudyResult, StudyError> {
     ));
 
     let layers: Vec<f64> = (1..=l).map(|i| i as f64).collect();
-    let series_of = |pick: &dyn Fn(&Variant) -> Vec<f64>, theory: Option<&dyn Fn(&Variant) -> Vec<f64>>| {
+    /// Picks one per-layer profile of a variant.
+    type Pick<'a> = &'a dyn Fn(&Variant) -> Vec<f64>;
+    let series_of = |pick: Pick<'_>, theory: Option<Pick<'_>>| {
         let mut s: Vec<LineSeries> = variants
             .iter()
             .map(|v| LineSeries {
