@@ -1,0 +1,475 @@
+//! Chart panels drawn on Cartesian axes: histograms with density overlays, scatter
+//! plots, line charts (each axis linear or log) and grouped bars. Non-plottable values
+//! (NaN, ±inf, and values <= 0 on a log axis) are skipped.
+
+use norm_experiments::result::{
+    BarSeries, HistogramSeries, LineSeries as Polyline, LineStyle, Panel, Scale, ScatterSeries,
+};
+use plotters::coord::Shift;
+use plotters::coord::ranged1d::ValueFormatter;
+use plotters::coord::types::RangedCoordf64;
+use plotters::prelude::*;
+
+use super::fit_font;
+use super::style::{FAMILY, axis_range, fraction, plottable, series_color, ticks};
+use crate::ReportError;
+
+/// Most points drawn per scatter series; larger series are thinned with a fixed stride
+/// (the legend says so; the CSV keeps every point).
+const MAX_POINTS: usize = 4000;
+
+/// Overlay line colours in histogram panels (dark, to stand out from the bars).
+const OVERLAY: [RGBColor; 3] = [RGBColor(20, 20, 20), RGBColor(170, 20, 20), RGBColor(20, 20, 170)];
+
+/// A chart builder with the panel's title as caption and room for tick and axis labels.
+fn builder<'a, 'b, DB: DrawingBackend>(
+    area: &'a DrawingArea<DB, Shift>,
+    title: &'b str,
+) -> Result<ChartBuilder<'a, 'b, DB>, ReportError>
+where
+    DB::ErrorType: 'static,
+{
+    let (w, _) = area.dim_in_pixel();
+    let size = fit_font(area, title, 17.0, w.saturating_sub(24))?;
+    let mut b = ChartBuilder::on(area);
+    b.caption(title, (FAMILY, size).into_font().style(FontStyle::Bold))
+        .margin(10)
+        .margin_right(20)
+        .x_label_area_size(44)
+        .y_label_area_size(64);
+    Ok(b)
+}
+
+/// Draws the grid, tick labels and axis descriptions.
+fn mesh<DB: DrawingBackend, X, Y>(
+    chart: &mut ChartContext<'_, DB, Cartesian2d<X, Y>>,
+    panel: &Panel,
+    x_format: &dyn Fn(&f64) -> String,
+    y_format: &dyn Fn(&f64) -> String,
+    x_labels: usize,
+) -> Result<(), ReportError>
+where
+    DB::ErrorType: 'static,
+    X: Ranged<ValueType = f64> + ValueFormatter<f64>,
+    Y: Ranged<ValueType = f64> + ValueFormatter<f64>,
+{
+    chart
+        .configure_mesh()
+        .x_desc(panel.x_label.as_str())
+        .y_desc(panel.y_label.as_str())
+        .x_labels(x_labels)
+        .y_labels(7)
+        .x_label_formatter(x_format)
+        .y_label_formatter(y_format)
+        .label_style((FAMILY, 12))
+        .axis_desc_style((FAMILY, 14))
+        .bold_line_style(RGBColor(220, 220, 220))
+        .light_line_style(RGBColor(242, 242, 242))
+        .max_light_lines(4)
+        .draw()?;
+    Ok(())
+}
+
+/// Legend corner with the fewest data points under it (ties: upper right first).
+fn legend_corner(points: &[(f64, f64)]) -> SeriesLabelPosition {
+    let corners = [
+        (SeriesLabelPosition::UpperRight, 0.55, 1.0, 0.62, 1.0),
+        (SeriesLabelPosition::UpperLeft, 0.0, 0.45, 0.62, 1.0),
+        (SeriesLabelPosition::LowerRight, 0.55, 1.0, 0.0, 0.38),
+        (SeriesLabelPosition::LowerLeft, 0.0, 0.45, 0.0, 0.38),
+    ];
+    let mut best = (usize::MAX, SeriesLabelPosition::UpperRight);
+    for (pos, x0, x1, y0, y1) in corners {
+        let n = points
+            .iter()
+            .filter(|&&(x, y)| x >= x0 && x <= x1 && y >= y0 && y <= y1)
+            .count();
+        if n < best.0 {
+            best = (n, pos);
+        }
+    }
+    best.1
+}
+
+fn draw_legend<'a, DB: DrawingBackend + 'a, X, Y>(
+    chart: &mut ChartContext<'a, DB, Cartesian2d<X, Y>>,
+    corner: SeriesLabelPosition,
+) -> Result<(), ReportError>
+where
+    DB::ErrorType: 'static,
+    X: Ranged<ValueType = f64>,
+    Y: Ranged<ValueType = f64>,
+{
+    chart
+        .configure_series_labels()
+        .position(corner)
+        .margin(8)
+        .label_font((FAMILY, 12))
+        .background_style(WHITE.mix(0.85))
+        .border_style(RGBColor(160, 160, 160))
+        .draw()?;
+    Ok(())
+}
+
+/// `(x, y)` pairs of one series that can be drawn on these scales.
+fn pairs(x: &[f64], y: &[f64], xs: Scale, ys: Scale) -> Vec<(f64, f64)> {
+    x.iter()
+        .zip(y)
+        .map(|(&a, &b)| (a, b))
+        .filter(|&(a, b)| plottable(a, xs) && plottable(b, ys))
+        .collect()
+}
+
+/// Draws one polyline in the given style; returns the legend handle.
+fn draw_line<DB: DrawingBackend, X, Y>(
+    chart: &mut ChartContext<'_, DB, Cartesian2d<X, Y>>,
+    pts: Vec<(f64, f64)>,
+    color: RGBColor,
+    style: LineStyle,
+    label: &str,
+) -> Result<(), ReportError>
+where
+    DB::ErrorType: 'static,
+    X: Ranged<ValueType = f64>,
+    Y: Ranged<ValueType = f64>,
+{
+    let stroke = color.stroke_width(2);
+    let anno = match style {
+        LineStyle::Solid => chart.draw_series(LineSeries::new(pts, stroke))?,
+        LineStyle::Dashed => chart.draw_series(DashedLineSeries::new(pts, 7, 5, stroke))?,
+        LineStyle::Markers => chart.draw_series(LineSeries::new(pts, stroke).point_size(3))?,
+    };
+    if !label.is_empty() {
+        anno.label(label)
+            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], color.stroke_width(2)));
+    }
+    Ok(())
+}
+
+/// Scatter and line charts: point clouds first, then lines, on linear or log axes.
+pub(super) fn xy<DB: DrawingBackend>(
+    area: &DrawingArea<DB, Shift>,
+    panel: &Panel,
+    points: &[ScatterSeries],
+    lines: &[Polyline],
+    xs: Scale,
+    ys: Scale,
+) -> Result<(), ReportError>
+where
+    DB::ErrorType: 'static,
+{
+    let pts: Vec<Vec<(f64, f64)>> = points.iter().map(|s| pairs(&s.x, &s.y, xs, ys)).collect();
+    let lns: Vec<Vec<(f64, f64)>> = lines.iter().map(|s| pairs(&s.x, &s.y, xs, ys)).collect();
+    let all = || pts.iter().chain(&lns).flatten();
+    let xr = axis_range(all().map(|p| p.0), xs, 0.03);
+    let yr = axis_range(all().map(|p| p.1), ys, 0.06);
+    // A log axis may cut off values far below the rest (see MAX_DECADES).
+    let inside = |&(x, y): &(f64, f64)| x >= xr.0 && x <= xr.1 && y >= yr.0 && y <= yr.1;
+    let pts: Vec<Vec<(f64, f64)>> = pts
+        .into_iter()
+        .map(|p| p.into_iter().filter(inside).collect())
+        .collect();
+    let lns: Vec<Vec<(f64, f64)>> = lns
+        .into_iter()
+        .map(|p| p.into_iter().filter(inside).collect())
+        .collect();
+    let all = || pts.iter().chain(&lns).flatten();
+    let frac: Vec<(f64, f64)> = all()
+        .map(|&(x, y)| (fraction(x, xr, xs), fraction(y, yr, ys)))
+        .collect();
+    let job = XyJob {
+        panel,
+        points,
+        lines,
+        pts: &pts,
+        lns: &lns,
+        corner: legend_corner(&frac),
+        xr,
+        yr,
+        xs,
+        ys,
+    };
+    let mut b = builder(area, &panel.title)?;
+    match (xs, ys) {
+        (Scale::Linear, Scale::Linear) => job.draw(b.build_cartesian_2d(xr.0..xr.1, yr.0..yr.1)?),
+        (Scale::Linear, Scale::Log) => job.draw(b.build_cartesian_2d(xr.0..xr.1, (yr.0..yr.1).log_scale())?),
+        (Scale::Log, Scale::Linear) => job.draw(b.build_cartesian_2d((xr.0..xr.1).log_scale(), yr.0..yr.1)?),
+        (Scale::Log, Scale::Log) => {
+            job.draw(b.build_cartesian_2d((xr.0..xr.1).log_scale(), (yr.0..yr.1).log_scale())?)
+        }
+    }
+}
+
+/// What an x-y panel draws, once its axes are built.
+struct XyJob<'a> {
+    panel: &'a Panel,
+    points: &'a [ScatterSeries],
+    lines: &'a [Polyline],
+    pts: &'a [Vec<(f64, f64)>],
+    lns: &'a [Vec<(f64, f64)>],
+    corner: SeriesLabelPosition,
+    xr: (f64, f64),
+    yr: (f64, f64),
+    xs: Scale,
+    ys: Scale,
+}
+
+impl XyJob<'_> {
+    fn draw<'a, DB: DrawingBackend + 'a, X, Y>(
+        &self,
+        mut chart: ChartContext<'a, DB, Cartesian2d<X, Y>>,
+    ) -> Result<(), ReportError>
+    where
+        DB::ErrorType: 'static,
+        X: Ranged<ValueType = f64> + ValueFormatter<f64>,
+        Y: Ranged<ValueType = f64> + ValueFormatter<f64>,
+    {
+        mesh(
+            &mut chart,
+            self.panel,
+            &ticks(self.xr, self.xs),
+            &ticks(self.yr, self.ys),
+            7,
+        )?;
+        for (i, (s, p)) in self.points.iter().zip(self.pts).enumerate() {
+            let color = series_color(i);
+            let stride = p.len().div_ceil(MAX_POINTS).max(1);
+            let radius = if p.len() > 1500 { 1 } else { 2 };
+            let anno = chart.draw_series(
+                p.iter()
+                    .step_by(stride)
+                    .map(|&q| Circle::new(q, radius, color.mix(0.45).filled())),
+            )?;
+            let label = if stride > 1 {
+                format!("{} (1 in {stride} of {} points shown)", s.label, p.len())
+            } else {
+                s.label.clone()
+            };
+            if !label.is_empty() {
+                anno.label(label)
+                    .legend(move |(x, y)| Circle::new((x + 9, y), 4, color.filled()));
+            }
+        }
+        let offset = self.points.len();
+        for (j, (s, p)) in self.lines.iter().zip(self.lns).enumerate() {
+            draw_line(&mut chart, p.clone(), series_color(offset + j), s.style, &s.label)?;
+        }
+        if self.points.len() + self.lines.len() > 1 {
+            draw_legend(&mut chart, self.corner.clone())?;
+        }
+        Ok(())
+    }
+}
+
+/// Histograms as semi-transparent density bars, with overlay curves on top.
+pub(super) fn histogram<DB: DrawingBackend>(
+    area: &DrawingArea<DB, Shift>,
+    panel: &Panel,
+    series: &[HistogramSeries],
+    overlays: &[Polyline],
+) -> Result<(), ReportError>
+where
+    DB::ErrorType: 'static,
+{
+    // Bins with finite edges and density; the x range spans them.
+    let bins: Vec<Vec<(f64, f64, f64)>> = series
+        .iter()
+        .map(|s| {
+            s.edges
+                .windows(2)
+                .zip(&s.density)
+                .map(|(e, &d)| (e[0], e[1], d))
+                .filter(|&(a, b, d)| a.is_finite() && b.is_finite() && d.is_finite() && b > a)
+                .collect()
+        })
+        .collect();
+    let xr = if bins.iter().all(Vec::is_empty) {
+        axis_range(
+            overlays.iter().flat_map(|l| l.x.iter().copied()),
+            Scale::Linear,
+            0.0,
+        )
+    } else {
+        axis_range(
+            bins.iter().flatten().flat_map(|&(a, b, _)| [a, b]),
+            Scale::Linear,
+            0.0,
+        )
+    };
+    let lns: Vec<Vec<(f64, f64)>> = overlays
+        .iter()
+        .map(|l| {
+            pairs(&l.x, &l.y, Scale::Linear, Scale::Linear)
+                .into_iter()
+                .filter(|&(x, _)| x >= xr.0 && x <= xr.1)
+                .collect()
+        })
+        .collect();
+    let top = bins
+        .iter()
+        .flatten()
+        .map(|b| b.2)
+        .chain(lns.iter().flatten().map(|p| p.1))
+        .fold(0.0f64, f64::max);
+    let yr = (0.0, if top > 0.0 { top * 1.1 } else { 1.0 });
+    // Occupancy for the legend: each bar fills its column from 0 to its top.
+    let mut frac = Vec::new();
+    for &(a, b, d) in bins.iter().flatten() {
+        let xf = fraction(0.5 * (a + b), xr, Scale::Linear);
+        let yf = fraction(d, yr, Scale::Linear);
+        frac.extend((0..=10).map(|k| (xf, yf * f64::from(k) / 10.0)));
+    }
+    frac.extend(
+        lns.iter()
+            .flatten()
+            .map(|&(x, y)| (fraction(x, xr, Scale::Linear), fraction(y, yr, Scale::Linear))),
+    );
+    let mut chart = builder(area, &panel.title)?.build_cartesian_2d(xr.0..xr.1, yr.0..yr.1)?;
+    mesh(
+        &mut chart,
+        panel,
+        &ticks(xr, Scale::Linear),
+        &ticks(yr, Scale::Linear),
+        7,
+    )?;
+    for (i, (s, b)) in series.iter().zip(&bins).enumerate() {
+        let color = series_color(i);
+        let anno = chart
+            .draw_series(b.iter().map(|&(lo, hi, d)| {
+                Rectangle::new([(lo, 0.0), (hi, d.max(0.0))], color.mix(0.45).filled())
+            }))?;
+        if !s.label.is_empty() {
+            anno.label(s.label.as_str())
+                .legend(move |(x, y)| Rectangle::new([(x, y - 5), (x + 16, y + 5)], color.mix(0.6).filled()));
+        }
+    }
+    for (j, (l, p)) in overlays.iter().zip(lns).enumerate() {
+        draw_line(&mut chart, p, OVERLAY[j % OVERLAY.len()], l.style, &l.label)?;
+    }
+    if series.len() + overlays.len() > 1 {
+        draw_legend(&mut chart, legend_corner(&frac))?;
+    }
+    Ok(())
+}
+
+/// Grouped bars: one group per category, one bar per series, on a linear or log y axis.
+pub(super) fn bars<DB: DrawingBackend>(
+    area: &DrawingArea<DB, Shift>,
+    panel: &Panel,
+    categories: &[String],
+    series: &[BarSeries],
+    ys: Scale,
+) -> Result<(), ReportError>
+where
+    DB::ErrorType: 'static,
+{
+    let n = categories.len().max(1);
+    let xr = (-0.5, n as f64 - 0.5);
+    let values = || series.iter().flat_map(|s| s.values.iter().copied());
+    let yr = match ys {
+        Scale::Linear => {
+            let (lo, hi) = axis_range(values().chain([0.0]), Scale::Linear, 0.0);
+            let span = hi - lo;
+            (
+                if lo < 0.0 { lo - 0.06 * span } else { lo },
+                if hi > 0.0 { hi + 0.1 * span } else { hi },
+            )
+        }
+        Scale::Log => axis_range(values(), Scale::Log, 0.08),
+    };
+    let plottable = |v: f64, ys: Scale| plottable(v, ys) && v >= yr.0;
+    let base = match ys {
+        Scale::Linear => 0.0,
+        Scale::Log => yr.0,
+    };
+    let k = series.len().max(1) as f64;
+    let width = 0.8 / k;
+    let mut frac = Vec::new();
+    for (j, s) in series.iter().enumerate() {
+        for (i, &v) in s.values.iter().enumerate() {
+            if plottable(v, ys) {
+                let xf = fraction(i as f64 - 0.4 + (j as f64 + 0.5) * width, xr, Scale::Linear);
+                let top = fraction(v, yr, ys);
+                frac.extend((0..=10).map(|q| (xf, top * f64::from(q) / 10.0)));
+            }
+        }
+    }
+    let x_format = |v: &f64| {
+        let i = v.round();
+        if (v - i).abs() < 1e-6 && i >= 0.0 {
+            categories.get(i as usize).cloned().unwrap_or_default()
+        } else {
+            String::new()
+        }
+    };
+    let mut b = builder(area, &panel.title)?;
+    let y_format = ticks(yr, ys);
+    let job = BarJob {
+        panel,
+        series,
+        ys,
+        base,
+        width,
+        x_format: &x_format,
+        y_format: &y_format,
+        n,
+    };
+    match ys {
+        Scale::Linear => job.draw(
+            b.build_cartesian_2d(xr.0..xr.1, yr.0..yr.1)?,
+            legend_corner(&frac),
+        ),
+        Scale::Log => job.draw(
+            b.build_cartesian_2d(xr.0..xr.1, (yr.0..yr.1).log_scale())?,
+            legend_corner(&frac),
+        ),
+    }
+}
+
+/// What a bar panel draws, once its axes are built.
+struct BarJob<'a> {
+    panel: &'a Panel,
+    series: &'a [BarSeries],
+    ys: Scale,
+    base: f64,
+    width: f64,
+    x_format: &'a dyn Fn(&f64) -> String,
+    y_format: &'a dyn Fn(&f64) -> String,
+    n: usize,
+}
+
+impl BarJob<'_> {
+    fn draw<'a, DB: DrawingBackend + 'a, Y>(
+        &self,
+        mut chart: ChartContext<'a, DB, Cartesian2d<RangedCoordf64, Y>>,
+        corner: SeriesLabelPosition,
+    ) -> Result<(), ReportError>
+    where
+        DB::ErrorType: 'static,
+        Y: Ranged<ValueType = f64> + ValueFormatter<f64>,
+    {
+        mesh(&mut chart, self.panel, self.x_format, self.y_format, self.n + 1)?;
+        for (j, s) in self.series.iter().enumerate() {
+            let color = series_color(j);
+            let (ys, base, width) = (self.ys, self.base, self.width);
+            let anno = chart.draw_series(
+                s.values
+                    .iter()
+                    .enumerate()
+                    .filter(move |(_, v)| plottable(**v, ys) && (ys == Scale::Linear || **v >= base))
+                    .map(move |(i, &v)| {
+                        let x0 = i as f64 - 0.4 + j as f64 * width;
+                        Rectangle::new([(x0, base), (x0 + width * 0.92, v)], color.filled())
+                    }),
+            )?;
+            if !s.label.is_empty() {
+                anno.label(s.label.as_str())
+                    .legend(move |(x, y)| Rectangle::new([(x, y - 5), (x + 16, y + 5)], color.filled()));
+            }
+        }
+        if self.series.len() > 1 {
+            draw_legend(&mut chart, corner)?;
+        }
+        Ok(())
+    }
+}

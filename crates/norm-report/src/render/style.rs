@@ -1,0 +1,277 @@
+//! Colours, fonts and number formatting shared by every panel kind: the series palette,
+//! the heatmap colour map, the embedded DejaVu font, tick labels and data ranges.
+
+use std::sync::Once;
+
+use norm_experiments::result::{BlockKind, Scale};
+use plotters::style::{FontStyle, RGBColor, register_font};
+
+/// Font family every text element uses; DejaVu Sans is registered under this name.
+pub const FAMILY: &str = "sans-serif";
+
+/// Registers the embedded DejaVu Sans under "sans-serif" once per process, so PNG text
+/// never depends on the machine's fonts.
+pub fn ensure_fonts() {
+    static ONCE: Once = Once::new();
+    ONCE.call_once(|| {
+        // The font bytes ship inside the `dejavu` crate and are valid TrueType; a failure
+        // here would surface as a font error when the first text is drawn.
+        let _ = register_font(FAMILY, FontStyle::Normal, dejavu::sans::regular());
+        let _ = register_font(FAMILY, FontStyle::Bold, dejavu::sans::bold());
+    });
+}
+
+/// Series colours (the tab10 palette), used in order within a panel.
+pub const PALETTE: [RGBColor; 10] = [
+    RGBColor(31, 119, 180),
+    RGBColor(255, 127, 14),
+    RGBColor(44, 160, 44),
+    RGBColor(214, 39, 40),
+    RGBColor(148, 103, 189),
+    RGBColor(140, 86, 75),
+    RGBColor(227, 119, 194),
+    RGBColor(127, 127, 127),
+    RGBColor(188, 189, 34),
+    RGBColor(23, 190, 207),
+];
+
+/// The `i`-th series colour (wraps around).
+pub fn series_color(i: usize) -> RGBColor {
+    PALETTE[i % PALETTE.len()]
+}
+
+/// Fill colour of a diagram block kind.
+pub fn block_color(kind: BlockKind) -> RGBColor {
+    match kind {
+        BlockKind::Io => RGBColor(224, 224, 224),
+        BlockKind::Norm => RGBColor(255, 214, 102),
+        BlockKind::Attention => RGBColor(133, 193, 233),
+        BlockKind::FeedForward => RGBColor(130, 224, 170),
+        BlockKind::Add => RGBColor(215, 189, 226),
+        BlockKind::Skip => RGBColor(214, 39, 40),
+    }
+}
+
+/// Viridis anchors at t = 0, 1/8, ..., 1.
+const VIRIDIS: [(u8, u8, u8); 9] = [
+    (68, 1, 84),
+    (71, 44, 122),
+    (59, 81, 139),
+    (44, 113, 142),
+    (33, 144, 141),
+    (39, 173, 129),
+    (92, 200, 99),
+    (170, 220, 50),
+    (253, 231, 37),
+];
+
+/// Viridis colour for `t` in [0, 1] (clamped; non-finite gives grey).
+pub fn viridis(t: f64) -> RGBColor {
+    if !t.is_finite() {
+        return RGBColor(200, 200, 200);
+    }
+    let t = t.clamp(0.0, 1.0) * (VIRIDIS.len() - 1) as f64;
+    let i = (t.floor() as usize).min(VIRIDIS.len() - 2);
+    let f = t - i as f64;
+    let (a, b) = (VIRIDIS[i], VIRIDIS[i + 1]);
+    let mix = |p: u8, q: u8| (f64::from(p) + (f64::from(q) - f64::from(p)) * f).round() as u8;
+    RGBColor(mix(a.0, b.0), mix(a.1, b.1), mix(a.2, b.2))
+}
+
+/// Removes trailing zeros of a decimal mantissa: "2.50" -> "2.5", "1.00" -> "1".
+fn trim_mantissa(s: &str) -> String {
+    if s.contains('.') {
+        s.trim_end_matches('0').trim_end_matches('.').to_string()
+    } else {
+        s.to_string()
+    }
+}
+
+/// Formats `v` with `digits` significant digits in scientific form, e.g. `3.2e-8`.
+fn sci(v: f64, digits: usize) -> String {
+    let s = format!("{:.*e}", digits.saturating_sub(1), v);
+    match s.split_once('e') {
+        Some((m, e)) => format!("{}e{}", trim_mantissa(m), e),
+        None => s,
+    }
+}
+
+/// Formats `v` with `digits` significant digits in plain decimal form.
+fn plain(v: f64, digits: usize) -> String {
+    let magnitude = if v == 0.0 {
+        0
+    } else {
+        v.abs().log10().floor() as i32
+    };
+    let decimals = (digits as i32 - 1 - magnitude).max(0) as usize;
+    let s = trim_mantissa(&format!("{v:.decimals$}"));
+    if s == "-0" { "0".to_string() } else { s }
+}
+
+/// Tick labels for an axis spanning `(lo, hi)`: as many significant digits as the tick
+/// spacing needs (so a narrow range such as [0.999990, 1.000010] still reads apart),
+/// scientific form for magnitudes outside [1e-3, 1e4), and `0` for ticks at zero.
+pub fn ticks((lo, hi): (f64, f64), scale: Scale) -> impl Fn(&f64) -> String {
+    let mag = lo.abs().max(hi.abs());
+    let step = (hi - lo).abs() / 6.0;
+    let digits = match scale {
+        Scale::Log => 2,
+        Scale::Linear if step > 0.0 && mag > 0.0 => {
+            ((mag / step).log10().ceil() as i64 + 1).clamp(2, 12) as usize
+        }
+        Scale::Linear => 3,
+    };
+    move |&v: &f64| {
+        if !v.is_finite() {
+            String::new()
+        } else if v == 0.0 || (scale == Scale::Linear && v.abs() < step * 1e-6) {
+            "0".to_string()
+        } else if match scale {
+            Scale::Linear => !(1e-3..1e4).contains(&mag),
+            Scale::Log => !(1e-3..1e4).contains(&v.abs()),
+        } {
+            sci(v, digits)
+        } else {
+            plain(v, digits)
+        }
+    }
+}
+
+/// A measured value as the page prints it: 4 significant digits, scientific outside
+/// [1e-3, 1e5), `NaN`/`inf`/`-inf` for non-finite values.
+///
+/// ```
+/// assert_eq!(norm_report::format_value(3.24159e-8), "3.242e-8");
+/// assert_eq!(norm_report::format_value(12.5), "12.5");
+/// assert_eq!(norm_report::format_value(f64::NAN), "NaN");
+/// ```
+pub fn format_value(v: f64) -> String {
+    let a = v.abs();
+    if v.is_nan() {
+        "NaN".to_string()
+    } else if v.is_infinite() {
+        if v > 0.0 {
+            "inf".to_string()
+        } else {
+            "-inf".to_string()
+        }
+    } else if v == 0.0 {
+        "0".to_string()
+    } else if !(1e-3..1e5).contains(&a) {
+        sci(v, 4)
+    } else {
+        plain(v, 4)
+    }
+}
+
+/// A plotted value on a given scale: finite, and positive on a log axis.
+pub fn plottable(v: f64, scale: Scale) -> bool {
+    v.is_finite() && (scale == Scale::Linear || v > 0.0)
+}
+
+/// Most decades a log axis spans; smaller values are cut off (and not drawn).
+pub const MAX_DECADES: f64 = 200.0;
+
+/// The axis range covering `values` (non-plottable ones skipped), padded by `pad` of the
+/// span on each side (in log10 space for log axes). Degenerate or empty inputs get a
+/// sensible non-empty range.
+pub fn axis_range(values: impl Iterator<Item = f64>, scale: Scale, pad: f64) -> (f64, f64) {
+    let (mut lo, mut hi) = (f64::INFINITY, f64::NEG_INFINITY);
+    for v in values.filter(|&v| plottable(v, scale)) {
+        lo = lo.min(v);
+        hi = hi.max(v);
+    }
+    match scale {
+        Scale::Linear => {
+            if lo > hi {
+                return (0.0, 1.0);
+            }
+            let span = hi - lo;
+            if span <= f64::EPSILON * lo.abs().max(hi.abs()).max(1e-300) {
+                let d = if lo == 0.0 { 1.0 } else { lo.abs() * 0.1 };
+                return (lo - d, hi + d);
+            }
+            (lo - pad * span, hi + pad * span)
+        }
+        Scale::Log => {
+            if lo > hi {
+                return (1.0, 10.0);
+            }
+            // plotters' log axis needs hi/lo finite: keep at most MAX_DECADES decades.
+            let (h, l) = (hi.log10(), lo.log10());
+            let l = l.max(h - MAX_DECADES);
+            let span = h - l;
+            if span < 1e-9 {
+                return (10f64.powf(l - 0.5), 10f64.powf(h + 0.5));
+            }
+            (10f64.powf(l - pad * span), 10f64.powf(h + pad * span))
+        }
+    }
+}
+
+/// Position of `v` within `(lo, hi)` as a fraction, in log space for log axes.
+pub fn fraction(v: f64, (lo, hi): (f64, f64), scale: Scale) -> f64 {
+    match scale {
+        Scale::Linear => (v - lo) / (hi - lo),
+        Scale::Log => (v.log10() - lo.log10()) / (hi.log10() - lo.log10()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn formats_values() {
+        let check = |v: f64, want: &str| assert_eq!(format_value(v), want, "value {v:e}");
+        check(0.0, "0");
+        check(1.0, "1");
+        check(12.5, "12.5");
+        check(0.0012346, "0.001235");
+        check(3.24159e-8, "3.242e-8");
+        check(-2.0e9, "-2e9");
+        check(123456.0, "1.235e5");
+        check(0.99999, "1");
+        check(f64::NAN, "NaN");
+        check(f64::NEG_INFINITY, "-inf");
+    }
+
+    #[test]
+    fn formats_ticks() {
+        let check = |range: (f64, f64), scale: Scale, v: f64, want: &str| {
+            assert_eq!(ticks(range, scale)(&v), want, "tick {v:e} on {range:?}")
+        };
+        check((0.0, 1.0), Scale::Linear, 0.30000000000000004, "0.3");
+        check((0.0, 1.0), Scale::Linear, 1e-17, "0");
+        check((0.99999, 1.00001), Scale::Linear, 0.999995, "0.999995");
+        check((-2e-17, 2e-17), Scale::Linear, 1e-17, "1e-17");
+        check((0.0, 3e4), Scale::Linear, 25000.0, "2.5e4");
+        check((0.0, 200.0), Scale::Linear, 150.0, "150");
+        check((1e-20, 1.0), Scale::Log, 1e-14, "1e-14");
+        check((1e-20, 1.0), Scale::Log, 0.1, "0.1");
+    }
+
+    #[test]
+    fn ranges_skip_bad_values() {
+        let (lo, hi) = axis_range(
+            [f64::NAN, 1.0, f64::INFINITY, 3.0].into_iter(),
+            Scale::Linear,
+            0.0,
+        );
+        assert_eq!((lo, hi), (1.0, 3.0));
+        let (lo, hi) = axis_range([-1.0, 0.0, 1e-3, 1e3].into_iter(), Scale::Log, 0.0);
+        assert!((lo - 1e-3).abs() < 1e-12 && (hi - 1e3).abs() < 1e-9, "{lo} {hi}");
+        let (lo, hi) = axis_range([5.0, 5.0].into_iter(), Scale::Linear, 0.05);
+        assert!(lo < 5.0 && hi > 5.0);
+        assert_eq!(axis_range(std::iter::empty(), Scale::Log, 0.1), (1.0, 10.0));
+        let (lo, hi) = axis_range([1e-300, 1e300].into_iter(), Scale::Log, 0.0);
+        assert!((hi / lo).is_finite() && hi >= 1e300, "{lo} {hi}");
+    }
+
+    #[test]
+    fn viridis_ends() {
+        assert_eq!(viridis(0.0), RGBColor(68, 1, 84));
+        assert_eq!(viridis(1.0), RGBColor(253, 231, 37));
+        assert_eq!(viridis(f64::NAN), RGBColor(200, 200, 200));
+    }
+}

@@ -1,0 +1,145 @@
+//! The report as a whole: the types the caller hands in (each study's result, its
+//! rendered figures, its timings, and the run's metadata) and `write_report`, which
+//! writes every file of the report into one folder.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use norm_experiments::StudyResult;
+
+use crate::{ReportError, data, page, render_png, render_svg};
+
+/// Which figure files to produce. The page uses SVG when present (else PNG);
+/// `report.md` uses PNG when present (else SVG).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    /// SVG only.
+    Svg,
+    /// PNG only.
+    Png,
+    /// Both SVG and PNG.
+    Both,
+}
+
+impl Format {
+    /// Parses `svg`, `png` or `both`.
+    ///
+    /// ```
+    /// assert_eq!(norm_report::Format::parse("both"), Some(norm_report::Format::Both));
+    /// assert_eq!(norm_report::Format::parse("jpg"), None);
+    /// ```
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "svg" => Some(Self::Svg),
+            "png" => Some(Self::Png),
+            "both" => Some(Self::Both),
+            _ => None,
+        }
+    }
+
+    /// Whether SVG files are produced.
+    pub fn svg(self) -> bool {
+        self != Self::Png
+    }
+
+    /// Whether PNG files are produced.
+    pub fn png(self) -> bool {
+        self != Self::Svg
+    }
+}
+
+/// One study, ready for the report: its result, its rendered figure, and how long the
+/// run and the rendering took (the times go only to the timings files).
+#[derive(Debug, Clone)]
+pub struct StudyOutput {
+    /// The study's result.
+    pub result: StudyResult,
+    /// The figure as SVG, if requested.
+    pub svg: Option<String>,
+    /// The figure as PNG bytes, if requested.
+    pub png: Option<Vec<u8>>,
+    /// Wall time of the study run.
+    pub run_time: Duration,
+    /// Wall time of rendering its figure.
+    pub render_time: Duration,
+}
+
+impl StudyOutput {
+    /// Renders `result`'s figure in `format` and records the times.
+    ///
+    /// # Errors
+    /// Any [`ReportError`] from [`render_svg`] or [`render_png`].
+    pub fn render(result: StudyResult, format: Format, run_time: Duration) -> Result<Self, ReportError> {
+        let start = std::time::Instant::now();
+        let svg = if format.svg() {
+            Some(render_svg(&result.figure)?)
+        } else {
+            None
+        };
+        let png = if format.png() {
+            Some(render_png(&result.figure)?)
+        } else {
+            None
+        };
+        Ok(Self {
+            result,
+            svg,
+            png,
+            run_time,
+            render_time: start.elapsed(),
+        })
+    }
+}
+
+/// What the page says about the run itself (no wall-clock date, so reruns are identical).
+#[derive(Debug, Clone, PartialEq)]
+pub struct RunInfo {
+    /// The run seed.
+    pub seed: u64,
+    /// Study size, e.g. "full" or "small (test configs)".
+    pub size: String,
+    /// `(crate, version)` pairs to list.
+    pub versions: Vec<(String, String)>,
+    /// The command that reproduces this report.
+    pub command: String,
+}
+
+/// Writes the report into `dir` (created if missing): `index.html`, `report.md`,
+/// `figures/<id>.svg|png`, `data/<id>.json`, `data/<id>-panel<k>.csv`, and the run's
+/// timings in `timings.json` and `timings.md` (the only files that differ between two
+/// runs with the same seed). Returns the path of `index.html`.
+///
+/// # Errors
+/// [`ReportError::Io`] naming the path that could not be written;
+/// [`ReportError::Json`] if a result cannot be serialized.
+pub fn write_report(dir: &Path, run: &RunInfo, studies: &[StudyOutput]) -> Result<PathBuf, ReportError> {
+    let write = |rel: &str, bytes: &[u8]| -> Result<(), ReportError> {
+        let path = dir.join(rel);
+        std::fs::write(&path, bytes).map_err(|source| ReportError::Io { path, source })
+    };
+    for sub in ["", "figures", "data"] {
+        let path = dir.join(sub);
+        std::fs::create_dir_all(&path).map_err(|source| ReportError::Io { path, source })?;
+    }
+    for s in studies {
+        let id = &s.result.id;
+        if let Some(svg) = &s.svg {
+            write(&format!("figures/{id}.svg"), svg.as_bytes())?;
+        }
+        if let Some(png) = &s.png {
+            write(&format!("figures/{id}.png"), png)?;
+        }
+        write(
+            &format!("data/{id}.json"),
+            data::study_json(&s.result)?.as_bytes(),
+        )?;
+        for (name, csv) in data::panel_csvs(&s.result) {
+            write(&format!("data/{name}"), csv.as_bytes())?;
+        }
+    }
+    write("index.html", page::html(run, studies).as_bytes())?;
+    write("report.md", page::markdown(run, studies).as_bytes())?;
+    write("timings.json", page::timings_json(studies).as_bytes())?;
+    write("timings.md", page::timings_markdown(run, studies).as_bytes())?;
+    Ok(dir.join("index.html"))
+}

@@ -1,0 +1,61 @@
+//! `cargo xtask`: the project's tasks, run with `cargo xtask <task>`. Today one task,
+//! `report`: run the studies, render the figures and write the report folder. Flags are
+//! parsed by hand so this binary stays quick to build.
+
+mod flags;
+mod report;
+#[cfg(test)]
+mod tidy;
+
+use std::process::ExitCode;
+
+const USAGE: &str = "\
+usage: cargo xtask <task> [options]
+
+tasks:
+  report    run the studies and write the report (index.html, report.md, figures, data)
+
+cargo xtask report [--out DIR] [--seed N] [--only ID[,ID...]] [--format svg|png|both]
+  --out DIR         where to write the report (default: target/report in the workspace)
+  --seed N          run seed, a non-negative integer (default: 42)
+  --only ID,...     run only these studies (ids below)
+  --format F        figure files: svg, png or both (default: both)
+  --help            print this help";
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    match args.first().map(String::as_str) {
+        Some("report") => match flags::parse(&args[1..]) {
+            Ok(flags::Parsed::Help) => {
+                println!("{USAGE}\n\nstudy ids: {}", flags::study_ids());
+                ExitCode::SUCCESS
+            }
+            Ok(flags::Parsed::Run(opts)) => match report::run(&opts) {
+                Ok(index) => {
+                    println!("{}", index.display());
+                    ExitCode::SUCCESS
+                }
+                Err(msg) => {
+                    eprintln!("error: {msg}");
+                    ExitCode::FAILURE
+                }
+            },
+            Err(msg) => {
+                eprintln!("error: {msg}");
+                ExitCode::from(2)
+            }
+        },
+        Some("--help" | "-h" | "help") => {
+            println!("{USAGE}");
+            ExitCode::SUCCESS
+        }
+        Some(other) => {
+            eprintln!("error: unknown task `{other}`; accepted: report (see `cargo xtask --help`)");
+            ExitCode::from(2)
+        }
+        None => {
+            eprintln!("error: no task given; accepted: report (see `cargo xtask --help`)");
+            ExitCode::from(2)
+        }
+    }
+}

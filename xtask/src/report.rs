@@ -1,0 +1,242 @@
+//! `cargo xtask report`: runs the chosen studies in parallel (each on its own seeded
+//! stream, so threads never change a number), renders their figures, writes the report
+//! into a temporary folder beside `--out`, and only then moves it into place.
+
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Instant;
+
+use norm_experiments::Size;
+use norm_report::{Format, RunInfo, StudyOutput, format_value, write_report};
+
+use crate::flags::Options;
+
+/// Runs the report; returns the path of `index.html` or a one-line error.
+pub fn run(opts: &Options) -> Result<PathBuf, String> {
+    let out =
+        std::path::absolute(&opts.out).map_err(|e| format!("bad --out `{}`: {e}", opts.out.display()))?;
+    let staging = Staging::create(&out)?;
+    let started = Instant::now();
+    let outputs = run_studies(opts)?;
+    let info = RunInfo {
+        seed: opts.seed,
+        size: match opts.size {
+            Size::Full => "full (each study's default config)".into(),
+            Size::Small => "small (test configs)".into(),
+        },
+        versions: versions(),
+        command: command(opts),
+    };
+    write_report(&staging.dir, &info, &outputs).map_err(|e| e.to_string())?;
+    staging.publish()?;
+    eprintln!(
+        "{} studies in {:.2} s",
+        outputs.len(),
+        started.elapsed().as_secs_f64()
+    );
+    Ok(out.join("index.html"))
+}
+
+/// The command that reproduces this report's bytes (the output folder does not matter).
+fn command(opts: &Options) -> String {
+    let mut c = format!("cargo xtask report --seed {}", opts.seed);
+    if opts.only {
+        let ids: Vec<&str> = opts.studies.iter().map(|s| s.id).collect();
+        c.push_str(&format!(" --only {}", ids.join(",")));
+    }
+    match opts.format {
+        Format::Both => {}
+        Format::Svg => c.push_str(" --format svg"),
+        Format::Png => c.push_str(" --format png"),
+    }
+    if opts.size == Size::Small {
+        c.push_str(" --small");
+    }
+    c
+}
+
+/// Runs and renders every chosen study on a small pool of scoped threads; prints one
+/// line per study as it finishes. Outputs come back in registry order.
+fn run_studies(opts: &Options) -> Result<Vec<StudyOutput>, String> {
+    let n = opts.studies.len();
+    let threads = std::thread::available_parallelism()
+        .map_or(2, |p| p.get())
+        .min(n)
+        .max(1);
+    let next = AtomicUsize::new(0);
+    let slots: Mutex<Vec<Option<Result<StudyOutput, String>>>> = Mutex::new((0..n).map(|_| None).collect());
+    std::thread::scope(|scope| {
+        for _ in 0..threads {
+            scope.spawn(|| {
+                loop {
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    let Some(study) = opts.studies.get(i) else { break };
+                    let t = Instant::now();
+                    let result = (study.run)(opts.seed, opts.size);
+                    let run_time = t.elapsed();
+                    let output = result
+                        .map_err(|e| format!("study `{}` failed: {e}", study.id))
+                        .and_then(|r| {
+                            StudyOutput::render(r, opts.format, run_time)
+                                .map_err(|e| format!("rendering study `{}` failed: {e}", study.id))
+                        });
+                    match &output {
+                        Ok(o) => {
+                            let key = o
+                                .result
+                                .findings
+                                .iter()
+                                .find(|f| f.summary)
+                                .map_or_else(String::new, |f| {
+                                    format!("{} [{}]", f.statement, format_value(f.value))
+                                });
+                            println!(
+                                "{:<24} {:>6.2} s  {key}",
+                                study.id,
+                                (o.run_time + o.render_time).as_secs_f64()
+                            );
+                        }
+                        Err(e) => println!("{:<24} failed: {e}", study.id),
+                    }
+                    if let Ok(mut s) = slots.lock() {
+                        s[i] = Some(output);
+                    }
+                }
+            });
+        }
+    });
+    let slots = slots
+        .into_inner()
+        .map_err(|_| "a study thread panicked".to_string())?;
+    let mut outputs = Vec::with_capacity(n);
+    let mut errors = Vec::new();
+    for (slot, study) in slots.into_iter().zip(&opts.studies) {
+        match slot {
+            Some(Ok(o)) => outputs.push(o),
+            Some(Err(e)) => errors.push(e),
+            None => errors.push(format!(
+                "study `{}` did not finish (its thread panicked)",
+                study.id
+            )),
+        }
+    }
+    if errors.is_empty() {
+        Ok(outputs)
+    } else {
+        Err(errors.join("; "))
+    }
+}
+
+/// Versions of the workspace crates and the main dependencies, read from `Cargo.lock`.
+fn versions() -> Vec<(String, String)> {
+    const CRATES: [&str; 10] = [
+        "norm-core",
+        "norm-autograd",
+        "norm-experiments",
+        "norm-report",
+        "ndarray",
+        "rand",
+        "rand_chacha",
+        "rand_distr",
+        "plotters",
+        "maud",
+    ];
+    let lock = Path::new(env!("CARGO_MANIFEST_DIR")).join("../Cargo.lock");
+    let Ok(text) = std::fs::read_to_string(lock) else {
+        return Vec::new();
+    };
+    let mut found = Vec::new();
+    let mut name: Option<&str> = None;
+    for line in text.lines() {
+        if let Some(v) = line.strip_prefix("name = ") {
+            name = Some(v.trim_matches('"'));
+        } else if let (Some(n), Some(v)) = (name, line.strip_prefix("version = ")) {
+            if CRATES.contains(&n) {
+                found.push((n.to_string(), v.trim_matches('"').to_string()));
+            }
+            name = None;
+        }
+    }
+    found.sort_by_key(|(n, _)| CRATES.iter().position(|c| c == n));
+    found
+}
+
+/// A temporary folder beside the output folder; removed unless published.
+struct Staging {
+    dir: PathBuf,
+    out: PathBuf,
+    published: bool,
+}
+
+impl Staging {
+    /// Creates `.<name>.tmp-<pid>` beside `out`. Fails early (before any study runs) if
+    /// `out` cannot be written or is an existing folder that is not a report.
+    fn create(out: &Path) -> Result<Self, String> {
+        let (Some(parent), Some(name)) = (out.parent(), out.file_name()) else {
+            return Err(format!(
+                "cannot write the report to `{}`: not a folder path",
+                out.display()
+            ));
+        };
+        let name = name.to_string_lossy();
+        if out.exists() {
+            if !out.is_dir() {
+                return Err(format!(
+                    "cannot write the report to `{}`: it exists and is not a folder",
+                    out.display()
+                ));
+            }
+            let empty = std::fs::read_dir(out)
+                .map(|mut d| d.next().is_none())
+                .unwrap_or(false);
+            if !empty && !out.join("index.html").is_file() {
+                return Err(format!(
+                    "refusing to replace `{}`: it is a non-empty folder without index.html (not a report); choose another --out",
+                    out.display()
+                ));
+            }
+        }
+        std::fs::create_dir_all(parent).map_err(|e| {
+            format!(
+                "cannot write the report to `{}`: cannot create `{}`: {e}",
+                out.display(),
+                parent.display()
+            )
+        })?;
+        let dir = parent.join(format!(".{name}.tmp-{}", std::process::id()));
+        if dir.exists() {
+            let _ = std::fs::remove_dir_all(&dir);
+        }
+        std::fs::create_dir(&dir)
+            .map_err(|e| format!("cannot write the report to `{}`: {e}", out.display()))?;
+        Ok(Self {
+            dir,
+            out: out.to_path_buf(),
+            published: false,
+        })
+    }
+
+    /// Moves the finished report into place, replacing an earlier report.
+    fn publish(mut self) -> Result<(), String> {
+        let fail = |e: std::io::Error| format!("cannot move the report into `{}`: {e}", self.out.display());
+        if self.out.exists() {
+            let old = self.dir.with_extension("old");
+            std::fs::rename(&self.out, &old).map_err(fail)?;
+            std::fs::rename(&self.dir, &self.out).map_err(fail)?;
+            let _ = std::fs::remove_dir_all(&old);
+        } else {
+            std::fs::rename(&self.dir, &self.out).map_err(fail)?;
+        }
+        self.published = true;
+        Ok(())
+    }
+}
+
+impl Drop for Staging {
+    fn drop(&mut self) {
+        if !self.published {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
+    }
+}
