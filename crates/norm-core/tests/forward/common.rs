@@ -3,8 +3,9 @@
 //! the data-driven tests call. No assertions about specific inputs live here.
 
 use ndarray::{ArrayD, ArrayViewD, IxDyn, ShapeBuilder, Slice};
+use norm_core::dispatch::ForcedPath;
 use norm_core::reference::{layer_norm_reference, rms_norm_reference};
-use norm_core::{Float, LayerNorm, RmsNorm};
+use norm_core::{Float, KernelPath, LayerNorm, RmsNorm};
 
 /// xorshift64* — small, deterministic, good enough for test data.
 #[derive(Debug, Clone)]
@@ -194,6 +195,26 @@ impl<F: Float> Norm<F> {
                 let mut r = vec![F::nan(); rows];
                 n.forward_slice_with_stats(x, &mut out, &mut r)
                     .expect("forward_slice_with_stats");
+                (out, vec![r])
+            }
+        }
+    }
+
+    /// [`Norm::forward_slice_with_stats`] on a forced kernel path (portable, AVX2, AVX-512).
+    pub fn forward_slice_on(&self, path: ForcedPath, x: &[F]) -> (Vec<F>, Vec<Vec<F>>) {
+        let rows = x.len() / self.dim();
+        let mut out = vec![F::nan(); x.len()];
+        match self {
+            Self::Ln(n) => {
+                let (mut m, mut r) = (vec![F::nan(); rows], vec![F::nan(); rows]);
+                path.layer_norm_slice(n, x, &mut out, &mut m, &mut r)
+                    .expect("layer_norm_slice");
+                (out, vec![m, r])
+            }
+            Self::Rms(n) => {
+                let mut r = vec![F::nan(); rows];
+                path.rms_norm_slice(n, x, &mut out, &mut r)
+                    .expect("rms_norm_slice");
                 (out, vec![r])
             }
         }
@@ -420,6 +441,18 @@ pub fn check_against_reference<F: Float>(norm: &Norm<F>, x: &ArrayViewD<'_, F>, 
         assert_same(&format!("stats {k}: ndarray vs slice"), &flat(&s.view()), ss);
     }
     check_stats(norm, &slice_stats, &sr, tol);
+
+    // Every kernel path this CPU has (the public API runs the detected one) matches the
+    // reference too; the detected path is the public API, bit for bit.
+    for path in ForcedPath::all() {
+        let (yp, sp) = norm.forward_slice_on(path, &xs);
+        let what = format!("{:?} on {:?} {shape:?}", norm.kind(), path.path());
+        if path.path() == KernelPath::detected() {
+            assert_same(&what, &yp, &y);
+        }
+        assert_close(&what, &yp, &yr, scale, tol);
+        check_stats(norm, &sp, &sr, tol);
+    }
 }
 
 /// Statistics vs the reference: LN mean relative to |mean| + std, the reciprocals relative.

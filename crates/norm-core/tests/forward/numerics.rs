@@ -4,6 +4,7 @@
 //! its slice of the batch, bit for bit).
 
 use ndarray::{Array2, ArrayD, IxDyn};
+use norm_core::dispatch::ForcedPath;
 use norm_core::{Float, LayerNorm, RmsNorm};
 
 use crate::common::{
@@ -56,6 +57,14 @@ fn check_offset_rows(loc: f64, spread: f64, d: usize, seed: u64) {
             err <= 1e-5,
             "{kind:?} loc {loc} spread {spread} d {d}: max |err| {err}"
         );
+        for path in ForcedPath::all() {
+            let err = max_abs_err(&norm.forward_slice_on(path, &x).0, &yr);
+            let p = path.path();
+            assert!(
+                err <= 1e-5,
+                "{kind:?} on {p:?}, loc {loc} spread {spread} d {d}: max |err| {err}"
+            );
+        }
         if kind == Kind::Ln {
             let naive = max_abs_err(&naive_f32_layer_norm(&x, d, 1e-5), &yr);
             assert!(
