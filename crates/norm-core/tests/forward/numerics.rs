@@ -452,9 +452,16 @@ fn zero_row_batches_are_empty_not_errors() {
 /// that row normalized alone, so nothing depends on the batch (or on how it is split).
 #[test]
 fn a_row_alone_equals_its_slice_of_the_batch() {
-    let d = 96;
+    // 24 rows run serially; 600 x 160 f32 (384 KB) is large enough to be split
+    // across threads by the default build.
+    for (rows, d) in [(24, 96), (600, 160)] {
+        check_row_alone(rows, d);
+    }
+}
+
+fn check_row_alone(rows: usize, d: usize) {
     let mut rng = Rng::new(5);
-    let mut x = Array2::<f32>::zeros((24, d));
+    let mut x = Array2::<f32>::zeros((rows, d));
     for (r, mut row) in x.rows_mut().into_iter().enumerate() {
         let scale = 10f64.powi((r as i32 % 12) * 6 - 36);
         let vals = rng.normals::<f32>(d, if r % 2 == 0 { 0.0 } else { 1e3 * scale }, scale);
@@ -478,5 +485,22 @@ fn a_row_alone_equals_its_slice_of_the_batch() {
             "RMS row {r}"
         );
         assert!(same_bits(s.rrms[0], sr.rrms[r]));
+    }
+}
+
+/// Batches big enough to take the threaded path, in every layout: the full check
+/// (entry points agree bit for bit, match the reference) at a size the small
+/// random cases do not reach.
+#[test]
+fn large_batches_every_layout() {
+    let shape = [3, 40, 700]; // 84 000 f32 = 336 KB
+    let n: usize = shape.iter().product();
+    let mut rng = Rng::new(21);
+    let x = rng.normals::<f32>(n, 2.0, 3.0);
+    for kind in KINDS {
+        let norm = Norm::<f32>::random(kind, 700, 1e-5, true, &mut rng);
+        for layout in LAYOUTS {
+            check_against_reference(&norm, &Laid::new(&shape, &x, layout).view(), tol_for::<f32>(700));
+        }
     }
 }
