@@ -1,0 +1,112 @@
+//! Page tests on hand-built results: text is escaped, key points link only to studies
+//! present, the summary table and formulas are there, and the timings stay out of every
+//! file but the timings files.
+
+mod fixtures;
+
+use std::time::Duration;
+
+use norm_report::page::{html, markdown, timings_markdown};
+use norm_report::{Format, RunInfo, StudyOutput, write_report};
+
+fn run_info() -> RunInfo {
+    RunInfo {
+        seed: 42,
+        size: "small".into(),
+        versions: vec![("plotters".into(), "0.3.7".into())],
+        command: "cargo xtask report --seed 42".into(),
+    }
+}
+
+fn outputs() -> Vec<StudyOutput> {
+    vec![
+        StudyOutput::render(
+            fixtures::study("layernorm-distribution", "LayerNorm Distribution"),
+            Format::Svg,
+            Duration::from_millis(5),
+        )
+        .unwrap(),
+        StudyOutput::render(
+            fixtures::study("epsilon", "Epsilon Effect"),
+            Format::Png,
+            Duration::from_millis(7),
+        )
+        .unwrap(),
+    ]
+}
+
+#[test]
+fn page_escapes_text_and_links_present_studies() {
+    let outs = outputs();
+    let page = html(&run_info(), &outs);
+    assert!(page.starts_with("<!DOCTYPE html>"));
+    assert!(
+        page.contains("&lt;angle brackets&gt; &amp; ampersands"),
+        "explanation not escaped"
+    );
+    assert!(!page.contains("<angle brackets>"));
+    assert!(page.contains("spread ratio &lt; 20 &amp; &gt; 10"));
+    assert!(page.contains("href=\"#layernorm-distribution\""));
+    assert!(page.contains(
+        "Pre-Norm placement (before sub-layer) is standard in modern LLMs (study not in this run)"
+    ));
+    // SVG preferred on the page, PNG when that is all there is.
+    assert!(page.contains("src=\"figures/layernorm-distribution.svg\""));
+    assert!(page.contains("src=\"figures/epsilon.png\""));
+    for needle in [
+        "Summary of Findings",
+        "3.2e-8",
+        "NaN",
+        "12.5 ×",
+        "dxᵢ = r · ( gᵢ − mean(g) − x̂ᵢ · mean(g ⊙ x̂) )",
+        "Seed: 42",
+    ] {
+        assert!(page.contains(needle), "page lacks `{needle}`");
+    }
+    // Timings never reach the page or the Markdown.
+    assert!(!page.contains("1.7x faster"));
+    let md = markdown(&run_info(), &outs);
+    assert!(!md.contains("1.7x faster"));
+    assert!(timings_markdown(&run_info(), &outs).contains("1.7x faster"));
+    // Markdown: PNG preferred, pipes in cells escaped, anchors for the key points.
+    assert!(md.contains("![Every Panel Kind: a Test Figure](figures/epsilon.png)"));
+    assert!(md.contains(
+        "[LayerNorm: normalizes to zero mean, unit variance (GPT-2, BERT)](#layernorm-distribution)"
+    ));
+    assert!(md.contains("<a id=\"epsilon\"></a>"));
+}
+
+#[test]
+fn write_report_writes_every_file() {
+    let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("page-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let index = write_report(&dir, &run_info(), &outputs()).unwrap();
+    assert_eq!(index, dir.join("index.html"));
+    for f in [
+        "index.html",
+        "report.md",
+        "timings.json",
+        "timings.md",
+        "figures/layernorm-distribution.svg",
+        "figures/epsilon.png",
+        "data/epsilon.json",
+        "data/epsilon-panel1.csv",
+        "data/epsilon-panel5.csv",
+    ] {
+        assert!(dir.join(f).is_file(), "missing {f}");
+    }
+    assert!(
+        !dir.join("data/epsilon-panel6.csv").exists(),
+        "a diagram has no CSV"
+    );
+    let csv = std::fs::read_to_string(dir.join("data/epsilon-panel1.csv")).unwrap();
+    assert!(csv.starts_with("series,kind,x,x_end,y\ninput,bin,"));
+    let json = std::fs::read_to_string(dir.join("data/epsilon.json")).unwrap();
+    assert!(
+        json.contains("\"value\": null") && !json.contains("speed_ratio"),
+        "NaN as null, no timings"
+    );
+    let timings = std::fs::read_to_string(dir.join("timings.json")).unwrap();
+    assert!(timings.contains("speed_ratio") && timings.contains("run_seconds"));
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -1,0 +1,322 @@
+//! End-to-end tests of `cargo xtask report` (the built binary, small study configs):
+//! the report is complete, its links resolve, its SVGs are XML, it shows every finding
+//! and no stray NaN/inf, two runs give identical bytes, and bad input exits cleanly.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use norm_experiments::{Size, StudyResult, registry};
+
+fn xtask(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_xtask"))
+        .args(args)
+        .output()
+        .expect("xtask runs")
+}
+
+/// A fresh, empty folder under cargo's per-test temp dir.
+fn scratch(name: &str) -> PathBuf {
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("xtask-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// Every file under `dir`, by relative path, with its bytes.
+fn tree(dir: &Path) -> BTreeMap<String, Vec<u8>> {
+    fn walk(root: &Path, dir: &Path, out: &mut BTreeMap<String, Vec<u8>>) {
+        for entry in std::fs::read_dir(dir).unwrap().flatten() {
+            let p = entry.path();
+            if p.is_dir() {
+                walk(root, &p, out);
+            } else {
+                let rel = p.strip_prefix(root).unwrap().to_string_lossy().replace('\\', "/");
+                out.insert(rel, std::fs::read(&p).unwrap());
+            }
+        }
+    }
+    let mut out = BTreeMap::new();
+    walk(dir, dir, &mut out);
+    out
+}
+
+/// The values of `attr="..."` in an HTML text.
+fn attr_values<'a>(html: &'a str, attr: &str) -> Vec<&'a str> {
+    let needle = format!(" {attr}=\"");
+    html.match_indices(&needle)
+        .filter_map(|(i, _)| {
+            let rest = &html[i + needle.len()..];
+            rest.find('"').map(|end| &rest[..end])
+        })
+        .collect()
+}
+
+/// HTML escaping as maud does it.
+fn escape(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+}
+
+fn run_small(out: &Path) -> Output {
+    let o = xtask(&[
+        "report",
+        "--small",
+        "--seed",
+        "42",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert!(
+        o.status.success(),
+        "xtask failed: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    o
+}
+
+fn results() -> Vec<StudyResult> {
+    registry()
+        .iter()
+        .map(|s| (s.run)(42, Size::Small).unwrap_or_else(|e| panic!("{}: {e}", s.id)))
+        .collect()
+}
+
+#[test]
+fn report_is_complete_consistent_and_reproducible() {
+    let base = scratch("full");
+    let (a, b) = (base.join("a"), base.join("b"));
+    let first = run_small(&a);
+    run_small(&b);
+
+    // One progress line per study, then the page's path.
+    let stdout = String::from_utf8_lossy(&first.stdout);
+    for s in registry() {
+        assert!(
+            stdout.lines().any(|l| l.starts_with(s.id)),
+            "no progress line for {}",
+            s.id
+        );
+    }
+    assert!(
+        stdout.trim_end().ends_with("index.html"),
+        "last line is not the page path: {stdout}"
+    );
+
+    // Same seed, same bytes (the timings files excepted), and no temp folders left over.
+    let (ta, tb) = (tree(&a), tree(&b));
+    assert_eq!(ta.keys().collect::<Vec<_>>(), tb.keys().collect::<Vec<_>>());
+    for (name, bytes) in &ta {
+        if !name.starts_with("timings.") {
+            assert!(
+                bytes == &tb[name],
+                "{name} differs between two runs with the same seed"
+            );
+        }
+    }
+    let leftovers: Vec<_> = std::fs::read_dir(&base)
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name())
+        .collect();
+    assert_eq!(leftovers.len(), 2, "staging folders left behind: {leftovers:?}");
+
+    let page = std::str::from_utf8(&ta["index.html"]).unwrap();
+    let md = std::str::from_utf8(&ta["report.md"]).unwrap();
+    let results = results();
+    assert_eq!(results.len(), registry().len());
+
+    for r in &results {
+        // Figures in both formats; each SVG is well-formed XML with no NaN coordinates.
+        let svg = std::str::from_utf8(&ta[&format!("figures/{}.svg", r.id)]).unwrap();
+        roxmltree::Document::parse(svg).unwrap_or_else(|e| panic!("{}.svg is not XML: {e}", r.id));
+        assert!(
+            !svg.contains("NaN") && !svg.contains("inf\""),
+            "{}.svg has a non-finite value",
+            r.id
+        );
+        assert!(
+            ta[&format!("figures/{}.png", r.id)].starts_with(b"\x89PNG"),
+            "{}.png",
+            r.id
+        );
+        // The JSON is exactly this run's result.
+        let json = norm_report::data::study_json(r).unwrap();
+        assert_eq!(
+            std::str::from_utf8(&ta[&format!("data/{}.json", r.id)]).unwrap(),
+            json,
+            "{}.json",
+            r.id
+        );
+        // Every finding (statement and value) is on the page and in the Markdown.
+        for f in &r.findings {
+            assert!(
+                page.contains(&escape(&f.statement)),
+                "page lacks finding {}: {}",
+                f.name,
+                f.statement
+            );
+            assert!(
+                page.contains(&norm_report::format_value(f.value)),
+                "page lacks value of {}",
+                f.name
+            );
+            assert!(md.contains(&f.name), "report.md lacks finding {}", f.name);
+        }
+        assert_eq!(
+            r.findings.iter().filter(|f| f.summary).count(),
+            1,
+            "{}: one summary finding",
+            r.id
+        );
+        assert!(
+            page.contains(&format!("id=\"{}\"", r.id)),
+            "no section for {}",
+            r.id
+        );
+        // Timings never reach the deterministic files.
+        for t in &r.timings {
+            assert!(
+                !page.contains(&escape(&t.statement)),
+                "timing {} is on the page",
+                t.name
+            );
+        }
+    }
+
+    // Every link and image resolves: files exist, anchors exist.
+    let ids = attr_values(page, "id");
+    for target in attr_values(page, "href")
+        .into_iter()
+        .chain(attr_values(page, "src"))
+    {
+        if let Some(anchor) = target.strip_prefix('#') {
+            assert!(ids.contains(&anchor), "dangling anchor #{anchor}");
+        } else {
+            assert!(!target.contains("://"), "page links off the machine: {target}");
+            assert!(a.join(target).is_file(), "dangling link {target}");
+        }
+    }
+    for (i, _) in md.match_indices("](") {
+        let rest = &md[i + 2..];
+        let target = &rest[..rest.find(')').unwrap()];
+        if !target.starts_with('#') {
+            assert!(a.join(target).is_file(), "report.md: dangling link {target}");
+        }
+    }
+
+    // No NaN or inf on the page except in text the studies wrote on purpose and in
+    // the values of findings that are non-finite on purpose.
+    let mut rest = page.to_string();
+    for r in &results {
+        for f in &r.findings {
+            rest = rest.replace(&escape(&f.statement), "");
+            if !f.value.is_finite() {
+                rest = rest.replace(&format!(">{}", norm_report::format_value(f.value)), ">");
+            }
+        }
+        for p in &r.explanation {
+            rest = rest.replace(&escape(p), "");
+        }
+    }
+    let bad: Vec<&str> = rest
+        .split(|c: char| !c.is_alphanumeric() && c != '_')
+        .filter(|w| ["NaN", "nan", "inf", "Inf", "infinity", "Infinity"].contains(w))
+        .collect();
+    assert!(bad.is_empty(), "page shows non-finite numbers: {bad:?}");
+}
+
+#[test]
+fn formats_and_only_select_the_files() {
+    let base = scratch("only");
+    let Some(study) = registry().first() else { return };
+    let out = base.join("r");
+    let o = xtask(&[
+        "report",
+        "--small",
+        "--only",
+        study.id,
+        "--format",
+        "svg",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let files = tree(&out);
+    assert!(files.contains_key(&format!("figures/{}.svg", study.id)));
+    assert!(
+        !files.keys().any(|k| k.ends_with(".png")),
+        "--format svg wrote PNGs"
+    );
+    let other_figures = files
+        .keys()
+        .filter(|k| k.starts_with("figures/") && !k.contains(study.id))
+        .count();
+    assert_eq!(other_figures, 0, "--only ran other studies");
+    // Rerunning into the same folder replaces the earlier report.
+    let o = xtask(&[
+        "report",
+        "--small",
+        "--only",
+        study.id,
+        "--format",
+        "png",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert!(o.status.success());
+    let files = tree(&out);
+    assert!(files.keys().any(|k| k.ends_with(".png")) && !files.keys().any(|k| k.ends_with(".svg")));
+}
+
+#[test]
+fn bad_flags_exit_with_code_2_and_one_line() {
+    let check = |args: &[&str], needle: &str| {
+        let o = xtask(args);
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(
+            o.status.code(),
+            Some(2),
+            "{args:?} exited {:?}: {err}",
+            o.status.code()
+        );
+        assert_eq!(err.trim_end().lines().count(), 1, "{args:?}: not one line: {err}");
+        assert!(err.contains(needle), "{args:?}: `{err}` lacks `{needle}`");
+    };
+    check(&[], "accepted: report");
+    check(&["reprot"], "unknown task `reprot`; accepted: report");
+    check(&["report", "--bogus"], "accepted: --out DIR, --seed N");
+    check(&["report", "--seed", "forty-two"], "non-negative integer");
+    check(&["report", "--seed"], "needs a value");
+    check(&["report", "--format", "gif"], "svg, png or both");
+    check(&["report", "--only", "no-such-study"], "accepted:");
+    let help = xtask(&["report", "--help"]);
+    assert!(help.status.success() && String::from_utf8_lossy(&help.stdout).contains("--format"));
+}
+
+#[test]
+fn unwritable_or_foreign_out_is_a_clear_error() {
+    let base = scratch("bad-out");
+    let file = base.join("a-file");
+    std::fs::write(&file, b"not a folder").unwrap();
+    let check = |out: &Path, needle: &str| {
+        let o = xtask(&["report", "--small", "--out", out.to_str().unwrap()]);
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(1), "{}: {err}", out.display());
+        assert!(err.contains(needle), "`{err}` lacks `{needle}`");
+        assert!(
+            o.stdout.is_empty(),
+            "studies ran before the out folder was checked"
+        );
+    };
+    check(&file.join("report"), "cannot write the report to");
+    check(&file, "not a folder");
+    // A folder with other things in it is never replaced.
+    let foreign = base.join("mine");
+    std::fs::create_dir_all(&foreign).unwrap();
+    std::fs::write(foreign.join("notes.txt"), b"keep me").unwrap();
+    check(&foreign, "refusing to replace");
+    assert_eq!(std::fs::read(foreign.join("notes.txt")).unwrap(), b"keep me");
+}
