@@ -504,3 +504,36 @@ fn large_batches_every_layout() {
         }
     }
 }
+
+/// eps near `F::MAX` on rows whose variance is near `F::MAX` too: `var + eps` overflows
+/// F, which must not turn into `rstd = 0` (a silently zero output).
+#[test]
+fn huge_eps_with_huge_variance() {
+    let x: Vec<f32> = (0..8)
+        .map(|i| if i % 2 == 0 { 1.5e19 } else { -1.5e19 })
+        .collect();
+    for kind in KINDS {
+        for eps in [3e38f32, f32::MAX] {
+            let norm = Norm::<f32>::plain(kind, 8, eps);
+            check_against_reference(
+                &norm,
+                &Laid::new(&[1, 8], &x, LAYOUTS[0]).view(),
+                tol_for::<f32>(8),
+            );
+        }
+    }
+    // f64: var = 1e308, eps = 1.7e308; y = 1e154 / sqrt(var + eps) without overflow.
+    let x: Vec<f64> = (0..8).map(|i| if i % 2 == 0 { 1e154 } else { -1e154 }).collect();
+    let want = 1.0 / (1.0f64 + 1.7).sqrt();
+    for kind in KINDS {
+        let y = Norm::<f64>::plain(kind, 8, 1.7e308).forward_slice(&x);
+        let expect: Vec<f64> = (0..8).map(|i| if i % 2 == 0 { want } else { -want }).collect();
+        assert_close(
+            &format!("{kind:?} f64 eps 1.7e308"),
+            &y,
+            &expect,
+            |_| 1.0,
+            tol_for::<f64>(8),
+        );
+    }
+}
