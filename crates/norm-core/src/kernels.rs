@@ -167,6 +167,40 @@ impl<S: Simd> Source<S> for AddInto<'_, S::E> {
     }
 }
 
+/// The rows after the current one (up to two streams, e.g. `x` and the residual), to
+/// prefetch while the current row is in its in-cache passes: a row's first pass reads it
+/// from memory and the later passes work in L1, so without this the memory system idles
+/// during them. The pointers are one row past the current row's start and may point past
+/// the end of the data: they are only ever prefetched, never read.
+#[derive(Clone, Copy)]
+struct Ahead<E>([*const E; 2]);
+
+impl<E> Ahead<E> {
+    const NONE: Self = Ahead([std::ptr::null(); 2]);
+
+    /// The rows that follow `a` (and `b`) in memory.
+    #[inline(always)]
+    fn after(a: &[E], b: Option<&[E]>) -> Self {
+        let next = |r: &[E]| r.as_ptr().wrapping_add(r.len());
+        Ahead([next(a), b.map_or(std::ptr::null(), next)])
+    }
+
+    /// Prefetches elements `[i, i + span)` of the rows ahead.
+    #[inline(always)]
+    fn touch<S: Simd<E = E>>(self, s: S, i: usize, span: usize) {
+        let bytes = span * std::mem::size_of::<E>();
+        for p in self.0 {
+            if !p.is_null() {
+                let mut off = 0;
+                while off < bytes {
+                    s.prefetch(p.wrapping_add(i).wrapping_byte_add(off));
+                    off += 64;
+                }
+            }
+        }
+    }
+}
+
 /// `Σ (v_i - shift)` over `n` elements of `src` with four vector accumulators and a
 /// scalar tail, combined in a fixed order.
 #[inline(always)]
@@ -197,12 +231,13 @@ fn sum_shifted<S: Simd>(s: S, n: usize, shift: S::E, mut src: impl Source<S>) ->
 
 /// `Σ v_i²` over `n` elements of `src`, accumulated like [`sum_shifted`].
 #[inline(always)]
-fn sum_sq<S: Simd>(s: S, n: usize, mut src: impl Source<S>) -> S::E {
+fn sum_sq<S: Simd>(s: S, n: usize, mut src: impl Source<S>, ahead: Ahead<S::E>) -> S::E {
     let w = S::W;
     let z = s.splat(S::E::zero());
     let (mut a0, mut a1, mut a2, mut a3) = (z, z, z, z);
     let mut i = 0;
     while i + 4 * w <= n {
+        ahead.touch(s, i, 4 * w);
         let v0 = src.vec(s, i);
         let v1 = src.vec(s, i + w);
         let v2 = src.vec(s, i + 2 * w);
@@ -214,6 +249,7 @@ fn sum_sq<S: Simd>(s: S, n: usize, mut src: impl Source<S>) -> S::E {
         i += 4 * w;
     }
     while i + w <= n {
+        ahead.touch(s, i, w);
         let v = src.vec(s, i);
         a0 = s.mul_add(v, v, a0);
         i += w;
@@ -285,6 +321,7 @@ fn rms_write<S: Simd>(
     bias: Option<&[S::E]>,
     rrms: S::E,
     out: &mut [S::E],
+    ahead: Ahead<S::E>,
 ) {
     let (w, n) = (S::W, h.len());
     let vr = s.splat(rrms);
@@ -292,6 +329,7 @@ fn rms_write<S: Simd>(
     match bias {
         Some(b) => {
             while i + w <= n {
+                ahead.touch(s, i, w);
                 let y = s.mul_add(s.load(&h[i..]), s.mul(vr, s.load(&weight[i..])), s.load(&b[i..]));
                 s.store(&mut out[i..], y);
                 i += w;
@@ -303,6 +341,7 @@ fn rms_write<S: Simd>(
         }
         None => {
             while i + w <= n {
+                ahead.touch(s, i, w);
                 s.store(
                     &mut out[i..],
                     s.mul(s.load(&h[i..]), s.mul(vr, s.load(&weight[i..]))),
@@ -330,10 +369,11 @@ fn ln_finish<S: Simd>(
     bias: Option<&[S::E]>,
     eps: S::E,
     out: &mut [S::E],
+    ahead: Ahead<S::E>,
 ) -> (S::E, S::E) {
     let inv_d = inv_len::<S::E>(h.len());
     let m = sum1 * inv_d;
-    let var = sum_sq(s, h.len(), Centered { x: h, shift, m }) * inv_d;
+    let var = sum_sq(s, h.len(), Centered { x: h, shift, m }, ahead) * inv_d;
     if !(var.is_finite() && var >= S::E::RESCUE_BELOW) {
         return layer_norm_row_rescue(h, weight, bias, eps, out);
     }
@@ -344,6 +384,7 @@ fn ln_finish<S: Simd>(
 
 /// RMSNorm of row `h`, whose sum of squares the caller's first pass computed.
 #[inline(always)]
+#[allow(clippy::too_many_arguments)]
 fn rms_finish<S: Simd>(
     s: S,
     h: &[S::E],
@@ -352,13 +393,14 @@ fn rms_finish<S: Simd>(
     bias: Option<&[S::E]>,
     eps: S::E,
     out: &mut [S::E],
+    ahead: Ahead<S::E>,
 ) -> S::E {
     let ms = sumsq * inv_len::<S::E>(h.len());
     if !(ms.is_finite() && ms >= S::E::RESCUE_BELOW) {
         return rms_norm_row_rescue(h, weight, bias, eps, out);
     }
     let rrms = S::E::one() / (ms + eps).sqrt();
-    rms_write(s, h, weight, bias, rrms, out);
+    rms_write(s, h, weight, bias, rrms, out, ahead);
     rrms
 }
 
@@ -381,7 +423,18 @@ impl<F: Float> RowOp<F> for LnRow<'_, F> {
         let x = self.x;
         let shift = x[0];
         let sum1 = sum_shifted(s, x.len(), shift, Plain(x));
-        ln_finish(s, x, sum1, shift, self.weight, self.bias, self.eps, self.out)
+        let ahead = Ahead::after(x, None);
+        ln_finish(
+            s,
+            x,
+            sum1,
+            shift,
+            self.weight,
+            self.bias,
+            self.eps,
+            self.out,
+            ahead,
+        )
     }
 }
 
@@ -399,8 +452,9 @@ impl<F: Float> RowOp<F> for RmsRow<'_, F> {
     #[inline(always)]
     fn run<S: Simd<E = F>>(self, s: S) -> F {
         let x = self.x;
-        let sumsq = sum_sq(s, x.len(), Plain(x));
-        rms_finish(s, x, sumsq, self.weight, self.bias, self.eps, self.out)
+        let sumsq = sum_sq(s, x.len(), Plain(x), Ahead::NONE);
+        let ahead = Ahead::after(x, None);
+        rms_finish(s, x, sumsq, self.weight, self.bias, self.eps, self.out, ahead)
     }
 }
 
@@ -423,7 +477,18 @@ impl<F: Float> RowOp<F> for LnAddRow<'_, F> {
         let (x, r, h) = (self.x, self.r, self.h);
         let shift = x[0] + r.map_or(h[0], |r| r[0]);
         let sum1 = sum_shifted(s, x.len(), shift, AddInto { x, r, h: &mut *h });
-        ln_finish(s, h, sum1, shift, self.weight, self.bias, self.eps, self.out)
+        let ahead = Ahead::after(x, Some(r.unwrap_or(h)));
+        ln_finish(
+            s,
+            h,
+            sum1,
+            shift,
+            self.weight,
+            self.bias,
+            self.eps,
+            self.out,
+            ahead,
+        )
     }
 }
 
@@ -444,8 +509,9 @@ impl<F: Float> RowOp<F> for RmsAddRow<'_, F> {
     #[inline(always)]
     fn run<S: Simd<E = F>>(self, s: S) -> F {
         let (x, r, h) = (self.x, self.r, self.h);
-        let sumsq = sum_sq(s, x.len(), AddInto { x, r, h: &mut *h });
-        rms_finish(s, h, sumsq, self.weight, self.bias, self.eps, self.out)
+        let sumsq = sum_sq(s, x.len(), AddInto { x, r, h: &mut *h }, Ahead::NONE);
+        let ahead = Ahead::after(x, Some(r.unwrap_or(h)));
+        rms_finish(s, h, sumsq, self.weight, self.bias, self.eps, self.out, ahead)
     }
 }
 

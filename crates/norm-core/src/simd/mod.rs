@@ -106,6 +106,12 @@ pub(crate) trait Simd: Copy {
     fn mul_add(self, a: Self::V, b: Self::V, c: Self::V) -> Self::V;
     /// Sum of the lanes, in a fixed order.
     fn sum(self, v: Self::V) -> Self::E;
+    /// A hint to bring the cache line at `p` closer; `p` need not be valid (prefetches
+    /// never fault). No effect on results.
+    #[inline(always)]
+    fn prefetch(self, p: *const Self::E) {
+        let _ = p;
+    }
 }
 
 /// Lanes of the portable backend (two SSE registers of f32).

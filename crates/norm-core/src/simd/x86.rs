@@ -60,6 +60,11 @@ macro_rules! backend {
                 unsafe { $fma(a, b, c) }
             }
             #[inline(always)]
+            fn prefetch(self, p: *const $e) {
+                // SAFETY: prefetching never faults, whatever the address.
+                unsafe { _mm_prefetch::<_MM_HINT_T1>(p.cast::<i8>()) }
+            }
+            #[inline(always)]
             fn sum(self, v: $v) -> $e {
                 let mut a = [0.0 as $e; $w];
                 self.store(&mut a, v);
