@@ -1,0 +1,479 @@
+//! `bench-peers`: times LayerNorm and RmsNorm forward (f32) side by side on the same
+//! inputs — norm-core, candle-nn's CPU `ops::layer_norm`/`ops::rms_norm`, a naive ndarray
+//! composition (`mean_axis` + broadcasting), and a copy kernel (`y = x · c`, the memory
+//! bandwidth ceiling) — on 1 and 2 rayon threads. Before timing, it checks that all of them
+//! agree on the input (max abs difference) and measures each one's error against the f64
+//! reference on rows with a large offset. Prints a Markdown table and writes JSON.
+//!
+//! ```text
+//! cargo run --release --manifest-path bench-peers/Cargo.toml -- [--out DIR] [--budget-ms N] [--quick]
+//! ```
+//!
+//! Timing: each entry is warmed up, then run in samples of at least 20 ms until the
+//! budget is spent (at least 5 samples); the median time per call is reported. Every
+//! entry reads x and writes y, so GB/s = 2 · rows · d · 4 bytes / time.
+
+use std::error::Error;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use candle_core::{Device, Tensor};
+use ndarray::{Array1, Array2, Axis};
+use norm_core::reference::{layer_norm_reference, rms_norm_reference};
+use norm_core::{KernelPath, LayerNorm, RmsNorm};
+use rayon::prelude::*;
+use serde_json::{Value, json};
+
+type Res<T> = Result<T, Box<dyn Error + Send + Sync>>;
+
+/// (rows, d): in cache, and far beyond it (the shapes of the norm-core criterion groups).
+const SHAPES: [(usize, usize); 3] = [(512, 768), (65536, 512), (8192, 4096)];
+const QUICK_SHAPES: [(usize, usize); 1] = [(512, 768)];
+const THREADS: [usize; 2] = [1, 2];
+const LN_EPS: f32 = 1e-5;
+const RMS_EPS: f32 = 1e-6;
+
+struct Args {
+    out: PathBuf,
+    budget: Duration,
+    quick: bool,
+}
+
+fn parse_args() -> Res<Args> {
+    let mut a = Args {
+        out: PathBuf::from("target/bench-peers"),
+        budget: Duration::from_millis(1200),
+        quick: false,
+    };
+    let mut it = std::env::args().skip(1);
+    while let Some(arg) = it.next() {
+        match arg.as_str() {
+            "--out" => a.out = PathBuf::from(it.next().ok_or("--out needs a directory")?),
+            "--budget-ms" => {
+                a.budget = Duration::from_millis(it.next().ok_or("--budget-ms needs a number")?.parse()?)
+            }
+            "--quick" => a.quick = true,
+            "-h" | "--help" => {
+                println!(
+                    "usage: bench-peers [--out DIR (default target/bench-peers)] [--budget-ms N (per entry, default 1200)] [--quick (512x768 only)]"
+                );
+                std::process::exit(0);
+            }
+            other => return Err(format!("unknown argument {other:?} (try --help)").into()),
+        }
+    }
+    Ok(a)
+}
+
+/// splitmix64 → approximately normal values; deterministic.
+struct Rng(u64);
+
+impl Rng {
+    fn uniform(&mut self) -> f64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        ((z ^ (z >> 31)) >> 11) as f64 / (1u64 << 53) as f64
+    }
+    fn normal(&mut self) -> f64 {
+        let u1 = 1.0 - self.uniform();
+        let u2 = self.uniform();
+        (-2.0 * u1.ln()).sqrt() * (std::f64::consts::TAU * u2).cos()
+    }
+}
+
+/// Rows like transformer activations: each row its own mean and spread.
+fn activations(rows: usize, d: usize, seed: u64) -> Vec<f32> {
+    let mut rng = Rng(seed);
+    let mut x = Vec::with_capacity(rows * d);
+    for _ in 0..rows {
+        let (m, s) = (0.5 * rng.normal(), 0.5 + 1.5 * rng.uniform());
+        x.extend((0..d).map(|_| (m + s * rng.normal()) as f32));
+    }
+    x
+}
+
+/// The layer parameters shared by every implementation.
+struct Params {
+    d: usize,
+    w: Vec<f32>,
+    b: Vec<f32>,
+}
+
+impl Params {
+    fn new(d: usize) -> Self {
+        let mut rng = Rng(d as u64);
+        Params {
+            d,
+            w: (0..d).map(|_| (1.0 + 0.1 * rng.normal()) as f32).collect(),
+            b: (0..d).map(|_| (0.1 * rng.normal()) as f32).collect(),
+        }
+    }
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Kind {
+    Layer,
+    Rms,
+}
+
+impl Kind {
+    fn name(self) -> &'static str {
+        match self {
+            Kind::Layer => "LayerNorm",
+            Kind::Rms => "RmsNorm",
+        }
+    }
+}
+
+/// The implementations compared, built once per shape and kind.
+struct Impls {
+    kind: Kind,
+    ln: LayerNorm<f32>,
+    rms: RmsNorm<f32>,
+    w_t: Tensor,
+    b_t: Tensor,
+    w_a: Array1<f32>,
+    b_a: Array1<f32>,
+}
+
+impl Impls {
+    fn new(kind: Kind, p: &Params) -> Res<Self> {
+        let dev = Device::Cpu;
+        Ok(Impls {
+            kind,
+            ln: LayerNorm::from_weights(p.w.clone(), Some(p.b.clone()), LN_EPS)?,
+            rms: RmsNorm::from_weights(p.w.clone(), None, RMS_EPS)?,
+            w_t: Tensor::from_slice(&p.w, p.d, &dev)?,
+            b_t: Tensor::from_slice(&p.b, p.d, &dev)?,
+            w_a: Array1::from(p.w.clone()),
+            b_a: Array1::from(p.b.clone()),
+        })
+    }
+
+    /// norm-core into a caller's buffer (its fastest form).
+    fn norm_core_into(&self, x: &Array2<f32>, y: &mut Array2<f32>) -> Res<()> {
+        match self.kind {
+            Kind::Layer => self.ln.forward_into(x, y)?,
+            Kind::Rms => self.rms.forward_into(x, y)?,
+        }
+        Ok(())
+    }
+
+    /// norm-core allocating its output, like the peers do.
+    fn norm_core_alloc(&self, x: &Array2<f32>) -> Res<Array2<f32>> {
+        Ok(match self.kind {
+            Kind::Layer => self.ln.forward(x)?,
+            Kind::Rms => self.rms.forward(x)?,
+        })
+    }
+
+    fn candle(&self, x: &Tensor) -> Res<Tensor> {
+        Ok(match self.kind {
+            Kind::Layer => candle_nn::ops::layer_norm(x, &self.w_t, &self.b_t, LN_EPS)?,
+            Kind::Rms => candle_nn::ops::rms_norm(x, &self.w_t, RMS_EPS)?,
+        })
+    }
+
+    /// The textbook ndarray composition (two-pass variance, broadcasting).
+    fn naive(&self, x: &Array2<f32>) -> Res<Array2<f32>> {
+        let ax = Axis(1);
+        Ok(match self.kind {
+            Kind::Layer => {
+                let mean = x.mean_axis(ax).ok_or("empty row")?.insert_axis(ax);
+                let xc = x - &mean;
+                let var = (&xc * &xc).mean_axis(ax).ok_or("empty row")?.insert_axis(ax);
+                let std = var.mapv(|v| (v + LN_EPS).sqrt());
+                &xc / &std * &self.w_a + &self.b_a
+            }
+            Kind::Rms => {
+                let ms = (x * x).mean_axis(ax).ok_or("empty row")?.insert_axis(ax);
+                let rms = ms.mapv(|v| (v + RMS_EPS).sqrt());
+                x / &rms * &self.w_a
+            }
+        })
+    }
+
+    fn reference(&self, x: &[f32]) -> Vec<f64> {
+        match self.kind {
+            Kind::Layer => layer_norm_reference(x, self.ln.weight(), self.ln.bias(), self.ln.eps()).0,
+            Kind::Rms => rms_norm_reference(x, self.rms.weight(), None, self.rms.eps()).0,
+        }
+    }
+}
+
+fn to_vec(t: &Tensor) -> Res<Vec<f32>> {
+    Ok(t.flatten_all()?.to_vec1::<f32>()?)
+}
+
+fn max_abs_diff(a: &[f32], b: &[f32]) -> f64 {
+    a.iter()
+        .zip(b)
+        .map(|(p, q)| (f64::from(*p) - f64::from(*q)).abs())
+        .fold(0.0, f64::max)
+}
+
+fn max_abs_err(a: &[f32], r: &[f64]) -> f64 {
+    a.iter()
+        .zip(r)
+        .map(|(p, q)| (f64::from(*p) - q).abs())
+        .fold(0.0, f64::max)
+}
+
+/// Median seconds per call of `f` (see the module docs for the sampling rule).
+fn time(budget: Duration, mut f: impl FnMut() -> Res<()>) -> Res<f64> {
+    let start = Instant::now();
+    f()?;
+    let once = start.elapsed().max(Duration::from_nanos(100));
+    let per_sample = (Duration::from_millis(20).as_secs_f64() / once.as_secs_f64())
+        .ceil()
+        .max(1.0) as usize;
+    let mut samples = Vec::new();
+    let begin = Instant::now();
+    while samples.len() < 5 || (begin.elapsed() < budget && samples.len() < 200) {
+        let t = Instant::now();
+        for _ in 0..per_sample {
+            f()?;
+        }
+        samples.push(t.elapsed().as_secs_f64() / per_sample as f64);
+    }
+    samples.sort_by(f64::total_cmp);
+    Ok(samples[samples.len() / 2])
+}
+
+/// `y = x · c` over the same bytes, split like the norms on more than one thread.
+fn copy(x: &[f32], y: &mut [f32], d: usize) {
+    const BLOCK: usize = 64 * 1024 / 4;
+    if rayon::current_num_threads() > 1 {
+        let n = (BLOCK / d).max(1) * d;
+        y.par_chunks_mut(n).zip(x.par_chunks(n)).for_each(|(y, x)| {
+            for (o, &v) in y.iter_mut().zip(x) {
+                *o = v * 1.5;
+            }
+        });
+    } else {
+        for (o, &v) in y.iter_mut().zip(x) {
+            *o = v * 1.5;
+        }
+    }
+}
+
+struct Row {
+    kind: Kind,
+    shape: (usize, usize),
+    threads: usize,
+    /// (implementation, seconds per call)
+    times: Vec<(&'static str, f64)>,
+}
+
+impl Row {
+    fn secs(&self, name: &str) -> f64 {
+        self.times.iter().find(|t| t.0 == name).map_or(f64::NAN, |t| t.1)
+    }
+    fn gbps(&self, name: &str) -> f64 {
+        let bytes = 2.0 * (self.shape.0 * self.shape.1 * 4) as f64;
+        bytes / self.secs(name) / 1e9
+    }
+}
+
+const NAMES: [&str; 5] = [
+    "copy",
+    "norm-core",
+    "norm-core (alloc)",
+    "candle-nn",
+    "naive ndarray",
+];
+
+fn cpu_model() -> String {
+    std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("model name"))
+                .map(|l| l.split(':').nth(1).unwrap_or("").trim().to_string())
+        })
+        .unwrap_or_else(|| "unknown".into())
+}
+
+fn main() -> Res<()> {
+    let args = parse_args()?;
+    let shapes: &[(usize, usize)] = if args.quick { &QUICK_SHAPES } else { &SHAPES };
+    let pools = THREADS
+        .iter()
+        .map(|&n| Ok((n, rayon::ThreadPoolBuilder::new().num_threads(n).build()?)))
+        .collect::<Res<Vec<_>>>()?;
+    let machine = json!({
+        "cpu": cpu_model(),
+        "logical_cpus": std::thread::available_parallelism().map_or(0, |n| n.get()),
+        "norm_core_kernel_path": KernelPath::detected().name(),
+    });
+    println!("# bench-peers: LayerNorm / RmsNorm forward, f32\n");
+    println!(
+        "Machine: {} ({} logical CPUs), norm-core kernel path: {}\n",
+        machine["cpu"].as_str().unwrap_or("?"),
+        machine["logical_cpus"],
+        KernelPath::detected().name()
+    );
+
+    // Accuracy on rows with a large offset (1e4 + N(0, 1)), against the f64 reference.
+    let mut accuracy = Vec::new();
+    {
+        let (rows, d) = (64, 768);
+        let p = Params::new(d);
+        let x: Vec<f32> = activations(rows, d, 3).iter().map(|v| 1e4 + v).collect();
+        let xa = Array2::from_shape_vec((rows, d), x.clone())?;
+        let xt = Tensor::from_slice(&x, (rows, d), &Device::Cpu)?;
+        println!("## Accuracy: rows 1e4 + N(0, 1), {rows}x{d}, max |y - f64 reference|\n");
+        println!("| kind | norm-core | candle-nn | naive ndarray |\n|---|---|---|---|");
+        for kind in [Kind::Layer, Kind::Rms] {
+            let im = Impls::new(kind, &p)?;
+            let r = im.reference(&x);
+            let e = [
+                max_abs_err(im.norm_core_alloc(&xa)?.as_slice().ok_or("layout")?, &r),
+                max_abs_err(&to_vec(&im.candle(&xt)?)?, &r),
+                max_abs_err(im.naive(&xa)?.as_slice().ok_or("layout")?, &r),
+            ];
+            println!("| {} | {:.2e} | {:.2e} | {:.2e} |", kind.name(), e[0], e[1], e[2]);
+            accuracy.push(json!({"kind": kind.name(), "shape": [rows, d], "norm_core": e[0], "candle_nn": e[1], "naive_ndarray": e[2]}));
+        }
+        println!();
+    }
+
+    let mut results: Vec<Row> = Vec::new();
+    let mut agreement = Vec::new();
+    for &(rows, d) in shapes {
+        let p = Params::new(d);
+        let x = activations(rows, d, 1);
+        let xa = Array2::from_shape_vec((rows, d), x.clone())?;
+        let xt = Tensor::from_slice(&x, (rows, d), &Device::Cpu)?;
+        let mut y = Array2::<f32>::zeros((rows, d));
+        let mut yc = vec![0.0f32; rows * d];
+        for kind in [Kind::Layer, Kind::Rms] {
+            let im = Impls::new(kind, &p)?;
+            // Agreement first: every implementation on the same input.
+            im.norm_core_into(&xa, &mut y)?;
+            let ours = y.as_slice().ok_or("layout")?.to_vec();
+            let d_alloc = max_abs_diff(im.norm_core_alloc(&xa)?.as_slice().ok_or("layout")?, &ours);
+            let d_candle = max_abs_diff(&to_vec(&im.candle(&xt)?)?, &ours);
+            let d_naive = max_abs_diff(im.naive(&xa)?.as_slice().ok_or("layout")?, &ours);
+            let d_ref = if rows * d <= 1 << 20 {
+                max_abs_err(&ours, &im.reference(&x))
+            } else {
+                f64::NAN
+            };
+            eprintln!(
+                "{} {rows}x{d}: max |diff| vs norm-core: alloc {d_alloc:.1e}, candle-nn {d_candle:.1e}, naive {d_naive:.1e}; norm-core vs f64 reference {d_ref:.1e}",
+                kind.name()
+            );
+            agreement.push(json!({"kind": kind.name(), "shape": [rows, d], "norm_core_alloc": d_alloc, "candle_nn": d_candle, "naive_ndarray": d_naive, "norm_core_vs_f64_reference": if d_ref.is_nan() { Value::Null } else { json!(d_ref) }}));
+            if d_alloc != 0.0 || d_candle > 1e-4 || d_naive > 1e-4 {
+                return Err(format!("{} {rows}x{d}: implementations disagree (alloc {d_alloc:e}, candle {d_candle:e}, naive {d_naive:e})", kind.name()).into());
+            }
+            for (threads, pool) in &pools {
+                let mut times = Vec::new();
+                pool.install(|| -> Res<()> {
+                    times.push((
+                        "copy",
+                        time(args.budget, || {
+                            copy(&x, &mut yc, d);
+                            std::hint::black_box(&yc);
+                            Ok(())
+                        })?,
+                    ));
+                    times.push(("norm-core", time(args.budget, || im.norm_core_into(&xa, &mut y))?));
+                    times.push((
+                        "norm-core (alloc)",
+                        time(args.budget, || {
+                            std::hint::black_box(im.norm_core_alloc(&xa)?);
+                            Ok(())
+                        })?,
+                    ));
+                    times.push((
+                        "candle-nn",
+                        time(args.budget, || {
+                            std::hint::black_box(im.candle(&xt)?);
+                            Ok(())
+                        })?,
+                    ));
+                    times.push((
+                        "naive ndarray",
+                        time(args.budget, || {
+                            std::hint::black_box(im.naive(&xa)?);
+                            Ok(())
+                        })?,
+                    ));
+                    Ok(())
+                })?;
+                let row = Row {
+                    kind,
+                    shape: (rows, d),
+                    threads: *threads,
+                    times,
+                };
+                eprintln!(
+                    "  {} threads: {}",
+                    threads,
+                    NAMES
+                        .iter()
+                        .map(|n| format!("{n} {:.2} GB/s", row.gbps(n)))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                );
+                results.push(row);
+            }
+        }
+    }
+
+    println!("## Forward throughput (GB/s = bytes read + written / time; higher is better)\n");
+    println!(
+        "norm-core writes into a caller's array; \"alloc\" allocates its output like candle-nn and the ndarray composition do. Ratios \"vs\" a peer compare norm-core (alloc) with it.\n"
+    );
+    println!(
+        "| kind | rows×d | threads | copy | norm-core | ×copy | norm-core (alloc) | candle-nn | naive ndarray | vs candle-nn | vs naive |"
+    );
+    println!("|---|---|---|---|---|---|---|---|---|---|---|");
+    let mut json_rows = Vec::new();
+    for r in &results {
+        let g = |n| r.gbps(n);
+        println!(
+            "| {} | {}×{} | {} | {:.2} | {:.2} | {:.2} | {:.2} | {:.2} | {:.2} | {:.1}× | {:.1}× |",
+            r.kind.name(),
+            r.shape.0,
+            r.shape.1,
+            r.threads,
+            g("copy"),
+            g("norm-core"),
+            g("norm-core") / g("copy"),
+            g("norm-core (alloc)"),
+            g("candle-nn"),
+            g("naive ndarray"),
+            g("norm-core (alloc)") / g("candle-nn"),
+            g("norm-core (alloc)") / g("naive ndarray"),
+        );
+        json_rows.push(json!({
+            "kind": r.kind.name(), "rows": r.shape.0, "d": r.shape.1, "threads": r.threads,
+            "seconds_per_call": r.times.iter().map(|(n, s)| (n.to_string(), json!(s))).collect::<serde_json::Map<_, _>>(),
+            "gbps": NAMES.iter().map(|n| (n.to_string(), json!(g(n)))).collect::<serde_json::Map<_, _>>(),
+            "ratio_to_copy": NAMES.iter().map(|n| (n.to_string(), json!(g(n) / g("copy")))).collect::<serde_json::Map<_, _>>(),
+            "norm_core_alloc_vs_candle_nn": g("norm-core (alloc)") / g("candle-nn"),
+            "norm_core_alloc_vs_naive_ndarray": g("norm-core (alloc)") / g("naive ndarray"),
+            "norm_core_vs_candle_nn": g("norm-core") / g("candle-nn"),
+            "norm_core_vs_naive_ndarray": g("norm-core") / g("naive ndarray"),
+        }));
+    }
+    let doc = json!({
+        "machine": machine,
+        "budget_ms_per_entry": args.budget.as_millis() as u64,
+        "accuracy_offset_rows": accuracy,
+        "agreement": agreement,
+        "results": json_rows,
+    });
+    std::fs::create_dir_all(&args.out)?;
+    let path = args.out.join("bench-peers.json");
+    let tmp = args.out.join("bench-peers.json.tmp");
+    std::fs::write(&tmp, serde_json::to_string_pretty(&doc)?)?;
+    std::fs::rename(&tmp, &path)?;
+    println!("\nJSON: {}", path.display());
+    Ok(())
+}
