@@ -11,7 +11,7 @@ use plotters::coord::types::RangedCoordf64;
 use plotters::prelude::*;
 
 use super::fit_font;
-use super::style::{FAMILY, axis_range, fraction, plottable, series_color, ticks};
+use super::style::{FAMILY, axis_range, fraction, log_ticks, plottable, series_color, ticks};
 use crate::ReportError;
 
 /// Most points drawn per scatter series; larger series are thinned with a fixed stride
@@ -190,13 +190,18 @@ where
         ys,
     };
     let mut b = builder(area, &panel.title)?;
+    let log = |(lo, hi): (f64, f64)| {
+        let (bold, light) = log_ticks(lo, hi);
+        (lo..hi)
+            .log_scale()
+            .with_key_points(bold)
+            .with_light_points(light)
+    };
     match (xs, ys) {
         (Scale::Linear, Scale::Linear) => job.draw(b.build_cartesian_2d(xr.0..xr.1, yr.0..yr.1)?),
-        (Scale::Linear, Scale::Log) => job.draw(b.build_cartesian_2d(xr.0..xr.1, (yr.0..yr.1).log_scale())?),
-        (Scale::Log, Scale::Linear) => job.draw(b.build_cartesian_2d((xr.0..xr.1).log_scale(), yr.0..yr.1)?),
-        (Scale::Log, Scale::Log) => {
-            job.draw(b.build_cartesian_2d((xr.0..xr.1).log_scale(), (yr.0..yr.1).log_scale())?)
-        }
+        (Scale::Linear, Scale::Log) => job.draw(b.build_cartesian_2d(xr.0..xr.1, log(yr))?),
+        (Scale::Log, Scale::Linear) => job.draw(b.build_cartesian_2d(log(xr), yr.0..yr.1)?),
+        (Scale::Log, Scale::Log) => job.draw(b.build_cartesian_2d(log(xr), log(yr))?),
     }
 }
 
@@ -419,10 +424,14 @@ where
             b.build_cartesian_2d(xr.0..xr.1, yr.0..yr.1)?,
             legend_corner(&frac),
         ),
-        Scale::Log => job.draw(
-            b.build_cartesian_2d(xr.0..xr.1, (yr.0..yr.1).log_scale())?,
-            legend_corner(&frac),
-        ),
+        Scale::Log => {
+            let (bold, light) = log_ticks(yr.0, yr.1);
+            let y = (yr.0..yr.1)
+                .log_scale()
+                .with_key_points(bold)
+                .with_light_points(light);
+            job.draw(b.build_cartesian_2d(xr.0..xr.1, y)?, legend_corner(&frac))
+        }
     }
 }
 

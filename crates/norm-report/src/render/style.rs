@@ -209,6 +209,41 @@ pub fn axis_range(values: impl Iterator<Item = f64>, scale: Scale, pad: f64) -> 
     }
 }
 
+/// Tick values for a log axis over `(lo, hi)`: `(labelled, grid-only)`. Powers of ten
+/// (thinned to at most 8) when the axis spans two decades or more; otherwise 1, 2 and 5
+/// times powers of ten (or every integer multiple when even those are too few).
+pub fn log_ticks(lo: f64, hi: f64) -> (Vec<f64>, Vec<f64>) {
+    if !(lo > 0.0 && hi > lo && (hi / lo).is_finite()) {
+        return (vec![], vec![]);
+    }
+    let (e0, e1) = (lo.log10().floor() as i32, hi.log10().ceil() as i32);
+    let within = |v: &f64| *v >= lo * (1.0 - 1e-12) && *v <= hi * (1.0 + 1e-12);
+    let multiples = |ms: &[f64]| -> Vec<f64> {
+        (e0..=e1)
+            .flat_map(|e| ms.iter().map(move |m| m * 10f64.powi(e)))
+            .filter(within)
+            .collect()
+    };
+    let decades = multiples(&[1.0]);
+    if hi / lo >= 100.0 {
+        let k = decades.len().div_ceil(8).max(1);
+        let bold: Vec<f64> = decades.iter().copied().step_by(k).collect();
+        let light = if decades.len() <= 5 {
+            multiples(&[2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0, 9.0])
+        } else {
+            decades.iter().copied().filter(|d| !bold.contains(d)).collect()
+        };
+        return (bold, light);
+    }
+    let all = multiples(&[1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0, 9.0]);
+    let bold = multiples(&[1.0, 2.0, 5.0]);
+    if bold.len() >= 3 {
+        (bold, all)
+    } else {
+        (all, vec![])
+    }
+}
+
 /// Position of `v` within `(lo, hi)` as a fraction, in log space for log axes.
 pub fn fraction(v: f64, (lo, hi): (f64, f64), scale: Scale) -> f64 {
     match scale {
@@ -266,6 +301,21 @@ mod tests {
         assert_eq!(axis_range(std::iter::empty(), Scale::Log, 0.1), (1.0, 10.0));
         let (lo, hi) = axis_range([1e-300, 1e300].into_iter(), Scale::Log, 0.0);
         assert!((hi / lo).is_finite() && hi >= 1e300, "{lo} {hi}");
+    }
+
+    #[test]
+    fn log_ticks_fit_the_span() {
+        let (bold, _) = log_ticks(1e-20, 1.0);
+        assert!(
+            bold.len() <= 8 && bold.contains(&1e-20) && bold.len() >= 5,
+            "{bold:?}"
+        );
+        let (bold, light) = log_ticks(0.03, 0.4);
+        assert_eq!(bold, vec![0.05, 0.1, 0.2]);
+        assert!(light.iter().any(|v| (v - 0.3).abs() < 1e-12), "{light:?}");
+        let (bold, _) = log_ticks(6.0, 24.0);
+        assert_eq!(bold, vec![6.0, 7.0, 8.0, 9.0, 10.0, 20.0]);
+        assert_eq!(log_ticks(0.0, 1.0), (vec![], vec![]));
     }
 
     #[test]
