@@ -31,29 +31,12 @@ fn fold<F: Float>(mut acc: [F; LANES]) -> F {
     acc[0]
 }
 
-/// `Σ (x_i - m)`, lane-parallel.
+/// `(Σ (x_i − m), Σ g_i, Σ g_i·(x_i − m))` with `g = dy·w`, lane-parallel, one pass.
 #[inline(always)]
-fn sum_centered<F: Float>(x: &[F], m: F) -> F {
-    let mut acc = [F::zero(); LANES];
-    let chunks = x.chunks_exact(LANES);
-    let tail = chunks.remainder();
-    for c in chunks {
-        for (a, &v) in acc.iter_mut().zip(c) {
-            *a += v - m;
-        }
-    }
-    let mut t = F::zero();
-    for &v in tail {
-        t += v - m;
-    }
-    fold(acc) + t
-}
-
-/// `(Σ g_i, Σ g_i·x̂_i)` with `g = dy·w` and `x̂ = ((x - m) - c)·r`, lane-parallel.
-#[inline(always)]
-fn sums_g_gxhat<F: Float>(x: &[F], dy: &[F], w: &[F], m: F, c: F, r: F) -> (F, F) {
+fn sums_centered<F: Float>(x: &[F], dy: &[F], w: &[F], m: F) -> (F, F, F) {
+    let mut ac = [F::zero(); LANES];
     let mut ag = [F::zero(); LANES];
-    let mut agx = [F::zero(); LANES];
+    let mut agc = [F::zero(); LANES];
     let n = x.len() / LANES * LANES;
     for ((xc, dc), wc) in x[..n]
         .chunks_exact(LANES)
@@ -61,19 +44,43 @@ fn sums_g_gxhat<F: Float>(x: &[F], dy: &[F], w: &[F], m: F, c: F, r: F) -> (F, F
         .zip(w[..n].chunks_exact(LANES))
     {
         for l in 0..LANES {
+            let c = xc[l] - m;
             let g = dc[l] * wc[l];
-            let xh = ((xc[l] - m) - c) * r;
+            ac[l] += c;
             ag[l] += g;
-            agx[l] += g * xh;
+            agc[l] += g * c;
         }
     }
-    let (mut tg, mut tgx) = (F::zero(), F::zero());
+    let (mut tc, mut tg, mut tgc) = (F::zero(), F::zero(), F::zero());
     for ((&xv, &dv), &wv) in x[n..].iter().zip(&dy[n..]).zip(&w[n..]) {
+        let c = xv - m;
         let g = dv * wv;
+        tc += c;
         tg += g;
-        tgx += g * (((xv - m) - c) * r);
+        tgc += g * c;
     }
-    (fold(ag) + tg, fold(agx) + tgx)
+    (fold(ac) + tc, fold(ag) + tg, fold(agc) + tgc)
+}
+
+/// `Σ dy_i·w_i·x_i`, lane-parallel.
+#[inline(always)]
+fn sum_gx<F: Float>(x: &[F], dy: &[F], w: &[F]) -> F {
+    let mut acc = [F::zero(); LANES];
+    let n = x.len() / LANES * LANES;
+    for ((xc, dc), wc) in x[..n]
+        .chunks_exact(LANES)
+        .zip(dy[..n].chunks_exact(LANES))
+        .zip(w[..n].chunks_exact(LANES))
+    {
+        for l in 0..LANES {
+            acc[l] += dc[l] * wc[l] * xc[l];
+        }
+    }
+    let mut t = F::zero();
+    for ((&xv, &dv), &wv) in x[n..].iter().zip(&dy[n..]).zip(&w[n..]) {
+        t += dv * wv * xv;
+    }
+    fold(acc) + t
 }
 
 /// LayerNorm backward of one row: writes `dx` and adds this row's `dy·x̂` to `dgamma`
@@ -87,7 +94,8 @@ fn sums_g_gxhat<F: Float>(x: &[F], dy: &[F], w: &[F], m: F, c: F, r: F) -> (F, F
 /// `mean` is the forward's mean rounded to `F`; for rows with a large offset
 /// (1e6 + N(0, 0.01) in f32) that rounding is larger than the spread, so the kernel
 /// first measures the residual `c = mean(x - mean)` (the differences are exact) and
-/// centers with `(x - mean) - c`. One extra pass over a row that is in cache.
+/// centers with `(x - mean) - c`. That residual comes out of the same pass as the two
+/// gradient sums, so the kernel reads each row twice: once for the sums, once to write.
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
 pub fn layer_norm_backward_row<F: Float>(
@@ -102,8 +110,11 @@ pub fn layer_norm_backward_row<F: Float>(
 ) {
     let d = x.len();
     let inv_d = F::one() / F::from_usize(d).unwrap_or_else(F::one);
-    let c = sum_centered(x, mean) * inv_d;
-    let (sg, sgx) = sums_g_gxhat(x, dy, weight, mean, c, rstd);
+    // One pass for the three sums; with x̂ = ((x − mean) − c)·rstd,
+    // Σ g·x̂ = rstd·(Σ g·(x − mean) − c·Σ g).
+    let (sc, sg, sgc) = sums_centered(x, dy, weight, mean);
+    let c = sc * inv_d;
+    let sgx = rstd * (sgc - c * sg);
     let mg = sg * inv_d;
     let mgx = sgx * inv_d;
     match dbeta {
@@ -154,8 +165,8 @@ pub fn rms_norm_backward_row<F: Float>(
 ) {
     let d = x.len();
     let inv_d = F::one() / F::from_usize(d).unwrap_or_else(F::one);
-    let (_, sgx) = sums_g_gxhat(x, dy, weight, F::zero(), F::zero(), rrms);
-    let mgx = sgx * inv_d;
+    // Σ g·x̂ = rrms·Σ g·x.
+    let mgx = rrms * sum_gx(x, dy, weight) * inv_d;
     match dbeta {
         Some(db) => {
             for (((((o, &xv), &dv), &wv), dg), db) in dx

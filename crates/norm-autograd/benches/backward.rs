@@ -1,0 +1,90 @@
+//! Criterion benchmarks of the f32 backward kernels (`layer_norm_backward_slice`,
+//! `rms_norm_backward_slice`), single thread, side by side with `z = a + c·b` over the
+//! same bytes (read two arrays, write one): the memory-bandwidth ceiling they are judged
+//! against. Groups `layer_norm_backward` and `rms_norm_backward`; shapes (rows × d)
+//! 512×768 (in cache), 65536×512 and 8192×4096 (far beyond it). Throughput counts the
+//! bytes touched, `3 · rows · d · 4` (read x and dy, write dx; the per-row statistics
+//! and the d-long dgamma/dbeta are negligible), so results read as GB/s.
+
+use std::hint::black_box;
+use std::time::Duration;
+
+use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
+use norm_autograd::{layer_norm_backward_slice, rms_norm_backward_slice};
+use norm_core::{LayerNorm, RmsNorm};
+
+/// (rows, d): in cache, out of cache with short rows, out of cache with long rows.
+const SHAPES: [(usize, usize); 3] = [(512, 768), (65536, 512), (8192, 4096)];
+
+/// Deterministic activation-like values of order 1 with per-row structure.
+fn data(n: usize, seed: u32) -> Vec<f32> {
+    (0..n)
+        .map(|i| {
+            let v = (i as u32).wrapping_mul(2_654_435_761).wrapping_add(seed) >> 8;
+            (v as f32 / (1u32 << 24) as f32) * 4.0 - 2.0
+        })
+        .collect()
+}
+
+/// The ceiling: two reads and one write per element, no reduction.
+fn axpy(a: &[f32], b: &[f32], z: &mut [f32], c: f32) {
+    for ((o, &x), &y) in z.iter_mut().zip(a).zip(b) {
+        *o = x + c * y;
+    }
+}
+
+fn bench(c: &mut Criterion) {
+    for (name, is_ln) in [("layer_norm_backward", true), ("rms_norm_backward", false)] {
+        let mut g = c.benchmark_group(name);
+        g.sample_size(10)
+            .warm_up_time(Duration::from_millis(500))
+            .measurement_time(Duration::from_secs(2));
+        for (rows, d) in SHAPES {
+            let n = rows * d;
+            let x = data(n, 1);
+            let dy = data(n, 2);
+            let mut dx = vec![0.0f32; n];
+            let (mut dgamma, mut dbeta) = (vec![0.0f32; d], vec![0.0f32; d]);
+            let ln = LayerNorm::<f32>::new(d).expect("dim > 0");
+            let rms = RmsNorm::<f32>::new(d).expect("dim > 0");
+            let (mut mean, mut rstd) = (vec![0.0f32; rows], vec![0.0f32; rows]);
+            ln.forward_slice_with_stats(&x, &mut dx, &mut mean, &mut rstd)
+                .expect("shapes match");
+            let mut rrms = vec![0.0f32; rows];
+            rms.forward_slice_with_stats(&x, &mut dx, &mut rrms)
+                .expect("shapes match");
+            let id = format!("{rows}x{d}");
+            g.throughput(Throughput::BytesDecimal((3 * n * 4) as u64));
+            g.bench_function(BenchmarkId::new("axpy_ceiling", &id), |b| {
+                b.iter(|| {
+                    axpy(&x, &dy, &mut dx, 0.5);
+                    black_box(&dx);
+                })
+            });
+            g.bench_function(BenchmarkId::new("backward", &id), |b| {
+                b.iter(|| {
+                    if is_ln {
+                        layer_norm_backward_slice(
+                            &ln,
+                            &x,
+                            &dy,
+                            &mean,
+                            &rstd,
+                            &mut dx,
+                            &mut dgamma,
+                            Some(&mut dbeta),
+                        )
+                    } else {
+                        rms_norm_backward_slice(&rms, &x, &dy, &rrms, &mut dx, &mut dgamma, None)
+                    }
+                    .expect("shapes match");
+                    black_box((&dx, &dgamma, &dbeta));
+                })
+            });
+        }
+        g.finish();
+    }
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);
