@@ -168,10 +168,11 @@ impl<S: Simd> Source<S> for AddInto<'_, S::E> {
 }
 
 /// The rows after the current one (up to two streams, e.g. `x` and the residual), to
-/// prefetch while the current row is in its in-cache passes: a row's first pass reads it
-/// from memory and the later passes work in L1, so without this the memory system idles
-/// during them. The pointers are one row past the current row's start and may point past
-/// the end of the data: they are only ever prefetched, never read.
+/// prefetch while the current row is written: a row's first pass reads it from memory
+/// and its write pass mostly writes, so prefetching the next row there keeps reads and
+/// writes in flight together, as in a copy. The pointers are one row past the current
+/// row's start and may point past the end of the data: they are only ever prefetched,
+/// never read.
 #[derive(Clone, Copy)]
 struct Ahead<E>([*const E; 2]);
 
@@ -277,10 +278,9 @@ fn ln_write<S: Simd>(
     h: &[S::E],
     weight: &[S::E],
     bias: Option<&[S::E]>,
-    shift: S::E,
-    m: S::E,
-    rstd: S::E,
+    (shift, m, rstd): (S::E, S::E, S::E),
     out: &mut [S::E],
+    ahead: Ahead<S::E>,
 ) {
     let (w, n) = (S::W, h.len());
     let (vs, vm, vr) = (s.splat(shift), s.splat(m), s.splat(rstd));
@@ -288,6 +288,7 @@ fn ln_write<S: Simd>(
     match bias {
         Some(b) => {
             while i + w <= n {
+                ahead.touch(s, i, w);
                 let d = s.sub(s.sub(s.load(&h[i..]), vs), vm);
                 let y = s.mul_add(d, s.mul(vr, s.load(&weight[i..])), s.load(&b[i..]));
                 s.store(&mut out[i..], y);
@@ -300,6 +301,7 @@ fn ln_write<S: Simd>(
         }
         None => {
             while i + w <= n {
+                ahead.touch(s, i, w);
                 let d = s.sub(s.sub(s.load(&h[i..]), vs), vm);
                 s.store(&mut out[i..], s.mul(d, s.mul(vr, s.load(&weight[i..]))));
                 i += w;
@@ -373,12 +375,14 @@ fn ln_finish<S: Simd>(
 ) -> (S::E, S::E) {
     let inv_d = inv_len::<S::E>(h.len());
     let m = sum1 * inv_d;
-    let var = sum_sq(s, h.len(), Centered { x: h, shift, m }, ahead) * inv_d;
-    if !(var.is_finite() && var >= S::E::RESCUE_BELOW) {
+    let var = sum_sq(s, h.len(), Centered { x: h, shift, m }, Ahead::NONE) * inv_d;
+    // `var + eps` may overflow although both are finite (eps near F::MAX): rescue it too,
+    // rather than write rstd = 0.
+    if !(var.is_finite() && var >= S::E::RESCUE_BELOW && (var + eps).is_finite()) {
         return layer_norm_row_rescue(h, weight, bias, eps, out);
     }
     let rstd = S::E::one() / (var + eps).sqrt();
-    ln_write(s, h, weight, bias, shift, m, rstd, out);
+    ln_write(s, h, weight, bias, (shift, m, rstd), out, ahead);
     (shift + m, rstd)
 }
 
@@ -396,7 +400,7 @@ fn rms_finish<S: Simd>(
     ahead: Ahead<S::E>,
 ) -> S::E {
     let ms = sumsq * inv_len::<S::E>(h.len());
-    if !(ms.is_finite() && ms >= S::E::RESCUE_BELOW) {
+    if !(ms.is_finite() && ms >= S::E::RESCUE_BELOW && (ms + eps).is_finite()) {
         return rms_norm_row_rescue(h, weight, bias, eps, out);
     }
     let rrms = S::E::one() / (ms + eps).sqrt();

@@ -505,15 +505,19 @@ fn large_batches_every_layout() {
     }
 }
 
-/// eps near `F::MAX` on rows whose variance is near `F::MAX` too: `var + eps` overflows
-/// F, which must not turn into `rstd = 0` (a silently zero output).
+/// eps near `F::MAX`: `var + eps` overflows F although both are finite, which must not
+/// turn into `rstd = 0` (a silently zero output). Rows whose sum of squares is finite
+/// (fast path) and rows where it overflows (rescue path).
 #[test]
-fn huge_eps_with_huge_variance() {
-    let x: Vec<f32> = (0..8)
-        .map(|i| if i % 2 == 0 { 1.5e19 } else { -1.5e19 })
-        .collect();
-    for kind in KINDS {
-        for eps in [3e38f32, f32::MAX] {
+fn huge_eps_with_large_variance() {
+    for (mag, eps) in [
+        (1e18f32, f32::MAX),
+        (1e18, 3e38),
+        (1.5e19, 3e38),
+        (1.5e19, f32::MAX),
+    ] {
+        let x: Vec<f32> = (0..8).map(|i| if i % 2 == 0 { mag } else { -mag }).collect();
+        for kind in KINDS {
             let norm = Norm::<f32>::plain(kind, 8, eps);
             check_against_reference(
                 &norm,
@@ -522,18 +526,20 @@ fn huge_eps_with_huge_variance() {
             );
         }
     }
-    // f64: var = 1e308, eps = 1.7e308; y = 1e154 / sqrt(var + eps) without overflow.
-    let x: Vec<f64> = (0..8).map(|i| if i % 2 == 0 { 1e154 } else { -1e154 }).collect();
-    let want = 1.0 / (1.0f64 + 1.7).sqrt();
-    for kind in KINDS {
-        let y = Norm::<f64>::plain(kind, 8, 1.7e308).forward_slice(&x);
+    // f64: y = m / sqrt(m² + eps) for the row ±m, computed without overflow.
+    for (mag, eps) in [(1e150f64, f64::MAX), (1e154, 1.7e308)] {
+        let x: Vec<f64> = (0..8).map(|i| if i % 2 == 0 { mag } else { -mag }).collect();
+        let want = 1.0 / (1.0 + (eps / mag) / mag).sqrt();
         let expect: Vec<f64> = (0..8).map(|i| if i % 2 == 0 { want } else { -want }).collect();
-        assert_close(
-            &format!("{kind:?} f64 eps 1.7e308"),
-            &y,
-            &expect,
-            |_| 1.0,
-            tol_for::<f64>(8),
-        );
+        for kind in KINDS {
+            let y = Norm::<f64>::plain(kind, 8, eps).forward_slice(&x);
+            assert_close(
+                &format!("{kind:?} f64 ±{mag:e} eps {eps:e}"),
+                &y,
+                &expect,
+                |_| 1.0,
+                tol_for::<f64>(8),
+            );
+        }
     }
 }
