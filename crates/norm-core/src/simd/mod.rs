@@ -17,6 +17,15 @@ pub(crate) mod x86;
 /// rescue; they differ only in vector width and in whether `a·b + c` is fused (FMA), so
 /// results may differ in the last bits between paths, never between runs or thread
 /// counts on one machine.
+///
+/// # Example
+/// ```
+/// use norm_core::KernelPath;
+///
+/// let path = KernelPath::detected();
+/// assert!(path.is_available());
+/// println!("LayerNorm and RMSNorm run on the {} kernels", path.name());
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum KernelPath {
     /// Plain Rust over fixed-size arrays, vectorized by the compiler for the baseline
@@ -30,9 +39,26 @@ pub enum KernelPath {
 
 impl KernelPath {
     /// All paths this build knows, slowest first.
+    ///
+    /// # Example
+    /// ```
+    /// use norm_core::KernelPath;
+    ///
+    /// assert_eq!(KernelPath::ALL[0], KernelPath::Portable);
+    /// assert_eq!(KernelPath::ALL.len(), 3);
+    /// ```
     pub const ALL: [KernelPath; 3] = [KernelPath::Portable, KernelPath::Avx2Fma, KernelPath::Avx512];
 
     /// Whether this CPU can run the path.
+    ///
+    /// # Example
+    /// ```
+    /// use norm_core::KernelPath;
+    ///
+    /// assert!(KernelPath::Portable.is_available()); // everywhere
+    /// let wide = KernelPath::Avx512.is_available();
+    /// assert_eq!(wide, KernelPath::available().contains(&KernelPath::Avx512));
+    /// ```
     pub fn is_available(self) -> bool {
         match self {
             KernelPath::Portable => true,
@@ -50,11 +76,27 @@ impl KernelPath {
     }
 
     /// Every path this CPU can run, slowest first.
+    ///
+    /// # Example
+    /// ```
+    /// use norm_core::KernelPath;
+    ///
+    /// let paths = KernelPath::available();
+    /// assert_eq!(paths[0], KernelPath::Portable);
+    /// assert!(paths.iter().all(|p| p.is_available()));
+    /// ```
     pub fn available() -> Vec<KernelPath> {
         Self::ALL.into_iter().filter(|p| p.is_available()).collect()
     }
 
     /// The path the norms use on this CPU: the widest available (detected once, cached).
+    ///
+    /// # Example
+    /// ```
+    /// use norm_core::KernelPath;
+    ///
+    /// assert_eq!(Some(&KernelPath::detected()), KernelPath::available().last());
+    /// ```
     pub fn detected() -> KernelPath {
         static CACHE: AtomicU8 = AtomicU8::new(0);
         match CACHE.load(Ordering::Relaxed) {
@@ -75,6 +117,13 @@ impl KernelPath {
     }
 
     /// Short name for tables and benchmark ids.
+    ///
+    /// # Example
+    /// ```
+    /// use norm_core::KernelPath;
+    ///
+    /// assert_eq!(KernelPath::Avx2Fma.name(), "avx2-fma");
+    /// ```
     pub fn name(self) -> &'static str {
         match self {
             KernelPath::Portable => "portable",
