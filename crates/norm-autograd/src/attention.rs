@@ -242,7 +242,13 @@ impl<F: Float> MultiHeadAttention<F> {
     ) -> Result<(Array3<F>, AttentionGrads<F>), GradError> {
         let (b, nh, l, _) = cache.probs.dim();
         let d = self.d_model();
-        if dy.dim() != (b, l, d) || nh != self.n_heads {
+        if nh != self.n_heads || cache.q.dim() != (b * l, d) {
+            return Err(GradError::CacheMismatch {
+                expected: "attention of this width and head count",
+                got: "attention of another shape",
+            });
+        }
+        if dy.dim() != (b, l, d) {
             return Err(GradError::ShapeMismatch {
                 what: "dy",
                 expected: vec![b, l, d],

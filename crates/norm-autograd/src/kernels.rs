@@ -98,7 +98,7 @@ fn sum_gx<F: Float>(x: &[F], dy: &[F], w: &[F]) -> F {
 /// gradient sums, so the kernel reads each row twice: once for the sums, once to write.
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
-pub fn layer_norm_backward_row<F: Float>(
+pub(crate) fn layer_norm_backward_row<F: Float>(
     x: &[F],
     dy: &[F],
     mean: F,
@@ -154,7 +154,7 @@ pub fn layer_norm_backward_row<F: Float>(
 /// ```
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
-pub fn rms_norm_backward_row<F: Float>(
+pub(crate) fn rms_norm_backward_row<F: Float>(
     x: &[F],
     dy: &[F],
     rrms: F,

@@ -241,12 +241,20 @@ impl<F: Float> Linear<F> {
     /// `dx = dy·Wᵀ`, `dW = xᵀ·dy`, `db = Σ_rows dy`.
     ///
     /// # Errors
-    /// [`GradError::ShapeMismatch`] if `dy` is not `(rows, out)` for the cached input.
+    /// [`GradError::ShapeMismatch`] if `dy` is not `(rows, out)` for the cached input, or
+    /// the cache was made by a layer with another input width.
     pub fn backward(
         &self,
         cache: &LinearCache<F>,
         dy: &ArrayRef2<F>,
     ) -> Result<(Array2<F>, LinearGrads<F>), GradError> {
+        if cache.x.ncols() != self.in_dim() {
+            return Err(GradError::ShapeMismatch {
+                what: "cache.x",
+                expected: vec![cache.x.nrows(), self.in_dim()],
+                got: cache.x.shape().to_vec(),
+            });
+        }
         let expected = [cache.x.nrows(), self.out_dim()];
         if dy.shape() != expected {
             return Err(GradError::ShapeMismatch {

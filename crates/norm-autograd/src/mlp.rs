@@ -222,7 +222,19 @@ impl<F: Float> Mlp<F> {
                     dz = d;
                     Some(ng)
                 }
-                _ => None,
+                (None, None) => None,
+                (Some(_), None) => {
+                    return Err(GradError::CacheMismatch {
+                        expected: "MLP layer with a norm",
+                        got: "MLP layer without a norm",
+                    });
+                }
+                (None, Some(_)) => {
+                    return Err(GradError::CacheMismatch {
+                        expected: "MLP layer without a norm",
+                        got: "MLP layer with a norm",
+                    });
+                }
             };
             let (dx, lg) = layer.linear.backward(&c.linear, &dz)?;
             d_preacts.push(dz);

@@ -270,6 +270,15 @@ impl<F: Float> TransformerBlock<F> {
         cache: &BlockCache<F>,
         dy: &ArrayRef3<F>,
     ) -> Result<(Array3<F>, BlockGrads<F>), GradError> {
+        // The block output has the shape of its input, which norm1 saw (both placements).
+        let shape = cache.norm1.x.shape();
+        if dy.shape() != shape {
+            return Err(GradError::ShapeMismatch {
+                what: "dy",
+                expected: shape.to_vec(),
+                got: dy.shape().to_vec(),
+            });
+        }
         match self.placement {
             Placement::PreNorm => {
                 let (dn2, ffn) = self.ffn.backward(&cache.ffn, dy)?;

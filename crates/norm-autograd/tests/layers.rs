@@ -192,6 +192,15 @@ fn layer_errors_are_typed() {
             got: vec![4, 3]
         }
     );
+    let other_in = Linear::<f64>::from_weights(Array2::ones((5, 2)), None).unwrap();
+    assert_eq!(
+        other_in.backward(&cache, &Array2::ones((4, 2))).unwrap_err(),
+        GradError::ShapeMismatch {
+            what: "cache.x",
+            expected: vec![4, 5],
+            got: vec![4, 3]
+        }
+    );
     assert_eq!(
         Linear::<f64>::from_weights(Array2::ones((3, 2)), Some(Array1::zeros(3))).unwrap_err(),
         GradError::ShapeMismatch {

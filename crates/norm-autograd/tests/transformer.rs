@@ -302,6 +302,24 @@ fn transformer_errors_are_typed() {
             got: vec![1, 3, 4]
         }
     );
+    // A cache from an attention of another width is refused, not sliced out of bounds.
+    let wide = MultiHeadAttention::<f64>::new(8, 2, false, init, init, &mut rng(0)).unwrap();
+    let (_, wide_cache) = wide.forward(&Array3::zeros((1, 2, 8))).unwrap();
+    assert!(matches!(
+        attn.backward(&wide_cache, &Array3::zeros((1, 2, 4))),
+        Err(GradError::CacheMismatch { .. })
+    ));
+    // A Pre-Norm block given dy with the right row count but the wrong (B, L) split.
+    let block = TransformerBlock::<f64>::new(&block_config(4, 2, 1, 0, false), &mut rng(0)).unwrap();
+    let (_, bc) = block.forward(&Array3::ones((2, 3, 4))).unwrap();
+    assert_eq!(
+        block.backward(&bc, &Array3::ones((3, 2, 4))).unwrap_err(),
+        GradError::ShapeMismatch {
+            what: "dy",
+            expected: vec![2, 3, 4],
+            got: vec![3, 2, 4]
+        }
+    );
     let mut cfg = StackConfig::new(0, 4, 2, Placement::PreNorm, NormKind::LayerNorm);
     assert_eq!(
         TransformerStack::<f64>::new(&cfg, &mut rng(0)).unwrap_err(),
