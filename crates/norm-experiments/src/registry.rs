@@ -75,6 +75,6 @@ static STUDIES: &[Study] = &[
     studies::epsilon::STUDY,
     studies::learnable_affine::STUDY,
     studies::gradient_flow::STUDY,
-    // pre-vs-post-norm goes here.
+    studies::pre_vs_post_norm::STUDY,
     studies::sequence_3d::STUDY,
 ];

@@ -14,6 +14,7 @@ pub mod gradient_flow;
 pub mod layernorm_distribution;
 pub mod layernorm_vs_rmsnorm;
 pub mod learnable_affine;
+pub mod pre_vs_post_norm;
 pub mod rmsnorm_distribution;
 pub mod sequence_3d;
 
