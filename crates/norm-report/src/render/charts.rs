@@ -9,6 +9,7 @@ use plotters::coord::Shift;
 use plotters::coord::ranged1d::ValueFormatter;
 use plotters::coord::types::RangedCoordf64;
 use plotters::prelude::*;
+use plotters::style::text_anchor::{HPos, Pos, VPos};
 
 use super::fit_font;
 use super::style::{FAMILY, axis_range, fraction, log_ticks, plottable, series_color, ticks};
@@ -94,6 +95,7 @@ fn legend_corner(points: &[(f64, f64)]) -> SeriesLabelPosition {
 fn draw_legend<'a, DB: DrawingBackend + 'a, X, Y>(
     chart: &mut ChartContext<'a, DB, Cartesian2d<X, Y>>,
     corner: SeriesLabelPosition,
+    entries: usize,
 ) -> Result<(), ReportError>
 where
     DB::ErrorType: 'static,
@@ -104,7 +106,7 @@ where
         .configure_series_labels()
         .position(corner)
         .margin(8)
-        .label_font((FAMILY, 12))
+        .label_font((FAMILY, if entries > 5 { 11 } else { 12 }))
         .background_style(WHITE.mix(0.85))
         .border_style(RGBColor(160, 160, 160))
         .draw()?;
@@ -120,9 +122,9 @@ fn pairs(x: &[f64], y: &[f64], xs: Scale, ys: Scale) -> Vec<(f64, f64)> {
         .collect()
 }
 
-/// Draws one polyline in the given style; returns the legend handle.
-fn draw_line<DB: DrawingBackend, X, Y>(
-    chart: &mut ChartContext<'_, DB, Cartesian2d<X, Y>>,
+/// Draws one polyline in the given style, with a matching legend entry.
+fn draw_line<'a, DB: DrawingBackend + 'a, X, Y>(
+    chart: &mut ChartContext<'a, DB, Cartesian2d<X, Y>>,
     pts: Vec<(f64, f64)>,
     color: RGBColor,
     style: LineStyle,
@@ -140,8 +142,21 @@ where
         LineStyle::Markers => chart.draw_series(LineSeries::new(pts, stroke).point_size(3))?,
     };
     if !label.is_empty() {
-        anno.label(label)
-            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], color.stroke_width(2)));
+        let seg = move |a: i32, b: i32, y: i32| PathElement::new(vec![(a, y), (b, y)], color.stroke_width(2));
+        match style {
+            LineStyle::Solid => {
+                anno.label(label).legend(move |(x, y)| seg(x, x + 18, y));
+            }
+            LineStyle::Dashed => {
+                anno.label(label)
+                    .legend(move |(x, y)| EmptyElement::at((x, y)) + seg(0, 7, 0) + seg(11, 18, 0));
+            }
+            LineStyle::Markers => {
+                anno.label(label).legend(move |(x, y)| {
+                    EmptyElement::at((x, y)) + seg(0, 18, 0) + Circle::new((9, 0), 3, color.filled())
+                });
+            }
+        }
     }
     Ok(())
 }
@@ -260,7 +275,11 @@ impl XyJob<'_> {
             draw_line(&mut chart, p.clone(), series_color(offset + j), s.style, &s.label)?;
         }
         if self.points.len() + self.lines.len() > 1 {
-            draw_legend(&mut chart, self.corner.clone())?;
+            draw_legend(
+                &mut chart,
+                self.corner.clone(),
+                self.points.len() + self.lines.len(),
+            )?;
         }
         Ok(())
     }
@@ -352,7 +371,7 @@ where
         draw_line(&mut chart, p, OVERLAY[j % OVERLAY.len()], l.style, &l.label)?;
     }
     if series.len() + overlays.len() > 1 {
-        draw_legend(&mut chart, legend_corner(&frac))?;
+        draw_legend(&mut chart, legend_corner(&frac), series.len() + overlays.len())?;
     }
     Ok(())
 }
@@ -399,15 +418,18 @@ where
             }
         }
     }
-    let x_format = |v: &f64| {
-        let i = v.round();
-        if (v - i).abs() < 1e-6 && i >= 0.0 {
-            categories.get(i as usize).cloned().unwrap_or_default()
-        } else {
-            String::new()
-        }
-    };
+    // Category labels are drawn by hand, wrapped at spaces to fit under their group.
+    let (w, _) = area.dim_in_pixel();
+    let slot = (f64::from(w.saturating_sub(94)) / n as f64 - 6.0).max(20.0) as u32;
+    let label_style = TextStyle::from((FAMILY, 12).into_font());
+    let mut labels = Vec::with_capacity(categories.len());
+    for c in categories {
+        labels.push(wrap(area, c, &label_style, slot)?);
+    }
+    let lines = labels.iter().map(Vec::len).max().unwrap_or(1).max(1);
+    let x_format = |_: &f64| String::new();
     let mut b = builder(area, &panel.title)?;
+    b.x_label_area_size(30 + 15 * lines as u32);
     let y_format = ticks(yr, ys);
     let job = BarJob {
         panel,
@@ -417,10 +439,11 @@ where
         width,
         x_format: &x_format,
         y_format: &y_format,
-        n,
+        labels: &labels,
     };
     match ys {
         Scale::Linear => job.draw(
+            area,
             b.build_cartesian_2d(xr.0..xr.1, yr.0..yr.1)?,
             legend_corner(&frac),
         ),
@@ -430,7 +453,7 @@ where
                 .log_scale()
                 .with_key_points(bold)
                 .with_light_points(light);
-            job.draw(b.build_cartesian_2d(xr.0..xr.1, y)?, legend_corner(&frac))
+            job.draw(area, b.build_cartesian_2d(xr.0..xr.1, y)?, legend_corner(&frac))
         }
     }
 }
@@ -444,12 +467,13 @@ struct BarJob<'a> {
     width: f64,
     x_format: &'a dyn Fn(&f64) -> String,
     y_format: &'a dyn Fn(&f64) -> String,
-    n: usize,
+    labels: &'a [Vec<String>],
 }
 
 impl BarJob<'_> {
     fn draw<'a, DB: DrawingBackend + 'a, Y>(
         &self,
+        area: &DrawingArea<DB, Shift>,
         mut chart: ChartContext<'a, DB, Cartesian2d<RangedCoordf64, Y>>,
         corner: SeriesLabelPosition,
     ) -> Result<(), ReportError>
@@ -457,7 +481,19 @@ impl BarJob<'_> {
         DB::ErrorType: 'static,
         Y: Ranged<ValueType = f64> + ValueFormatter<f64>,
     {
-        mesh(&mut chart, self.panel, self.x_format, self.y_format, self.n + 1)?;
+        mesh(&mut chart, self.panel, self.x_format, self.y_format, 0)?;
+        let (bx, by) = area.get_base_pixel();
+        let style = TextStyle::from((FAMILY, 12).into_font()).pos(Pos::new(HPos::Center, VPos::Top));
+        for (i, lines) in self.labels.iter().enumerate() {
+            let (x, y) = chart.backend_coord(&(i as f64, self.base));
+            for (k, line) in lines.iter().enumerate() {
+                area.draw(&Text::new(
+                    line.clone(),
+                    (x - bx, y - by + 6 + 15 * k as i32),
+                    style.clone(),
+                ))?;
+            }
+        }
         for (j, s) in self.series.iter().enumerate() {
             let color = series_color(j);
             let (ys, base, width) = (self.ys, self.base, self.width);
@@ -477,8 +513,33 @@ impl BarJob<'_> {
             }
         }
         if self.series.len() > 1 {
-            draw_legend(&mut chart, corner)?;
+            draw_legend(&mut chart, corner, self.series.len())?;
         }
         Ok(())
     }
+}
+
+/// Splits `text` at spaces into lines no wider than `max_width` pixels (a single word
+/// wider than that keeps its own line).
+fn wrap<DB: DrawingBackend>(
+    area: &DrawingArea<DB, Shift>,
+    text: &str,
+    style: &TextStyle,
+    max_width: u32,
+) -> Result<Vec<String>, ReportError>
+where
+    DB::ErrorType: 'static,
+{
+    let mut lines: Vec<String> = Vec::new();
+    for word in text.split_whitespace() {
+        if let Some(last) = lines.last_mut() {
+            let candidate = format!("{last} {word}");
+            if area.estimate_text_size(&candidate, style)?.0 <= max_width {
+                *last = candidate;
+                continue;
+            }
+        }
+        lines.push(word.to_string());
+    }
+    Ok(lines)
 }
