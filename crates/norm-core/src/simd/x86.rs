@@ -62,7 +62,7 @@ macro_rules! backend {
             #[inline(always)]
             fn prefetch(self, p: *const $e) {
                 // SAFETY: prefetching never faults, whatever the address.
-                unsafe { _mm_prefetch::<_MM_HINT_T1>(p.cast::<i8>()) }
+                unsafe { _mm_prefetch::<_MM_HINT_T0>(p.cast::<i8>()) }
             }
             #[inline(always)]
             fn sum(self, v: $v) -> $e {
