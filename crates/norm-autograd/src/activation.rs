@@ -90,19 +90,27 @@ impl Activation {
 
     /// Applies the activation elementwise; returns the output and the cache.
     ///
+    /// # Errors
+    /// None today (any shape is accepted); the `Result` keeps every layer's `forward`
+    /// the same shape.
+    ///
     /// # Example
     /// ```
     /// use ndarray::array;
     /// use norm_autograd::Activation;
     ///
-    /// let (y, cache) = Activation::Relu.forward(&array![-1.0, 2.0]);
+    /// let (y, cache) = Activation::Relu.forward(&array![-1.0, 2.0])?;
     /// assert_eq!(y, array![0.0, 2.0]);
     /// let dx = Activation::Relu.backward(&cache, &array![5.0, 5.0])?;
     /// assert_eq!(dx, array![0.0, 5.0]);
     /// # Ok::<(), norm_autograd::GradError>(())
     /// ```
-    pub fn forward<F: Float, D: Dimension>(self, x: &ArrayRef<F, D>) -> (Array<F, D>, ActivationCache<F, D>) {
-        (x.mapv(|v| self.apply(v)), ActivationCache { x: x.to_owned() })
+    #[allow(clippy::type_complexity)]
+    pub fn forward<F: Float, D: Dimension>(
+        self,
+        x: &ArrayRef<F, D>,
+    ) -> Result<(Array<F, D>, ActivationCache<F, D>), GradError> {
+        Ok((x.mapv(|v| self.apply(v)), ActivationCache { x: x.to_owned() }))
     }
 
     /// `dx = dy ⊙ f'(x)`.

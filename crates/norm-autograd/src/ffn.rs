@@ -85,7 +85,7 @@ impl<F: Float> FeedForward<F> {
     pub fn forward(&self, x: &ArrayRef3<F>) -> Result<(Array3<F>, FeedForwardCache<F>), GradError> {
         let (b, l, _) = x.dim();
         let (z, lin1) = self.lin1.forward(&flatten3(x)?)?;
-        let (a, act) = self.activation.forward(&z);
+        let (a, act) = self.activation.forward(&z)?;
         let (y, lin2) = self.lin2.forward(&a)?;
         Ok((
             unflatten3(y, b, l)?,

@@ -174,7 +174,7 @@ impl<F: Float> Mlp<F> {
                 }
                 None => (z, None),
             };
-            let (a, ac) = layer.activation.forward(&z);
+            let (a, ac) = layer.activation.forward(&z)?;
             caches.push(MlpLayerCache {
                 linear: lc,
                 norm: nc,
