@@ -661,6 +661,25 @@ mod tests {
         );
     }
 
+    /// 128 × 256 f64 is 256 KiB, where norm-core splits the forward across the rayon
+    /// pool: one thread and two must give the same bytes.
+    #[test]
+    fn same_bytes_on_one_and_two_threads() {
+        let cfg = Config {
+            steps: 20,
+            ..Config::default()
+        };
+        let json = |threads: usize| {
+            let pool = rayon::ThreadPoolBuilder::new()
+                .num_threads(threads)
+                .build()
+                .expect("thread pool");
+            let r = pool.install(|| run(&cfg, 42)).expect("runs");
+            serde_json::to_string(&r).expect("serializes")
+        };
+        assert_eq!(json(1), json(2));
+    }
+
     #[test]
     fn deterministic_per_seed() {
         check_determinism(|s| run(&Config::small(), s));
