@@ -211,7 +211,8 @@ pub fn axis_range(values: impl Iterator<Item = f64>, scale: Scale, pad: f64) -> 
 
 /// Tick values for a log axis over `(lo, hi)`: `(labelled, grid-only)`. Powers of ten
 /// (thinned to at most 8) when the axis spans two decades or more; otherwise 1, 2 and 5
-/// times powers of ten (or every integer multiple when even those are too few).
+/// times powers of ten, or 1, 2, 3 and 5 times, or every integer multiple, whichever first
+/// gives three ticks or more.
 pub fn log_ticks(lo: f64, hi: f64) -> (Vec<f64>, Vec<f64>) {
     if !(lo > 0.0 && hi > lo && (hi / lo).is_finite()) {
         return (vec![], vec![]);
@@ -236,12 +237,13 @@ pub fn log_ticks(lo: f64, hi: f64) -> (Vec<f64>, Vec<f64>) {
         return (bold, light);
     }
     let all = multiples(&[1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0, 9.0]);
-    let bold = multiples(&[1.0, 2.0, 5.0]);
-    if bold.len() >= 3 {
-        (bold, all)
-    } else {
-        (all, vec![])
+    for ms in [&[1.0, 2.0, 5.0][..], &[1.0, 2.0, 3.0, 5.0][..]] {
+        let bold = multiples(ms);
+        if bold.len() >= 3 {
+            return (bold, all);
+        }
     }
+    (all, vec![])
 }
 
 /// Position of `v` within `(lo, hi)` as a fraction, in log space for log axes.
@@ -316,6 +318,8 @@ mod tests {
         let (bold, _) = log_ticks(6.0, 24.0);
         assert_eq!(bold, vec![6.0, 7.0, 8.0, 9.0, 10.0, 20.0]);
         assert_eq!(log_ticks(0.0, 1.0), (vec![], vec![]));
+        let (bold, _) = log_ticks(0.008, 0.045);
+        assert_eq!(bold.len(), 3, "{bold:?}");
     }
 
     #[test]
