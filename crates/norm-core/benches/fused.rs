@@ -11,8 +11,9 @@ use std::time::{Duration, Instant};
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use norm_core::{LayerNorm, RmsNorm};
 
-/// (rows, d): in cache, and two shapes far beyond it.
-const SHAPES: [(usize, usize); 3] = [(512, 768), (65536, 512), (8192, 4096)];
+/// (rows, d): a decode-sized batch (all four arrays in L2), the forward groups' in-cache
+/// shape, and two shapes far beyond the caches.
+const SHAPES: [(usize, usize); 4] = [(64, 768), (512, 768), (65536, 512), (8192, 4096)];
 
 fn data(n: usize, seed: u32) -> Vec<f32> {
     // A cheap deterministic pattern with per-row structure; values of order 1.
