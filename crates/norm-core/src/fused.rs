@@ -9,7 +9,9 @@
 use ndarray::{Array, ArrayRef, Dimension, Zip};
 
 use crate::kernels::{Path, layer_norm_add_row_on, rms_norm_add_row_on};
-use crate::rows::{check_nd, check_slices, go_parallel, rows_per_block};
+use crate::rows::{check_nd, check_slices};
+#[cfg(feature = "rayon")]
+use crate::rows::{go_parallel, rows_per_block};
 use crate::{Float, LayerNorm, NormError, RmsNorm};
 
 /// The shared parameters of one fused call.
@@ -98,8 +100,6 @@ pub(crate) fn add_rows<F: Float>(
             .for_each(|(xb, rb, hb, ob)| serial(xb, rb, hb, ob));
         return;
     }
-    #[cfg(not(feature = "rayon"))]
-    let _ = go_parallel::<F>;
     serial(x, r, h, out);
 }
 

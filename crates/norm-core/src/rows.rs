@@ -61,29 +61,25 @@ pub(crate) fn check_nd(shape: &[usize], out: Option<&[usize]>, dim: usize) -> Re
 
 /// Inputs smaller than this many bytes run on the calling thread: a parallel split
 /// costs a few microseconds, which only pays off on larger batches.
+#[cfg(feature = "rayon")]
 pub(crate) const PAR_MIN_BYTES: usize = 256 * 1024;
 
 /// Target input bytes per parallel block. Blocks are whole rows, and their size depends
 /// only on the row length and element type, never on the thread count.
+#[cfg(feature = "rayon")]
 pub(crate) const BLOCK_BYTES: usize = 64 * 1024;
 
 /// Rows per parallel block for rows of `d` elements of `elem` bytes (at least one).
+#[cfg(feature = "rayon")]
 pub(crate) fn rows_per_block(d: usize, elem: usize) -> usize {
     (BLOCK_BYTES / (d.max(1) * elem.max(1))).max(1)
 }
 
 /// Whether a batch of `len` elements of type `F` is worth splitting across threads.
+#[cfg(feature = "rayon")]
 #[inline]
 pub(crate) fn go_parallel<F>(len: usize) -> bool {
-    #[cfg(feature = "rayon")]
-    {
-        len.saturating_mul(std::mem::size_of::<F>()) >= PAR_MIN_BYTES && rayon::current_num_threads() > 1
-    }
-    #[cfg(not(feature = "rayon"))]
-    {
-        let _ = len;
-        false
-    }
+    len.saturating_mul(std::mem::size_of::<F>()) >= PAR_MIN_BYTES && rayon::current_num_threads() > 1
 }
 
 /// Applies `row` to each `d`-long row of `x`, writing `out`; the two per-row statistics
