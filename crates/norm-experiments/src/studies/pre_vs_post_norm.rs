@@ -394,7 +394,8 @@ pub fn run(cfg: &Config, seed: u64) -> Result<StudyResult, StudyError> {
              entering the last, because every sublayer adds its own path to the identity of the \
              un-normalized skip. Post-Norm, whose residual stream passes through a norm in every \
              sublayer, has last/first = {}: the gradient reaching the first block is {} the last \
-             block's, a mild change over {l_max} blocks at initialization rather than the vanishing often told. DeepNorm: {}.",
+             block's, a mild change over {l_max} blocks at initialization (with a dip in between) \
+             rather than the vanishing often told. DeepNorm: {}.",
             sig(r_pre, 3),
             cfg.inits,
             fold(r_pre),
@@ -402,6 +403,48 @@ pub fn run(cfg: &Config, seed: u64) -> Result<StudyResult, StudyError> {
             fold(r_post),
             sig(r_deep, 3)
         ),
+    ));
+    // Post-Norm's residual gradient along the deepest stack: where its minimum falls.
+    let post_res = &profiles[post][deepest].residual;
+    let (dip_block, dip) =
+        post_res.iter().enumerate().fold(
+            (0, f64::INFINITY),
+            |(bi, bv), (i, &v)| if v < bv { (i, v) } else { (bi, bv) },
+        );
+    let post_last = post_res.last().copied().unwrap_or(f64::NAN);
+    let post_first = post_res.first().copied().unwrap_or(f64::NAN);
+    let dip_text = if dip_block == 0 {
+        format!(
+            "falls all the way from the last block ({}) to the first ({}, {}× of the last): \
+             the vanishing of the usual telling.",
+            sig(post_last, 3),
+            sig(post_first, 3),
+            sig(post_first / post_last, 2)
+        )
+    } else if dip_block + 1 == l_max {
+        format!(
+            "only grows from the last block ({}) towards the first ({}).",
+            sig(post_last, 3),
+            sig(post_first, 3)
+        )
+    } else {
+        format!(
+            "is not monotone: going down from the last block ({}) it falls to {} at block {} \
+             ({}× of the last), then rises again to {} at the first block. The fall near the \
+             output is the vanishing of the usual telling; here it does not continue down the \
+             stack, and the last/first ratio alone hides the dip.",
+            sig(post_last, 3),
+            sig(dip, 3),
+            dip_block + 1,
+            sig(dip / post_last, 2),
+            sig(post_first, 3)
+        )
+    };
+    findings.push(finding(
+        "post_residual_dip",
+        dip / post_last,
+        "ratio",
+        format!("Post-Norm's residual-stream gradient (L = {l_max}, median over initializations) {dip_text}"),
     ));
     let post_over_pre = last_w2[post][deepest] / last_w2[pre][deepest];
     findings.push(finding(
@@ -680,6 +723,10 @@ mod tests {
         assert!(pre_p < post_p - 0.2);
         assert!(value(&r, "post_over_pre_last_w2") > 1.5);
         assert!((value(&r, "deepnorm_w2_last_over_first") - 1.0).abs() < 0.1);
+        // Post-Norm's smallest residual gradient: below the last block's (or equal), but
+        // not by orders of magnitude.
+        let dip = value(&r, "post_residual_dip");
+        assert!(dip <= 1.0 && dip > 0.05, "Post-Norm dip {dip}");
         let deep_res = value(&r, "deepnorm_residual_last_over_first");
         assert!((deep_res - 1.0).abs() < 0.3, "DeepNorm residual {deep_res}");
         assert!(statement(&r, "pre_residual_last_over_first").contains(&sig(pre_res, 3)));
