@@ -18,7 +18,7 @@ pub fn run(opts: &Options) -> Result<PathBuf, String> {
         std::path::absolute(&opts.out).map_err(|e| format!("bad --out `{}`: {e}", opts.out.display()))?;
     let staging = Staging::create(&out)?;
     let started = Instant::now();
-    let outputs = run_studies(opts)?;
+    let outputs = run_studies(opts, &out)?;
     let info = RunInfo {
         seed: opts.seed,
         size: match opts.size {
@@ -56,10 +56,21 @@ fn command(opts: &Options) -> String {
     c
 }
 
-/// Runs and renders every chosen study on a small pool of scoped threads; prints one
-/// line per study as it finishes. Outputs come back in registry order.
-fn run_studies(opts: &Options) -> Result<Vec<StudyOutput>, String> {
+/// Runs and renders every chosen study on a small pool of scoped threads, slowest first
+/// by the previous report's timings; prints one line per study as it finishes. Outputs
+/// come back in registry order.
+fn run_studies(opts: &Options, out: &Path) -> Result<Vec<StudyOutput>, String> {
     let n = opts.studies.len();
+    // Start the studies that took longest last time first (the order changes no number).
+    let previous = norm_report::page::previous_run_seconds(&out.join("timings.json"));
+    let cost = |id: &str| {
+        previous
+            .iter()
+            .find(|(p, _)| p == id)
+            .map_or(f64::INFINITY, |p| p.1)
+    };
+    let mut order: Vec<usize> = (0..n).collect();
+    order.sort_by(|&a, &b| cost(opts.studies[b].id).total_cmp(&cost(opts.studies[a].id)));
     let threads = std::thread::available_parallelism()
         .map_or(2, |p| p.get())
         .min(n)
@@ -70,8 +81,10 @@ fn run_studies(opts: &Options) -> Result<Vec<StudyOutput>, String> {
         for _ in 0..threads {
             scope.spawn(|| {
                 loop {
-                    let i = next.fetch_add(1, Ordering::Relaxed);
-                    let Some(study) = opts.studies.get(i) else { break };
+                    let Some(&i) = order.get(next.fetch_add(1, Ordering::Relaxed)) else {
+                        break;
+                    };
+                    let study = opts.studies[i];
                     let t = Instant::now();
                     let result = (study.run)(opts.seed, opts.size);
                     let run_time = t.elapsed();

@@ -326,3 +326,22 @@ pub fn timings_markdown(run: &RunInfo, studies: &[StudyOutput]) -> String {
     }
     out
 }
+
+/// Reads the per-study run seconds from an earlier report's `timings.json` (empty if the
+/// file is missing or unreadable). Used only to start the slowest studies first.
+pub fn previous_run_seconds(timings_json: &std::path::Path) -> Vec<(String, f64)> {
+    let Ok(text) = std::fs::read_to_string(timings_json) else {
+        return Vec::new();
+    };
+    let Ok(value) = serde_json::from_str::<serde_json::Value>(&text) else {
+        return Vec::new();
+    };
+    value["studies"]
+        .as_array()
+        .map(|rows| {
+            rows.iter()
+                .filter_map(|r| Some((r["id"].as_str()?.to_string(), r["run_seconds"].as_f64()?)))
+                .collect()
+        })
+        .unwrap_or_default()
+}
