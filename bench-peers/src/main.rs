@@ -427,7 +427,7 @@ fn main() -> Res<()> {
 
     println!("## Forward throughput (GB/s = bytes read + written / time; higher is better)\n");
     println!(
-        "norm-core writes into a caller's array; \"alloc\" allocates its output like candle-nn and the ndarray composition do. Ratios \"vs\" a peer compare norm-core (alloc) with it.\n"
+        "norm-core writes into a caller's array; \"alloc\" allocates its output, as candle-nn and the ndarray composition must. Ratios \"vs\" a peer: norm-core / peer, then norm-core (alloc) / peer. The naive composition is single-threaded whatever the pool.\n"
     );
     println!(
         "| kind | rows×d | threads | copy | norm-core | ×copy | norm-core (alloc) | candle-nn | naive ndarray | vs candle-nn | vs naive |"
@@ -437,7 +437,7 @@ fn main() -> Res<()> {
     for r in &results {
         let g = |n| r.gbps(n);
         println!(
-            "| {} | {}×{} | {} | {:.2} | {:.2} | {:.2} | {:.2} | {:.2} | {:.2} | {:.1}× | {:.1}× |",
+            "| {} | {}×{} | {} | {:.2} | {:.2} | {:.2} | {:.2} | {:.2} | {:.2} | {:.1}× / {:.1}× | {:.1}× / {:.1}× |",
             r.kind.name(),
             r.shape.0,
             r.shape.1,
@@ -448,7 +448,9 @@ fn main() -> Res<()> {
             g("norm-core (alloc)"),
             g("candle-nn"),
             g("naive ndarray"),
+            g("norm-core") / g("candle-nn"),
             g("norm-core (alloc)") / g("candle-nn"),
+            g("norm-core") / g("naive ndarray"),
             g("norm-core (alloc)") / g("naive ndarray"),
         );
         json_rows.push(json!({
