@@ -137,12 +137,14 @@ pub fn ticks((lo, hi): (f64, f64), scale: Scale) -> impl Fn(&f64) -> String {
     }
 }
 
-/// A measured value as the page prints it: 4 significant digits, scientific outside
-/// [1e-3, 1e5), `NaN`/`inf`/`-inf` for non-finite values.
+/// A measured value as the page prints it: 4 significant digits (more where 4 would round
+/// to a misleadingly round number), scientific outside [1e-3, 1e5), `NaN`/`inf`/`-inf`
+/// for non-finite values.
 ///
 /// ```
 /// assert_eq!(norm_report::format_value(3.24159e-8), "3.242e-8");
 /// assert_eq!(norm_report::format_value(12.5), "12.5");
+/// assert_eq!(norm_report::format_value(0.9999612), "0.99996");
 /// assert_eq!(norm_report::format_value(f64::NAN), "NaN");
 /// ```
 pub fn format_value(v: f64) -> String {
@@ -157,11 +159,29 @@ pub fn format_value(v: f64) -> String {
         }
     } else if v == 0.0 {
         "0".to_string()
-    } else if !(1e-3..1e5).contains(&a) {
-        sci(v, 4)
     } else {
-        plain(v, 4)
+        // 4 significant digits, more when rounding to 4 would show a rounder number than
+        // the value is (0.9999612 must not print as "1").
+        let form = if (1e-3..1e5).contains(&a) { plain } else { sci };
+        let mut s = form(v, 4);
+        for digits in 4..=9 {
+            s = form(v, digits);
+            if s.parse::<f64>() == Ok(v) || significant_digits(&s) >= digits {
+                break;
+            }
+        }
+        s
     }
+}
+
+/// Significant digits shown in a formatted number ("0.00120" -> 3, "3.2e-8" -> 2).
+fn significant_digits(s: &str) -> usize {
+    let mantissa = s.split('e').next().unwrap_or(s);
+    mantissa
+        .chars()
+        .filter(char::is_ascii_digit)
+        .skip_while(|&c| c == '0')
+        .count()
 }
 
 /// A plotted value on a given scale: finite, and positive on a log axis.
@@ -268,9 +288,13 @@ mod tests {
         check(3.24159e-8, "3.242e-8");
         check(-2.0e9, "-2e9");
         check(123456.0, "1.235e5");
-        check(0.99999, "1");
+        check(0.99999, "0.99999");
         check(f64::NAN, "NaN");
         check(f64::NEG_INFINITY, "-inf");
+        check(0.9999612, "0.99996");
+        check(1.0000004, "1.0000004");
+        check(0.25000000001, "0.25");
+        check(9.99996e-9, "9.99996e-9");
     }
 
     #[test]
