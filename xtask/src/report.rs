@@ -80,10 +80,7 @@ fn run_studies(opts: &Options, out: &Path) -> Result<Vec<StudyOutput>, String> {
     std::thread::scope(|scope| {
         for _ in 0..threads {
             scope.spawn(|| {
-                loop {
-                    let Some(&i) = order.get(next.fetch_add(1, Ordering::Relaxed)) else {
-                        break;
-                    };
+                while let Some(&i) = order.get(next.fetch_add(1, Ordering::Relaxed)) {
                     let study = opts.studies[i];
                     let t = Instant::now();
                     let result = (study.run)(opts.seed, opts.size);
