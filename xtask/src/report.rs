@@ -168,7 +168,18 @@ fn versions() -> Vec<(String, String)> {
             name = None;
         }
     }
-    found.sort_by_key(|(n, _)| CRATES.iter().position(|c| c == n));
+    // Several versions of one crate can be locked (e.g. a dev-dependency's older rand):
+    // list the newest, which is the one the workspace pins.
+    let key = |v: &str| {
+        v.split(['.', '-'])
+            .map(|p| p.parse::<u64>().unwrap_or(0))
+            .collect::<Vec<_>>()
+    };
+    found.sort_by(|a, b| {
+        let pos = |n: &str| CRATES.iter().position(|c| *c == n);
+        pos(&a.0).cmp(&pos(&b.0)).then_with(|| key(&b.1).cmp(&key(&a.1)))
+    });
+    found.dedup_by(|later, earlier| later.0 == earlier.0);
     found
 }
 

@@ -137,8 +137,8 @@ pub fn ticks((lo, hi): (f64, f64), scale: Scale) -> impl Fn(&f64) -> String {
     }
 }
 
-/// A measured value as the page prints it: 4 significant digits (more where 4 would round
-/// to a misleadingly round number), scientific outside [1e-3, 1e5), `NaN`/`inf`/`-inf`
+/// A measured value as the page prints it: 4 significant digits (more where rounding to 4
+/// would carry into a new leading digit), scientific outside [1e-3, 1e5), `NaN`/`inf`/`-inf`
 /// for non-finite values.
 ///
 /// ```
@@ -160,28 +160,19 @@ pub fn format_value(v: f64) -> String {
     } else if v == 0.0 {
         "0".to_string()
     } else {
-        // 4 significant digits, more when rounding to 4 would show a rounder number than
-        // the value is (0.9999612 must not print as "1").
+        // 4 significant digits, more when rounding carries into a new leading digit
+        // (0.9999612 must not print as "1").
         let form = if (1e-3..1e5).contains(&a) { plain } else { sci };
+        let exponent = |x: f64| x.abs().log10().floor();
         let mut s = form(v, 4);
         for digits in 4..=9 {
             s = form(v, digits);
-            if s.parse::<f64>() == Ok(v) || significant_digits(&s) >= digits {
+            if s.parse::<f64>().is_ok_and(|r| exponent(r) == exponent(v)) {
                 break;
             }
         }
         s
     }
-}
-
-/// Significant digits shown in a formatted number ("0.00120" -> 3, "3.2e-8" -> 2).
-fn significant_digits(s: &str) -> usize {
-    let mantissa = s.split('e').next().unwrap_or(s);
-    mantissa
-        .chars()
-        .filter(char::is_ascii_digit)
-        .skip_while(|&c| c == '0')
-        .count()
 }
 
 /// A plotted value on a given scale: finite, and positive on a log axis.
@@ -292,7 +283,9 @@ mod tests {
         check(f64::NAN, "NaN");
         check(f64::NEG_INFINITY, "-inf");
         check(0.9999612, "0.99996");
-        check(1.0000004, "1.0000004");
+        check(1.0000004, "1");
+        check(3.40009e-16, "3.4e-16");
+        check(-0.99996, "-0.99996");
         check(0.25000000001, "0.25");
         check(9.99996e-9, "9.99996e-9");
     }
