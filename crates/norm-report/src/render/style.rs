@@ -221,7 +221,7 @@ pub fn axis_range(values: impl Iterator<Item = f64>, scale: Scale, pad: f64) -> 
 }
 
 /// Tick values for a log axis over `(lo, hi)`: `(labelled, grid-only)`. Powers of ten
-/// (thinned to at most 8) when the axis spans two decades or more; otherwise 1, 2 and 5
+/// (thinned to at most 8) when at least three fall inside the axis; otherwise 1, 2 and 5
 /// times powers of ten, or 1, 2, 3 and 5 times, or every integer multiple, whichever first
 /// gives three ticks or more.
 pub fn log_ticks(lo: f64, hi: f64) -> (Vec<f64>, Vec<f64>) {
@@ -237,7 +237,7 @@ pub fn log_ticks(lo: f64, hi: f64) -> (Vec<f64>, Vec<f64>) {
             .collect()
     };
     let decades = multiples(&[1.0]);
-    if hi / lo >= 100.0 {
+    if decades.len() >= 3 {
         let k = decades.len().div_ceil(8).max(1);
         let bold: Vec<f64> = decades.iter().copied().step_by(k).collect();
         let light = if decades.len() <= 5 {
@@ -335,6 +335,8 @@ mod tests {
         let (bold, _) = log_ticks(6.0, 24.0);
         assert_eq!(bold, vec![6.0, 7.0, 8.0, 9.0, 10.0, 20.0]);
         assert_eq!(log_ticks(0.0, 1.0), (vec![], vec![]));
+        let (bold, _) = log_ticks(15.0, 2500.0);
+        assert_eq!(bold.len(), 7, "{bold:?}");
         let (bold, _) = log_ticks(0.008, 0.045);
         assert_eq!(bold.len(), 3, "{bold:?}");
     }
