@@ -81,6 +81,7 @@ mod norm_backward;
 mod norm_layer;
 mod params;
 pub mod reference;
+mod simd;
 mod transformer;
 
 pub use activation::{Activation, ActivationCache};
@@ -105,6 +106,10 @@ pub use transformer::{
 
 #[doc(hidden)]
 pub mod __private {
-    //! Test hooks: the chunked driver that mimics a thread pool's split of row blocks.
-    pub use crate::norm_backward::{Sweep, layer_norm_backward_slice_sweep, rms_norm_backward_slice_sweep};
+    //! Test and bench hooks: the backward slice drivers with a forced kernel path
+    //! ([`ForcedPath`]) and a chosen split of the row blocks ([`Sweep`]).
+    pub use crate::norm_backward::{
+        ForcedPath, PAR_MIN_BYTES, Sweep, layer_norm_backward_slice_on, layer_norm_backward_slice_sweep,
+        rms_norm_backward_slice_on, rms_norm_backward_slice_sweep,
+    };
 }

@@ -1,5 +1,6 @@
-//! LayerNorm and RmsNorm backward passes: the plain-slice layer (row-major `&[F]` rows,
-//! the entry point a SIMD/threaded version replaces) and the ndarray layer (any rank, any
+//! LayerNorm and RmsNorm backward passes: the plain-slice layer (row-major `&[F]` rows;
+//! the SIMD row kernels of `kernels.rs` on the detected CPU path, large batches split
+//! across the rayon pool in fixed row blocks) and the ndarray layer (any rank, any
 //! layout) on top of it. Both validate every shape and return `GradError`, never panic.
 
 use std::borrow::Cow;
@@ -7,11 +8,15 @@ use std::borrow::Cow;
 use ndarray::{Array, Array1, ArrayRef, Dimension};
 use norm_core::{Float, LayerNorm, LayerNormStats, NormError, RmsNorm, RmsNormStats};
 
+use std::ops::Range;
+
+use norm_core::KernelPath;
+
 use crate::GradError;
 use crate::kernels::{
-    REDUCTION_BLOCK_ROWS, block_count, block_partials, combine_partials, layer_norm_backward_row,
-    rms_norm_backward_row, run_blocked,
+    LnRows, REDUCTION_BLOCK_ROWS, RmsRows, add_partial, block_count, block_rows, ln_rows_on, rms_rows_on,
 };
+use crate::simd::Path;
 
 /// The parameter gradients of a norm: dL/dgamma and, when there is a bias, dL/dbeta.
 ///
@@ -77,19 +82,86 @@ fn check_slice_args<F>(
     Ok(rows)
 }
 
-/// How the slice drivers hand out rows: all in one serial sweep, or (for the
-/// determinism tests) in groups of `n` reduction blocks processed last group first, the
-/// way a thread pool might finish them.
-#[derive(Debug, Clone, Copy)]
+/// How the slice drivers hand out rows. Every variant computes each reduction block's
+/// dgamma/dbeta partial the same way and adds the partials to the totals in block
+/// order, so all of them give the same bits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Sweep {
-    /// All rows in one pass, block after block.
+    /// All rows in one pass on the calling thread, block after block.
     Serial,
     /// Groups of this many reduction blocks, the last group first, partials combined
-    /// afterwards in block order.
+    /// afterwards in block order (mimics a thread pool finishing out of order).
     Chunked(usize),
+    /// Groups of blocks on the current rayon pool whatever the input size (serial
+    /// without the `rayon` feature).
+    Parallel,
+    /// What the public functions do: [`Sweep::Parallel`] for inputs of at least
+    /// [`PAR_MIN_BYTES`] when the pool has more than one thread, else [`Sweep::Serial`].
+    Auto,
 }
 
-/// Drives `row(i, dx_row, partial_dgamma, partial_dbeta)` over all rows.
+/// Inputs (`x`) smaller than this many bytes run on the calling thread: a parallel
+/// split costs a few microseconds and an extra pass over the block partials.
+pub const PAR_MIN_BYTES: usize = 256 * 1024;
+
+/// Target bytes of `x` per parallel task (whole reduction blocks, at least one).
+const TASK_BYTES: usize = 256 * 1024;
+
+/// A kernel path this CPU supports: the only way to force one (test and bench hook).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ForcedPath(Path);
+
+impl ForcedPath {
+    /// `path`, if this CPU supports it.
+    pub fn new(path: KernelPath) -> Option<Self> {
+        Path::new(path).map(ForcedPath)
+    }
+
+    /// The path the public functions use on this CPU.
+    pub fn detected() -> Self {
+        ForcedPath(Path::detected())
+    }
+
+    /// Every path this CPU supports, slowest first.
+    pub fn all() -> Vec<Self> {
+        KernelPath::available()
+            .into_iter()
+            .filter_map(Self::new)
+            .collect()
+    }
+
+    /// The path this forces.
+    pub fn path(self) -> KernelPath {
+        self.0.get()
+    }
+}
+
+/// Whether a backward over `len` elements of `F` goes to the thread pool under
+/// [`Sweep::Auto`].
+fn auto_parallel<F>(len: usize) -> bool {
+    #[cfg(feature = "rayon")]
+    {
+        len.saturating_mul(std::mem::size_of::<F>()) >= PAR_MIN_BYTES && rayon::current_num_threads() > 1
+    }
+    #[cfg(not(feature = "rayon"))]
+    {
+        let _ = len;
+        false
+    }
+}
+
+/// Sets `v` to zero.
+fn zero<F: Float>(v: &mut [F]) {
+    v.iter_mut().for_each(|t| *t = F::zero());
+}
+
+/// The work of one reduction block: `block(rows, dx_rows, partial_dgamma,
+/// partial_dbeta)` (partials zeroed by the caller).
+trait Block<F>: Fn(Range<usize>, &mut [F], &mut [F], Option<&mut [F]>) + Sync {}
+impl<F, T: Fn(Range<usize>, &mut [F], &mut [F], Option<&mut [F]>) + Sync> Block<F> for T {}
+
+/// Drives `block` over every reduction block, then sums the partials in block order
+/// into `dgamma`/`dbeta` (overwritten).
 fn drive<F: Float>(
     sweep: Sweep,
     rows: usize,
@@ -97,43 +169,172 @@ fn drive<F: Float>(
     dx: &mut [F],
     dgamma: &mut [F],
     dbeta: Option<&mut [F]>,
-    row: impl Fn(usize, &mut [F], &mut [F], Option<&mut [F]>),
+    block: impl Block<F>,
 ) {
     match sweep {
-        Sweep::Serial => run_blocked(rows, d, dgamma, dbeta, |i, pg, pb| {
-            row(i, &mut dx[i * d..(i + 1) * d], pg, pb);
-        }),
-        Sweep::Chunked(per_chunk) => {
-            let per_chunk = per_chunk.max(1);
-            let nb = block_count(rows);
-            let with_dbeta = dbeta.is_some();
-            let mut partials = vec![F::zero(); nb * 2 * d];
-            let chunk_len = per_chunk * REDUCTION_BLOCK_ROWS * d;
-            let starts: Vec<usize> = (0..nb).step_by(per_chunk).collect();
-            for &b0 in starts.iter().rev() {
-                let b1 = (b0 + per_chunk).min(nb);
-                let part = &mut partials[b0 * 2 * d..b1 * 2 * d];
-                let dx_chunk_start = b0 * REDUCTION_BLOCK_ROWS * d;
-                let dx_chunk_end = (dx_chunk_start + chunk_len).min(dx.len());
-                let dx_chunk = &mut dx[dx_chunk_start..dx_chunk_end];
-                block_partials(b0..b1, rows, d, with_dbeta, part, |range, pg, mut pb| {
-                    for i in range {
-                        let off = i * d - dx_chunk_start;
-                        row(i, &mut dx_chunk[off..off + d], pg, pb.as_deref_mut());
-                    }
-                });
-            }
-            combine_partials(&partials, d, dgamma, dbeta);
-        }
+        Sweep::Serial => serial(rows, d, dx, dgamma, dbeta, &block),
+        Sweep::Auto if !auto_parallel::<F>(dx.len()) => serial(rows, d, dx, dgamma, dbeta, &block),
+        Sweep::Auto | Sweep::Parallel => parallel(rows, d, dx, dgamma, dbeta, &block),
+        Sweep::Chunked(per_chunk) => chunked(per_chunk, rows, d, dx, dgamma, dbeta, &block),
     }
 }
 
-/// [`layer_norm_backward_slice`] with an explicit [`Sweep`] (test hook).
+/// Zeroes `part` (`d` values of dgamma, then `d` of dbeta if present) and runs block `b`
+/// into it.
+fn run_block<F: Float>(
+    block: &impl Block<F>,
+    b: usize,
+    rows: usize,
+    d: usize,
+    dx_rows: &mut [F],
+    part: &mut [F],
+) {
+    zero(part);
+    let (pg, pb) = part.split_at_mut(d);
+    block(block_rows(b, rows), dx_rows, pg, (!pb.is_empty()).then_some(pb));
+}
+
+/// Partial values per block: dgamma, and dbeta when asked for.
+fn stride<F>(d: usize, dbeta: &Option<&mut [F]>) -> usize {
+    if dbeta.is_some() { 2 * d } else { d }
+}
+
+/// Block after block on the calling thread, one partial buffer added to the totals
+/// after each block.
+fn serial<F: Float>(
+    rows: usize,
+    d: usize,
+    dx: &mut [F],
+    dgamma: &mut [F],
+    mut dbeta: Option<&mut [F]>,
+    block: &impl Block<F>,
+) {
+    zero(dgamma);
+    if let Some(db) = dbeta.as_deref_mut() {
+        zero(db);
+    }
+    let mut part = vec![F::zero(); stride(d, &dbeta)];
+    for (b, dx_rows) in dx.chunks_mut(REDUCTION_BLOCK_ROWS * d).enumerate() {
+        run_block(block, b, rows, d, dx_rows, &mut part);
+        let (pg, pb) = part.split_at(d);
+        add_partial(pg, (!pb.is_empty()).then_some(pb), dgamma, dbeta.as_deref_mut());
+    }
+}
+
+/// Groups of `per_chunk` blocks, last group first; partials combined afterwards.
+fn chunked<F: Float>(
+    per_chunk: usize,
+    rows: usize,
+    d: usize,
+    dx: &mut [F],
+    dgamma: &mut [F],
+    dbeta: Option<&mut [F]>,
+    block: &impl Block<F>,
+) {
+    let per_chunk = per_chunk.max(1);
+    let stride = stride(d, &dbeta);
+    let mut partials = vec![F::zero(); block_count(rows) * stride];
+    let groups: Vec<_> = dx
+        .chunks_mut(per_chunk * REDUCTION_BLOCK_ROWS * d)
+        .zip(partials.chunks_mut(per_chunk * stride))
+        .enumerate()
+        .collect();
+    for (gi, (dx_group, part_group)) in groups.into_iter().rev() {
+        let blocks = dx_group
+            .chunks_mut(REDUCTION_BLOCK_ROWS * d)
+            .zip(part_group.chunks_mut(stride));
+        for (k, (dx_rows, part)) in blocks.enumerate() {
+            run_block(block, gi * per_chunk + k, rows, d, dx_rows, part);
+        }
+    }
+    combine_partials(&partials, stride, d, dgamma, dbeta);
+}
+
+/// Groups of whole blocks (about [`TASK_BYTES`] of `x` each) on the current rayon
+/// pool, one partial per block; then the totals, column slices in parallel, each
+/// column summed in block order.
+#[cfg(feature = "rayon")]
+fn parallel<F: Float>(
+    rows: usize,
+    d: usize,
+    dx: &mut [F],
+    dgamma: &mut [F],
+    dbeta: Option<&mut [F]>,
+    block: &impl Block<F>,
+) {
+    use rayon::prelude::*;
+    let per_task = (TASK_BYTES / (REDUCTION_BLOCK_ROWS * d * std::mem::size_of::<F>())).max(1);
+    let stride = stride(d, &dbeta);
+    let mut partials = vec![F::zero(); block_count(rows) * stride];
+    dx.par_chunks_mut(per_task * REDUCTION_BLOCK_ROWS * d)
+        .zip(partials.par_chunks_mut(per_task * stride))
+        .enumerate()
+        .for_each(|(t, (dx_group, part_group))| {
+            let blocks = dx_group
+                .chunks_mut(REDUCTION_BLOCK_ROWS * d)
+                .zip(part_group.chunks_mut(stride));
+            for (k, (dx_rows, part)) in blocks.enumerate() {
+                run_block(block, t * per_task + k, rows, d, dx_rows, part);
+            }
+        });
+    const COLS: usize = 256;
+    let sum_cols = |off: usize, total: &mut [F]| {
+        total.par_chunks_mut(COLS).enumerate().for_each(|(c, tot)| {
+            zero(tot);
+            let j0 = off + c * COLS;
+            for part in partials.chunks_exact(stride) {
+                let n = tot.len();
+                for (t, &p) in tot.iter_mut().zip(&part[j0..j0 + n]) {
+                    *t += p;
+                }
+            }
+        });
+    };
+    sum_cols(0, dgamma);
+    if let Some(db) = dbeta {
+        sum_cols(d, db);
+    }
+}
+
+/// Without the `rayon` feature: [`serial`].
+#[cfg(not(feature = "rayon"))]
+fn parallel<F: Float>(
+    rows: usize,
+    d: usize,
+    dx: &mut [F],
+    dgamma: &mut [F],
+    dbeta: Option<&mut [F]>,
+    block: &impl Block<F>,
+) {
+    serial(rows, d, dx, dgamma, dbeta, block)
+}
+
+/// Sums per-block partials (`stride` values per block: dgamma, then dbeta when
+/// `stride = 2·d`) in block order into `dgamma` and `dbeta` (overwritten).
+fn combine_partials<F: Float>(
+    partials: &[F],
+    stride: usize,
+    d: usize,
+    dgamma: &mut [F],
+    mut dbeta: Option<&mut [F]>,
+) {
+    zero(dgamma);
+    if let Some(db) = dbeta.as_deref_mut() {
+        zero(db);
+    }
+    for part in partials.chunks_exact(stride) {
+        let (pg, pb) = part.split_at(d);
+        add_partial(pg, (!pb.is_empty()).then_some(pb), dgamma, dbeta.as_deref_mut());
+    }
+}
+
+/// LayerNorm backward on an explicit kernel path and [`Sweep`] (test and bench hook).
 ///
 /// # Errors
 /// As [`layer_norm_backward_slice`].
 #[allow(clippy::too_many_arguments)]
-pub fn layer_norm_backward_slice_sweep<F: Float>(
+pub fn layer_norm_backward_slice_on<F: Float>(
+    path: ForcedPath,
     sweep: Sweep,
     weight: &[F],
     x: &[F],
@@ -154,11 +355,85 @@ pub fn layer_norm_backward_slice_sweep<F: Float>(
         dgamma,
         dbeta.as_deref(),
     )?;
-    drive(sweep, rows, d, dx, dgamma, dbeta, |i, dxr, pg, pb| {
-        let r = i * d..(i + 1) * d;
-        layer_norm_backward_row(&x[r.clone()], &dy[r], mean[i], rstd[i], weight, dxr, pg, pb);
+    drive(sweep, rows, d, dx, dgamma, dbeta, |r, dx_rows, pg, pb| {
+        let e = r.start * d..r.end * d;
+        let op = LnRows {
+            x: &x[e.clone()],
+            dy: &dy[e],
+            mean: &mean[r.clone()],
+            rstd: &rstd[r],
+            weight,
+            dx: dx_rows,
+            dgamma: pg,
+            dbeta: pb,
+        };
+        ln_rows_on(path.0, op);
     });
     Ok(())
+}
+
+/// RmsNorm backward on an explicit kernel path and [`Sweep`] (test and bench hook).
+///
+/// # Errors
+/// As [`rms_norm_backward_slice`].
+#[allow(clippy::too_many_arguments)]
+pub fn rms_norm_backward_slice_on<F: Float>(
+    path: ForcedPath,
+    sweep: Sweep,
+    weight: &[F],
+    x: &[F],
+    dy: &[F],
+    rrms: &[F],
+    dx: &mut [F],
+    dgamma: &mut [F],
+    dbeta: Option<&mut [F]>,
+) -> Result<(), GradError> {
+    let d = weight.len();
+    let rows = check_slice_args(d, x, dy, dx, &[("rrms", rrms.len())], dgamma, dbeta.as_deref())?;
+    drive(sweep, rows, d, dx, dgamma, dbeta, |r, dx_rows, pg, pb| {
+        let e = r.start * d..r.end * d;
+        let op = RmsRows {
+            x: &x[e.clone()],
+            dy: &dy[e],
+            rrms: &rrms[r],
+            weight,
+            dx: dx_rows,
+            dgamma: pg,
+            dbeta: pb,
+        };
+        rms_rows_on(path.0, op);
+    });
+    Ok(())
+}
+
+/// [`layer_norm_backward_slice`] with an explicit [`Sweep`] (test hook).
+///
+/// # Errors
+/// As [`layer_norm_backward_slice`].
+#[allow(clippy::too_many_arguments)]
+pub fn layer_norm_backward_slice_sweep<F: Float>(
+    sweep: Sweep,
+    weight: &[F],
+    x: &[F],
+    dy: &[F],
+    mean: &[F],
+    rstd: &[F],
+    dx: &mut [F],
+    dgamma: &mut [F],
+    dbeta: Option<&mut [F]>,
+) -> Result<(), GradError> {
+    layer_norm_backward_slice_on(
+        ForcedPath::detected(),
+        sweep,
+        weight,
+        x,
+        dy,
+        mean,
+        rstd,
+        dx,
+        dgamma,
+        dbeta,
+    )
 }
 
 /// [`rms_norm_backward_slice`] with an explicit [`Sweep`] (test hook).
@@ -176,13 +451,17 @@ pub fn rms_norm_backward_slice_sweep<F: Float>(
     dgamma: &mut [F],
     dbeta: Option<&mut [F]>,
 ) -> Result<(), GradError> {
-    let d = weight.len();
-    let rows = check_slice_args(d, x, dy, dx, &[("rrms", rrms.len())], dgamma, dbeta.as_deref())?;
-    drive(sweep, rows, d, dx, dgamma, dbeta, |i, dxr, pg, pb| {
-        let r = i * d..(i + 1) * d;
-        rms_norm_backward_row(&x[r.clone()], &dy[r], rrms[i], weight, dxr, pg, pb);
-    });
-    Ok(())
+    rms_norm_backward_slice_on(
+        ForcedPath::detected(),
+        sweep,
+        weight,
+        x,
+        dy,
+        rrms,
+        dx,
+        dgamma,
+        dbeta,
+    )
 }
 
 /// LayerNorm backward over row-major rows of length `norm.dim()`: writes `dx`
@@ -231,7 +510,7 @@ pub fn layer_norm_backward_slice<F: Float>(
     dgamma: &mut [F],
     dbeta: Option<&mut [F]>,
 ) -> Result<(), GradError> {
-    layer_norm_backward_slice_sweep(Sweep::Serial, norm.weight(), x, dy, mean, rstd, dx, dgamma, dbeta)
+    layer_norm_backward_slice_sweep(Sweep::Auto, norm.weight(), x, dy, mean, rstd, dx, dgamma, dbeta)
 }
 
 /// RmsNorm backward over row-major rows of length `norm.dim()`: writes `dx`, `dgamma`
@@ -270,7 +549,7 @@ pub fn rms_norm_backward_slice<F: Float>(
     dgamma: &mut [F],
     dbeta: Option<&mut [F]>,
 ) -> Result<(), GradError> {
-    rms_norm_backward_slice_sweep(Sweep::Serial, norm.weight(), x, dy, rrms, dx, dgamma, dbeta)
+    rms_norm_backward_slice_sweep(Sweep::Auto, norm.weight(), x, dy, rrms, dx, dgamma, dbeta)
 }
 
 /// Row-major contents of `a`: borrowed when it is contiguous in standard order.
