@@ -436,9 +436,15 @@ pub fn run(cfg: &Config, seed: u64) -> Result<StudyResult, StudyError> {
             })
             .collect();
         if let Some(th) = theory {
-            for v in &variants {
+            // RMSNorm's prediction differs from LayerNorm's only by (1 − 1/d) vs (1 − 2/d)
+            // per layer: one dashed curve stands for both.
+            for v in variants.iter().filter(|v| v.key != "rmsnorm") {
+                let label = match v.key {
+                    "layernorm" => "mean field: with a norm (LayerNorm ≈ RMSNorm)".to_owned(),
+                    _ => format!("mean field: {}", v.label),
+                };
                 s.push(LineSeries {
-                    label: format!("mean field: {}", v.label),
+                    label,
                     x: layers.clone(),
                     y: th(v),
                     style: LineStyle::Dashed,
