@@ -9,9 +9,11 @@
 //! cargo run --release --manifest-path bench-peers/Cargo.toml -- [--out DIR] [--budget-ms N] [--quick]
 //! ```
 //!
-//! Timing: each entry is warmed up, then run in samples of at least 20 ms until the
-//! budget is spent (at least 5 samples); the median time per call is reported. Every
-//! entry reads x and writes y, so GB/s = 2 · rows · d · 4 bytes / time.
+//! Timing: the five entries of one (kind, shape, threads) are warmed up, then run
+//! interleaved, one sample each per round (a sample lasts about 20 ms), for at least 7
+//! rounds and until the budget per entry is spent; the median time per call is reported.
+//! Interleaving makes the ratios robust to a machine whose load changes while it runs.
+//! Every entry reads x and writes y, so GB/s = 2 · rows · d · 4 bytes / time.
 
 use std::error::Error;
 use std::path::PathBuf;
@@ -22,7 +24,7 @@ use ndarray::{Array1, Array2, Axis};
 use norm_core::reference::{layer_norm_reference, rms_norm_reference};
 use norm_core::{KernelPath, LayerNorm, RmsNorm};
 use rayon::prelude::*;
-use serde_json::{Value, json};
+use serde_json::json;
 
 type Res<T> = Result<T, Box<dyn Error + Send + Sync>>;
 
@@ -221,25 +223,41 @@ fn max_abs_err(a: &[f32], r: &[f64]) -> f64 {
         .fold(0.0, f64::max)
 }
 
-/// Median seconds per call of `f` (see the module docs for the sampling rule).
-fn time(budget: Duration, mut f: impl FnMut() -> Res<()>) -> Res<f64> {
-    let start = Instant::now();
-    f()?;
-    let once = start.elapsed().max(Duration::from_nanos(100));
-    let per_sample = (Duration::from_millis(20).as_secs_f64() / once.as_secs_f64())
-        .ceil()
-        .max(1.0) as usize;
-    let mut samples = Vec::new();
-    let begin = Instant::now();
-    while samples.len() < 5 || (begin.elapsed() < budget && samples.len() < 200) {
-        let t = Instant::now();
-        for _ in 0..per_sample {
-            f()?;
-        }
-        samples.push(t.elapsed().as_secs_f64() / per_sample as f64);
+/// A timed entry: a name and the call it times.
+type Entry<'a> = (&'static str, Box<dyn FnMut() -> Res<()> + 'a>);
+
+/// Median seconds per call of each entry. Entries are interleaved: every round runs one
+/// sample of each (a sample is enough calls to last about 20 ms), so a change in the
+/// machine's load hits all of them alike; rounds repeat until `budget` per entry is spent
+/// (at least 7 rounds).
+fn time_interleaved(budget: Duration, entries: &mut [Entry<'_>]) -> Res<Vec<(&'static str, f64)>> {
+    let mut per_sample = Vec::new();
+    for (_, f) in entries.iter_mut() {
+        let start = Instant::now();
+        f()?; // warm-up, and the size of a sample
+        let once = start.elapsed().max(Duration::from_nanos(100));
+        per_sample.push((0.02 / once.as_secs_f64()).ceil().max(1.0) as usize);
     }
-    samples.sort_by(f64::total_cmp);
-    Ok(samples[samples.len() / 2])
+    let mut samples = vec![Vec::new(); entries.len()];
+    let total = budget.mul_f64(entries.len() as f64);
+    let begin = Instant::now();
+    while samples[0].len() < 7 || (begin.elapsed() < total && samples[0].len() < 200) {
+        for (k, (_, f)) in entries.iter_mut().enumerate() {
+            let t = Instant::now();
+            for _ in 0..per_sample[k] {
+                f()?;
+            }
+            samples[k].push(t.elapsed().as_secs_f64() / per_sample[k] as f64);
+        }
+    }
+    Ok(entries
+        .iter()
+        .zip(&mut samples)
+        .map(|((name, _), s)| {
+            s.sort_by(f64::total_cmp);
+            (*name, s[s.len() / 2])
+        })
+        .collect())
 }
 
 /// `y = x · c` over the same bytes, split like the norms on more than one thread.
@@ -357,53 +375,54 @@ fn main() -> Res<()> {
             let d_alloc = max_abs_diff(im.norm_core_alloc(&xa)?.as_slice().ok_or("layout")?, &ours);
             let d_candle = max_abs_diff(&to_vec(&im.candle(&xt)?)?, &ours);
             let d_naive = max_abs_diff(im.naive(&xa)?.as_slice().ok_or("layout")?, &ours);
-            let d_ref = if rows * d <= 1 << 20 {
-                max_abs_err(&ours, &im.reference(&x))
-            } else {
-                f64::NAN
-            };
+            // The f64 reference on the first rows (at most 2^20 values, to bound its cost).
+            let k = rows.min((1 << 20) / d).max(1) * d;
+            let d_ref = max_abs_err(&ours[..k], &im.reference(&x[..k]));
             eprintln!(
-                "{} {rows}x{d}: max |diff| vs norm-core: alloc {d_alloc:.1e}, candle-nn {d_candle:.1e}, naive {d_naive:.1e}; norm-core vs f64 reference {d_ref:.1e}",
-                kind.name()
+                "{} {rows}x{d}: max |diff| vs norm-core: alloc {d_alloc:.1e}, candle-nn {d_candle:.1e}, naive {d_naive:.1e}; norm-core vs f64 reference (first {} rows) {d_ref:.1e}",
+                kind.name(),
+                k / d
             );
-            agreement.push(json!({"kind": kind.name(), "shape": [rows, d], "norm_core_alloc": d_alloc, "candle_nn": d_candle, "naive_ndarray": d_naive, "norm_core_vs_f64_reference": if d_ref.is_nan() { Value::Null } else { json!(d_ref) }}));
+            agreement.push(json!({"kind": kind.name(), "shape": [rows, d], "norm_core_alloc": d_alloc, "candle_nn": d_candle, "naive_ndarray": d_naive, "norm_core_vs_f64_reference": d_ref, "reference_rows": k / d}));
             if d_alloc != 0.0 || d_candle > 1e-4 || d_naive > 1e-4 {
                 return Err(format!("{} {rows}x{d}: implementations disagree (alloc {d_alloc:e}, candle {d_candle:e}, naive {d_naive:e})", kind.name()).into());
             }
             for (threads, pool) in &pools {
-                let mut times = Vec::new();
-                pool.install(|| -> Res<()> {
-                    times.push((
-                        "copy",
-                        time(args.budget, || {
-                            copy(&x, &mut yc, d);
-                            std::hint::black_box(&yc);
-                            Ok(())
-                        })?,
-                    ));
-                    times.push(("norm-core", time(args.budget, || im.norm_core_into(&xa, &mut y))?));
-                    times.push((
-                        "norm-core (alloc)",
-                        time(args.budget, || {
-                            std::hint::black_box(im.norm_core_alloc(&xa)?);
-                            Ok(())
-                        })?,
-                    ));
-                    times.push((
-                        "candle-nn",
-                        time(args.budget, || {
-                            std::hint::black_box(im.candle(&xt)?);
-                            Ok(())
-                        })?,
-                    ));
-                    times.push((
-                        "naive ndarray",
-                        time(args.budget, || {
-                            std::hint::black_box(im.naive(&xa)?);
-                            Ok(())
-                        })?,
-                    ));
-                    Ok(())
+                let times = pool.install(|| -> Res<Vec<(&'static str, f64)>> {
+                    let (y, yc) = (&mut y, &mut yc);
+                    let mut entries: Vec<Entry<'_>> = vec![
+                        (
+                            "copy",
+                            Box::new(|| {
+                                copy(&x, yc, d);
+                                std::hint::black_box(&yc);
+                                Ok(())
+                            }),
+                        ),
+                        ("norm-core", Box::new(|| im.norm_core_into(&xa, y))),
+                        (
+                            "norm-core (alloc)",
+                            Box::new(|| {
+                                std::hint::black_box(im.norm_core_alloc(&xa)?);
+                                Ok(())
+                            }),
+                        ),
+                        (
+                            "candle-nn",
+                            Box::new(|| {
+                                std::hint::black_box(im.candle(&xt)?);
+                                Ok(())
+                            }),
+                        ),
+                        (
+                            "naive ndarray",
+                            Box::new(|| {
+                                std::hint::black_box(im.naive(&xa)?);
+                                Ok(())
+                            }),
+                        ),
+                    ];
+                    time_interleaved(args.budget, &mut entries)
                 })?;
                 let row = Row {
                     kind,
