@@ -11,7 +11,7 @@
 //! 1/√L for Pre-Norm (the final norm divides by a residual stream that grows like √L).
 
 use ndarray::Array3;
-use norm_autograd::{NormKind, Placement, StackConfig, TransformerStack, mse_loss};
+use norm_autograd::{Norm, NormKind, Placement, StackConfig, TransformerStack, mse_loss};
 use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
@@ -57,7 +57,7 @@ pub struct Config {
 
 impl Default for Config {
     /// The full-size study: depths 6, 12, 24; D = 64, 4 heads, sequences of 16, batch 2;
-    /// median over 7 initializations.
+    /// median over 5 initializations.
     fn default() -> Self {
         Self {
             depths: vec![6, 12, 24],
@@ -65,7 +65,7 @@ impl Default for Config {
             n_heads: 4,
             seq_len: 16,
             batch: 2,
-            inits: 7,
+            inits: 5,
         }
     }
 }
@@ -177,29 +177,56 @@ struct Profile {
     residual_ratio: f64,
 }
 
-/// Builds `inits` stacks of one placement and depth, each from its own seed (weights,
-/// input and target), runs one forward/backward of the MSE loss, and takes per-block medians.
-fn measure(cfg: &Config, k: usize, depth: usize, seeds: &[u64]) -> Result<Profile, StudyError> {
-    let sc = StackConfig::new(
-        depth,
-        cfg.d_model,
-        cfg.n_heads,
-        placement(k, depth),
-        NormKind::LayerNorm,
-    );
-    let mut w2_runs = Vec::with_capacity(seeds.len());
-    let mut res_runs = Vec::with_capacity(seeds.len());
+/// Gradient norms of one stack on one batch: `(‖dL/dW₂‖ per block, ‖dL/dx_l‖ per block)`.
+fn gradients(
+    stack: &TransformerStack<f32>,
+    x: &Array3<f32>,
+    t: &Array3<f32>,
+) -> Result<(Vec<f64>, Vec<f64>), StudyError> {
+    let (y, cache) = stack.forward(x)?;
+    let (_, dy) = mse_loss(&y, t)?;
+    let (_, grads) = stack.backward(&cache, &dy)?;
+    Ok((grads.ffn2_weight_norms(), grads.residual_grad_norms()))
+}
+
+/// For one depth, builds `inits` stacks of each placement, each initialization from its
+/// own seed (input, target, weights), runs one forward/backward of the MSE loss, and takes
+/// per-block medians; returns one profile per entry of [`PLACEMENTS`].
+///
+/// Post-Norm and Pre-Norm blocks are initialized identically, so the Pre-Norm stack is the
+/// Post-Norm stack with its placement switched and the final norm added: the two differ
+/// only in where the norms sit. DeepNorm draws the same standard normals (same generator
+/// state) through its own β-scaled initialization.
+fn measure(cfg: &Config, depth: usize, seeds: &[u64]) -> Result<Vec<Profile>, StudyError> {
+    let stack_cfg = |k| {
+        StackConfig::new(
+            depth,
+            cfg.d_model,
+            cfg.n_heads,
+            placement(k, depth),
+            NormKind::LayerNorm,
+        )
+    };
     let shape = (cfg.batch, cfg.seq_len, cfg.d_model);
+    // runs[k] = (W₂ profiles, residual profiles) over the initializations.
+    let mut runs: Vec<(Vec<Vec<f64>>, Vec<Vec<f64>>)> = vec![(Vec::new(), Vec::new()); PLACEMENTS.len()];
     for &s in seeds {
         let mut rng = ChaCha8Rng::seed_from_u64(s);
         let x = Array3::from_shape_simple_fn(shape, || normal(&mut rng) as f32);
         let t = Array3::from_shape_simple_fn(shape, || normal(&mut rng) as f32);
-        let stack = TransformerStack::<f32>::new(&sc, &mut rng)?;
-        let (y, cache) = stack.forward(&x)?;
-        let (_, dy) = mse_loss(&y, &t)?;
-        let (_, grads) = stack.backward(&cache, &dy)?;
-        w2_runs.push(grads.ffn2_weight_norms());
-        res_runs.push(grads.residual_grad_norms());
+        let mut deep_rng = rng.clone();
+        let post = TransformerStack::<f32>::new(&stack_cfg(0), &mut rng)?;
+        let mut pre = post.clone();
+        for b in &mut pre.blocks {
+            b.placement = Placement::PreNorm;
+        }
+        pre.final_norm = Some(Norm::new(NormKind::LayerNorm, cfg.d_model)?);
+        let deep = TransformerStack::<f32>::new(&stack_cfg(2), &mut deep_rng)?;
+        for (k, stack) in [&post, &pre, &deep].into_iter().enumerate() {
+            let (w2, res) = gradients(stack, &x, &t)?;
+            runs[k].0.push(w2);
+            runs[k].1.push(res);
+        }
     }
     let per_block = |runs: &[Vec<f64>]| {
         (0..depth)
@@ -214,12 +241,15 @@ fn measure(cfg: &Config, k: usize, depth: usize, seeds: &[u64]) -> Result<Profil
             .collect::<Vec<f64>>()
     };
     let ratio = |runs: &[Vec<f64>]| median(&runs.iter().map(|r| last_over_first(r)).collect::<Vec<f64>>());
-    Ok(Profile {
-        w2: per_block(&w2_runs),
-        residual: per_block(&res_runs),
-        w2_ratio: ratio(&w2_runs),
-        residual_ratio: ratio(&res_runs),
-    })
+    Ok(runs
+        .iter()
+        .map(|(w2, res)| Profile {
+            w2: per_block(w2),
+            residual: per_block(res),
+            w2_ratio: ratio(w2),
+            residual_ratio: ratio(res),
+        })
+        .collect())
 }
 
 /// Least-squares slope of `log y` against `log x`: the exponent `p` in `y ∝ x^p`.
@@ -338,13 +368,11 @@ pub fn run(cfg: &Config, seed: u64) -> Result<StudyResult, StudyError> {
         .map(|_| (0..cfg.inits).map(|_| rng.random()).collect())
         .collect();
     // profiles[k][i]: placement k, depth i.
-    let mut profiles: Vec<Vec<Profile>> = Vec::with_capacity(PLACEMENTS.len());
-    for k in 0..PLACEMENTS.len() {
-        let mut by_depth = Vec::with_capacity(cfg.depths.len());
-        for (i, &depth) in cfg.depths.iter().enumerate() {
-            by_depth.push(measure(cfg, k, depth, &seeds[i])?);
+    let mut profiles: Vec<Vec<Profile>> = vec![Vec::with_capacity(cfg.depths.len()); PLACEMENTS.len()];
+    for (i, &depth) in cfg.depths.iter().enumerate() {
+        for (k, p) in measure(cfg, depth, &seeds[i])?.into_iter().enumerate() {
+            profiles[k].push(p);
         }
-        profiles.push(by_depth);
     }
     let depths_f: Vec<f64> = cfg.depths.iter().map(|&d| d as f64).collect();
     let deepest = cfg.depths.len() - 1;
@@ -602,7 +630,9 @@ pub fn run(cfg: &Config, seed: u64) -> Result<StudyResult, StudyError> {
                  block the median over {} initializations of the gradient norm of the second \
                  feed-forward weight W₂ and of the residual stream entering the block. DeepNorm \
                  is Post-Norm with the residual multiplied by α = (2N)^¼ and the value, output and \
-                 feed-forward weights initialized β = (8N)^−¼ smaller.",
+                 feed-forward weights initialized β = (8N)^−¼ smaller. For each initialization \
+                 the three placements see the same input, target and random draws; the Post-Norm and \
+                 Pre-Norm stacks have identical weights and differ only in where the norms sit.",
                 cfg.depths
                     .iter()
                     .map(ToString::to_string)
