@@ -19,6 +19,9 @@ use crate::ReportError;
 /// (the legend says so; the CSV keeps every point).
 const MAX_POINTS: usize = 4000;
 
+/// Panels with more legend entries than this get their legend under the chart.
+const EXTERNAL_LEGEND_AFTER: usize = 4;
+
 /// Overlay line colours in histogram panels (dark, to stand out from the bars).
 const OVERLAY: [RGBColor; 3] = [RGBColor(20, 20, 20), RGBColor(170, 20, 20), RGBColor(20, 20, 170)];
 
@@ -192,6 +195,17 @@ where
     let frac: Vec<(f64, f64)> = all()
         .map(|&(x, y)| (fraction(x, xr, xs), fraction(y, yr, ys)))
         .collect();
+    // Many legend entries go in two columns under the chart instead of over the data.
+    let entries = points.len() + lines.len();
+    let external = entries > EXTERNAL_LEGEND_AFTER;
+    let (_, h) = area.dim_in_pixel();
+    let legend_h = if external {
+        18 * entries.div_ceil(2) as u32 + 6
+    } else {
+        0
+    };
+    let (plot_area, legend_area) = area.split_vertically(h.saturating_sub(legend_h));
+    let area = &plot_area;
     let job = XyJob {
         panel,
         points,
@@ -199,6 +213,7 @@ where
         pts: &pts,
         lns: &lns,
         corner: legend_corner(&frac),
+        external,
         xr,
         yr,
         xs,
@@ -212,12 +227,28 @@ where
             .with_key_points(bold)
             .with_light_points(light)
     };
-    match (xs, ys) {
+    let drawn = match (xs, ys) {
         (Scale::Linear, Scale::Linear) => job.draw(b.build_cartesian_2d(xr.0..xr.1, yr.0..yr.1)?),
         (Scale::Linear, Scale::Log) => job.draw(b.build_cartesian_2d(xr.0..xr.1, log(yr))?),
         (Scale::Log, Scale::Linear) => job.draw(b.build_cartesian_2d(log(xr), yr.0..yr.1)?),
         (Scale::Log, Scale::Log) => job.draw(b.build_cartesian_2d(log(xr), log(yr))?),
+    };
+    drawn?;
+    if external {
+        let mut items = Vec::with_capacity(entries);
+        for (i, (s, p)) in points.iter().zip(&pts).enumerate() {
+            items.push((Glyph::Dot, series_color(i), point_label(s, p.len())));
+        }
+        for (j, l) in lines.iter().enumerate() {
+            items.push((
+                Glyph::Line(l.style),
+                series_color(points.len() + j),
+                l.label.clone(),
+            ));
+        }
+        legend_below(&legend_area, &items)?;
     }
+    Ok(())
 }
 
 /// What an x-y panel draws, once its axes are built.
@@ -228,6 +259,7 @@ struct XyJob<'a> {
     pts: &'a [Vec<(f64, f64)>],
     lns: &'a [Vec<(f64, f64)>],
     corner: SeriesLabelPosition,
+    external: bool,
     xr: (f64, f64),
     yr: (f64, f64),
     xs: Scale,
@@ -260,11 +292,7 @@ impl XyJob<'_> {
                     .step_by(stride)
                     .map(|&q| Circle::new(q, radius, color.mix(0.45).filled())),
             )?;
-            let label = if stride > 1 {
-                format!("{} (1 in {stride} of {} points shown)", s.label, p.len())
-            } else {
-                s.label.clone()
-            };
+            let label = point_label(s, p.len());
             if !label.is_empty() {
                 anno.label(label)
                     .legend(move |(x, y)| Circle::new((x + 9, y), 4, color.filled()));
@@ -274,7 +302,7 @@ impl XyJob<'_> {
         for (j, (s, p)) in self.lines.iter().zip(self.lns).enumerate() {
             draw_line(&mut chart, p.clone(), series_color(offset + j), s.style, &s.label)?;
         }
-        if self.points.len() + self.lines.len() > 1 {
+        if self.points.len() + self.lines.len() > 1 && !self.external {
             draw_legend(
                 &mut chart,
                 self.corner.clone(),
@@ -542,4 +570,58 @@ where
         lines.push(word.to_string());
     }
     Ok(lines)
+}
+
+/// A scatter series' legend label, saying so when the series was thinned.
+fn point_label(s: &ScatterSeries, drawable: usize) -> String {
+    let stride = drawable.div_ceil(MAX_POINTS).max(1);
+    if stride > 1 && !s.label.is_empty() {
+        format!("{} (1 in {stride} of {drawable} points shown)", s.label)
+    } else {
+        s.label.clone()
+    }
+}
+
+/// What a legend entry shows beside its label.
+#[derive(Clone, Copy)]
+enum Glyph {
+    /// A filled dot (scatter series).
+    Dot,
+    /// A line in the series' style.
+    Line(LineStyle),
+}
+
+/// Draws legend entries in two columns filling `area` (used under busy charts).
+fn legend_below<DB: DrawingBackend>(
+    area: &DrawingArea<DB, Shift>,
+    items: &[(Glyph, RGBColor, String)],
+) -> Result<(), ReportError>
+where
+    DB::ErrorType: 'static,
+{
+    let (w, _) = area.dim_in_pixel();
+    let left = 64;
+    let col_w = (w as i32 - left - 20) / 2;
+    for (k, (glyph, color, label)) in items.iter().filter(|i| !i.2.is_empty()).enumerate() {
+        let x = left + col_w * (k % 2) as i32;
+        let y = 9 + 18 * (k / 2) as i32;
+        let stroke = color.stroke_width(2);
+        match glyph {
+            Glyph::Dot => area.draw(&Circle::new((x + 9, y), 4, color.filled()))?,
+            Glyph::Line(LineStyle::Dashed) => {
+                area.draw(&PathElement::new(vec![(x, y), (x + 7, y)], stroke))?;
+                area.draw(&PathElement::new(vec![(x + 11, y), (x + 18, y)], stroke))?;
+            }
+            Glyph::Line(style) => {
+                area.draw(&PathElement::new(vec![(x, y), (x + 18, y)], stroke))?;
+                if *style == LineStyle::Markers {
+                    area.draw(&Circle::new((x + 9, y), 3, color.filled()))?;
+                }
+            }
+        }
+        let size = fit_font(area, label, 11.0, (col_w - 30).max(1) as u32)?;
+        let style = TextStyle::from((FAMILY, size).into_font()).pos(Pos::new(HPos::Left, VPos::Center));
+        area.draw(&Text::new(label.clone(), (x + 24, y), style))?;
+    }
+    Ok(())
 }
