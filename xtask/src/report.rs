@@ -244,7 +244,11 @@ impl Staging {
         if self.out.exists() {
             let old = self.dir.with_extension("old");
             std::fs::rename(&self.out, &old).map_err(fail)?;
-            std::fs::rename(&self.dir, &self.out).map_err(fail)?;
+            if let Err(e) = std::fs::rename(&self.dir, &self.out) {
+                // Put the earlier report back rather than leave nothing.
+                let _ = std::fs::rename(&old, &self.out);
+                return Err(fail(e));
+            }
             let _ = std::fs::remove_dir_all(&old);
         } else {
             std::fs::rename(&self.dir, &self.out).map_err(fail)?;

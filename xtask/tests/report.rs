@@ -163,7 +163,18 @@ fn report_is_complete_consistent_and_reproducible() {
                 "page lacks value of {}",
                 f.name
             );
-            assert!(md.contains(&f.name), "report.md lacks finding {}", f.name);
+            let md_statement = f
+                .statement
+                .replace('&', "&amp;")
+                .replace('<', "&lt;")
+                .replace('>', "&gt;")
+                .replace('|', "\\|");
+            assert!(
+                md.contains(&md_statement),
+                "report.md lacks finding {}: {}",
+                f.name,
+                f.statement
+            );
         }
         assert_eq!(
             r.findings.iter().filter(|f| f.summary).count(),
