@@ -411,6 +411,15 @@ pub fn run(cfg: &Config, seed: u64) -> Result<StudyResult, StudyError> {
         res_ratio[post][deepest],
         res_ratio[deep][deepest],
     );
+    // Post-Norm's residual gradient along the deepest stack: where its minimum falls.
+    let post_res = &profiles[post][deepest].residual;
+    let (dip_block, dip) =
+        post_res.iter().enumerate().fold(
+            (0, f64::INFINITY),
+            |(bi, bv), (i, &v)| if v < bv { (i, v) } else { (bi, bv) },
+        );
+    let post_last = post_res.last().copied().unwrap_or(f64::NAN);
+    let post_first = post_res.first().copied().unwrap_or(f64::NAN);
     findings.push(summary_finding(
         "pre_residual_last_over_first",
         r_pre,
@@ -422,25 +431,17 @@ pub fn run(cfg: &Config, seed: u64) -> Result<StudyResult, StudyError> {
              entering the last, because every sublayer adds its own path to the identity of the \
              un-normalized skip. Post-Norm, whose residual stream passes through a norm in every \
              sublayer, has last/first = {}: the gradient reaching the first block is {} the last \
-             block's, a mild change over {l_max} blocks at initialization (with a dip in between) \
-             rather than the vanishing often told. DeepNorm: {}.",
+             block's, and nowhere along the stack is it more than {}× below the last block's: a \
+             few-fold change at initialization, not a vanishing by orders of magnitude. DeepNorm: {}.",
             sig(r_pre, 3),
             cfg.inits,
             fold(r_pre),
             sig(r_post, 3),
             fold(r_post),
+            sig(post_last / dip, 2),
             sig(r_deep, 3)
         ),
     ));
-    // Post-Norm's residual gradient along the deepest stack: where its minimum falls.
-    let post_res = &profiles[post][deepest].residual;
-    let (dip_block, dip) =
-        post_res.iter().enumerate().fold(
-            (0, f64::INFINITY),
-            |(bi, bv), (i, &v)| if v < bv { (i, v) } else { (bi, bv) },
-        );
-    let post_last = post_res.last().copied().unwrap_or(f64::NAN);
-    let post_first = post_res.first().copied().unwrap_or(f64::NAN);
     let dip_text = if dip_block == 0 {
         format!(
             "falls all the way from the last block ({}) to the first ({}, {}× of the last): \
@@ -458,14 +459,15 @@ pub fn run(cfg: &Config, seed: u64) -> Result<StudyResult, StudyError> {
     } else {
         format!(
             "is not monotone: going down from the last block ({}) it falls to {} at block {} \
-             ({}× of the last), then rises again to {} at the first block. The fall near the \
-             output is the vanishing of the usual telling; here it does not continue down the \
-             stack, and the last/first ratio alone hides the dip.",
+             ({}× of the last), then rises again to {} at the first block. The fall from the \
+             output is the vanishing of the usual telling; here it stops at block {} and turns, \
+             which the last/first ratio alone does not show.",
             sig(post_last, 3),
             sig(dip, 3),
             dip_block + 1,
             sig(dip / post_last, 2),
-            sig(post_first, 3)
+            sig(post_first, 3),
+            dip_block + 1
         )
     };
     findings.push(finding(
