@@ -46,6 +46,12 @@ fn every_panel_kind_renders_to_svg_and_png() {
     ] {
         assert!(svg.contains(text), "SVG lacks `{text}`");
     }
+    // The scatter has two non-finite points; the log-y lines a zero and a NaN.
+    assert!(svg.contains("not shown: 2 non-finite"), "scatter note missing");
+    assert!(
+        svg.contains("not shown: 1 ≤ 0 (log axis), 1 non-finite"),
+        "log-axis note missing"
+    );
     for bad in ["NaN", "inf"] {
         assert!(!svg.contains(bad), "SVG contains `{bad}`");
     }

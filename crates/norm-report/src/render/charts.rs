@@ -234,6 +234,30 @@ where
         (Scale::Log, Scale::Log) => job.draw(b.build_cartesian_2d(log(xr), log(yr))?),
     };
     drawn?;
+    // Say what could not be drawn, so a skipped point is never silently missing.
+    let all_pairs = || {
+        points
+            .iter()
+            .flat_map(|s| s.x.iter().zip(&s.y))
+            .chain(lines.iter().flat_map(|l| l.x.iter().zip(&l.y)))
+    };
+    let nonfinite = all_pairs()
+        .filter(|(x, y)| !x.is_finite() || !y.is_finite())
+        .count();
+    let nonpositive = all_pairs()
+        .filter(|(x, y)| x.is_finite() && y.is_finite())
+        .filter(|&(&x, &y)| (xs == Scale::Log && x <= 0.0) || (ys == Scale::Log && y <= 0.0))
+        .count();
+    let mut notes = Vec::new();
+    if nonpositive > 0 {
+        notes.push(format!("{nonpositive} ≤ 0 (log axis)"));
+    }
+    if nonfinite > 0 {
+        notes.push(format!("{nonfinite} non-finite"));
+    }
+    if !notes.is_empty() {
+        skipped_note(area, &format!("not shown: {}", notes.join(", ")))?;
+    }
     if external {
         let mut items = Vec::with_capacity(entries);
         for (i, (s, p)) in points.iter().zip(&pts).enumerate() {
@@ -623,5 +647,18 @@ where
         let style = TextStyle::from((FAMILY, size).into_font()).pos(Pos::new(HPos::Left, VPos::Center));
         area.draw(&Text::new(label.clone(), (x + 24, y), style))?;
     }
+    Ok(())
+}
+
+/// A small grey note in the panel's lower left corner, clear of the centred axis label.
+fn skipped_note<DB: DrawingBackend>(area: &DrawingArea<DB, Shift>, note: &str) -> Result<(), ReportError>
+where
+    DB::ErrorType: 'static,
+{
+    let (_, h) = area.dim_in_pixel();
+    let style = TextStyle::from((FAMILY, 10).into_font())
+        .color(&RGBColor(110, 110, 110))
+        .pos(Pos::new(HPos::Left, VPos::Bottom));
+    area.draw(&Text::new(note.to_string(), (6, h as i32 - 3), style))?;
     Ok(())
 }
