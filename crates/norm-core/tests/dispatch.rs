@@ -30,7 +30,9 @@ impl Rng {
 }
 
 /// Row lengths around every vector width and unroll boundary (4 accumulators × 16 lanes).
-const DIMS: [usize; 14] = [1, 3, 7, 8, 15, 16, 17, 31, 63, 64, 65, 100, 768, 1000];
+/// Row lengths: tails of every vector width, and rows that cross the kernels' accumulator
+/// blocks (128-512 elements) and groups of blocks (2048-8192) with a partial block left.
+const DIMS: [usize; 15] = [1, 3, 7, 8, 15, 16, 17, 31, 63, 64, 65, 100, 768, 1000, 8257];
 
 /// `(loc, scale)` of the test rows: ordinary, offset, large offset, huge, tiny.
 const MAGNITUDES: [(f64, f64); 5] = [(0.0, 1.0), (1e4, 1.0), (1e6, 1e-2), (0.0, 1e30), (0.0, 1e-30)];
