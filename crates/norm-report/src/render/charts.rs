@@ -498,16 +498,31 @@ where
             area,
             b.build_cartesian_2d(xr.0..xr.1, yr.0..yr.1)?,
             legend_corner(&frac),
-        ),
+        )?,
         Scale::Log => {
             let (bold, light) = log_ticks(yr.0, yr.1);
             let y = (yr.0..yr.1)
                 .log_scale()
                 .with_key_points(bold)
                 .with_light_points(light);
-            job.draw(area, b.build_cartesian_2d(xr.0..xr.1, y)?, legend_corner(&frac))
+            job.draw(area, b.build_cartesian_2d(xr.0..xr.1, y)?, legend_corner(&frac))?
         }
     }
+    let nonfinite = values().filter(|v| !v.is_finite()).count();
+    let nonpositive = values()
+        .filter(|&v| v.is_finite() && ys == Scale::Log && v < yr.0)
+        .count();
+    let mut notes = Vec::new();
+    if nonpositive > 0 {
+        notes.push(format!("{nonpositive} ≤ 0 (log axis)"));
+    }
+    if nonfinite > 0 {
+        notes.push(format!("{nonfinite} non-finite"));
+    }
+    if !notes.is_empty() {
+        skipped_note(area, &format!("not shown: {}", notes.join(", ")))?;
+    }
+    Ok(())
 }
 
 /// What a bar panel draws, once its axes are built.
