@@ -76,23 +76,29 @@ where
 
 /// Legend corner with the fewest data points under it (ties: upper right first).
 fn legend_corner(points: &[(f64, f64)]) -> SeriesLabelPosition {
+    legend_corner_sized(points, 0.45, 0.38).0
+}
+
+/// The corner whose `w × h` box (fractions of the plot) covers the fewest points, and
+/// that count (ties: upper right, upper left, lower right, lower left).
+fn legend_corner_sized(points: &[(f64, f64)], w: f64, h: f64) -> (SeriesLabelPosition, usize) {
     let corners = [
-        (SeriesLabelPosition::UpperRight, 0.55, 1.0, 0.62, 1.0),
-        (SeriesLabelPosition::UpperLeft, 0.0, 0.45, 0.62, 1.0),
-        (SeriesLabelPosition::LowerRight, 0.55, 1.0, 0.0, 0.38),
-        (SeriesLabelPosition::LowerLeft, 0.0, 0.45, 0.0, 0.38),
+        (SeriesLabelPosition::UpperRight, 1.0 - w, 1.0, 1.0 - h, 1.0),
+        (SeriesLabelPosition::UpperLeft, 0.0, w, 1.0 - h, 1.0),
+        (SeriesLabelPosition::LowerRight, 1.0 - w, 1.0, 0.0, h),
+        (SeriesLabelPosition::LowerLeft, 0.0, w, 0.0, h),
     ];
-    let mut best = (usize::MAX, SeriesLabelPosition::UpperRight);
+    let mut best = (SeriesLabelPosition::UpperRight, usize::MAX);
     for (pos, x0, x1, y0, y1) in corners {
         let n = points
             .iter()
             .filter(|&&(x, y)| x >= x0 && x <= x1 && y >= y0 && y <= y1)
             .count();
-        if n < best.0 {
-            best = (n, pos);
+        if n < best.1 {
+            best = (pos, n);
         }
     }
-    best.1
+    best
 }
 
 fn draw_legend<'a, DB: DrawingBackend + 'a, X, Y>(
@@ -191,13 +197,35 @@ where
         .into_iter()
         .map(|p| p.into_iter().filter(inside).collect())
         .collect();
-    let all = || pts.iter().chain(&lns).flatten();
-    let frac: Vec<(f64, f64)> = all()
-        .map(|&(x, y)| (fraction(x, xr, xs), fraction(y, yr, ys)))
-        .collect();
-    // Many legend entries go in two columns under the chart instead of over the data.
+    // Where the data lies, as fractions of the plot; lines sampled along each segment.
+    let to_frac = |&(x, y): &(f64, f64)| (fraction(x, xr, xs), fraction(y, yr, ys));
+    let mut frac: Vec<(f64, f64)> = pts.iter().flatten().map(to_frac).collect();
+    for line in &lns {
+        let f: Vec<(f64, f64)> = line.iter().map(to_frac).collect();
+        frac.extend(f.first().copied());
+        for seg in f.windows(2) {
+            let ((x0, y0), (x1, y1)) = (seg[0], seg[1]);
+            frac.extend((1..=8).map(|k| {
+                let t = f64::from(k) / 8.0;
+                (x0 + t * (x1 - x0), y0 + t * (y1 - y0))
+            }));
+        }
+    }
+    // The legend goes inside only if it fits in a corner free of data; otherwise (or
+    // with many entries) it goes in two columns under the chart.
     let entries = points.len() + lines.len();
-    let external = entries > EXTERNAL_LEGEND_AFTER;
+    let longest = points
+        .iter()
+        .map(|p| point_label(p, p.x.len()).chars().count())
+        .chain(lines.iter().map(|l| l.label.chars().count()))
+        .max()
+        .unwrap_or(0);
+    let (w_frac, h_frac) = (
+        (longest as f64 * 6.6 + 50.0) / 440.0,
+        (entries as f64 * 17.0 + 16.0) / 300.0,
+    );
+    let (corner, covered) = legend_corner_sized(&frac, w_frac.min(0.95), h_frac.min(0.95));
+    let external = entries > 1 && (entries > EXTERNAL_LEGEND_AFTER || covered > 0);
     let (_, h) = area.dim_in_pixel();
     let legend_h = if external {
         18 * entries.div_ceil(2) as u32 + 6
@@ -212,7 +240,7 @@ where
         lines,
         pts: &pts,
         lns: &lns,
-        corner: legend_corner(&frac),
+        corner,
         external,
         xr,
         yr,
