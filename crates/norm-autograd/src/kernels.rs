@@ -43,15 +43,19 @@ fn touch_ahead<S: Simd>(s: S, x: *const S::E, dy: *const S::E, at: usize) {
 #[inline(always)]
 fn ln_sums<F: Float, S: Simd<E = F>>(s: S, x: &[F], dy: &[F], w: &[F], mean: F) -> (F, F, F) {
     let (wd, n) = (S::W, x.len());
+    assert!(dy.len() >= n && w.len() >= n);
     let vm = s.splat(mean);
     let z = s.splat(F::zero());
     let (mut c0, mut c1, mut g0, mut g1, mut p0, mut p1) = (z, z, z, z, z, z);
     let mut i = 0;
+    // SAFETY (every `load_at` below): `i + W <= n`, and x, dy, w hold at least n.
     while i + 2 * wd <= n {
-        let xc0 = s.sub(s.load(&x[i..]), vm);
-        let xc1 = s.sub(s.load(&x[i + wd..]), vm);
-        let gg0 = s.mul(s.load(&dy[i..]), s.load(&w[i..]));
-        let gg1 = s.mul(s.load(&dy[i + wd..]), s.load(&w[i + wd..]));
+        touch_ahead(s, x.as_ptr(), dy.as_ptr(), i + ahead::<F>());
+        touch_ahead(s, x.as_ptr(), dy.as_ptr(), i + ahead::<F>() + wd);
+        let xc0 = s.sub(unsafe { s.load_at(x, i) }, vm);
+        let xc1 = s.sub(unsafe { s.load_at(x, i + wd) }, vm);
+        let gg0 = s.mul(unsafe { s.load_at(dy, i) }, unsafe { s.load_at(w, i) });
+        let gg1 = s.mul(unsafe { s.load_at(dy, i + wd) }, unsafe { s.load_at(w, i + wd) });
         c0 = s.add(c0, xc0);
         c1 = s.add(c1, xc1);
         g0 = s.add(g0, gg0);
@@ -61,8 +65,8 @@ fn ln_sums<F: Float, S: Simd<E = F>>(s: S, x: &[F], dy: &[F], w: &[F], mean: F) 
         i += 2 * wd;
     }
     if i + wd <= n {
-        let xc0 = s.sub(s.load(&x[i..]), vm);
-        let gg0 = s.mul(s.load(&dy[i..]), s.load(&w[i..]));
+        let xc0 = s.sub(unsafe { s.load_at(x, i) }, vm);
+        let gg0 = s.mul(unsafe { s.load_at(dy, i) }, unsafe { s.load_at(w, i) });
         c0 = s.add(c0, xc0);
         g0 = s.add(g0, gg0);
         p0 = s.mul_add(gg0, xc0, p0);
@@ -88,23 +92,32 @@ fn ln_sums<F: Float, S: Simd<E = F>>(s: S, x: &[F], dy: &[F], w: &[F], mean: F) 
 #[inline(always)]
 fn rms_sum<F: Float, S: Simd<E = F>>(s: S, x: &[F], dy: &[F], w: &[F]) -> F {
     let (wd, n) = (S::W, x.len());
+    assert!(dy.len() >= n && w.len() >= n);
     let z = s.splat(F::zero());
     let (mut a0, mut a1, mut a2, mut a3) = (z, z, z, z);
     let mut i = 0;
+    // SAFETY (every `load_at` below): `i + W <= n`, and x, dy, w hold at least n.
     while i + 4 * wd <= n {
-        let g0 = s.mul(s.load(&dy[i..]), s.load(&w[i..]));
-        let g1 = s.mul(s.load(&dy[i + wd..]), s.load(&w[i + wd..]));
-        let g2 = s.mul(s.load(&dy[i + 2 * wd..]), s.load(&w[i + 2 * wd..]));
-        let g3 = s.mul(s.load(&dy[i + 3 * wd..]), s.load(&w[i + 3 * wd..]));
-        a0 = s.mul_add(g0, s.load(&x[i..]), a0);
-        a1 = s.mul_add(g1, s.load(&x[i + wd..]), a1);
-        a2 = s.mul_add(g2, s.load(&x[i + 2 * wd..]), a2);
-        a3 = s.mul_add(g3, s.load(&x[i + 3 * wd..]), a3);
+        for k in 0..4 {
+            touch_ahead(s, x.as_ptr(), dy.as_ptr(), i + ahead::<F>() + k * wd);
+        }
+        let g0 = s.mul(unsafe { s.load_at(dy, i) }, unsafe { s.load_at(w, i) });
+        let g1 = s.mul(unsafe { s.load_at(dy, i + wd) }, unsafe { s.load_at(w, i + wd) });
+        let g2 = s.mul(unsafe { s.load_at(dy, i + 2 * wd) }, unsafe {
+            s.load_at(w, i + 2 * wd)
+        });
+        let g3 = s.mul(unsafe { s.load_at(dy, i + 3 * wd) }, unsafe {
+            s.load_at(w, i + 3 * wd)
+        });
+        a0 = s.mul_add(g0, unsafe { s.load_at(x, i) }, a0);
+        a1 = s.mul_add(g1, unsafe { s.load_at(x, i + wd) }, a1);
+        a2 = s.mul_add(g2, unsafe { s.load_at(x, i + 2 * wd) }, a2);
+        a3 = s.mul_add(g3, unsafe { s.load_at(x, i + 3 * wd) }, a3);
         i += 4 * wd;
     }
     while i + wd <= n {
-        let g0 = s.mul(s.load(&dy[i..]), s.load(&w[i..]));
-        a0 = s.mul_add(g0, s.load(&x[i..]), a0);
+        let g0 = s.mul(unsafe { s.load_at(dy, i) }, unsafe { s.load_at(w, i) });
+        a0 = s.mul_add(g0, unsafe { s.load_at(x, i) }, a0);
         i += wd;
     }
     let mut t = F::zero();
@@ -113,6 +126,18 @@ fn rms_sum<F: Float, S: Simd<E = F>>(s: S, x: &[F], dy: &[F], w: &[F]) -> F {
         i += 1;
     }
     s.sum(s.add(s.add(a0, a1), s.add(a2, a3))) + t
+}
+
+/// Elements before the first 64-byte boundary at or after `p` (at most `d`; 0 when `p`
+/// is not even aligned to `F`).
+#[inline(always)]
+fn aligned_head<F>(p: *const F, d: usize) -> usize {
+    let size = std::mem::size_of::<F>();
+    let mis = p as usize % 64;
+    if mis % size != 0 {
+        return 0;
+    }
+    ((64 - mis) % 64 / size).min(d)
 }
 
 /// `1/d` in `F`.
@@ -158,7 +183,7 @@ impl<F: Float> RowsOp<F> for LnRows<'_, F> {
     #[inline(always)]
     fn run<S: Simd<E = F>>(self, s: S) {
         match self.dbeta {
-            Some(db) => ln_rows::<S, true>(
+            Some(db) => ln_rows::<F, S, true>(
                 s,
                 self.x,
                 self.dy,
@@ -169,7 +194,7 @@ impl<F: Float> RowsOp<F> for LnRows<'_, F> {
                 self.dgamma,
                 db,
             ),
-            None => ln_rows::<S, false>(
+            None => ln_rows::<F, S, false>(
                 s,
                 self.x,
                 self.dy,
@@ -184,65 +209,175 @@ impl<F: Float> RowsOp<F> for LnRows<'_, F> {
     }
 }
 
+/// Rows per group of the write pass for rows of `d` elements: 4, 2 or 1, as many as keep
+/// the group's x and dy rows (read by the reduction pass) within about 24 KiB of L1.
+/// gamma, dgamma and dbeta are then loaded and stored once per group instead of once
+/// per row. The additions into the partials stay in row order, so the group size never
+/// changes a bit.
+#[inline(always)]
+fn group_rows<F>(d: usize) -> usize {
+    let row_bytes = 2 * d * std::mem::size_of::<F>();
+    if 4 * row_bytes <= 24 * 1024 {
+        4
+    } else if 2 * row_bytes <= 24 * 1024 {
+        2
+    } else {
+        1
+    }
+}
+
+/// How far ahead (in bytes) the reduction pass prefetches `x` and `dy`; past the end of
+/// a row this reaches into the next rows.
+const AHEAD_BYTES: usize = 4096;
+
+/// [`AHEAD_BYTES`] in elements of `F`.
+#[inline(always)]
+fn ahead<F>() -> usize {
+    AHEAD_BYTES / std::mem::size_of::<F>()
+}
+
 /// The body of [`LnRows`]; `DB` says whether `db` is accumulated (else it is empty).
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
-fn ln_rows<S: Simd, const DB: bool>(
+fn ln_rows<F: Float, S: Simd<E = F>, const DB: bool>(
     s: S,
-    x: &[S::E],
-    dy: &[S::E],
-    mean: &[S::E],
-    rstd: &[S::E],
-    w: &[S::E],
-    dx: &mut [S::E],
-    dg: &mut [S::E],
-    db: &mut [S::E],
+    x: &[F],
+    dy: &[F],
+    mean: &[F],
+    rstd: &[F],
+    w: &[F],
+    dx: &mut [F],
+    dg: &mut [F],
+    db: &mut [F],
 ) {
     let d = w.len();
-    let inv_d = inv_len::<S::E>(d);
+    let rows = mean.len();
+    let mut i = 0;
+    let group = group_rows::<F>(w.len());
+    while group >= 4 && i + 4 <= rows {
+        ln_group::<F, S, 4, DB>(s, i, x, dy, mean, rstd, w, dx, dg, db);
+        i += 4;
+    }
+    while group >= 2 && i + 2 <= rows {
+        ln_group::<F, S, 2, DB>(s, i, x, dy, mean, rstd, w, dx, dg, db);
+        i += 2;
+    }
+    while i < rows {
+        ln_group::<F, S, 1, DB>(s, i, x, dy, mean, rstd, w, dx, dg, db);
+        i += 1;
+    }
+    let _ = d;
+}
+
+/// LayerNorm backward of rows `i..i + G`: the reductions row by row, then one write
+/// pass over the columns of all `G` rows.
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+fn ln_group<F: Float, S: Simd<E = F>, const G: usize, const DB: bool>(
+    s: S,
+    i: usize,
+    x: &[F],
+    dy: &[F],
+    mean: &[F],
+    rstd: &[F],
+    w: &[F],
+    dx: &mut [F],
+    dg: &mut [F],
+    db: &mut [F],
+) {
+    let d = w.len();
+    let inv_d = inv_len::<F>(d);
     let wd = S::W;
-    for ((((xr, dyr), dxr), &m), &r) in x
-        .chunks_exact(d)
-        .zip(dy.chunks_exact(d))
-        .zip(dx.chunks_exact_mut(d))
-        .zip(mean)
-        .zip(rstd)
-    {
-        // With x̂ = ((x − m) − c)·r:  Σ g·x̂ = r·(Σ g·(x − m) − c·Σ g).
-        let (sc, sg, sgc) = ln_sums(s, xr, dyr, w, m);
+    let z = s.splat(F::zero());
+    let (xs, dys) = (&x[i * d..(i + G) * d], &dy[i * d..(i + G) * d]);
+    let dxs = &mut dx[i * d..(i + G) * d];
+    // Per row: m, r, and the coefficients of
+    //   x̂ = (x − m)·r − c·r,   dx = g·r − mg·r − x̂·(mgx·r)
+    // where c = mean(x − m) (the rounding of the saved mean), and with that x̂,
+    // Σ g·x̂ = r·(Σ g·(x − m) − c·Σ g).
+    let mut cm = [F::zero(); G];
+    let mut cr = [F::zero(); G];
+    let mut cnc = [F::zero(); G];
+    let mut cnb = [F::zero(); G];
+    let mut cne = [F::zero(); G];
+    for k in 0..G {
+        let (m, r) = (mean[i + k], rstd[i + k]);
+        let (sc, sg, sgc) = ln_sums(s, &xs[k * d..(k + 1) * d], &dys[k * d..(k + 1) * d], w, m);
         let c = sc * inv_d;
         let mg = sg * inv_d;
         let mgx = r * (sgc - c * sg) * inv_d;
-        // x̂ = (x − m)·r − c·r;   dx = g·r − mg·r − x̂·(mgx·r)
-        let (nc, nb, ne) = (-(c * r), -(mg * r), -(mgx * r));
-        let (vm, vr, vnc, vnb, vne) = (s.splat(m), s.splat(r), s.splat(nc), s.splat(nb), s.splat(ne));
-        let (xp, dyp) = (xr.as_ptr(), dyr.as_ptr());
-        let mut i = 0;
-        while i + wd <= d {
-            touch_ahead(s, xp, dyp, d + i);
-            let xv = s.load(&xr[i..]);
-            let dv = s.load(&dyr[i..]);
-            let xh = s.mul_add(s.sub(xv, vm), vr, vnc);
-            let g = s.mul(dv, s.load(&w[i..]));
-            s.store(&mut dxr[i..], s.mul_add(xh, vne, s.mul_add(g, vr, vnb)));
-            let pg = s.load(&dg[i..]);
-            s.store(&mut dg[i..], s.mul_add(dv, xh, pg));
-            if DB {
-                let pb = s.load(&db[i..]);
-                s.store(&mut db[i..], s.add(pb, dv));
+        cm[k] = m;
+        cr[k] = r;
+        cnc[k] = -(c * r);
+        cnb[k] = -(mg * r);
+        cne[k] = -(mgx * r);
+    }
+    let vm: [S::V; G] = std::array::from_fn(|k| s.splat(cm[k]));
+    let vr: [S::V; G] = std::array::from_fn(|k| s.splat(cr[k]));
+    let vnc: [S::V; G] = std::array::from_fn(|k| s.splat(cnc[k]));
+    let vnb: [S::V; G] = std::array::from_fn(|k| s.splat(cnb[k]));
+    let vne: [S::V; G] = std::array::from_fn(|k| s.splat(cne[k]));
+    assert!(w.len() == d && dg.len() >= d && (!DB || db.len() >= d));
+    // One column of all G rows in scalar code, rounded exactly like the vector body
+    // (the same operations, fused where it fuses), so which columns go through it never
+    // changes a bit.
+    macro_rules! column {
+        ($j:expr) => {
+            for k in 0..G {
+                let o = k * d + $j;
+                let xh = s.mul_add1(xs[o] - cm[k], cr[k], cnc[k]);
+                let g = dys[o] * w[$j];
+                dxs[o] = s.mul_add1(xh, cne[k], s.mul_add1(g, cr[k], cnb[k]));
+                dg[$j] = s.mul_add1(dys[o], xh, dg[$j]);
+                if DB {
+                    db[$j] += dys[o];
+                }
             }
-            i += wd;
-        }
-        while i < d {
-            let xh = s.mul_add1(xr[i] - m, r, nc);
-            let g = dyr[i] * w[i];
-            dxr[i] = s.mul_add1(xh, ne, s.mul_add1(g, r, nb));
-            dg[i] = s.mul_add1(dyr[i], xh, dg[i]);
+        };
+    }
+    // Scalar columns up to the first 64-byte boundary of dx (a vector store that
+    // straddles two cache lines costs two) and after the last full vector. Columns are
+    // independent and the scalar code rounds like the vector code, so which columns go
+    // scalar never changes a bit.
+    let head = aligned_head::<F>(dxs.as_ptr(), d);
+    let body_end = head + (d - head) / wd * wd;
+    let mut j = 0;
+    while j < head {
+        column!(j);
+        j += 1;
+    }
+    // SAFETY (every `load_at`/`store_at` in this loop): `j + W <= d`, gamma and the
+    // partials hold at least d, and xs, dys, dxs hold G rows of d, so `k·d + j + W <= G·d`.
+    while j < body_end {
+        let wv = unsafe { s.load_at(w, j) };
+        let mut ga = unsafe { s.load_at(dg, j) };
+        let mut ba = if DB { unsafe { s.load_at(db, j) } } else { z };
+        // All loads of the column before any store: a store to row k at column j and
+        // a load from row k + 1 at column j can share their low 12 address bits.
+        let mut out = [z; G];
+        for k in 0..G {
+            let o = k * d + j;
+            let dv = unsafe { s.load_at(dys, o) };
+            let xh = s.mul_add(s.sub(unsafe { s.load_at(xs, o) }, vm[k]), vr[k], vnc[k]);
+            let g = s.mul(dv, wv);
+            out[k] = s.mul_add(xh, vne[k], s.mul_add(g, vr[k], vnb[k]));
+            ga = s.mul_add(dv, xh, ga);
             if DB {
-                db[i] += dyr[i];
+                ba = s.add(ba, dv);
             }
-            i += 1;
         }
+        for (k, v) in out.into_iter().enumerate() {
+            unsafe { s.store_at(dxs, k * d + j, v) };
+        }
+        unsafe { s.store_at(dg, j, ga) };
+        if DB {
+            unsafe { s.store_at(db, j, ba) };
+        }
+        j += wd;
+    }
+    while j < d {
+        column!(j);
+        j += 1;
     }
 }
 
@@ -274,7 +409,7 @@ impl<F: Float> RowsOp<F> for RmsRows<'_, F> {
     #[inline(always)]
     fn run<S: Simd<E = F>>(self, s: S) {
         match self.dbeta {
-            Some(db) => rms_rows::<S, true>(
+            Some(db) => rms_rows::<F, S, true>(
                 s,
                 self.x,
                 self.dy,
@@ -284,7 +419,7 @@ impl<F: Float> RowsOp<F> for RmsRows<'_, F> {
                 self.dgamma,
                 db,
             ),
-            None => rms_rows::<S, false>(
+            None => rms_rows::<F, S, false>(
                 s,
                 self.x,
                 self.dy,
@@ -301,55 +436,122 @@ impl<F: Float> RowsOp<F> for RmsRows<'_, F> {
 /// The body of [`RmsRows`]; `DB` says whether `db` is accumulated (else it is empty).
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
-fn rms_rows<S: Simd, const DB: bool>(
+fn rms_rows<F: Float, S: Simd<E = F>, const DB: bool>(
     s: S,
-    x: &[S::E],
-    dy: &[S::E],
-    rrms: &[S::E],
-    w: &[S::E],
-    dx: &mut [S::E],
-    dg: &mut [S::E],
-    db: &mut [S::E],
+    x: &[F],
+    dy: &[F],
+    rrms: &[F],
+    w: &[F],
+    dx: &mut [F],
+    dg: &mut [F],
+    db: &mut [F],
+) {
+    let rows = rrms.len();
+    let mut i = 0;
+    let group = group_rows::<F>(w.len());
+    while group >= 4 && i + 4 <= rows {
+        rms_group::<F, S, 4, DB>(s, i, x, dy, rrms, w, dx, dg, db);
+        i += 4;
+    }
+    while group >= 2 && i + 2 <= rows {
+        rms_group::<F, S, 2, DB>(s, i, x, dy, rrms, w, dx, dg, db);
+        i += 2;
+    }
+    while i < rows {
+        rms_group::<F, S, 1, DB>(s, i, x, dy, rrms, w, dx, dg, db);
+        i += 1;
+    }
+}
+
+/// RmsNorm backward of rows `i..i + G`: the reductions row by row, then one write pass
+/// over the columns of all `G` rows.
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+fn rms_group<F: Float, S: Simd<E = F>, const G: usize, const DB: bool>(
+    s: S,
+    i: usize,
+    x: &[F],
+    dy: &[F],
+    rrms: &[F],
+    w: &[F],
+    dx: &mut [F],
+    dg: &mut [F],
+    db: &mut [F],
 ) {
     let d = w.len();
-    let inv_d = inv_len::<S::E>(d);
+    let inv_d = inv_len::<F>(d);
     let wd = S::W;
-    for (((xr, dyr), dxr), &r) in x
-        .chunks_exact(d)
-        .zip(dy.chunks_exact(d))
-        .zip(dx.chunks_exact_mut(d))
-        .zip(rrms)
-    {
-        // Σ g·x̂ = r·Σ g·x;   dx = g·r − x̂·(mean(g·x̂)·r)
-        let mgx = r * rms_sum(s, xr, dyr, w) * inv_d;
-        let ne = -(mgx * r);
-        let (vr, vne) = (s.splat(r), s.splat(ne));
-        let (xp, dyp) = (xr.as_ptr(), dyr.as_ptr());
-        let mut i = 0;
-        while i + wd <= d {
-            touch_ahead(s, xp, dyp, d + i);
-            let dv = s.load(&dyr[i..]);
-            let xh = s.mul(s.load(&xr[i..]), vr);
-            let g = s.mul(dv, s.load(&w[i..]));
-            s.store(&mut dxr[i..], s.mul_add(xh, vne, s.mul(g, vr)));
-            let pg = s.load(&dg[i..]);
-            s.store(&mut dg[i..], s.mul_add(dv, xh, pg));
-            if DB {
-                let pb = s.load(&db[i..]);
-                s.store(&mut db[i..], s.add(pb, dv));
+    let z = s.splat(F::zero());
+    let (xs, dys) = (&x[i * d..(i + G) * d], &dy[i * d..(i + G) * d]);
+    let dxs = &mut dx[i * d..(i + G) * d];
+    // Σ g·x̂ = r·Σ g·x;   dx = g·r − x̂·(mean(g·x̂)·r)
+    let mut cr = [F::zero(); G];
+    let mut cne = [F::zero(); G];
+    for k in 0..G {
+        let r = rrms[i + k];
+        let mgx = r * rms_sum(s, &xs[k * d..(k + 1) * d], &dys[k * d..(k + 1) * d], w) * inv_d;
+        cr[k] = r;
+        cne[k] = -(mgx * r);
+    }
+    let vr: [S::V; G] = std::array::from_fn(|k| s.splat(cr[k]));
+    let vne: [S::V; G] = std::array::from_fn(|k| s.splat(cne[k]));
+    assert!(w.len() == d && dg.len() >= d && (!DB || db.len() >= d));
+    // One column of all G rows in scalar code, rounded exactly like the vector body.
+    macro_rules! column {
+        ($j:expr) => {
+            for k in 0..G {
+                let o = k * d + $j;
+                let xh = xs[o] * cr[k];
+                let g = dys[o] * w[$j];
+                dxs[o] = s.mul_add1(xh, cne[k], g * cr[k]);
+                dg[$j] = s.mul_add1(dys[o], xh, dg[$j]);
+                if DB {
+                    db[$j] += dys[o];
+                }
             }
-            i += wd;
-        }
-        while i < d {
-            let xh = xr[i] * r;
-            let g = dyr[i] * w[i];
-            dxr[i] = s.mul_add1(xh, ne, g * r);
-            dg[i] = s.mul_add1(dyr[i], xh, dg[i]);
+        };
+    }
+    // Scalar columns up to the first 64-byte boundary of dx (a vector store that
+    // straddles two cache lines costs two) and after the last full vector. Columns are
+    // independent and the scalar code rounds like the vector code, so which columns go
+    // scalar never changes a bit.
+    let head = aligned_head::<F>(dxs.as_ptr(), d);
+    let body_end = head + (d - head) / wd * wd;
+    let mut j = 0;
+    while j < head {
+        column!(j);
+        j += 1;
+    }
+    // SAFETY (every `load_at`/`store_at` in this loop): `j + W <= d`, gamma and the
+    // partials hold at least d, and xs, dys, dxs hold G rows of d, so `k·d + j + W <= G·d`.
+    while j < body_end {
+        let wv = unsafe { s.load_at(w, j) };
+        let mut ga = unsafe { s.load_at(dg, j) };
+        let mut ba = if DB { unsafe { s.load_at(db, j) } } else { z };
+        let mut out = [z; G];
+        for k in 0..G {
+            let o = k * d + j;
+            let dv = unsafe { s.load_at(dys, o) };
+            let xh = s.mul(unsafe { s.load_at(xs, o) }, vr[k]);
+            let g = s.mul(dv, wv);
+            out[k] = s.mul_add(xh, vne[k], s.mul(g, vr[k]));
+            ga = s.mul_add(dv, xh, ga);
             if DB {
-                db[i] += dyr[i];
+                ba = s.add(ba, dv);
             }
-            i += 1;
         }
+        for (k, v) in out.into_iter().enumerate() {
+            unsafe { s.store_at(dxs, k * d + j, v) };
+        }
+        unsafe { s.store_at(dg, j, ga) };
+        if DB {
+            unsafe { s.store_at(db, j, ba) };
+        }
+        j += wd;
+    }
+    while j < d {
+        column!(j);
+        j += 1;
     }
 }
 

@@ -151,59 +151,116 @@ fn auto_parallel<F>(len: usize) -> bool {
 }
 
 /// Sets `v` to zero.
+#[inline]
 fn zero<F: Float>(v: &mut [F]) {
     v.iter_mut().for_each(|t| *t = F::zero());
 }
 
-/// The work of one reduction block: `block(rows, dx_rows, partial_dgamma,
+/// The work of one reduction block: `block(rows, weight, dx_rows, partial_dgamma,
 /// partial_dbeta)` (partials zeroed by the caller).
-trait Block<F>: Fn(Range<usize>, &mut [F], &mut [F], Option<&mut [F]>) + Sync {}
-impl<F, T: Fn(Range<usize>, &mut [F], &mut [F], Option<&mut [F]>) + Sync> Block<F> for T {}
+trait Block<F>: Fn(Range<usize>, &[F], &mut [F], &mut [F], Option<&mut [F]>) + Sync {}
+impl<F, T: Fn(Range<usize>, &[F], &mut [F], &mut [F], Option<&mut [F]>) + Sync> Block<F> for T {}
+
+/// Bytes in a page: loads and stores whose addresses agree in their low 12 bits look
+/// alike to the CPU ("4K aliasing") and a load that seems to follow a store waits.
+const PAGE: usize = 4096;
+
+/// Where the kernels' own arrays (a copy of gamma, the dgamma/dbeta partials) go: at the
+/// same page offset as `dx` or half a page from it. The write pass aligns its vector
+/// stores to dx's 64-byte lines, so gamma and the partials are then aligned too; and
+/// with these offsets no store to them is a little behind a load modulo 4096, which
+/// would make the loads wait (4K aliasing) when the buffers happen to line up.
+#[derive(Clone, Copy)]
+struct Layout {
+    /// Row length.
+    d: usize,
+    /// Elements from a block's dgamma partial to its dbeta partial (`d` rounded up to
+    /// half a page).
+    r: usize,
+    /// Elements per block partial: `r`, or `2·r` with dbeta.
+    stride: usize,
+    /// Byte offset of `dx` within its page.
+    target: usize,
+}
+
+impl Layout {
+    fn new<F>(d: usize, with_dbeta: bool, dx: &[F]) -> Self {
+        let size = std::mem::size_of::<F>();
+        let r = (d * size).div_ceil(PAGE / 2) * (PAGE / 2) / size;
+        Layout {
+            d,
+            r,
+            stride: if with_dbeta { 2 * r } else { r },
+            target: dx.as_ptr() as usize % PAGE,
+        }
+    }
+
+    /// A zeroed buffer and the index in it where `len` elements start at the target page
+    /// offset.
+    fn buffer<F: Float>(self, len: usize) -> (Vec<F>, usize) {
+        let size = std::mem::size_of::<F>();
+        let buf = vec![F::zero(); len + PAGE / size];
+        let base = buf.as_ptr() as usize % PAGE;
+        let start = ((self.target + PAGE - base) % PAGE) / size;
+        (buf, start)
+    }
+
+    /// The dgamma and (with dbeta) dbeta parts of one block partial.
+    fn split<F>(self, part: &mut [F]) -> (&mut [F], Option<&mut [F]>) {
+        let (pg, rest) = part.split_at_mut(self.r);
+        let pb = (self.stride > self.r).then(|| &mut rest[..self.d]);
+        (&mut pg[..self.d], pb)
+    }
+}
 
 /// Drives `block` over every reduction block, then sums the partials in block order
 /// into `dgamma`/`dbeta` (overwritten).
+#[allow(clippy::too_many_arguments)]
 fn drive<F: Float>(
     sweep: Sweep,
     rows: usize,
-    d: usize,
+    weight: &[F],
     dx: &mut [F],
     dgamma: &mut [F],
     dbeta: Option<&mut [F]>,
     block: impl Block<F>,
 ) {
+    let lay = Layout::new(weight.len(), dbeta.is_some(), dx);
+    let (mut wbuf, ws) = lay.buffer::<F>(lay.d);
+    wbuf[ws..ws + lay.d].copy_from_slice(weight);
+    let w = &wbuf[ws..ws + lay.d];
     match sweep {
-        Sweep::Serial => serial(rows, d, dx, dgamma, dbeta, &block),
-        Sweep::Auto if !auto_parallel::<F>(dx.len()) => serial(rows, d, dx, dgamma, dbeta, &block),
-        Sweep::Auto | Sweep::Parallel => parallel(rows, d, dx, dgamma, dbeta, &block),
-        Sweep::Chunked(per_chunk) => chunked(per_chunk, rows, d, dx, dgamma, dbeta, &block),
+        Sweep::Serial => serial(lay, rows, w, dx, dgamma, dbeta, &block),
+        Sweep::Auto if !auto_parallel::<F>(dx.len()) => serial(lay, rows, w, dx, dgamma, dbeta, &block),
+        Sweep::Auto | Sweep::Parallel => parallel(lay, rows, w, dx, dgamma, dbeta, &block),
+        Sweep::Chunked(per_chunk) => chunked(per_chunk, lay, rows, w, dx, dgamma, dbeta, &block),
     }
 }
 
-/// Zeroes `part` (`d` values of dgamma, then `d` of dbeta if present) and runs block `b`
-/// into it.
+/// Zeroes block `b`'s partial and runs the block into it.
 fn run_block<F: Float>(
     block: &impl Block<F>,
+    lay: Layout,
     b: usize,
     rows: usize,
-    d: usize,
+    w: &[F],
     dx_rows: &mut [F],
     part: &mut [F],
 ) {
-    zero(part);
-    let (pg, pb) = part.split_at_mut(d);
-    block(block_rows(b, rows), dx_rows, pg, (!pb.is_empty()).then_some(pb));
-}
-
-/// Partial values per block: dgamma, and dbeta when asked for.
-fn stride<F>(d: usize, dbeta: &Option<&mut [F]>) -> usize {
-    if dbeta.is_some() { 2 * d } else { d }
+    let (pg, mut pb) = lay.split(part);
+    zero(pg);
+    if let Some(pb) = pb.as_deref_mut() {
+        zero(pb);
+    }
+    block(block_rows(b, rows), w, dx_rows, pg, pb);
 }
 
 /// Block after block on the calling thread, one partial buffer added to the totals
 /// after each block.
 fn serial<F: Float>(
+    lay: Layout,
     rows: usize,
-    d: usize,
+    w: &[F],
     dx: &mut [F],
     dgamma: &mut [F],
     mut dbeta: Option<&mut [F]>,
@@ -213,41 +270,45 @@ fn serial<F: Float>(
     if let Some(db) = dbeta.as_deref_mut() {
         zero(db);
     }
-    let mut part = vec![F::zero(); stride(d, &dbeta)];
-    for (b, dx_rows) in dx.chunks_mut(REDUCTION_BLOCK_ROWS * d).enumerate() {
-        run_block(block, b, rows, d, dx_rows, &mut part);
-        let (pg, pb) = part.split_at(d);
-        add_partial(pg, (!pb.is_empty()).then_some(pb), dgamma, dbeta.as_deref_mut());
+    let (mut buf, s0) = lay.buffer::<F>(lay.stride);
+    let part = &mut buf[s0..s0 + lay.stride];
+    for (b, dx_rows) in dx.chunks_mut(REDUCTION_BLOCK_ROWS * lay.d).enumerate() {
+        run_block(block, lay, b, rows, w, dx_rows, part);
+        let (pg, pb) = lay.split(part);
+        add_partial(pg, pb.as_deref(), dgamma, dbeta.as_deref_mut());
     }
 }
 
 /// Groups of `per_chunk` blocks, last group first; partials combined afterwards.
+#[allow(clippy::too_many_arguments)]
 fn chunked<F: Float>(
     per_chunk: usize,
+    lay: Layout,
     rows: usize,
-    d: usize,
+    w: &[F],
     dx: &mut [F],
     dgamma: &mut [F],
     dbeta: Option<&mut [F]>,
     block: &impl Block<F>,
 ) {
     let per_chunk = per_chunk.max(1);
-    let stride = stride(d, &dbeta);
-    let mut partials = vec![F::zero(); block_count(rows) * stride];
+    let len = block_count(rows) * lay.stride;
+    let (mut buf, s0) = lay.buffer::<F>(len);
+    let partials = &mut buf[s0..s0 + len];
     let groups: Vec<_> = dx
-        .chunks_mut(per_chunk * REDUCTION_BLOCK_ROWS * d)
-        .zip(partials.chunks_mut(per_chunk * stride))
+        .chunks_mut(per_chunk * REDUCTION_BLOCK_ROWS * lay.d)
+        .zip(partials.chunks_mut(per_chunk * lay.stride))
         .enumerate()
         .collect();
     for (gi, (dx_group, part_group)) in groups.into_iter().rev() {
         let blocks = dx_group
-            .chunks_mut(REDUCTION_BLOCK_ROWS * d)
-            .zip(part_group.chunks_mut(stride));
+            .chunks_mut(REDUCTION_BLOCK_ROWS * lay.d)
+            .zip(part_group.chunks_mut(lay.stride));
         for (k, (dx_rows, part)) in blocks.enumerate() {
-            run_block(block, gi * per_chunk + k, rows, d, dx_rows, part);
+            run_block(block, lay, gi * per_chunk + k, rows, w, dx_rows, part);
         }
     }
-    combine_partials(&partials, stride, d, dgamma, dbeta);
+    combine_partials(lay, partials, dgamma, dbeta);
 }
 
 /// Groups of whole blocks (about [`TASK_BYTES`] of `x` each) on the current rayon
@@ -255,35 +316,39 @@ fn chunked<F: Float>(
 /// column summed in block order.
 #[cfg(feature = "rayon")]
 fn parallel<F: Float>(
+    lay: Layout,
     rows: usize,
-    d: usize,
+    w: &[F],
     dx: &mut [F],
     dgamma: &mut [F],
     dbeta: Option<&mut [F]>,
     block: &impl Block<F>,
 ) {
     use rayon::prelude::*;
+    let d = lay.d;
     let per_task = (TASK_BYTES / (REDUCTION_BLOCK_ROWS * d * std::mem::size_of::<F>())).max(1);
-    let stride = stride(d, &dbeta);
-    let mut partials = vec![F::zero(); block_count(rows) * stride];
+    let len = block_count(rows) * lay.stride;
+    let (mut buf, s0) = lay.buffer::<F>(len);
+    let partials = &mut buf[s0..s0 + len];
     dx.par_chunks_mut(per_task * REDUCTION_BLOCK_ROWS * d)
-        .zip(partials.par_chunks_mut(per_task * stride))
+        .zip(partials.par_chunks_mut(per_task * lay.stride))
         .enumerate()
         .for_each(|(t, (dx_group, part_group))| {
             let blocks = dx_group
                 .chunks_mut(REDUCTION_BLOCK_ROWS * d)
-                .zip(part_group.chunks_mut(stride));
+                .zip(part_group.chunks_mut(lay.stride));
             for (k, (dx_rows, part)) in blocks.enumerate() {
-                run_block(block, t * per_task + k, rows, d, dx_rows, part);
+                run_block(block, lay, t * per_task + k, rows, w, dx_rows, part);
             }
         });
+    let partials = &*partials;
     const COLS: usize = 256;
     let sum_cols = |off: usize, total: &mut [F]| {
         total.par_chunks_mut(COLS).enumerate().for_each(|(c, tot)| {
             zero(tot);
             let j0 = off + c * COLS;
-            for part in partials.chunks_exact(stride) {
-                let n = tot.len();
+            let n = tot.len();
+            for part in partials.chunks_exact(lay.stride) {
                 for (t, &p) in tot.iter_mut().zip(&part[j0..j0 + n]) {
                     *t += p;
                 }
@@ -292,29 +357,29 @@ fn parallel<F: Float>(
     };
     sum_cols(0, dgamma);
     if let Some(db) = dbeta {
-        sum_cols(d, db);
+        sum_cols(lay.r, db);
     }
 }
 
 /// Without the `rayon` feature: [`serial`].
 #[cfg(not(feature = "rayon"))]
 fn parallel<F: Float>(
+    lay: Layout,
     rows: usize,
-    d: usize,
+    w: &[F],
     dx: &mut [F],
     dgamma: &mut [F],
     dbeta: Option<&mut [F]>,
     block: &impl Block<F>,
 ) {
-    serial(rows, d, dx, dgamma, dbeta, block)
+    serial(lay, rows, w, dx, dgamma, dbeta, block)
 }
 
-/// Sums per-block partials (`stride` values per block: dgamma, then dbeta when
-/// `stride = 2·d`) in block order into `dgamma` and `dbeta` (overwritten).
+/// Sums per-block partials (laid out as `lay` says) in block order into `dgamma` and
+/// `dbeta` (overwritten).
 fn combine_partials<F: Float>(
-    partials: &[F],
-    stride: usize,
-    d: usize,
+    lay: Layout,
+    partials: &mut [F],
     dgamma: &mut [F],
     mut dbeta: Option<&mut [F]>,
 ) {
@@ -322,9 +387,9 @@ fn combine_partials<F: Float>(
     if let Some(db) = dbeta.as_deref_mut() {
         zero(db);
     }
-    for part in partials.chunks_exact(stride) {
-        let (pg, pb) = part.split_at(d);
-        add_partial(pg, (!pb.is_empty()).then_some(pb), dgamma, dbeta.as_deref_mut());
+    for part in partials.chunks_exact_mut(lay.stride) {
+        let (pg, pb) = lay.split(part);
+        add_partial(pg, pb.as_deref(), dgamma, dbeta.as_deref_mut());
     }
 }
 
@@ -355,20 +420,28 @@ pub fn layer_norm_backward_slice_on<F: Float>(
         dgamma,
         dbeta.as_deref(),
     )?;
-    drive(sweep, rows, d, dx, dgamma, dbeta, |r, dx_rows, pg, pb| {
-        let e = r.start * d..r.end * d;
-        let op = LnRows {
-            x: &x[e.clone()],
-            dy: &dy[e],
-            mean: &mean[r.clone()],
-            rstd: &rstd[r],
-            weight,
-            dx: dx_rows,
-            dgamma: pg,
-            dbeta: pb,
-        };
-        ln_rows_on(path.0, op);
-    });
+    drive(
+        sweep,
+        rows,
+        weight,
+        dx,
+        dgamma,
+        dbeta,
+        |r, weight, dx_rows, pg, pb| {
+            let e = r.start * d..r.end * d;
+            let op = LnRows {
+                x: &x[e.clone()],
+                dy: &dy[e],
+                mean: &mean[r.clone()],
+                rstd: &rstd[r],
+                weight,
+                dx: dx_rows,
+                dgamma: pg,
+                dbeta: pb,
+            };
+            ln_rows_on(path.0, op);
+        },
+    );
     Ok(())
 }
 
@@ -390,19 +463,27 @@ pub fn rms_norm_backward_slice_on<F: Float>(
 ) -> Result<(), GradError> {
     let d = weight.len();
     let rows = check_slice_args(d, x, dy, dx, &[("rrms", rrms.len())], dgamma, dbeta.as_deref())?;
-    drive(sweep, rows, d, dx, dgamma, dbeta, |r, dx_rows, pg, pb| {
-        let e = r.start * d..r.end * d;
-        let op = RmsRows {
-            x: &x[e.clone()],
-            dy: &dy[e],
-            rrms: &rrms[r],
-            weight,
-            dx: dx_rows,
-            dgamma: pg,
-            dbeta: pb,
-        };
-        rms_rows_on(path.0, op);
-    });
+    drive(
+        sweep,
+        rows,
+        weight,
+        dx,
+        dgamma,
+        dbeta,
+        |r, weight, dx_rows, pg, pb| {
+            let e = r.start * d..r.end * d;
+            let op = RmsRows {
+                x: &x[e.clone()],
+                dy: &dy[e],
+                rrms: &rrms[r],
+                weight,
+                dx: dx_rows,
+                dgamma: pg,
+                dbeta: pb,
+            };
+            rms_rows_on(path.0, op);
+        },
+    );
     Ok(())
 }
 

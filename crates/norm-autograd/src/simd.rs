@@ -44,8 +44,37 @@ pub(crate) trait Simd: Copy {
     /// Lanes per vector.
     const W: usize;
     fn splat(self, v: Self::E) -> Self::V;
-    fn load(self, s: &[Self::E]) -> Self::V;
     fn store(self, s: &mut [Self::E], v: Self::V);
+    /// Loads `W` elements from `s[i..]` without a bounds check.
+    ///
+    /// # Safety
+    /// `i + W <= s.len()`.
+    #[inline(always)]
+    unsafe fn load_at(self, s: &[Self::E], i: usize) -> Self::V {
+        debug_assert!(i + Self::W <= s.len());
+        // SAFETY: in bounds per the contract.
+        unsafe { self.loadp(s.as_ptr().add(i)) }
+    }
+    /// Stores `W` elements to `s[i..]` without a bounds check.
+    ///
+    /// # Safety
+    /// `i + W <= s.len()`.
+    #[inline(always)]
+    unsafe fn store_at(self, s: &mut [Self::E], i: usize, v: Self::V) {
+        debug_assert!(i + Self::W <= s.len());
+        // SAFETY: in bounds per the contract.
+        unsafe { self.storep(s.as_mut_ptr().add(i), v) }
+    }
+    /// Loads `W` elements from `p`.
+    ///
+    /// # Safety
+    /// `p..p + W` must be valid for reads.
+    unsafe fn loadp(self, p: *const Self::E) -> Self::V;
+    /// Stores `W` elements to `p`.
+    ///
+    /// # Safety
+    /// `p..p + W` must be valid for writes.
+    unsafe fn storep(self, p: *mut Self::E, v: Self::V);
     fn add(self, a: Self::V, b: Self::V) -> Self::V;
     fn sub(self, a: Self::V, b: Self::V) -> Self::V;
     fn mul(self, a: Self::V, b: Self::V) -> Self::V;
@@ -94,14 +123,18 @@ impl<F: Float> Simd for Portable<F> {
         [v; PW]
     }
     #[inline(always)]
-    fn load(self, s: &[F]) -> [F; PW] {
-        let mut v = [F::zero(); PW];
-        v.copy_from_slice(&s[..PW]);
-        v
-    }
-    #[inline(always)]
     fn store(self, s: &mut [F], v: [F; PW]) {
         s[..PW].copy_from_slice(&v);
+    }
+    #[inline(always)]
+    unsafe fn loadp(self, p: *const F) -> [F; PW] {
+        // SAFETY: valid for `PW` reads per the contract; no alignment needed.
+        unsafe { p.cast::<[F; PW]>().read_unaligned() }
+    }
+    #[inline(always)]
+    unsafe fn storep(self, p: *mut F, v: [F; PW]) {
+        // SAFETY: valid for `PW` writes per the contract; no alignment needed.
+        unsafe { p.cast::<[F; PW]>().write_unaligned(v) }
     }
     #[inline(always)]
     fn add(self, a: [F; PW], b: [F; PW]) -> [F; PW] {
@@ -246,16 +279,20 @@ mod x86 {
                     unsafe { $splat(v) }
                 }
                 #[inline(always)]
-                fn load(self, s: &[$e]) -> $v {
-                    assert!(s.len() >= $w);
-                    // SAFETY: in bounds (checked above); features as above.
-                    unsafe { $load(s.as_ptr()) }
-                }
-                #[inline(always)]
                 fn store(self, s: &mut [$e], v: $v) {
                     assert!(s.len() >= $w);
                     // SAFETY: in bounds (checked above); features as above.
                     unsafe { $store(s.as_mut_ptr(), v) }
+                }
+                #[inline(always)]
+                unsafe fn loadp(self, p: *const $e) -> $v {
+                    // SAFETY: valid for `W` reads per the contract; features as above.
+                    unsafe { $load(p) }
+                }
+                #[inline(always)]
+                unsafe fn storep(self, p: *mut $e, v: $v) {
+                    // SAFETY: valid for `W` writes per the contract; features as above.
+                    unsafe { $store(p, v) }
                 }
                 #[inline(always)]
                 fn add(self, a: $v, b: $v) -> $v {
