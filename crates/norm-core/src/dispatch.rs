@@ -8,16 +8,51 @@ use crate::rows::{check_slices, check_stats_len, run_rows};
 use crate::{Float, KernelPath, LayerNorm, NormError, RmsNorm};
 
 /// A kernel path this CPU supports; the only way to force one.
+///
+/// # Example
+/// ```
+/// use norm_core::{KernelPath, LayerNorm};
+/// use norm_core::dispatch::ForcedPath;
+///
+/// let ln = LayerNorm::<f32>::new(3)?;
+/// let x = [1.0f32, 2.0, 4.0];
+/// let (mut mean, mut rstd) = ([0.0f32], [0.0f32]);
+/// let mut ys = Vec::new();
+/// for p in ForcedPath::all() {
+///     let mut y = [0.0f32; 3];
+///     p.layer_norm_slice(&ln, &x, &mut y, &mut mean, &mut rstd)?;
+///     ys.push(y);
+/// }
+/// assert_eq!(ys.len(), KernelPath::available().len());
+/// assert!(ys.iter().all(|y| (y[0] - ys[0][0]).abs() < 1e-6));
+/// # Ok::<(), norm_core::NormError>(())
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ForcedPath(Path, KernelPath);
 
 impl ForcedPath {
     /// `path`, if this CPU supports it.
+    ///
+    /// # Example
+    /// ```
+    /// use norm_core::{KernelPath, dispatch::ForcedPath};
+    ///
+    /// assert!(ForcedPath::new(KernelPath::Portable).is_some());
+    /// assert_eq!(ForcedPath::new(KernelPath::Avx512).is_some(), KernelPath::Avx512.is_available());
+    /// ```
     pub fn new(path: KernelPath) -> Option<Self> {
         Path::new(path).map(|p| ForcedPath(p, path))
     }
 
     /// Every path this CPU supports, slowest first.
+    ///
+    /// # Example
+    /// ```
+    /// use norm_core::{KernelPath, dispatch::ForcedPath};
+    ///
+    /// let paths: Vec<KernelPath> = ForcedPath::all().into_iter().map(|p| p.path()).collect();
+    /// assert_eq!(paths, KernelPath::available());
+    /// ```
     pub fn all() -> Vec<Self> {
         KernelPath::available()
             .into_iter()
@@ -26,6 +61,14 @@ impl ForcedPath {
     }
 
     /// The path this forces.
+    ///
+    /// # Example
+    /// ```
+    /// use norm_core::{KernelPath, dispatch::ForcedPath};
+    ///
+    /// let p = ForcedPath::new(KernelPath::Portable).map(|p| p.path());
+    /// assert_eq!(p, Some(KernelPath::Portable));
+    /// ```
     pub fn path(self) -> KernelPath {
         self.1
     }
@@ -34,6 +77,19 @@ impl ForcedPath {
     ///
     /// # Errors
     /// As [`LayerNorm::forward_slice_with_stats`].
+    ///
+    /// # Example
+    /// ```
+    /// use norm_core::{KernelPath, LayerNorm, dispatch::ForcedPath};
+    ///
+    /// let p = ForcedPath::new(KernelPath::Portable).ok_or("portable runs everywhere")?;
+    /// let ln = LayerNorm::<f64>::new(2)?;
+    /// let (mut y, mut mean, mut rstd) = ([0.0; 2], [0.0], [0.0]);
+    /// p.layer_norm_slice(&ln, &[1.0, 3.0], &mut y, &mut mean, &mut rstd)?;
+    /// assert_eq!(mean, [2.0]);
+    /// assert!(p.layer_norm_slice(&ln, &[1.0, 3.0], &mut y, &mut [], &mut rstd).is_err());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn layer_norm_slice<F: Float>(
         self,
         norm: &LayerNorm<F>,
@@ -56,6 +112,18 @@ impl ForcedPath {
     ///
     /// # Errors
     /// As [`RmsNorm::forward_slice_with_stats`].
+    ///
+    /// # Example
+    /// ```
+    /// use norm_core::{KernelPath, RmsNorm, dispatch::ForcedPath};
+    ///
+    /// let p = ForcedPath::new(KernelPath::Portable).ok_or("portable runs everywhere")?;
+    /// let rms = RmsNorm::<f64>::new(2)?.with_eps(0.0)?;
+    /// let (mut y, mut rrms) = ([0.0; 2], [0.0]);
+    /// p.rms_norm_slice(&rms, &[3.0, -3.0], &mut y, &mut rrms)?;
+    /// assert_eq!(y, [1.0, -1.0]);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn rms_norm_slice<F: Float>(
         self,
         norm: &RmsNorm<F>,
@@ -77,6 +145,20 @@ impl ForcedPath {
     ///
     /// # Errors
     /// As [`LayerNorm::add_forward_slice`].
+    ///
+    /// # Example
+    /// ```
+    /// use norm_core::{KernelPath, LayerNorm, dispatch::ForcedPath};
+    ///
+    /// let p = ForcedPath::new(KernelPath::Portable).ok_or("portable runs everywhere")?;
+    /// let ln = LayerNorm::<f32>::new(2)?;
+    /// let (mut res, mut h, mut y) = ([1.0f32, 1.0], [0.0f32; 2], [0.0f32; 2]);
+    /// p.layer_norm_add_slice(&ln, &[0.0, 2.0], &mut res, Some(&mut h), &mut y)?;
+    /// assert_eq!(h, [1.0, 3.0]);
+    /// p.layer_norm_add_slice(&ln, &[0.0, 2.0], &mut res, None, &mut y)?; // in place
+    /// assert_eq!(res, [1.0, 3.0]);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn layer_norm_add_slice<F: Float>(
         self,
         norm: &LayerNorm<F>,
@@ -98,6 +180,19 @@ impl ForcedPath {
     ///
     /// # Errors
     /// As [`RmsNorm::add_forward_slice`].
+    ///
+    /// # Example
+    /// ```
+    /// use norm_core::{KernelPath, RmsNorm, dispatch::ForcedPath};
+    ///
+    /// let p = ForcedPath::new(KernelPath::Portable).ok_or("portable runs everywhere")?;
+    /// let rms = RmsNorm::<f32>::new(2)?;
+    /// let (mut res, mut y) = ([1.0f32, -3.0], [0.0f32; 2]);
+    /// p.rms_norm_add_slice(&rms, &[2.0, 0.0], &mut res, None, &mut y)?;
+    /// assert_eq!(res, [3.0, -3.0]);
+    /// assert!((y[0] - 1.0).abs() < 1e-5);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn rms_norm_add_slice<F: Float>(
         self,
         norm: &RmsNorm<F>,

@@ -5,7 +5,29 @@
 //! are representable), so these are accurate over the whole f32 range. For `f64` inputs
 //! they are accurate for |x| below about 1e150.
 
-use crate::Float;
+use crate::{Float, NormError};
+
+/// The checks every norm makes: a non-empty weight, a bias as long, whole rows, a valid
+/// eps. Returns the row length.
+fn check<F: Float>(x: &[F], weight: &[F], bias: Option<&[F]>, eps: F) -> Result<usize, NormError> {
+    let d = weight.len();
+    if d == 0 {
+        return Err(NormError::ZeroDim);
+    }
+    if let Some(b) = bias
+        && b.len() != d
+    {
+        return Err(NormError::BiasLen {
+            bias: b.len(),
+            dim: d,
+        });
+    }
+    if !x.len().is_multiple_of(d) {
+        return Err(NormError::SliceLen { len: x.len(), dim: d });
+    }
+    crate::params::check_eps(eps)?;
+    Ok(d)
+}
 
 /// Per-row LayerNorm in f64: returns `(y, mean, rstd)` for row-major `x` with rows of
 /// length `weight.len()`.
@@ -14,34 +36,45 @@ use crate::Float;
 /// mean = Σx/D;  var = Σ(x-mean)²/D;  y = (x-mean)/sqrt(var+eps)·w + b
 /// ```
 ///
+/// # Errors
+/// The same checks as [`LayerNorm::forward_slice`](crate::LayerNorm::forward_slice):
+/// [`NormError::ZeroDim`] for an empty weight, [`NormError::BiasLen`] if the bias length
+/// differs, [`NormError::SliceLen`] if `x` is not whole rows, [`NormError::InvalidEps`]
+/// for a negative, NaN or infinite eps.
+///
 /// # Example
 /// ```
-/// let (y, mean, _) = norm_core::reference::layer_norm_reference(&[1.0f32, 3.0], &[1.0, 1.0], None, 0.0);
+/// use norm_core::reference::layer_norm_reference;
+///
+/// let (y, mean, _) = layer_norm_reference(&[1.0f32, 3.0], &[1.0, 1.0], None, 0.0)?;
 /// assert_eq!((y, mean), (vec![-1.0, 1.0], vec![2.0]));
+/// assert!(layer_norm_reference(&[1.0f32, 3.0, 5.0], &[1.0, 1.0], None, 0.0).is_err());
+/// # Ok::<(), norm_core::NormError>(())
 /// ```
+#[allow(clippy::type_complexity)]
 pub fn layer_norm_reference<F: Float>(
     x: &[F],
     weight: &[F],
     bias: Option<&[F]>,
     eps: F,
-) -> (Vec<f64>, Vec<f64>, Vec<f64>) {
-    let d = weight.len();
+) -> Result<(Vec<f64>, Vec<f64>, Vec<f64>), NormError> {
+    let d = check(x, weight, bias, eps)?;
     let eps = eps.to_f64_exact();
     let mut y = Vec::with_capacity(x.len());
     let (mut means, mut rstds) = (Vec::new(), Vec::new());
-    for row in x.chunks(d.max(1)) {
+    for row in x.chunks_exact(d) {
         let row: Vec<f64> = row.iter().map(|v| v.to_f64_exact()).collect();
         let mean = row.iter().sum::<f64>() / d as f64;
         let var = row.iter().map(|v| (v - mean) * (v - mean)).sum::<f64>() / d as f64;
         let rstd = 1.0 / (var + eps).sqrt();
-        for (i, v) in row.iter().enumerate() {
-            let b = bias.map_or(0.0, |b| b[i].to_f64_exact());
-            y.push((v - mean) * rstd * weight[i].to_f64_exact() + b);
+        for (j, (v, w)) in row.iter().zip(weight).enumerate() {
+            let b = bias.and_then(|b| b.get(j)).map_or(0.0, |b| b.to_f64_exact());
+            y.push((v - mean) * rstd * w.to_f64_exact() + b);
         }
         means.push(mean);
         rstds.push(rstd);
     }
-    (y, means, rstds)
+    Ok((y, means, rstds))
 }
 
 /// Per-row RMSNorm in f64: returns `(y, rrms)` for row-major `x` with rows of length
@@ -51,31 +84,38 @@ pub fn layer_norm_reference<F: Float>(
 /// ms = Σx²/D;  y = x/sqrt(ms+eps)·w + b
 /// ```
 ///
+/// # Errors
+/// As [`layer_norm_reference`].
+///
 /// # Example
 /// ```
-/// let (y, rrms) = norm_core::reference::rms_norm_reference(&[3.0f64, 4.0], &[1.0, 1.0], None, 0.0);
+/// use norm_core::reference::rms_norm_reference;
+///
+/// let (y, rrms) = rms_norm_reference(&[3.0f64, 4.0], &[1.0, 1.0], None, 0.0)?;
 /// assert!((rrms[0] - 1.0 / 12.5f64.sqrt()).abs() < 1e-15);
-/// # let _ = y;
+/// assert!((y[1] - 4.0 / 12.5f64.sqrt()).abs() < 1e-15);
+/// assert!(rms_norm_reference(&[3.0f64, 4.0], &[], None, 0.0).is_err());
+/// # Ok::<(), norm_core::NormError>(())
 /// ```
 pub fn rms_norm_reference<F: Float>(
     x: &[F],
     weight: &[F],
     bias: Option<&[F]>,
     eps: F,
-) -> (Vec<f64>, Vec<f64>) {
-    let d = weight.len();
+) -> Result<(Vec<f64>, Vec<f64>), NormError> {
+    let d = check(x, weight, bias, eps)?;
     let eps = eps.to_f64_exact();
     let mut y = Vec::with_capacity(x.len());
     let mut rrmss = Vec::new();
-    for row in x.chunks(d.max(1)) {
+    for row in x.chunks_exact(d) {
         let row: Vec<f64> = row.iter().map(|v| v.to_f64_exact()).collect();
         let ms = row.iter().map(|v| v * v).sum::<f64>() / d as f64;
         let rrms = 1.0 / (ms + eps).sqrt();
-        for (i, v) in row.iter().enumerate() {
-            let b = bias.map_or(0.0, |b| b[i].to_f64_exact());
-            y.push(v * rrms * weight[i].to_f64_exact() + b);
+        for (j, (v, w)) in row.iter().zip(weight).enumerate() {
+            let b = bias.and_then(|b| b.get(j)).map_or(0.0, |b| b.to_f64_exact());
+            y.push(v * rrms * w.to_f64_exact() + b);
         }
         rrmss.push(rrms);
     }
-    (y, rrmss)
+    Ok((y, rrmss))
 }

@@ -224,11 +224,13 @@ impl<F: Float> Norm<F> {
     pub fn reference(&self, x: &[F]) -> (Vec<f64>, Vec<Vec<f64>>) {
         match self.kind() {
             Kind::Ln => {
-                let (y, m, r) = layer_norm_reference(x, self.weight(), self.bias(), self.eps());
+                let (y, m, r) = layer_norm_reference(x, self.weight(), self.bias(), self.eps())
+                    .expect("reference inputs are whole rows");
                 (y, vec![m, r])
             }
             Kind::Rms => {
-                let (y, r) = rms_norm_reference(x, self.weight(), self.bias(), self.eps());
+                let (y, r) = rms_norm_reference(x, self.weight(), self.bias(), self.eps())
+                    .expect("reference inputs are whole rows");
                 (y, vec![r])
             }
         }

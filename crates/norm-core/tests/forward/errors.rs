@@ -402,3 +402,38 @@ fn odd_valid_inputs() {
             .all(|&v| v == 0.0)
     );
 }
+
+/// The public reference twins make the same checks as the norms instead of panicking on
+/// an index or silently averaging a partial row.
+#[test]
+fn reference_twins_reject_bad_input() {
+    use norm_core::reference::{layer_norm_reference, rms_norm_reference};
+    let x = [1.0f32, 2.0, 3.0, 4.0];
+    check(
+        "LN ref empty weight",
+        layer_norm_reference(&x, &[], None, 1e-5),
+        |e| *e == NormError::ZeroDim,
+        &["0"],
+    );
+    check(
+        "RMS ref short bias",
+        rms_norm_reference(&x, &[1.0, 1.0], Some(&[0.0][..]), 1e-6),
+        |e| *e == NormError::BiasLen { bias: 1, dim: 2 },
+        &["1", "2"],
+    );
+    check(
+        "LN ref partial row",
+        layer_norm_reference(&x, &[1.0; 3], None, 1e-5),
+        |e| *e == NormError::SliceLen { len: 4, dim: 3 },
+        &["4", "3"],
+    );
+    check(
+        "RMS ref NaN eps",
+        rms_norm_reference(&x, &[1.0; 2], None, f32::NAN),
+        |e| matches!(e, NormError::InvalidEps { eps } if eps.is_nan()),
+        &["NaN"],
+    );
+    // Zero rows are not an error.
+    let (y, m, r) = layer_norm_reference::<f64>(&[], &[1.0; 3], None, 0.0).expect("zero rows");
+    assert!(y.is_empty() && m.is_empty() && r.is_empty());
+}
