@@ -134,7 +134,7 @@ fn rms_sum<F: Float, S: Simd<E = F>>(s: S, x: &[F], dy: &[F], w: &[F]) -> F {
 fn aligned_head<F>(p: *const F, d: usize) -> usize {
     let size = std::mem::size_of::<F>();
     let mis = p as usize % 64;
-    if mis % size != 0 {
+    if !mis.is_multiple_of(size) {
         return 0;
     }
     ((64 - mis) % 64 / size).min(d)

@@ -44,7 +44,7 @@ fn check_slice_args<F>(
     if d == 0 {
         return Err(NormError::ZeroDim.into());
     }
-    if x.len() % d != 0 {
+    if !x.len().is_multiple_of(d) {
         return Err(NormError::SliceLen { len: x.len(), dim: d }.into());
     }
     for (name, got) in [("dy", dy.len()), ("dx", dx.len())] {
@@ -69,14 +69,14 @@ fn check_slice_args<F>(
         }
     }
     for (what, got) in [("dgamma", Some(dgamma.len())), ("dbeta", dbeta.map(<[F]>::len))] {
-        if let Some(got) = got {
-            if got != d {
-                return Err(GradError::ShapeMismatch {
-                    what,
-                    expected: vec![d],
-                    got: vec![got],
-                });
-            }
+        if let Some(got) = got
+            && got != d
+        {
+            return Err(GradError::ShapeMismatch {
+                what,
+                expected: vec![d],
+                got: vec![got],
+            });
         }
     }
     Ok(rows)
@@ -662,14 +662,14 @@ fn check_nd<F, D: Dimension>(
         .into());
     }
     for (what, got) in [("dy", Some(dy.shape())), ("dx", dx)] {
-        if let Some(got) = got {
-            if got != shape {
-                return Err(GradError::ShapeMismatch {
-                    what,
-                    expected: shape.to_vec(),
-                    got: got.to_vec(),
-                });
-            }
+        if let Some(got) = got
+            && got != shape
+        {
+            return Err(GradError::ShapeMismatch {
+                what,
+                expected: shape.to_vec(),
+                got: got.to_vec(),
+            });
         }
     }
     for &(name, got) in stats {

@@ -248,10 +248,7 @@ pub(crate) fn run_f64<O: RowsOp<f64>>(path: Path, op: O) {
     on_f64(path, op)
 }
 
-// The AVX-512 intrinsics are stable since Rust 1.89, which `norm-core` (a dependency)
-// already requires; the workspace's declared MSRV (1.85) predates that.
 #[cfg(target_arch = "x86_64")]
-#[allow(clippy::incompatible_msrv)]
 mod x86 {
     //! x86-64 backends (AVX2+FMA and AVX-512F, `f32` and `f64`) and the
     //! `#[target_feature]` entry points that run a generic op with them; the generic
