@@ -1,8 +1,11 @@
 //! Criterion benchmarks of the f32 backward kernels (`layer_norm_backward_slice`,
-//! `rms_norm_backward_slice`), single thread, side by side with `z = a + c·b` over the
-//! same bytes (read two arrays, write one): the memory-bandwidth ceiling they are judged
-//! against. Groups `layer_norm_backward` and `rms_norm_backward`; shapes (rows × d)
-//! 512×768 (in cache), 65536×512 and 8192×4096 (far beyond it). Throughput counts the
+//! `rms_norm_backward_slice`), side by side with `z = a + c·b` over the same bytes (read
+//! two arrays, write one): the memory-bandwidth ceiling they are judged against. Groups
+//! `layer_norm_backward` and `rms_norm_backward`; shapes (rows × d) 512×768 (in cache),
+//! 65536×512 and 8192×4096 (far beyond it). Per shape: `axpy_ceiling`, `backward` (the
+//! detected kernel path, one thread: the number the targets are about), `portable`
+//! (the portable path forced, one thread: what the runtime dispatch buys) and
+//! `threads2` (the public function on a 2-thread rayon pool). Throughput counts the
 //! bytes touched, `3 · rows · d · 4` (read x and dy, write dx; the per-row statistics
 //! and the d-long dgamma/dbeta are negligible), so results read as GB/s.
 
@@ -10,8 +13,9 @@ use std::hint::black_box;
 use std::time::Duration;
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
+use norm_autograd::__private::{ForcedPath, Sweep, layer_norm_backward_slice_on, rms_norm_backward_slice_on};
 use norm_autograd::{layer_norm_backward_slice, rms_norm_backward_slice};
-use norm_core::{LayerNorm, RmsNorm};
+use norm_core::{KernelPath, LayerNorm, RmsNorm};
 
 /// (rows, d): in cache, out of cache with short rows, out of cache with long rows.
 const SHAPES: [(usize, usize); 3] = [(512, 768), (65536, 512), (8192, 4096)];
@@ -61,25 +65,67 @@ fn bench(c: &mut Criterion) {
                     black_box(&dx);
                 })
             });
-            g.bench_function(BenchmarkId::new("backward", &id), |b| {
-                b.iter(|| {
-                    if is_ln {
-                        layer_norm_backward_slice(
-                            &ln,
-                            &x,
-                            &dy,
-                            &mean,
-                            &rstd,
-                            &mut dx,
-                            &mut dgamma,
-                            Some(&mut dbeta),
-                        )
-                    } else {
+            // One thread: the calling thread of a 1-thread pool (the public functions
+            // split large batches across the current pool).
+            let one = rayon::ThreadPoolBuilder::new()
+                .num_threads(1)
+                .build()
+                .expect("pool");
+            let two = rayon::ThreadPoolBuilder::new()
+                .num_threads(2)
+                .build()
+                .expect("pool");
+            let portable = ForcedPath::new(KernelPath::Portable).expect("portable runs everywhere");
+            let mut run = |path: Option<ForcedPath>| {
+                match (is_ln, path) {
+                    (true, None) => layer_norm_backward_slice(
+                        &ln,
+                        &x,
+                        &dy,
+                        &mean,
+                        &rstd,
+                        &mut dx,
+                        &mut dgamma,
+                        Some(&mut dbeta),
+                    ),
+                    (false, None) => {
                         rms_norm_backward_slice(&rms, &x, &dy, &rrms, &mut dx, &mut dgamma, None)
                     }
-                    .expect("shapes match");
-                    black_box((&dx, &dgamma, &dbeta));
-                })
+                    (true, Some(p)) => layer_norm_backward_slice_on(
+                        p,
+                        Sweep::Serial,
+                        ln.weight(),
+                        &x,
+                        &dy,
+                        &mean,
+                        &rstd,
+                        &mut dx,
+                        &mut dgamma,
+                        Some(&mut dbeta),
+                    ),
+                    (false, Some(p)) => rms_norm_backward_slice_on(
+                        p,
+                        Sweep::Serial,
+                        rms.weight(),
+                        &x,
+                        &dy,
+                        &rrms,
+                        &mut dx,
+                        &mut dgamma,
+                        None,
+                    ),
+                }
+                .expect("shapes match");
+                black_box((&dx, &dgamma, &dbeta));
+            };
+            g.bench_function(BenchmarkId::new("backward", &id), |b| {
+                one.install(|| b.iter(|| run(None)))
+            });
+            g.bench_function(BenchmarkId::new("portable", &id), |b| {
+                b.iter(|| run(Some(portable)))
+            });
+            g.bench_function(BenchmarkId::new("threads2", &id), |b| {
+                two.install(|| b.iter(|| run(None)))
             });
         }
         g.finish();
