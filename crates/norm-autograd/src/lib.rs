@@ -66,6 +66,12 @@
 //!
 //! Determinism: dgamma/dbeta are summed in fixed blocks of [`REDUCTION_BLOCK_ROWS`] rows
 //! combined in block order, so they do not depend on how the rows are split.
+//!
+//! Speed: the norm backward kernels pick AVX-512F, AVX2+FMA or a portable path at run
+//! time (no `-C target-cpu=native` needed); with the `rayon` feature (on by default)
+//! batches of at least 256 KiB are split across the current rayon pool in whole
+//! reduction blocks, bit-identical for any thread count. Measured ratios:
+//! `docs/performance.md`, section "Backward".
 //! Derivations: `docs/math.md`, section "Backward".
 
 mod activation;
