@@ -1,7 +1,9 @@
-//! `cargo xtask`: the project's tasks, run with `cargo xtask <task>`. Today one task,
-//! `report`: run the studies, render the figures and write the report folder. Flags are
-//! parsed by hand so this binary stays quick to build.
+//! `cargo xtask`: the project's tasks, run with `cargo xtask <task>`: `report` runs the
+//! studies, renders the figures and writes the report folder; `bench-peers` times
+//! norm-core against candle-nn and naive ndarray. Flags are parsed by hand so this
+//! binary stays quick to build.
 
+mod bench_peers;
 mod flags;
 mod report;
 #[cfg(test)]
@@ -13,7 +15,9 @@ const USAGE: &str = "\
 usage: cargo xtask <task> [options]
 
 tasks:
-  report    run the studies and write the report (index.html, report.md, figures, data)
+  report       run the studies and write the report (index.html, report.md, figures, data)
+  bench-peers  time norm-core vs candle-nn vs naive ndarray vs a copy (release build;
+               the first build compiles candle; flags: --quick, --budget-ms N, --out DIR)
 
 cargo xtask report [--out DIR] [--seed N] [--only ID[,ID...]] [--format svg|png|both]
   --out DIR         where to write the report (default: target/report in the workspace)
@@ -45,16 +49,19 @@ fn main() -> ExitCode {
                 ExitCode::from(2)
             }
         },
+        Some("bench-peers") => bench_peers::run(&args[1..]),
         Some("--help" | "-h" | "help") => {
             println!("{USAGE}");
             ExitCode::SUCCESS
         }
         Some(other) => {
-            eprintln!("error: unknown task `{other}`; accepted: report (see `cargo xtask --help`)");
+            eprintln!(
+                "error: unknown task `{other}`; accepted: report, bench-peers (see `cargo xtask --help`)"
+            );
             ExitCode::from(2)
         }
         None => {
-            eprintln!("error: no task given; accepted: report (see `cargo xtask --help`)");
+            eprintln!("error: no task given; accepted: report, bench-peers (see `cargo xtask --help`)");
             ExitCode::from(2)
         }
     }

@@ -136,7 +136,7 @@ impl<F: Float> MultiHeadAttention<F> {
         if n_heads == 0 {
             return Err(GradError::ZeroSize { what: "n_heads" });
         }
-        if d_model % n_heads != 0 {
+        if !d_model.is_multiple_of(n_heads) {
             return Err(GradError::HeadsDontDivide { d_model, n_heads });
         }
         Ok(Self {

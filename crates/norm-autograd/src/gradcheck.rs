@@ -244,10 +244,10 @@ impl GradChecker {
 /// Sets entry `k` (logical order) of parameter `name` to `t`.
 fn set_param<M: Module<f64>>(model: &mut M, name: &str, k: usize, t: f64) {
     model.visit_params_mut(&mut |n, mut p| {
-        if n == name {
-            if let Some(e) = p.iter_mut().nth(k) {
-                *e = t;
-            }
+        if n == name
+            && let Some(e) = p.iter_mut().nth(k)
+        {
+            *e = t;
         }
     });
 }

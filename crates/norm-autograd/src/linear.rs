@@ -194,14 +194,14 @@ impl<F: Float> Linear<F> {
         if weight.is_empty() {
             return Err(GradError::ZeroSize { what: "weight" });
         }
-        if let Some(b) = &bias {
-            if b.len() != weight.ncols() {
-                return Err(GradError::ShapeMismatch {
-                    what: "bias",
-                    expected: vec![weight.ncols()],
-                    got: vec![b.len()],
-                });
-            }
+        if let Some(b) = &bias
+            && b.len() != weight.ncols()
+        {
+            return Err(GradError::ShapeMismatch {
+                what: "bias",
+                expected: vec![weight.ncols()],
+                got: vec![b.len()],
+            });
         }
         Ok(Self { weight, bias })
     }
