@@ -94,7 +94,7 @@ fn f32_offset_rows_match_f64() {
 /// Long rows: the same requirement at d = 16384 and 65536. A plain accumulator lane sums
 /// d/lanes terms in sequence, so its rounding error grows linearly with d (before the
 /// kernels folded their accumulators into blocked totals, LayerNorm outputs here were off
-/// by 2.7e-5 at d = 16384 and 6.5e-5 at d = 65536; now ~1e-6 on every path).
+/// by 2.7e-5 at d = 16384 and 6.5e-5 at d = 65536; now below 2e-6 on every path).
 #[test]
 fn f32_offset_long_rows_match_f64() {
     for (loc, spread, d, seed) in [
