@@ -105,6 +105,7 @@ pub enum Sweep {
 pub const PAR_MIN_BYTES: usize = 256 * 1024;
 
 /// Target bytes of `x` per parallel task (whole reduction blocks, at least one).
+#[cfg(feature = "rayon")]
 const TASK_BYTES: usize = 256 * 1024;
 
 /// A kernel path this CPU supports: the only way to force one (test and bench hook).
