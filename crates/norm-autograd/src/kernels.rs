@@ -38,6 +38,66 @@ fn touch_ahead<S: Simd>(s: S, x: *const S::E, dy: *const S::E, at: usize) {
     }
 }
 
+/// Sequential reader of the vectors `v[kW..(k + 1)W]`, `k = 0, 1, …` of a row. Where the
+/// backend recombines two vectors in one shuffle ([`Simd::SHIFT`]), the middle vectors
+/// are built from 64-byte-aligned loads: the same values in the same lanes (so not a bit
+/// changes), without loads that straddle two cache lines, which cost two. The first and
+/// last vectors are plain loads, so nothing outside the row is read.
+struct Stream<'a, S: Simd> {
+    v: &'a [S::E],
+    /// Misalignment of `v` in elements (0: plain loads).
+    m: usize,
+    nv: usize,
+    k: usize,
+    carry: S::V,
+    sh: S::Shift,
+}
+
+impl<'a, S: Simd> Stream<'a, S> {
+    #[inline(always)]
+    fn new(s: S, v: &'a [S::E], zero: S::V) -> Self {
+        let size = std::mem::size_of::<S::E>();
+        let mis = v.as_ptr() as usize % 64;
+        let m = if S::SHIFT && S::W * size == 64 && mis.is_multiple_of(size) {
+            mis / size
+        } else {
+            0
+        };
+        Stream {
+            v,
+            m,
+            nv: v.len() / S::W,
+            k: 0,
+            carry: zero,
+            sh: s.shift(m),
+        }
+    }
+
+    /// The next vector (callers take at most `v.len() / W` of them).
+    #[inline(always)]
+    fn next(&mut self, s: S) -> S::V {
+        let (k, wd, m) = (self.k, S::W, self.m);
+        self.k += 1;
+        debug_assert!(k < self.nv);
+        if m == 0 || k == 0 || k + 1 >= self.nv {
+            // SAFETY: k < nv, so (k + 1)·W <= len.
+            let v = unsafe { s.load_at(self.v, k * wd) };
+            if m != 0 && k == 0 && self.nv >= 3 {
+                // SAFETY: the aligned vector at W − m ends at 2W − m <= len.
+                self.carry = unsafe { s.load_at(self.v, wd - m) };
+            }
+            return v;
+        }
+        // The aligned vector at (k + 1)W − m (ends at (k + 2)W − m <= nv·W); vector k is
+        // the last W − m lanes of the previous aligned one and the first m of this one.
+        // SAFETY: 1 <= k <= nv − 2, so the load is in bounds.
+        let a = unsafe { s.load_at(self.v, (k + 1) * wd - m) };
+        let out = s.combine(self.carry, a, self.sh);
+        self.carry = a;
+        out
+    }
+}
+
 /// LayerNorm's row reductions in one pass: `(Σ c, Σ g, Σ g·c)` with `c = x − mean`,
 /// `g = dy·w`; two vector accumulators per sum, combined in a fixed order.
 #[inline(always)]
@@ -47,15 +107,19 @@ fn ln_sums<F: Float, S: Simd<E = F>>(s: S, x: &[F], dy: &[F], w: &[F], mean: F) 
     let vm = s.splat(mean);
     let z = s.splat(F::zero());
     let (mut c0, mut c1, mut g0, mut g1, mut p0, mut p1) = (z, z, z, z, z, z);
+    let (mut sx, mut sd, mut sw) = (
+        Stream::new(s, x, z),
+        Stream::new(s, &dy[..n], z),
+        Stream::new(s, &w[..n], z),
+    );
     let mut i = 0;
-    // SAFETY (every `load_at` below): `i + W <= n`, and x, dy, w hold at least n.
     while i + 2 * wd <= n {
         touch_ahead(s, x.as_ptr(), dy.as_ptr(), i + ahead::<F>());
         touch_ahead(s, x.as_ptr(), dy.as_ptr(), i + ahead::<F>() + wd);
-        let xc0 = s.sub(unsafe { s.load_at(x, i) }, vm);
-        let xc1 = s.sub(unsafe { s.load_at(x, i + wd) }, vm);
-        let gg0 = s.mul(unsafe { s.load_at(dy, i) }, unsafe { s.load_at(w, i) });
-        let gg1 = s.mul(unsafe { s.load_at(dy, i + wd) }, unsafe { s.load_at(w, i + wd) });
+        let xc0 = s.sub(sx.next(s), vm);
+        let xc1 = s.sub(sx.next(s), vm);
+        let gg0 = s.mul(sd.next(s), sw.next(s));
+        let gg1 = s.mul(sd.next(s), sw.next(s));
         c0 = s.add(c0, xc0);
         c1 = s.add(c1, xc1);
         g0 = s.add(g0, gg0);
@@ -65,8 +129,8 @@ fn ln_sums<F: Float, S: Simd<E = F>>(s: S, x: &[F], dy: &[F], w: &[F], mean: F) 
         i += 2 * wd;
     }
     if i + wd <= n {
-        let xc0 = s.sub(unsafe { s.load_at(x, i) }, vm);
-        let gg0 = s.mul(unsafe { s.load_at(dy, i) }, unsafe { s.load_at(w, i) });
+        let xc0 = s.sub(sx.next(s), vm);
+        let gg0 = s.mul(sd.next(s), sw.next(s));
         c0 = s.add(c0, xc0);
         g0 = s.add(g0, gg0);
         p0 = s.mul_add(gg0, xc0, p0);
@@ -95,29 +159,29 @@ fn rms_sum<F: Float, S: Simd<E = F>>(s: S, x: &[F], dy: &[F], w: &[F]) -> F {
     assert!(dy.len() >= n && w.len() >= n);
     let z = s.splat(F::zero());
     let (mut a0, mut a1, mut a2, mut a3) = (z, z, z, z);
+    let (mut sx, mut sd, mut sw) = (
+        Stream::new(s, x, z),
+        Stream::new(s, &dy[..n], z),
+        Stream::new(s, &w[..n], z),
+    );
     let mut i = 0;
-    // SAFETY (every `load_at` below): `i + W <= n`, and x, dy, w hold at least n.
     while i + 4 * wd <= n {
         for k in 0..4 {
             touch_ahead(s, x.as_ptr(), dy.as_ptr(), i + ahead::<F>() + k * wd);
         }
-        let g0 = s.mul(unsafe { s.load_at(dy, i) }, unsafe { s.load_at(w, i) });
-        let g1 = s.mul(unsafe { s.load_at(dy, i + wd) }, unsafe { s.load_at(w, i + wd) });
-        let g2 = s.mul(unsafe { s.load_at(dy, i + 2 * wd) }, unsafe {
-            s.load_at(w, i + 2 * wd)
-        });
-        let g3 = s.mul(unsafe { s.load_at(dy, i + 3 * wd) }, unsafe {
-            s.load_at(w, i + 3 * wd)
-        });
-        a0 = s.mul_add(g0, unsafe { s.load_at(x, i) }, a0);
-        a1 = s.mul_add(g1, unsafe { s.load_at(x, i + wd) }, a1);
-        a2 = s.mul_add(g2, unsafe { s.load_at(x, i + 2 * wd) }, a2);
-        a3 = s.mul_add(g3, unsafe { s.load_at(x, i + 3 * wd) }, a3);
+        let g0 = s.mul(sd.next(s), sw.next(s));
+        let g1 = s.mul(sd.next(s), sw.next(s));
+        let g2 = s.mul(sd.next(s), sw.next(s));
+        let g3 = s.mul(sd.next(s), sw.next(s));
+        a0 = s.mul_add(g0, sx.next(s), a0);
+        a1 = s.mul_add(g1, sx.next(s), a1);
+        a2 = s.mul_add(g2, sx.next(s), a2);
+        a3 = s.mul_add(g3, sx.next(s), a3);
         i += 4 * wd;
     }
     while i + wd <= n {
-        let g0 = s.mul(unsafe { s.load_at(dy, i) }, unsafe { s.load_at(w, i) });
-        a0 = s.mul_add(g0, unsafe { s.load_at(x, i) }, a0);
+        let g0 = s.mul(sd.next(s), sw.next(s));
+        a0 = s.mul_add(g0, sx.next(s), a0);
         i += wd;
     }
     let mut t = F::zero();

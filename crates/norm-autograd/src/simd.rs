@@ -85,6 +85,15 @@ pub(crate) trait Simd: Copy {
     fn mul_add1(self, a: Self::E, b: Self::E, c: Self::E) -> Self::E;
     /// Sum of the lanes, in a fixed (pairwise) order.
     fn sum(self, v: Self::V) -> Self::E;
+    /// Whether [`combine`](Simd::combine) is one cheap shuffle, so that a stream of
+    /// unaligned vectors is better read as aligned ones and recombined.
+    const SHIFT: bool;
+    /// What [`combine`](Simd::combine) needs to know about the shift `m`.
+    type Shift: Copy;
+    /// Prepares a shift of `m < W` lanes.
+    fn shift(self, m: usize) -> Self::Shift;
+    /// Lanes `m..W` of `a` followed by lanes `0..m` of `b`.
+    fn combine(self, a: Self::V, b: Self::V, m: Self::Shift) -> Self::V;
     /// A hint to bring the cache line at `p` into L1; `p` need not be valid (prefetches
     /// never fault). No effect on results.
     #[inline(always)]
@@ -155,6 +164,16 @@ impl<F: Float> Simd for Portable<F> {
     #[inline(always)]
     fn mul_add1(self, a: F, b: F, c: F) -> F {
         a * b + c
+    }
+    const SHIFT: bool = false;
+    type Shift = usize;
+    #[inline(always)]
+    fn shift(self, m: usize) -> usize {
+        m
+    }
+    #[inline(always)]
+    fn combine(self, a: [F; PW], b: [F; PW], m: usize) -> [F; PW] {
+        std::array::from_fn(|l| if m + l < PW { a[m + l] } else { b[m + l - PW] })
     }
     #[inline(always)]
     fn sum(self, v: [F; PW]) -> F {
@@ -261,7 +280,8 @@ mod x86 {
     macro_rules! backend {
         ($name:ident, $e:ty, $v:ty, $w:expr, $feat:literal,
          splat = $splat:ident, load = $load:ident, store = $store:ident,
-         add = $add:ident, sub = $sub:ident, mul = $mul:ident, fma = $fma:ident) => {
+         add = $add:ident, sub = $sub:ident, mul = $mul:ident, fma = $fma:ident,
+     shift { $($shift:tt)* }) => {
             #[doc = concat!("Token for the `", $feat, "` backend over `", stringify!($e), "`.")]
             #[derive(Clone, Copy, Debug)]
             pub(super) struct $name(());
@@ -322,6 +342,7 @@ mod x86 {
                     // SAFETY: prefetching never faults, whatever the address.
                     unsafe { _mm_prefetch::<_MM_HINT_T0>(p.cast::<i8>()) }
                 }
+                $($shift)*
                 #[inline(always)]
                 fn sum(self, v: $v) -> $e {
                     let mut a = [0.0 as $e; $w];
@@ -351,7 +372,26 @@ mod x86 {
         add = _mm256_add_ps,
         sub = _mm256_sub_ps,
         mul = _mm256_mul_ps,
-        fma = _mm256_fmadd_ps
+        fma = _mm256_fmadd_ps,
+        shift {
+            const SHIFT: bool = false;
+            type Shift = usize;
+            #[inline(always)]
+            fn shift(self, m: usize) -> usize {
+                m
+            }
+            #[inline(always)]
+            fn combine(self, a: Self::V, b: Self::V, m: usize) -> Self::V {
+                let mut t = [<Self::E as Default>::default(); 2 * Self::W];
+                // SAFETY: t holds 2·W elements; features as above.
+                unsafe {
+                    self.storep(t.as_mut_ptr(), a);
+                    self.storep(t.as_mut_ptr().add(Self::W), b);
+                }
+                // SAFETY: m < W, so m + W <= 2·W.
+                unsafe { self.loadp(t.as_ptr().add(m)) }
+            }
+        }
     );
     backend!(
         Avx2F64,
@@ -365,7 +405,26 @@ mod x86 {
         add = _mm256_add_pd,
         sub = _mm256_sub_pd,
         mul = _mm256_mul_pd,
-        fma = _mm256_fmadd_pd
+        fma = _mm256_fmadd_pd,
+        shift {
+            const SHIFT: bool = false;
+            type Shift = usize;
+            #[inline(always)]
+            fn shift(self, m: usize) -> usize {
+                m
+            }
+            #[inline(always)]
+            fn combine(self, a: Self::V, b: Self::V, m: usize) -> Self::V {
+                let mut t = [<Self::E as Default>::default(); 2 * Self::W];
+                // SAFETY: t holds 2·W elements; features as above.
+                unsafe {
+                    self.storep(t.as_mut_ptr(), a);
+                    self.storep(t.as_mut_ptr().add(Self::W), b);
+                }
+                // SAFETY: m < W, so m + W <= 2·W.
+                unsafe { self.loadp(t.as_ptr().add(m)) }
+            }
+        }
     );
     backend!(
         Avx512F32,
@@ -379,7 +438,22 @@ mod x86 {
         add = _mm512_add_ps,
         sub = _mm512_sub_ps,
         mul = _mm512_mul_ps,
-        fma = _mm512_fmadd_ps
+        fma = _mm512_fmadd_ps,
+        shift {
+            const SHIFT: bool = true;
+            type Shift = __m512i;
+            #[inline(always)]
+            fn shift(self, m: usize) -> __m512i {
+                let idx: [i32; 16] = std::array::from_fn(|l| (m + l) as i32);
+                // SAFETY: 16 i32 in an array; features as above.
+                unsafe { _mm512_loadu_si512(idx.as_ptr().cast()) }
+            }
+            #[inline(always)]
+            fn combine(self, a: __m512, b: __m512, m: __m512i) -> __m512 {
+                // SAFETY: features as above.
+                unsafe { _mm512_permutex2var_ps(a, m, b) }
+            }
+        }
     );
     backend!(
         Avx512F64,
@@ -393,7 +467,22 @@ mod x86 {
         add = _mm512_add_pd,
         sub = _mm512_sub_pd,
         mul = _mm512_mul_pd,
-        fma = _mm512_fmadd_pd
+        fma = _mm512_fmadd_pd,
+        shift {
+            const SHIFT: bool = true;
+            type Shift = __m512i;
+            #[inline(always)]
+            fn shift(self, m: usize) -> __m512i {
+                let idx: [i64; 8] = std::array::from_fn(|l| (m + l) as i64);
+                // SAFETY: 8 i64 in an array; features as above.
+                unsafe { _mm512_loadu_si512(idx.as_ptr().cast()) }
+            }
+            #[inline(always)]
+            fn combine(self, a: __m512d, b: __m512d, m: __m512i) -> __m512d {
+                // SAFETY: features as above.
+                unsafe { _mm512_permutex2var_pd(a, m, b) }
+            }
+        }
     );
 
     /// Runs `op` with the AVX2+FMA `f32` backend.
