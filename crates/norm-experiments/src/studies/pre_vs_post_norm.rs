@@ -11,9 +11,12 @@
 //! 1/√L for Pre-Norm (the final norm divides by a residual stream that grows like √L).
 
 use ndarray::Array3;
-use norm_autograd::{Norm, NormKind, Placement, StackConfig, TransformerStack, mse_loss};
+use norm_autograd::{
+    Linear, Norm, NormKind, Placement, StackConfig, TransformerBlock, TransformerStack, mse_loss,
+};
 use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
+use rayon::prelude::*;
 
 use super::{finding, normal, require_at_least, sized_runner, summary_finding};
 use crate::format::sig;
@@ -120,7 +123,7 @@ impl Config {
         }
         require_at_least(ID, "d_model", self.d_model, 2, "a norm needs at least 2 features")?;
         require_at_least(ID, "n_heads", self.n_heads, 1, "need at least one head")?;
-        if self.d_model % self.n_heads != 0 {
+        if !self.d_model.is_multiple_of(self.n_heads) {
             return Err(bad(
                 "n_heads",
                 format!("{} (d_model = {})", self.n_heads, self.d_model),
@@ -189,46 +192,103 @@ fn gradients(
     Ok((grads.ffn2_weight_norms(), grads.residual_grad_norms()))
 }
 
-/// For one depth, builds `inits` stacks of each placement, each initialization from its
-/// own seed (input, target, weights), runs one forward/backward of the MSE loss, and takes
-/// per-block medians; returns one profile per entry of [`PLACEMENTS`].
-///
-/// Post-Norm and Pre-Norm blocks are initialized identically, so the Pre-Norm stack is the
-/// Post-Norm stack with its placement switched and the final norm added: the two differ
-/// only in where the norms sit. DeepNorm draws the same standard normals (same generator
-/// state) through its own β-scaled initialization.
-fn measure(cfg: &Config, depth: usize, seeds: &[u64]) -> Result<Vec<Profile>, StudyError> {
-    let stack_cfg = |k| {
-        StackConfig::new(
-            depth,
-            cfg.d_model,
-            cfg.n_heads,
-            placement(k, depth),
-            NormKind::LayerNorm,
-        )
-    };
+/// One initialization: the input, the target, and the blocks of the deepest Post-Norm
+/// stack; every shallower stack of this initialization is a prefix of these blocks.
+struct Draw {
+    /// Input `(batch, seq_len, d_model)`.
+    x: Array3<f32>,
+    /// Target, shaped like the input.
+    t: Array3<f32>,
+    /// `max(depths)` Post-Norm blocks, input side first.
+    blocks: Vec<TransformerBlock<f32>>,
+}
+
+/// Draws one initialization from its own seed: input, target, then the blocks of the
+/// deepest Post-Norm stack (Xavier-normal weights, drawn block by block).
+fn draw(cfg: &Config, seed: u64) -> Result<Draw, StudyError> {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
     let shape = (cfg.batch, cfg.seq_len, cfg.d_model);
-    // runs[k] = (W₂ profiles, residual profiles) over the initializations.
-    let mut runs: Vec<(Vec<Vec<f64>>, Vec<Vec<f64>>)> = vec![(Vec::new(), Vec::new()); PLACEMENTS.len()];
-    for &s in seeds {
-        let mut rng = ChaCha8Rng::seed_from_u64(s);
-        let x = Array3::from_shape_simple_fn(shape, || normal(&mut rng) as f32);
-        let t = Array3::from_shape_simple_fn(shape, || normal(&mut rng) as f32);
-        let mut deep_rng = rng.clone();
-        let post = TransformerStack::<f32>::new(&stack_cfg(0), &mut rng)?;
-        let mut pre = post.clone();
-        for b in &mut pre.blocks {
-            b.placement = Placement::PreNorm;
-        }
-        pre.final_norm = Some(Norm::new(NormKind::LayerNorm, cfg.d_model)?);
-        let deep = TransformerStack::<f32>::new(&stack_cfg(2), &mut deep_rng)?;
-        for (k, stack) in [&post, &pre, &deep].into_iter().enumerate() {
-            let (w2, res) = gradients(stack, &x, &t)?;
-            runs[k].0.push(w2);
-            runs[k].1.push(res);
+    let x = Array3::from_shape_simple_fn(shape, || normal(&mut rng) as f32);
+    let t = Array3::from_shape_simple_fn(shape, || normal(&mut rng) as f32);
+    let depth = cfg.depths.last().copied().unwrap_or(1);
+    let post = StackConfig::new(
+        depth,
+        cfg.d_model,
+        cfg.n_heads,
+        Placement::PostNorm,
+        NormKind::LayerNorm,
+    );
+    let blocks = TransformerStack::<f32>::new(&post, &mut rng)?.blocks;
+    Ok(Draw { x, t, blocks })
+}
+
+/// `lin` with its weight multiplied by `beta` (the bias, zero at initialization, kept).
+fn scaled(lin: &Linear<f32>, beta: f64) -> Result<Linear<f32>, StudyError> {
+    let weight = lin.weight().mapv(|w| (beta * f64::from(w)) as f32);
+    Ok(Linear::from_weights(weight, lin.bias().cloned())?)
+}
+
+/// The stack of placement `k` (index into [`PLACEMENTS`]) made of the first `depth` of
+/// `blocks` (Post-Norm blocks at initialization). Post-Norm and Pre-Norm blocks are
+/// initialized identically, so Pre-Norm is the same blocks with the placement switched
+/// and the final norm added: the two differ only in where the norms sit. DeepNorm's init
+/// multiplies the gain of the value, output and feed-forward weights by β, so its blocks
+/// are these with those weights times β: the same standard normals, as
+/// [`TransformerStack::new`] would draw them for DeepNorm from the same generator state
+/// (up to one rounding of f32).
+fn stack(
+    cfg: &Config,
+    k: usize,
+    depth: usize,
+    blocks: &[TransformerBlock<f32>],
+) -> Result<TransformerStack<f32>, StudyError> {
+    let mut blocks = blocks
+        .get(..depth)
+        .ok_or(StudyError::InvalidConfig {
+            study: ID,
+            field: "depths",
+            value: format!("{:?}", cfg.depths),
+            reason: "a depth exceeds the drawn stack",
+        })?
+        .to_vec();
+    let place = placement(k, depth);
+    if let Placement::DeepNorm { beta, .. } = place {
+        for b in &mut blocks {
+            b.attn.v = scaled(&b.attn.v, beta)?;
+            b.attn.o = scaled(&b.attn.o, beta)?;
+            b.ffn.lin1 = scaled(&b.ffn.lin1, beta)?;
+            b.ffn.lin2 = scaled(&b.ffn.lin2, beta)?;
         }
     }
-    let per_block = |runs: &[Vec<f64>]| {
+    for b in &mut blocks {
+        b.placement = place;
+    }
+    let final_norm = match place {
+        Placement::PreNorm => Some(Norm::new(NormKind::LayerNorm, cfg.d_model)?),
+        _ => None,
+    };
+    Ok(TransformerStack { blocks, final_norm })
+}
+
+/// For every depth and placement, the per-block medians over the initializations of one
+/// forward/backward of the MSE loss each; `profiles[k][i]` is placement `k` at depth `i`.
+///
+/// Every (depth, placement, initialization) is an independent job on the rayon pool;
+/// `collect` keeps their order and each computes what it would alone, so the number of
+/// threads changes no number.
+fn measure(cfg: &Config, draws: &[Draw]) -> Result<Vec<Vec<Profile>>, StudyError> {
+    let jobs: Vec<(usize, usize, usize)> = (0..cfg.depths.len())
+        .flat_map(|i| (0..PLACEMENTS.len()).flat_map(move |k| (0..draws.len()).map(move |n| (i, k, n))))
+        .collect();
+    let runs = jobs
+        .par_iter()
+        .map(|&(i, k, n)| {
+            let d = &draws[n];
+            gradients(&stack(cfg, k, cfg.depths[i], &d.blocks)?, &d.x, &d.t)
+        })
+        .collect::<Result<Vec<(Vec<f64>, Vec<f64>)>, StudyError>>()?;
+    // runs[(i·P + k)·inits + n], in the order of `jobs`.
+    let per_block = |depth: usize, runs: &[Vec<f64>]| {
         (0..depth)
             .map(|l| {
                 median(
@@ -241,13 +301,24 @@ fn measure(cfg: &Config, depth: usize, seeds: &[u64]) -> Result<Vec<Profile>, St
             .collect::<Vec<f64>>()
     };
     let ratio = |runs: &[Vec<f64>]| median(&runs.iter().map(|r| last_over_first(r)).collect::<Vec<f64>>());
-    Ok(runs
-        .iter()
-        .map(|(w2, res)| Profile {
-            w2: per_block(w2),
-            residual: per_block(res),
-            w2_ratio: ratio(w2),
-            residual_ratio: ratio(res),
+    Ok((0..PLACEMENTS.len())
+        .map(|k| {
+            cfg.depths
+                .iter()
+                .enumerate()
+                .map(|(i, &depth)| {
+                    let start = (i * PLACEMENTS.len() + k) * draws.len();
+                    let chunk = runs.get(start..start + draws.len()).unwrap_or(&[]);
+                    let w2: Vec<Vec<f64>> = chunk.iter().map(|r| r.0.clone()).collect();
+                    let res: Vec<Vec<f64>> = chunk.iter().map(|r| r.1.clone()).collect();
+                    Profile {
+                        w2: per_block(depth, &w2),
+                        residual: per_block(depth, &res),
+                        w2_ratio: ratio(&w2),
+                        residual_ratio: ratio(&res),
+                    }
+                })
+                .collect()
         })
         .collect())
 }
@@ -360,20 +431,16 @@ fn diagram() -> BlockDiagram {
 pub fn run(cfg: &Config, seed: u64) -> Result<StudyResult, StudyError> {
     cfg.validate()?;
     let mut rng = study_rng(seed, ID);
-    // One seed per (depth, init), shared by the three placements: each placement sees
-    // the same inputs, targets and random draws.
-    let seeds: Vec<Vec<u64>> = cfg
-        .depths
-        .iter()
-        .map(|_| (0..cfg.inits).map(|_| rng.random()).collect())
-        .collect();
+    // One seed per initialization, shared by the depths and the placements: each sees the
+    // same input, target and random draws, and a shallower stack is the first blocks of
+    // the deepest (common random numbers: the depth trend is not blurred by new draws).
+    let seeds: Vec<u64> = (0..cfg.inits).map(|_| rng.random()).collect();
+    let draws = seeds
+        .par_iter()
+        .map(|&s| draw(cfg, s))
+        .collect::<Result<Vec<Draw>, StudyError>>()?;
     // profiles[k][i]: placement k, depth i.
-    let mut profiles: Vec<Vec<Profile>> = vec![Vec::with_capacity(cfg.depths.len()); PLACEMENTS.len()];
-    for (i, &depth) in cfg.depths.iter().enumerate() {
-        for (k, p) in measure(cfg, depth, &seeds[i])?.into_iter().enumerate() {
-            profiles[k].push(p);
-        }
-    }
+    let profiles = measure(cfg, &draws)?;
     let depths_f: Vec<f64> = cfg.depths.iter().map(|&d| d as f64).collect();
     let deepest = cfg.depths.len() - 1;
     let l_max = cfg.depths[deepest];
@@ -634,7 +701,8 @@ pub fn run(cfg: &Config, seed: u64) -> Result<StudyResult, StudyError> {
                  is Post-Norm with the residual multiplied by α = (2N)^¼ and the value, output and \
                  feed-forward weights initialized β = (8N)^−¼ smaller. For each initialization \
                  the three placements see the same input, target and random draws; the Post-Norm and \
-                 Pre-Norm stacks have identical weights and differ only in where the norms sit.",
+                 Pre-Norm stacks have identical weights and differ only in where the norms sit, and \
+                 a shallower stack is the first blocks of the deepest one.",
                 cfg.depths
                     .iter()
                     .map(ToString::to_string)
@@ -667,6 +735,7 @@ pub fn run(cfg: &Config, seed: u64) -> Result<StudyResult, StudyError> {
 mod tests {
     use super::*;
     use crate::studies::testing::{check_determinism, check_invalid, check_shape, statement, value};
+    use norm_autograd::Module;
 
     #[test]
     fn diagram_has_both_placements_and_the_legend() {
@@ -777,6 +846,83 @@ mod tests {
         };
         assert!(series.iter().all(|s| s.x.len() == cfg.depths.len()));
         assert!(matches!(r.figure.panels[0].content, PanelContent::Diagram(_)));
+    }
+
+    /// Every parameter of a stack, by name, as f64.
+    fn params(stack: &TransformerStack<f32>) -> Vec<(String, Vec<f64>)> {
+        let mut out = Vec::new();
+        stack.visit_params(&mut |n, p| out.push((n.to_owned(), p.iter().map(|&v| f64::from(v)).collect())));
+        out
+    }
+
+    /// The stacks built from one drawn Post-Norm stack are the ones `TransformerStack::new`
+    /// builds from the same generator state: Post-Norm and Pre-Norm exactly (Pre-Norm with
+    /// its final norm), DeepNorm to within one f32 rounding of each weight; a shallower
+    /// stack is a prefix of a deeper one.
+    #[test]
+    fn stacks_from_one_draw_match_fresh_stacks() {
+        let cfg = Config {
+            depths: vec![2, 3],
+            ..Config::small()
+        };
+        let d = draw(&cfg, 5).expect("draws");
+        for depth in [2, 3] {
+            for k in 0..PLACEMENTS.len() {
+                let built = stack(&cfg, k, depth, &d.blocks).expect("builds");
+                // The same generator state after the input and target draws.
+                let mut rng = ChaCha8Rng::seed_from_u64(5);
+                let n = cfg.batch * cfg.seq_len * cfg.d_model;
+                for _ in 0..2 * n {
+                    normal(&mut rng);
+                }
+                let sc = StackConfig::new(
+                    depth,
+                    cfg.d_model,
+                    cfg.n_heads,
+                    placement(k, depth),
+                    NormKind::LayerNorm,
+                );
+                let fresh = TransformerStack::<f32>::new(&sc, &mut rng).expect("builds");
+                if k < 2 {
+                    assert_eq!(built, fresh, "placement {k}, depth {depth}");
+                    continue;
+                }
+                assert_eq!(built.final_norm, fresh.final_norm);
+                assert!(
+                    built
+                        .blocks
+                        .iter()
+                        .zip(&fresh.blocks)
+                        .all(|(a, b)| a.placement == b.placement)
+                );
+                let (pa, pb) = (params(&built), params(&fresh));
+                assert_eq!(pa.len(), pb.len());
+                for ((na, va), (nb, vb)) in pa.iter().zip(&pb) {
+                    assert_eq!(na, nb);
+                    for (a, b) in va.iter().zip(vb) {
+                        assert!((a - b).abs() <= 2.5e-7 * b.abs(), "{na}: {a} vs {b}");
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn same_bytes_on_one_and_two_threads() {
+        let cfg = Config {
+            depths: vec![2, 4],
+            inits: 3,
+            ..Config::small()
+        };
+        let json = |threads: usize| {
+            let pool = rayon::ThreadPoolBuilder::new()
+                .num_threads(threads)
+                .build()
+                .expect("thread pool");
+            let r = pool.install(|| run(&cfg, 42)).expect("runs");
+            serde_json::to_string(&r).expect("serializes")
+        };
+        assert_eq!(json(1), json(2));
     }
 
     #[test]
