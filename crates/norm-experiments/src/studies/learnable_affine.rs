@@ -59,7 +59,7 @@ pub struct Config {
 }
 
 impl Default for Config {
-    /// The full-size study: 128 samples × 256 features from N(2, 3²), 300 steps at lr 0.02.
+    /// The full-size study: 128 samples × 256 features from N(2, 3²), 150 steps at lr 0.04.
     fn default() -> Self {
         Self {
             samples: 128,
@@ -67,8 +67,8 @@ impl Default for Config {
             mean: 2.0,
             std: 3.0,
             eps: 1e-5,
-            lr: 0.02,
-            steps: 300,
+            lr: 0.04,
+            steps: 150,
             bins: 60,
         }
     }
