@@ -229,7 +229,11 @@ pub(crate) mod testing {
         for p in &r.figure.panels {
             assert!(!p.title.is_empty());
             let diagram = matches!(p.content, PanelContent::Diagram(_));
-            assert!(diagram || (!p.x_label.is_empty() && !p.y_label.is_empty()), "{}", p.title);
+            assert!(
+                diagram || (!p.x_label.is_empty() && !p.y_label.is_empty()),
+                "{}",
+                p.title
+            );
             match &p.content {
                 PanelContent::Histogram { series, overlays } => {
                     for h in series {
