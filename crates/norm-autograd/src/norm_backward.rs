@@ -783,16 +783,9 @@ pub fn layer_norm_backward<F: Float, D: Dimension>(
     stats: &LayerNormStats<F, D::Smaller>,
     dy: &ArrayRef<F, D>,
 ) -> Result<(Array<F, D>, NormGrads<F>), GradError> {
-    let mut dx = Array::zeros(x.raw_dim());
-    let mut dgamma = Array1::zeros(norm.dim());
-    let mut dbeta = norm.bias().map(|_| Array1::zeros(norm.dim()));
-    let dgs = dgamma.as_slice_mut().ok_or(NormError::ZeroDim)?;
-    let dbs = match dbeta.as_mut() {
-        Some(b) => Some(b.as_slice_mut().ok_or(NormError::ZeroDim)?),
-        None => None,
-    };
-    layer_norm_backward_into(norm, x, stats, dy, &mut dx, dgs, dbs)?;
-    Ok((dx, NormGrads { dgamma, dbeta }))
+    allocating(x.raw_dim(), norm.dim(), norm.bias().is_some(), |dx, dg, db| {
+        layer_norm_backward_into(norm, x, stats, dy, dx, dg, db)
+    })
 }
 
 /// RmsNorm backward over the last axis of an array of any rank ≥ 1 and any layout, into
@@ -871,14 +864,28 @@ pub fn rms_norm_backward<F: Float, D: Dimension>(
     stats: &RmsNormStats<F, D::Smaller>,
     dy: &ArrayRef<F, D>,
 ) -> Result<(Array<F, D>, NormGrads<F>), GradError> {
-    let mut dx = Array::zeros(x.raw_dim());
-    let mut dgamma = Array1::zeros(norm.dim());
-    let mut dbeta = norm.bias().map(|_| Array1::zeros(norm.dim()));
-    let dgs = dgamma.as_slice_mut().ok_or(NormError::ZeroDim)?;
-    let dbs = match dbeta.as_mut() {
-        Some(b) => Some(b.as_slice_mut().ok_or(NormError::ZeroDim)?),
-        None => None,
-    };
-    rms_norm_backward_into(norm, x, stats, dy, &mut dx, dgs, dbs)?;
-    Ok((dx, NormGrads { dgamma, dbeta }))
+    allocating(x.raw_dim(), norm.dim(), norm.bias().is_some(), |dx, dg, db| {
+        rms_norm_backward_into(norm, x, stats, dy, dx, dg, db)
+    })
+}
+
+/// The allocating backward forms: fresh `dx`, `dgamma` and (with a bias) `dbeta`,
+/// filled by the matching `_into` function.
+fn allocating<F: Float, D: Dimension>(
+    shape: D,
+    dim: usize,
+    has_bias: bool,
+    fill: impl FnOnce(&mut Array<F, D>, &mut [F], Option<&mut [F]>) -> Result<(), GradError>,
+) -> Result<(Array<F, D>, NormGrads<F>), GradError> {
+    let mut dx = Array::zeros(shape);
+    let mut dgamma = vec![F::zero(); dim];
+    let mut dbeta = has_bias.then(|| vec![F::zero(); dim]);
+    fill(&mut dx, &mut dgamma, dbeta.as_deref_mut())?;
+    Ok((
+        dx,
+        NormGrads {
+            dgamma: Array1::from(dgamma),
+            dbeta: dbeta.map(Array1::from),
+        },
+    ))
 }
