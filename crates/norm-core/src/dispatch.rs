@@ -3,8 +3,9 @@
 //! the reference twins and timed side by side. Not part of the stable API.
 
 use crate::fused::{Kind, Params, add_rows, check_add_slices};
-use crate::kernels::{Path, layer_norm_row_on, rms_norm_row_on};
+use crate::kernels::{layer_norm_row_on, rms_norm_row_on};
 use crate::rows::{check_slices, check_stats_len, run_rows};
+use crate::simd::Path;
 use crate::{Float, KernelPath, LayerNorm, NormError, RmsNorm};
 
 /// A kernel path this CPU supports; the only way to force one.

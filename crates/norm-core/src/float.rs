@@ -1,12 +1,32 @@
-//! The `Float` trait: the element types (`f32`, `f64`) the kernels are written for.
+//! The `Float` trait: the element types (`f32`, `f64`) the kernels are written for, and
+//! (in its sealed supertrait) how each one reaches its vector backends.
 
 use std::fmt::{Debug, Display};
 use std::iter::Sum;
 
 mod sealed {
-    pub trait Sealed {}
-    impl Sealed for f32 {}
-    impl Sealed for f64 {}
+    use crate::simd::{Path, SimdOp, on_f32, on_f64};
+
+    /// Closes [`Float`](crate::Float) to `f32` and `f64`, and routes generic code to the
+    /// backends for each (what [`run_on`](crate::simd::run_on) calls).
+    pub trait Sealed {
+        /// Runs `op` on `path` with the backend for `Self`.
+        fn run_on<O: SimdOp<Self>>(path: Path, op: O) -> O::Out
+        where
+            Self: crate::Float;
+    }
+    impl Sealed for f32 {
+        #[inline(always)]
+        fn run_on<O: SimdOp<f32>>(path: Path, op: O) -> O::Out {
+            on_f32(path, op)
+        }
+    }
+    impl Sealed for f64 {
+        #[inline(always)]
+        fn run_on<O: SimdOp<f64>>(path: Path, op: O) -> O::Out {
+            on_f64(path, op)
+        }
+    }
 }
 
 /// An element type the norms accept: `f32` or `f64` (sealed).

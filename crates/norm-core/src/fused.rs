@@ -8,10 +8,11 @@
 
 use ndarray::{Array, ArrayRef, Dimension, Zip};
 
-use crate::kernels::{Path, layer_norm_add_row_on, rms_norm_add_row_on};
+use crate::kernels::{layer_norm_add_row_on, rms_norm_add_row_on};
 use crate::rows::{check_nd, check_slices};
 #[cfg(feature = "rayon")]
 use crate::rows::{go_parallel, rows_per_block};
+use crate::simd::Path;
 use crate::{Float, LayerNorm, NormError, RmsNorm};
 
 /// The shared parameters of one fused call.

@@ -1,6 +1,7 @@
 //! Row kernels over contiguous `&[F]` rows: the two-pass statistics and the fused
 //! normalize+affine write, written once against the [`Simd`] vector abstraction and
-//! compiled per [`KernelPath`] (portable, AVX2+FMA, AVX-512F); the residual-add variants
+//! compiled per [`KernelPath`](crate::KernelPath) (portable, AVX2+FMA, AVX-512F) through
+//! the shared vector layer in `simd/`; the residual-add variants
 //! (`h = x + r`, then the norm of `h`); and the rare rescue path for rows whose squares
 //! overflow or underflow.
 //!
@@ -17,93 +18,9 @@
 //! (a mismatch panics in a bounds check, it is never undefined behaviour).
 
 use crate::Float;
-use crate::simd::{KernelPath, Portable, Simd};
+use crate::simd::{Path, Simd, SimdOp, run_on};
 #[allow(unused_imports)]
 use num_traits::{Float as _, One as _, Zero as _};
-
-/// A [`KernelPath`] that this CPU is known to support (the only way to run a path).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct Path(KernelPath);
-
-impl Path {
-    /// The path the norms use by default (the widest available).
-    #[inline(always)]
-    pub(crate) fn detected() -> Self {
-        Path(KernelPath::detected())
-    }
-
-    /// `path`, if this CPU supports it.
-    pub(crate) fn new(path: KernelPath) -> Option<Self> {
-        path.is_available().then_some(Path(path))
-    }
-}
-
-/// One row operation, generic over the vector backend it runs with.
-pub(crate) trait RowOp<F: Float> {
-    /// What the operation returns (the row statistics).
-    type Out;
-    /// Runs the operation with backend `s`.
-    fn run<S: Simd<E = F>>(self, s: S) -> Self::Out;
-}
-
-/// Moves `a` into type `B`.
-///
-/// # Safety
-/// `B` must be `A` with its element type parameter replaced by the same type.
-#[inline(always)]
-unsafe fn retype<A, B>(a: A) -> B {
-    assert_eq!(std::mem::size_of::<A>(), std::mem::size_of::<B>());
-    let a = std::mem::ManuallyDrop::new(a);
-    // SAFETY: same type per the contract; `a` is never used or dropped again.
-    unsafe { std::mem::transmute_copy::<A, B>(&*a) }
-}
-
-#[inline(always)]
-fn is<F: 'static, T: 'static>() -> bool {
-    std::any::TypeId::of::<F>() == std::any::TypeId::of::<T>()
-}
-
-fn on_f32<O: RowOp<f32>>(path: Path, op: O) -> O::Out {
-    match path.0 {
-        // SAFETY: `Path` exists only for paths this CPU supports.
-        #[cfg(target_arch = "x86_64")]
-        KernelPath::Avx512 => unsafe { crate::simd::x86::avx512_f32(op) },
-        #[cfg(target_arch = "x86_64")]
-        KernelPath::Avx2Fma => unsafe { crate::simd::x86::avx2_f32(op) },
-        _ => op.run(Portable::<f32>::new()),
-    }
-}
-
-fn on_f64<O: RowOp<f64>>(path: Path, op: O) -> O::Out {
-    match path.0 {
-        // SAFETY: `Path` exists only for paths this CPU supports.
-        #[cfg(target_arch = "x86_64")]
-        KernelPath::Avx512 => unsafe { crate::simd::x86::avx512_f64(op) },
-        #[cfg(target_arch = "x86_64")]
-        KernelPath::Avx2Fma => unsafe { crate::simd::x86::avx2_f64(op) },
-        _ => op.run(Portable::<f64>::new()),
-    }
-}
-
-/// Runs the op `$op: $Op<'_, $F>` on `$path`, with the backend for `$F`.
-macro_rules! dispatch {
-    ($path:expr, $F:ty, $Op:ident, $op:expr) => {{
-        let op: $Op<'_, $F> = $op;
-        if is::<$F, f32>() {
-            // SAFETY: $F is f32.
-            let op: $Op<'_, f32> = unsafe { retype(op) };
-            // SAFETY: $F is f32, so the output types match too.
-            unsafe { retype(on_f32($path, op)) }
-        } else if is::<$F, f64>() {
-            // SAFETY: $F is f64.
-            let op: $Op<'_, f64> = unsafe { retype(op) };
-            // SAFETY: $F is f64, so the output types match too.
-            unsafe { retype(on_f64($path, op)) }
-        } else {
-            op.run(Portable::<$F>::new())
-        }
-    }};
-}
 
 /// What a reduction pass reads at element `i`: a vector (`W` elements) or one scalar.
 trait Source<S: Simd> {
@@ -502,7 +419,7 @@ pub(crate) struct LnRow<'a, F> {
     pub(crate) out: &'a mut [F],
 }
 
-impl<F: Float> RowOp<F> for LnRow<'_, F> {
+impl<F: Float> SimdOp<F> for LnRow<'_, F> {
     type Out = (F, F);
     /// Two passes: the mean of `x - x[0]` (the differences are exact for rows with a large
     /// offset), then the centered sum of squares; the write pass keeps the shift separate
@@ -536,7 +453,7 @@ pub(crate) struct RmsRow<'a, F> {
     pub(crate) out: &'a mut [F],
 }
 
-impl<F: Float> RowOp<F> for RmsRow<'_, F> {
+impl<F: Float> SimdOp<F> for RmsRow<'_, F> {
     type Out = F;
     #[inline(always)]
     fn run<S: Simd<E = F>>(self, s: S) -> F {
@@ -559,7 +476,7 @@ pub(crate) struct LnAddRow<'a, F> {
     pub(crate) out: &'a mut [F],
 }
 
-impl<F: Float> RowOp<F> for LnAddRow<'_, F> {
+impl<F: Float> SimdOp<F> for LnAddRow<'_, F> {
     type Out = (F, F);
     #[inline(always)]
     fn run<S: Simd<E = F>>(self, s: S) -> (F, F) {
@@ -593,7 +510,7 @@ pub(crate) struct RmsAddRow<'a, F> {
     pub(crate) out: &'a mut [F],
 }
 
-impl<F: Float> RowOp<F> for RmsAddRow<'_, F> {
+impl<F: Float> SimdOp<F> for RmsAddRow<'_, F> {
     type Out = F;
     #[inline(always)]
     fn run<S: Simd<E = F>>(self, s: S) -> F {
@@ -627,17 +544,15 @@ pub(crate) fn layer_norm_row_on<F: Float>(
     eps: F,
     out: &mut [F],
 ) -> (F, F) {
-    dispatch!(
+    run_on(
         path,
-        F,
-        LnRow,
         LnRow {
             x,
             weight,
             bias,
             eps,
-            out
-        }
+            out,
+        },
     )
 }
 
@@ -657,17 +572,15 @@ pub(crate) fn rms_norm_row_on<F: Float>(
     eps: F,
     out: &mut [F],
 ) -> F {
-    dispatch!(
+    run_on(
         path,
-        F,
-        RmsRow,
         RmsRow {
             x,
             weight,
             bias,
             eps,
-            out
-        }
+            out,
+        },
     )
 }
 
@@ -684,10 +597,8 @@ pub(crate) fn layer_norm_add_row_on<F: Float>(
     eps: F,
     out: &mut [F],
 ) -> (F, F) {
-    dispatch!(
+    run_on(
         path,
-        F,
-        LnAddRow,
         LnAddRow {
             x,
             r,
@@ -695,8 +606,8 @@ pub(crate) fn layer_norm_add_row_on<F: Float>(
             weight,
             bias,
             eps,
-            out
-        }
+            out,
+        },
     )
 }
 
@@ -713,10 +624,8 @@ pub(crate) fn rms_norm_add_row_on<F: Float>(
     eps: F,
     out: &mut [F],
 ) -> F {
-    dispatch!(
+    run_on(
         path,
-        F,
-        RmsAddRow,
         RmsAddRow {
             x,
             r,
@@ -724,8 +633,8 @@ pub(crate) fn rms_norm_add_row_on<F: Float>(
             weight,
             bias,
             eps,
-            out
-        }
+            out,
+        },
     )
 }
 

@@ -35,7 +35,8 @@ mod params;
 pub mod reference;
 mod rms_norm;
 mod rows;
-mod simd;
+#[doc(hidden)]
+pub mod simd;
 
 pub use error::NormError;
 pub use float::Float;

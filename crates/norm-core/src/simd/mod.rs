@@ -1,15 +1,22 @@
-//! Runtime CPU-feature dispatch for the row kernels: the [`KernelPath`]s this build knows,
-//! detection (once, cached), and the small vector abstraction ([`Simd`]) the generic kernel
-//! bodies in `kernels.rs` are written against. Backends: portable (plain arrays that the
+//! The vector layer behind every row kernel, shared by `norm-core`'s forward kernels and
+//! `norm-autograd`'s backward kernels: the [`KernelPath`]s this build knows and their
+//! detection (once, cached); [`Path`], a path this CPU has been checked to support; the
+//! small vector abstraction ([`Simd`]) the generic kernel bodies are written against; the
+//! op trait ([`SimdOp`]) and its dispatcher ([`run_on`]), which runs an op with the
+//! backend for a path and element type. Backends: portable (plain arrays that the
 //! compiler vectorizes for the baseline target) and, on x86-64, AVX2+FMA and AVX-512F
 //! (in `x86.rs`). Nothing here knows about norms.
+//!
+//! Hidden (`#[doc(hidden)]`): an internal kernel-author API, public only so that
+//! `norm-autograd` can share it instead of keeping a copy. Not covered by semver; only
+//! [`KernelPath`] (re-exported at the crate root) is part of the stable API.
 
 use std::sync::atomic::{AtomicU8, Ordering};
 
 use crate::Float;
 
 #[cfg(target_arch = "x86_64")]
-pub(crate) mod x86;
+mod x86;
 
 /// A row-kernel implementation, chosen at run time from the CPU's features.
 ///
@@ -133,45 +140,165 @@ impl KernelPath {
     }
 }
 
+/// A [`KernelPath`] that this CPU is known to support (checked on construction); the only
+/// way to run a path.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Path(KernelPath);
+
+impl Path {
+    /// The widest path this CPU supports (detected once, cached); the one the norms use.
+    #[inline(always)]
+    pub fn detected() -> Self {
+        Path(KernelPath::detected())
+    }
+
+    /// `path`, if this CPU supports it.
+    pub fn new(path: KernelPath) -> Option<Self> {
+        path.is_available().then_some(Path(path))
+    }
+
+    /// The path.
+    pub fn get(self) -> KernelPath {
+        self.0
+    }
+}
+
 /// A vector backend for one element type. A value of the implementing type is a token
-/// proving the CPU supports the backend's instructions, so the methods are safe.
+/// proving the CPU supports the backend's instructions, so the safe methods are safe.
 ///
-/// Loads and stores take slices of at least [`W`](Simd::W) elements (checked; the
-/// checks fold away inside the kernels' exact-chunk loops).
-pub(crate) trait Simd: Copy {
+/// [`load`](Simd::load) and [`store`](Simd::store) take slices of at least
+/// [`W`](Simd::W) elements (checked; the checks fold away inside the kernels'
+/// exact-chunk loops); the `*_at` and `*p` forms skip the check.
+pub trait Simd: Copy {
     /// Element type.
     type E: Float;
     /// A vector of `W` elements.
     type V: Copy;
     /// Lanes per vector.
     const W: usize;
+    /// All lanes `v`.
     fn splat(self, v: Self::E) -> Self::V;
+    /// Loads `s[..W]`.
     fn load(self, s: &[Self::E]) -> Self::V;
+    /// Stores `v` to `s[..W]`.
     fn store(self, s: &mut [Self::E], v: Self::V);
+    /// Loads `W` elements from `s[i..]` without a bounds check.
+    ///
+    /// # Safety
+    /// `i + W <= s.len()`.
+    #[inline(always)]
+    unsafe fn load_at(self, s: &[Self::E], i: usize) -> Self::V {
+        debug_assert!(i + Self::W <= s.len());
+        // SAFETY: in bounds per the contract.
+        unsafe { self.loadp(s.as_ptr().add(i)) }
+    }
+    /// Stores `W` elements to `s[i..]` without a bounds check.
+    ///
+    /// # Safety
+    /// `i + W <= s.len()`.
+    #[inline(always)]
+    unsafe fn store_at(self, s: &mut [Self::E], i: usize, v: Self::V) {
+        debug_assert!(i + Self::W <= s.len());
+        // SAFETY: in bounds per the contract.
+        unsafe { self.storep(s.as_mut_ptr().add(i), v) }
+    }
+    /// Loads `W` elements from `p`.
+    ///
+    /// # Safety
+    /// `p..p + W` must be valid for reads.
+    unsafe fn loadp(self, p: *const Self::E) -> Self::V;
+    /// Stores `W` elements to `p`.
+    ///
+    /// # Safety
+    /// `p..p + W` must be valid for writes.
+    unsafe fn storep(self, p: *mut Self::E, v: Self::V);
+    /// Lane-wise `a + b`.
     fn add(self, a: Self::V, b: Self::V) -> Self::V;
+    /// Lane-wise `a - b`.
     fn sub(self, a: Self::V, b: Self::V) -> Self::V;
+    /// Lane-wise `a · b`.
     fn mul(self, a: Self::V, b: Self::V) -> Self::V;
     /// `a·b + c`, fused where the backend has FMA.
     fn mul_add(self, a: Self::V, b: Self::V, c: Self::V) -> Self::V;
-    /// Sum of the lanes, in a fixed order.
+    /// `a·b + c` on scalars, rounded like [`mul_add`](Simd::mul_add) (fused where the
+    /// backend fuses), so a row's scalar tail matches its vector body.
+    fn mul_add1(self, a: Self::E, b: Self::E, c: Self::E) -> Self::E;
+    /// Sum of the lanes, in a fixed (pairwise) order.
     fn sum(self, v: Self::V) -> Self::E;
-    /// A hint to bring the cache line at `p` closer; `p` need not be valid (prefetches
-    /// never fault). No effect on results.
+    /// Whether [`combine`](Simd::combine) is one cheap shuffle, so that a stream of
+    /// unaligned vectors is better read as aligned ones and recombined.
+    const SHIFT: bool;
+    /// What [`combine`](Simd::combine) needs to know about the shift `m`.
+    type Shift: Copy;
+    /// Prepares a shift of `m < W` lanes.
+    fn shift(self, m: usize) -> Self::Shift;
+    /// Lanes `m..W` of `a` followed by lanes `0..m` of `b`.
+    fn combine(self, a: Self::V, b: Self::V, m: Self::Shift) -> Self::V;
+    /// A hint to bring the cache line at `p` closer (into L1); `p` need not be valid
+    /// (prefetches never fault). No effect on results.
     #[inline(always)]
     fn prefetch(self, p: *const Self::E) {
         let _ = p;
     }
 }
 
+/// An operation (one row, or a block of rows) that runs with any backend for its element
+/// type; the unit of work handed to [`run_on`], which picks the backend for a [`Path`].
+pub trait SimdOp<F: Float> {
+    /// What the operation returns (row statistics, or `()`).
+    type Out;
+    /// Runs the operation with backend `s`.
+    fn run<S: Simd<E = F>>(self, s: S) -> Self::Out;
+}
+
+/// Runs `op` on `path` with the backend for `F`.
+///
+/// Generic code reaches the `f32`/`f64` backends through the sealed [`Float`] trait (each
+/// element type routes to its own dispatcher), so no type is ever reinterpreted. The
+/// x86 backends run inside `#[target_feature]` entry points into which the op's
+/// `#[inline(always)]` body is inlined; a [`Path`] proves the CPU supports them.
+#[inline(always)]
+pub fn run_on<F: Float, O: SimdOp<F>>(path: Path, op: O) -> O::Out {
+    F::run_on(path, op)
+}
+
+/// [`run_on`] for `f32`.
+pub(crate) fn on_f32<O: SimdOp<f32>>(path: Path, op: O) -> O::Out {
+    match path.0 {
+        // SAFETY: a `Path` exists only for paths this CPU supports.
+        #[cfg(target_arch = "x86_64")]
+        KernelPath::Avx512 => unsafe { x86::avx512_f32(op) },
+        // SAFETY: as above.
+        #[cfg(target_arch = "x86_64")]
+        KernelPath::Avx2Fma => unsafe { x86::avx2_f32(op) },
+        _ => op.run(Portable::<f32>::new()),
+    }
+}
+
+/// [`run_on`] for `f64`.
+pub(crate) fn on_f64<O: SimdOp<f64>>(path: Path, op: O) -> O::Out {
+    match path.0 {
+        // SAFETY: a `Path` exists only for paths this CPU supports.
+        #[cfg(target_arch = "x86_64")]
+        KernelPath::Avx512 => unsafe { x86::avx512_f64(op) },
+        // SAFETY: as above.
+        #[cfg(target_arch = "x86_64")]
+        KernelPath::Avx2Fma => unsafe { x86::avx2_f64(op) },
+        _ => op.run(Portable::<f64>::new()),
+    }
+}
+
 /// Lanes of the portable backend (two SSE registers of f32).
 const PW: usize = 8;
 
-/// The portable backend: `[F; 8]` arrays, element-wise; no FMA.
+/// The portable backend: `[F; 8]` arrays, element-wise, no FMA; the compiler vectorizes
+/// it for the baseline target.
 #[derive(Clone, Copy, Debug, Default)]
-pub(crate) struct Portable<F>(std::marker::PhantomData<F>);
+pub struct Portable<F>(std::marker::PhantomData<F>);
 
 impl<F: Float> Portable<F> {
-    pub(crate) fn new() -> Self {
+    /// The portable backend (runs everywhere).
+    pub fn new() -> Self {
         Self(std::marker::PhantomData)
     }
 }
@@ -195,6 +322,16 @@ impl<F: Float> Simd for Portable<F> {
         s[..PW].copy_from_slice(&v);
     }
     #[inline(always)]
+    unsafe fn loadp(self, p: *const F) -> [F; PW] {
+        // SAFETY: valid for `PW` reads per the contract; no alignment needed.
+        unsafe { p.cast::<[F; PW]>().read_unaligned() }
+    }
+    #[inline(always)]
+    unsafe fn storep(self, p: *mut F, v: [F; PW]) {
+        // SAFETY: valid for `PW` writes per the contract; no alignment needed.
+        unsafe { p.cast::<[F; PW]>().write_unaligned(v) }
+    }
+    #[inline(always)]
     fn add(self, a: [F; PW], b: [F; PW]) -> [F; PW] {
         std::array::from_fn(|i| a[i] + b[i])
     }
@@ -209,6 +346,20 @@ impl<F: Float> Simd for Portable<F> {
     #[inline(always)]
     fn mul_add(self, a: [F; PW], b: [F; PW], c: [F; PW]) -> [F; PW] {
         std::array::from_fn(|i| a[i] * b[i] + c[i])
+    }
+    #[inline(always)]
+    fn mul_add1(self, a: F, b: F, c: F) -> F {
+        a * b + c
+    }
+    const SHIFT: bool = false;
+    type Shift = usize;
+    #[inline(always)]
+    fn shift(self, m: usize) -> usize {
+        m
+    }
+    #[inline(always)]
+    fn combine(self, a: [F; PW], b: [F; PW], m: usize) -> [F; PW] {
+        std::array::from_fn(|l| if m + l < PW { a[m + l] } else { b[m + l - PW] })
     }
     #[inline(always)]
     fn sum(self, v: [F; PW]) -> F {

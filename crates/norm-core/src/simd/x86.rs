@@ -1,22 +1,62 @@
 //! x86-64 vector backends (AVX2+FMA and AVX-512F, for `f32` and `f64`) and the
-//! `#[target_feature]` entry points that run a generic row operation with them.
+//! `#[target_feature]` entry points that run a generic [`SimdOp`] with them.
 //!
-//! The generic bodies (`#[inline(always)]`, in `kernels.rs`) are inlined into the
-//! entry points here and so compiled for these features; callers must have checked the
-//! CPU first (`KernelPath::is_available`).
+//! The generic bodies (`#[inline(always)]`, in `norm-core`'s and `norm-autograd`'s
+//! `kernels.rs`) are inlined into the entry points here and so compiled for these
+//! features; callers must have checked the CPU first (a [`Path`](super::Path)).
 
 use std::arch::x86_64::*;
 
-use super::Simd;
-use crate::kernels::RowOp;
+use super::{Simd, SimdOp};
+
+/// The two-source shuffle of a backend ([`Simd::combine`] and its helpers): `copy`
+/// goes through memory (two stores, one unaligned load); `permute $idx, $perm` is one
+/// AVX-512 `permutex2var` with lane indices of type `$idx`.
+macro_rules! shift_impl {
+    (copy) => {
+        const SHIFT: bool = false;
+        type Shift = usize;
+        #[inline(always)]
+        fn shift(self, m: usize) -> usize {
+            m
+        }
+        #[inline(always)]
+        fn combine(self, a: Self::V, b: Self::V, m: usize) -> Self::V {
+            let mut t = [<Self::E as Default>::default(); 2 * Self::W];
+            // SAFETY: t holds 2·W elements; features as above.
+            unsafe {
+                self.storep(t.as_mut_ptr(), a);
+                self.storep(t.as_mut_ptr().add(Self::W), b);
+            }
+            // SAFETY: m < W, so m + W <= 2·W.
+            unsafe { self.loadp(t.as_ptr().add(m)) }
+        }
+    };
+    (permute $idx:ty, $perm:ident) => {
+        const SHIFT: bool = true;
+        type Shift = __m512i;
+        #[inline(always)]
+        fn shift(self, m: usize) -> __m512i {
+            let idx: [$idx; Self::W] = std::array::from_fn(|l| (m + l) as $idx);
+            // SAFETY: W indices of 64/W bytes each, 64 bytes in all; features as above.
+            unsafe { _mm512_loadu_si512(idx.as_ptr().cast()) }
+        }
+        #[inline(always)]
+        fn combine(self, a: Self::V, b: Self::V, m: __m512i) -> Self::V {
+            // SAFETY: features as above.
+            unsafe { $perm(a, m, b) }
+        }
+    };
+}
 
 macro_rules! backend {
     ($name:ident, $e:ty, $v:ty, $w:expr, $feat:literal,
      splat = $splat:ident, load = $load:ident, store = $store:ident,
-     add = $add:ident, sub = $sub:ident, mul = $mul:ident, fma = $fma:ident) => {
+     add = $add:ident, sub = $sub:ident, mul = $mul:ident, fma = $fma:ident,
+     shift = $($shift:tt)*) => {
         #[doc = concat!("Token for the `", $feat, "` backend over `", stringify!($e), "`.")]
         #[derive(Clone, Copy, Debug)]
-        pub(crate) struct $name(());
+        pub(super) struct $name(());
 
         impl Simd for $name {
             type E = $e;
@@ -40,6 +80,16 @@ macro_rules! backend {
                 unsafe { $store(s.as_mut_ptr(), v) }
             }
             #[inline(always)]
+            unsafe fn loadp(self, p: *const $e) -> $v {
+                // SAFETY: valid for `W` reads per the contract; features as above.
+                unsafe { $load(p) }
+            }
+            #[inline(always)]
+            unsafe fn storep(self, p: *mut $e, v: $v) {
+                // SAFETY: valid for `W` writes per the contract; features as above.
+                unsafe { $store(p, v) }
+            }
+            #[inline(always)]
             fn add(self, a: $v, b: $v) -> $v {
                 // SAFETY: features as above.
                 unsafe { $add(a, b) }
@@ -60,10 +110,17 @@ macro_rules! backend {
                 unsafe { $fma(a, b, c) }
             }
             #[inline(always)]
+            fn mul_add1(self, a: $e, b: $e, c: $e) -> $e {
+                // Fused like the vector body (the FMA instruction, under the entry
+                // point's target features).
+                a.mul_add(b, c)
+            }
+            #[inline(always)]
             fn prefetch(self, p: *const $e) {
                 // SAFETY: prefetching never faults, whatever the address.
                 unsafe { _mm_prefetch::<_MM_HINT_T0>(p.cast::<i8>()) }
             }
+            shift_impl!($($shift)*);
             #[inline(always)]
             fn sum(self, v: $v) -> $e {
                 let mut a = [0.0 as $e; $w];
@@ -94,7 +151,8 @@ backend!(
     add = _mm256_add_ps,
     sub = _mm256_sub_ps,
     mul = _mm256_mul_ps,
-    fma = _mm256_fmadd_ps
+    fma = _mm256_fmadd_ps,
+    shift = copy
 );
 backend!(
     Avx2F64,
@@ -108,7 +166,8 @@ backend!(
     add = _mm256_add_pd,
     sub = _mm256_sub_pd,
     mul = _mm256_mul_pd,
-    fma = _mm256_fmadd_pd
+    fma = _mm256_fmadd_pd,
+    shift = copy
 );
 backend!(
     Avx512F32,
@@ -122,7 +181,8 @@ backend!(
     add = _mm512_add_ps,
     sub = _mm512_sub_ps,
     mul = _mm512_mul_ps,
-    fma = _mm512_fmadd_ps
+    fma = _mm512_fmadd_ps,
+    shift = permute i32, _mm512_permutex2var_ps
 );
 backend!(
     Avx512F64,
@@ -136,7 +196,8 @@ backend!(
     add = _mm512_add_pd,
     sub = _mm512_sub_pd,
     mul = _mm512_mul_pd,
-    fma = _mm512_fmadd_pd
+    fma = _mm512_fmadd_pd,
+    shift = permute i64, _mm512_permutex2var_pd
 );
 
 /// Runs `op` with the AVX2+FMA `f32` backend.
@@ -144,7 +205,7 @@ backend!(
 /// # Safety
 /// The CPU must support `avx2` and `fma`.
 #[target_feature(enable = "avx2,fma")]
-pub(crate) unsafe fn avx2_f32<O: RowOp<f32>>(op: O) -> O::Out {
+pub(super) unsafe fn avx2_f32<O: SimdOp<f32>>(op: O) -> O::Out {
     op.run(Avx2F32(()))
 }
 
@@ -153,7 +214,7 @@ pub(crate) unsafe fn avx2_f32<O: RowOp<f32>>(op: O) -> O::Out {
 /// # Safety
 /// The CPU must support `avx2` and `fma`.
 #[target_feature(enable = "avx2,fma")]
-pub(crate) unsafe fn avx2_f64<O: RowOp<f64>>(op: O) -> O::Out {
+pub(super) unsafe fn avx2_f64<O: SimdOp<f64>>(op: O) -> O::Out {
     op.run(Avx2F64(()))
 }
 
@@ -162,7 +223,7 @@ pub(crate) unsafe fn avx2_f64<O: RowOp<f64>>(op: O) -> O::Out {
 /// # Safety
 /// The CPU must support `avx512f` and `fma`.
 #[target_feature(enable = "avx512f,avx2,fma")]
-pub(crate) unsafe fn avx512_f32<O: RowOp<f32>>(op: O) -> O::Out {
+pub(super) unsafe fn avx512_f32<O: SimdOp<f32>>(op: O) -> O::Out {
     op.run(Avx512F32(()))
 }
 
@@ -171,6 +232,6 @@ pub(crate) unsafe fn avx512_f32<O: RowOp<f32>>(op: O) -> O::Out {
 /// # Safety
 /// The CPU must support `avx512f` and `fma`.
 #[target_feature(enable = "avx512f,avx2,fma")]
-pub(crate) unsafe fn avx512_f64<O: RowOp<f64>>(op: O) -> O::Out {
+pub(super) unsafe fn avx512_f64<O: SimdOp<f64>>(op: O) -> O::Out {
     op.run(Avx512F64(()))
 }
