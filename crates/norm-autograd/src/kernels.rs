@@ -1,6 +1,7 @@
 //! Backward row kernels over contiguous `&[F]` rows, written once against the vector
-//! abstraction in `simd.rs` and run on the path the CPU supports (AVX-512F, AVX2+FMA or
-//! portable), and the fixed-block bookkeeping that sums dgamma/dbeta deterministically.
+//! abstraction shared with `norm-core` (`norm_core::simd`) and run on the path the CPU
+//! supports (AVX-512F, AVX2+FMA or portable), and the fixed-block bookkeeping that sums
+//! dgamma/dbeta deterministically.
 //!
 //! Each row is read twice: one pass for its two reductions (several vector
 //! accumulators), then, with the row still in L1/L2, one pass that writes dx and adds
@@ -14,7 +15,7 @@ use std::ops::Range;
 
 use norm_core::Float;
 
-use crate::simd::{Path, RowsOp, Simd, run_on};
+use norm_core::simd::{Path, Simd, SimdOp, run_on};
 
 /// Rows per reduction block: dgamma/dbeta are summed within blocks of this many rows
 /// (in row order), and the block partials are added to the total in block order.
@@ -243,7 +244,8 @@ pub(crate) struct LnRows<'a, F> {
     pub dbeta: Option<&'a mut [F]>,
 }
 
-impl<F: Float> RowsOp<F> for LnRows<'_, F> {
+impl<F: Float> SimdOp<F> for LnRows<'_, F> {
+    type Out = ();
     #[inline(always)]
     fn run<S: Simd<E = F>>(self, s: S) {
         match self.dbeta {
@@ -471,7 +473,8 @@ pub(crate) struct RmsRows<'a, F> {
     pub dbeta: Option<&'a mut [F]>,
 }
 
-impl<F: Float> RowsOp<F> for RmsRows<'_, F> {
+impl<F: Float> SimdOp<F> for RmsRows<'_, F> {
+    type Out = ();
     #[inline(always)]
     fn run<S: Simd<E = F>>(self, s: S) {
         match self.dbeta {
@@ -624,13 +627,13 @@ fn rms_group<F: Float, S: Simd<E = F>, const G: usize, const DB: bool>(
 /// Runs [`LnRows`] on `path`.
 #[inline]
 pub(crate) fn ln_rows_on<F: Float>(path: Path, op: LnRows<'_, F>) {
-    run_on!(path, F, LnRows, op)
+    run_on(path, op)
 }
 
 /// Runs [`RmsRows`] on `path`.
 #[inline]
 pub(crate) fn rms_rows_on<F: Float>(path: Path, op: RmsRows<'_, F>) {
-    run_on!(path, F, RmsRows, op)
+    run_on(path, op)
 }
 
 /// Number of reduction blocks for `rows` rows.

@@ -87,7 +87,6 @@ mod norm_backward;
 mod norm_layer;
 mod params;
 pub mod reference;
-mod simd;
 mod transformer;
 
 pub use activation::{Activation, ActivationCache};

@@ -11,12 +11,12 @@ use norm_core::{Float, LayerNorm, LayerNormStats, NormError, RmsNorm, RmsNormSta
 use std::ops::Range;
 
 use norm_core::KernelPath;
+use norm_core::simd::Path;
 
 use crate::GradError;
 use crate::kernels::{
     LnRows, REDUCTION_BLOCK_ROWS, RmsRows, add_partial, block_count, block_rows, ln_rows_on, rms_rows_on,
 };
-use crate::simd::Path;
 
 /// The parameter gradients of a norm: dL/dgamma and, when there is a bias, dL/dbeta.
 ///
