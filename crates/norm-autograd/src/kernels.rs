@@ -4,9 +4,10 @@
 //! dgamma/dbeta deterministically.
 //!
 //! Each row is read twice: one pass for its two reductions (several vector
-//! accumulators), then, with the row still in L1/L2, one pass that writes dx and adds
-//! the row's `dy·x̂` and `dy` into the block's dgamma/dbeta partials. The write pass
-//! prefetches the next row, so memory stays busy while the row in cache is finished.
+//! accumulators, prefetching 4 KiB ahead into the next rows), then, with the row still
+//! in L1/L2, one pass over a group of rows that writes dx and adds each row's `dy·x̂`
+//! and `dy` into the block's dgamma/dbeta partials. For dx arrays far beyond the caches
+//! (`norm_core::simd::Stores`) dx goes out as non-temporal stores.
 //!
 //! Nothing here validates: the slice and ndarray layers in `norm_backward.rs` check
 //! lengths first. Derivations: `docs/math.md`, section "Backward".
@@ -15,7 +16,7 @@ use std::ops::Range;
 
 use norm_core::Float;
 
-use norm_core::simd::{Path, Simd, SimdOp, run_on};
+use norm_core::simd::{Path, Simd, SimdOp, run_on, stream_fence};
 
 /// Rows per reduction block: dgamma/dbeta are summed within blocks of this many rows
 /// (in row order), and the block partials are added to the total in block order.
@@ -205,6 +206,24 @@ fn aligned_head<F>(p: *const F, d: usize) -> usize {
     ((64 - mis) % 64 / size).min(d)
 }
 
+/// Which of a group's `G` rows write their vector body with non-temporal stores: all
+/// of them when `stream` is set and the row's first body vector (at column `head`) is
+/// aligned to the vector size `W` (then every body vector is). Non-temporal stores go
+/// to memory without first reading the line into the cache (a plain store reads it:
+/// one memory transfer more per line), which pays for outputs far larger than the
+/// caches, when nothing reads them again soon. The values are the same either way.
+#[inline(always)]
+fn streamed_rows<F, const G: usize>(
+    stream: bool,
+    dx: *const F,
+    head: usize,
+    d: usize,
+    w: usize,
+) -> [bool; G] {
+    let size = std::mem::size_of::<F>();
+    std::array::from_fn(|k| stream && (dx as usize + (k * d + head) * size).is_multiple_of(w * size))
+}
+
 /// `1/d` in `F`.
 #[inline(always)]
 fn inv_len<F: Float>(d: usize) -> F {
@@ -242,6 +261,8 @@ pub(crate) struct LnRows<'a, F> {
     pub dgamma: &'a mut [F],
     /// dbeta partial (`d`), added to.
     pub dbeta: Option<&'a mut [F]>,
+    /// Whether dx goes out as non-temporal stores (see [`streamed_rows`]).
+    pub stream: bool,
 }
 
 impl<F: Float> SimdOp<F> for LnRows<'_, F> {
@@ -251,6 +272,7 @@ impl<F: Float> SimdOp<F> for LnRows<'_, F> {
         match self.dbeta {
             Some(db) => ln_rows::<F, S, true>(
                 s,
+                self.stream,
                 self.x,
                 self.dy,
                 self.mean,
@@ -262,6 +284,7 @@ impl<F: Float> SimdOp<F> for LnRows<'_, F> {
             ),
             None => ln_rows::<F, S, false>(
                 s,
+                self.stream,
                 self.x,
                 self.dy,
                 self.mean,
@@ -309,6 +332,7 @@ fn ahead<F>() -> usize {
 #[allow(clippy::too_many_arguments)]
 fn ln_rows<F: Float, S: Simd<E = F>, const DB: bool>(
     s: S,
+    stream: bool,
     x: &[F],
     dy: &[F],
     mean: &[F],
@@ -323,16 +347,19 @@ fn ln_rows<F: Float, S: Simd<E = F>, const DB: bool>(
     let mut i = 0;
     let group = group_rows::<F>(w.len());
     while group >= 4 && i + 4 <= rows {
-        ln_group::<F, S, 4, DB>(s, i, x, dy, mean, rstd, w, dx, dg, db);
+        ln_group::<F, S, 4, DB>(s, stream, i, x, dy, mean, rstd, w, dx, dg, db);
         i += 4;
     }
     while group >= 2 && i + 2 <= rows {
-        ln_group::<F, S, 2, DB>(s, i, x, dy, mean, rstd, w, dx, dg, db);
+        ln_group::<F, S, 2, DB>(s, stream, i, x, dy, mean, rstd, w, dx, dg, db);
         i += 2;
     }
     while i < rows {
-        ln_group::<F, S, 1, DB>(s, i, x, dy, mean, rstd, w, dx, dg, db);
+        ln_group::<F, S, 1, DB>(s, stream, i, x, dy, mean, rstd, w, dx, dg, db);
         i += 1;
+    }
+    if stream {
+        stream_fence();
     }
     let _ = d;
 }
@@ -343,6 +370,7 @@ fn ln_rows<F: Float, S: Simd<E = F>, const DB: bool>(
 #[allow(clippy::too_many_arguments)]
 fn ln_group<F: Float, S: Simd<E = F>, const G: usize, const DB: bool>(
     s: S,
+    stream: bool,
     i: usize,
     x: &[F],
     dy: &[F],
@@ -409,6 +437,7 @@ fn ln_group<F: Float, S: Simd<E = F>, const G: usize, const DB: bool>(
     // scalar never changes a bit.
     let head = aligned_head::<F>(dxs.as_ptr(), d);
     let body_end = head + (d - head) / wd * wd;
+    let nt = streamed_rows::<F, G>(stream, dxs.as_ptr(), head, d, wd);
     let mut j = 0;
     while j < head {
         column!(j);
@@ -435,7 +464,12 @@ fn ln_group<F: Float, S: Simd<E = F>, const G: usize, const DB: bool>(
             }
         }
         for (k, v) in out.into_iter().enumerate() {
-            unsafe { s.store_at(dxs, k * d + j, v) };
+            if nt[k] {
+                // SAFETY: as above, and `streamed_rows` checked the vector alignment.
+                unsafe { s.stream_at(dxs, k * d + j, v) };
+            } else {
+                unsafe { s.store_at(dxs, k * d + j, v) };
+            }
         }
         unsafe { s.store_at(dg, j, ga) };
         if DB {
@@ -471,6 +505,8 @@ pub(crate) struct RmsRows<'a, F> {
     pub dgamma: &'a mut [F],
     /// dbeta partial (`d`), added to.
     pub dbeta: Option<&'a mut [F]>,
+    /// Whether dx goes out as non-temporal stores (see [`streamed_rows`]).
+    pub stream: bool,
 }
 
 impl<F: Float> SimdOp<F> for RmsRows<'_, F> {
@@ -480,6 +516,7 @@ impl<F: Float> SimdOp<F> for RmsRows<'_, F> {
         match self.dbeta {
             Some(db) => rms_rows::<F, S, true>(
                 s,
+                self.stream,
                 self.x,
                 self.dy,
                 self.rrms,
@@ -490,6 +527,7 @@ impl<F: Float> SimdOp<F> for RmsRows<'_, F> {
             ),
             None => rms_rows::<F, S, false>(
                 s,
+                self.stream,
                 self.x,
                 self.dy,
                 self.rrms,
@@ -507,6 +545,7 @@ impl<F: Float> SimdOp<F> for RmsRows<'_, F> {
 #[allow(clippy::too_many_arguments)]
 fn rms_rows<F: Float, S: Simd<E = F>, const DB: bool>(
     s: S,
+    stream: bool,
     x: &[F],
     dy: &[F],
     rrms: &[F],
@@ -519,16 +558,19 @@ fn rms_rows<F: Float, S: Simd<E = F>, const DB: bool>(
     let mut i = 0;
     let group = group_rows::<F>(w.len());
     while group >= 4 && i + 4 <= rows {
-        rms_group::<F, S, 4, DB>(s, i, x, dy, rrms, w, dx, dg, db);
+        rms_group::<F, S, 4, DB>(s, stream, i, x, dy, rrms, w, dx, dg, db);
         i += 4;
     }
     while group >= 2 && i + 2 <= rows {
-        rms_group::<F, S, 2, DB>(s, i, x, dy, rrms, w, dx, dg, db);
+        rms_group::<F, S, 2, DB>(s, stream, i, x, dy, rrms, w, dx, dg, db);
         i += 2;
     }
     while i < rows {
-        rms_group::<F, S, 1, DB>(s, i, x, dy, rrms, w, dx, dg, db);
+        rms_group::<F, S, 1, DB>(s, stream, i, x, dy, rrms, w, dx, dg, db);
         i += 1;
+    }
+    if stream {
+        stream_fence();
     }
 }
 
@@ -538,6 +580,7 @@ fn rms_rows<F: Float, S: Simd<E = F>, const DB: bool>(
 #[allow(clippy::too_many_arguments)]
 fn rms_group<F: Float, S: Simd<E = F>, const G: usize, const DB: bool>(
     s: S,
+    stream: bool,
     i: usize,
     x: &[F],
     dy: &[F],
@@ -586,6 +629,7 @@ fn rms_group<F: Float, S: Simd<E = F>, const G: usize, const DB: bool>(
     // scalar never changes a bit.
     let head = aligned_head::<F>(dxs.as_ptr(), d);
     let body_end = head + (d - head) / wd * wd;
+    let nt = streamed_rows::<F, G>(stream, dxs.as_ptr(), head, d, wd);
     let mut j = 0;
     while j < head {
         column!(j);
@@ -610,7 +654,12 @@ fn rms_group<F: Float, S: Simd<E = F>, const G: usize, const DB: bool>(
             }
         }
         for (k, v) in out.into_iter().enumerate() {
-            unsafe { s.store_at(dxs, k * d + j, v) };
+            if nt[k] {
+                // SAFETY: as above, and `streamed_rows` checked the vector alignment.
+                unsafe { s.stream_at(dxs, k * d + j, v) };
+            } else {
+                unsafe { s.store_at(dxs, k * d + j, v) };
+            }
         }
         unsafe { s.store_at(dg, j, ga) };
         if DB {

@@ -11,7 +11,7 @@ use norm_core::{Float, LayerNorm, LayerNormStats, NormError, RmsNorm, RmsNormSta
 use std::ops::Range;
 
 use norm_core::KernelPath;
-use norm_core::simd::Path;
+use norm_core::simd::{Path, Stores};
 
 use crate::GradError;
 use crate::kernels::{
@@ -108,19 +108,30 @@ pub const PAR_MIN_BYTES: usize = 256 * 1024;
 #[cfg(feature = "rayon")]
 const TASK_BYTES: usize = 256 * 1024;
 
-/// A kernel path this CPU supports: the only way to force one (test and bench hook).
+/// A kernel path this CPU supports, and how dx is stored: the only way to force either
+/// (test and bench hook).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ForcedPath(Path);
+pub struct ForcedPath(Path, Stores);
 
 impl ForcedPath {
-    /// `path`, if this CPU supports it.
+    /// `path`, if this CPU supports it (stores chosen by size).
     pub fn new(path: KernelPath) -> Option<Self> {
-        Path::new(path).map(ForcedPath)
+        Path::new(path).map(|p| ForcedPath(p, Stores::Auto))
     }
 
     /// The path the public functions use on this CPU.
     pub fn detected() -> Self {
-        ForcedPath(Path::detected())
+        ForcedPath(Path::detected(), Stores::Auto)
+    }
+
+    /// The same path with dx stored as `stores` says.
+    pub fn with_stores(self, stores: Stores) -> Self {
+        ForcedPath(self.0, stores)
+    }
+
+    /// Whether a dx of `len` elements of `F` goes out as non-temporal stores.
+    fn stream<F>(self, len: usize) -> bool {
+        self.1.stream::<F>(len)
     }
 
     /// Every path this CPU supports, slowest first.
@@ -421,6 +432,7 @@ pub fn layer_norm_backward_slice_on<F: Float>(
         dgamma,
         dbeta.as_deref(),
     )?;
+    let stream = path.stream::<F>(dx.len());
     drive(
         sweep,
         rows,
@@ -439,6 +451,7 @@ pub fn layer_norm_backward_slice_on<F: Float>(
                 dx: dx_rows,
                 dgamma: pg,
                 dbeta: pb,
+                stream,
             };
             ln_rows_on(path.0, op);
         },
@@ -464,6 +477,7 @@ pub fn rms_norm_backward_slice_on<F: Float>(
 ) -> Result<(), GradError> {
     let d = weight.len();
     let rows = check_slice_args(d, x, dy, dx, &[("rrms", rrms.len())], dgamma, dbeta.as_deref())?;
+    let stream = path.stream::<F>(dx.len());
     drive(
         sweep,
         rows,
@@ -481,6 +495,7 @@ pub fn rms_norm_backward_slice_on<F: Float>(
                 dx: dx_rows,
                 dgamma: pg,
                 dbeta: pb,
+                stream,
             };
             rms_rows_on(path.0, op);
         },

@@ -4,7 +4,7 @@
 //! every split of the row blocks, and whatever the alignment of the caller's buffers.
 
 use norm_autograd::__private::{
-    ForcedPath, PAR_MIN_BYTES, Sweep, layer_norm_backward_slice_on, rms_norm_backward_slice_on,
+    ForcedPath, PAR_MIN_BYTES, Stores, Sweep, layer_norm_backward_slice_on, rms_norm_backward_slice_on,
 };
 use norm_autograd::reference::{layer_norm_backward_reference, rms_norm_backward_reference};
 use norm_autograd::{layer_norm_backward_slice, rms_norm_backward_slice};
@@ -167,6 +167,21 @@ fn check_paths<F: Float>(case: &Case<F>, tol: f64) {
                 bits(&rms),
                 bits(&rms_on(case, path, Sweep::Serial, shift, true)),
                 "{name} RMS shift {shift}"
+            );
+        }
+        // Non-temporal stores of dx (what batches beyond `STREAM_MIN_BYTES` get) write
+        // the same values, at any alignment and split.
+        let streaming = path.with_stores(Stores::Streaming);
+        for (shift, sweep) in [(0, Sweep::Serial), (1, Sweep::Serial), (3, Sweep::Parallel)] {
+            assert_eq!(
+                bits(&ln),
+                bits(&ln_on(case, streaming, sweep, shift)),
+                "{name} LN streaming, shift {shift}"
+            );
+            assert_eq!(
+                bits(&rms),
+                bits(&rms_on(case, streaming, sweep, shift, true)),
+                "{name} RMS streaming, shift {shift}"
             );
         }
         for sweep in [Sweep::Chunked(2), Sweep::Parallel] {

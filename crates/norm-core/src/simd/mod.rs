@@ -212,6 +212,18 @@ pub trait Simd: Copy {
     /// # Safety
     /// `p..p + W` must be valid for writes.
     unsafe fn storep(self, p: *mut Self::E, v: Self::V);
+    /// Stores `W` elements to `s[i..]` with a non-temporal (streaming) store where the
+    /// backend has one (a plain store on the portable backend): the line goes to memory
+    /// without being read into the cache first. Call [`stream_fence`] before the data is
+    /// read by anyone, or handed to another thread.
+    ///
+    /// # Safety
+    /// `i + W <= s.len()`, and `s[i..]` is aligned to the vector size (`W` elements).
+    #[inline(always)]
+    unsafe fn stream_at(self, s: &mut [Self::E], i: usize, v: Self::V) {
+        // SAFETY: in bounds per the contract.
+        unsafe { self.store_at(s, i, v) }
+    }
     /// Lane-wise `a + b`.
     fn add(self, a: Self::V, b: Self::V) -> Self::V;
     /// Lane-wise `a - b`.
@@ -239,6 +251,63 @@ pub trait Simd: Copy {
     #[inline(always)]
     fn prefetch(self, p: *const Self::E) {
         let _ = p;
+    }
+}
+
+/// Orders the non-temporal stores of [`Simd::stream_at`] made so far by this thread
+/// before its later stores (`sfence` on x86-64, where those stores are weakly ordered;
+/// nothing elsewhere). Kernels that stream call it once before they return.
+#[inline(always)]
+pub fn stream_fence() {
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: `sfence` is part of SSE, which every x86-64 CPU has.
+    unsafe {
+        std::arch::x86_64::_mm_sfence()
+    }
+}
+
+/// Outputs of at least this many bytes are written with non-temporal stores
+/// ([`Stores::Auto`]). Such a store skips reading the output line into the cache before
+/// writing it: one memory transfer less per line, so out of cache a norm moves a third
+/// (forward) or a quarter (backward) fewer bytes. But the output is then not in the
+/// cache for whoever reads it next, which costs more than it saves while the output
+/// would have stayed in the caches. Measured on the development machine
+/// (`docs/performance.md`): a backward followed by a read of dx was faster with plain
+/// stores up to 16 MiB and no slower with streaming ones from 32 MiB on.
+pub const STREAM_MIN_BYTES: usize = 32 << 20;
+
+/// How a kernel writes its large outputs. The choice never changes a value: the same
+/// element is computed the same way whichever store writes it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Stores {
+    /// Non-temporal stores for outputs of at least [`STREAM_MIN_BYTES`], plain ones
+    /// below (what the public functions do).
+    #[default]
+    Auto,
+    /// Always plain stores.
+    Cached,
+    /// Non-temporal stores whatever the size (test and benchmark hook).
+    Streaming,
+}
+
+impl Stores {
+    /// Whether an output of `len` elements of `F` is streamed. Depends only on the
+    /// size, never on the thread count.
+    ///
+    /// # Example
+    /// ```
+    /// use norm_core::simd::{STREAM_MIN_BYTES, Stores};
+    ///
+    /// assert!(!Stores::Auto.stream::<f32>(1024));
+    /// assert!(Stores::Auto.stream::<f32>(STREAM_MIN_BYTES / 4));
+    /// assert!(Stores::Streaming.stream::<f64>(1) && !Stores::Cached.stream::<f64>(1 << 30));
+    /// ```
+    pub fn stream<F>(self, len: usize) -> bool {
+        match self {
+            Stores::Auto => len.saturating_mul(std::mem::size_of::<F>()) >= STREAM_MIN_BYTES,
+            Stores::Cached => false,
+            Stores::Streaming => true,
+        }
     }
 }
 

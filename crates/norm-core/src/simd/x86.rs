@@ -53,7 +53,7 @@ macro_rules! backend {
     ($name:ident, $e:ty, $v:ty, $w:expr, $feat:literal,
      splat = $splat:ident, load = $load:ident, store = $store:ident,
      add = $add:ident, sub = $sub:ident, mul = $mul:ident, fma = $fma:ident,
-     shift = $($shift:tt)*) => {
+     stream = $stream:ident, shift = $($shift:tt)*) => {
         #[doc = concat!("Token for the `", $feat, "` backend over `", stringify!($e), "`.")]
         #[derive(Clone, Copy, Debug)]
         pub(super) struct $name(());
@@ -88,6 +88,14 @@ macro_rules! backend {
             unsafe fn storep(self, p: *mut $e, v: $v) {
                 // SAFETY: valid for `W` writes per the contract; features as above.
                 unsafe { $store(p, v) }
+            }
+            #[inline(always)]
+            unsafe fn stream_at(self, s: &mut [$e], i: usize, v: $v) {
+                debug_assert!(i + $w <= s.len());
+                debug_assert!((s.as_ptr() as usize + i * size_of::<$e>()).is_multiple_of(size_of::<$v>()));
+                // SAFETY: in bounds and aligned to the vector size per the contract;
+                // features as above.
+                unsafe { $stream(s.as_mut_ptr().add(i), v) }
             }
             #[inline(always)]
             fn add(self, a: $v, b: $v) -> $v {
@@ -152,6 +160,7 @@ backend!(
     sub = _mm256_sub_ps,
     mul = _mm256_mul_ps,
     fma = _mm256_fmadd_ps,
+    stream = _mm256_stream_ps,
     shift = copy
 );
 backend!(
@@ -167,6 +176,7 @@ backend!(
     sub = _mm256_sub_pd,
     mul = _mm256_mul_pd,
     fma = _mm256_fmadd_pd,
+    stream = _mm256_stream_pd,
     shift = copy
 );
 backend!(
@@ -182,6 +192,7 @@ backend!(
     sub = _mm512_sub_ps,
     mul = _mm512_mul_ps,
     fma = _mm512_fmadd_ps,
+    stream = _mm512_stream_ps,
     shift = permute i32, _mm512_permutex2var_ps
 );
 backend!(
@@ -197,6 +208,7 @@ backend!(
     sub = _mm512_sub_pd,
     mul = _mm512_mul_pd,
     fma = _mm512_fmadd_pd,
+    stream = _mm512_stream_pd,
     shift = permute i64, _mm512_permutex2var_pd
 );
 
