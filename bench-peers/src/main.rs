@@ -1,7 +1,7 @@
 //! `bench-peers`: times LayerNorm and RmsNorm forward (f32) side by side on the same
 //! inputs — norm-core, candle-nn's CPU `ops::layer_norm`/`ops::rms_norm`, a naive ndarray
 //! composition (`mean_axis` + broadcasting), and a copy kernel (`y = x · c`, the memory
-//! bandwidth ceiling) — on 1 and 2 rayon threads. Before timing, it checks that all of them
+//! bandwidth ceiling, with plain and with non-temporal stores) — on 1 and 2 rayon threads. Before timing, it checks that all of them
 //! agree on the input (max abs difference) and measures each one's error against the f64
 //! reference on rows with a large offset. Prints a Markdown table and writes JSON.
 //!
@@ -9,7 +9,7 @@
 //! cargo run --release --manifest-path bench-peers/Cargo.toml -- [--out DIR] [--budget-ms N] [--quick]
 //! ```
 //!
-//! Timing: the five entries of one (kind, shape, threads) are warmed up, then run
+//! Timing: the six entries of one (kind, shape, threads) are warmed up, then run
 //! interleaved, one sample each per round (a sample lasts about 20 ms), for at least 7
 //! rounds and until the budget per entry is spent; the median time per call is reported.
 //! Interleaving makes the ratios robust to a machine whose load changes while it runs.
@@ -260,20 +260,25 @@ fn time_interleaved(budget: Duration, entries: &mut [Entry<'_>]) -> Res<Vec<(&'s
         .collect())
 }
 
-/// `y = x · c` over the same bytes, split like the norms on more than one thread.
-fn copy(x: &[f32], y: &mut [f32], d: usize) {
+/// `y = x · c` over the same bytes, split like the norms on more than one thread, with
+/// plain stores or (`streaming`) non-temporal ones (`norm_core::ceiling`; norm-core
+/// streams outputs of at least 32 MiB, so that is the fair ceiling for them).
+fn copy(x: &[f32], y: &mut [f32], d: usize, streaming: bool) {
     const BLOCK: usize = 64 * 1024 / 4;
+    let kernel = |x: &[f32], y: &mut [f32]| {
+        if streaming {
+            norm_core::ceiling::scale_streaming(x, y, 1.5)
+        } else {
+            norm_core::ceiling::scale(x, y, 1.5)
+        }
+    };
     if rayon::current_num_threads() > 1 {
         let n = (BLOCK / d).max(1) * d;
-        y.par_chunks_mut(n).zip(x.par_chunks(n)).for_each(|(y, x)| {
-            for (o, &v) in y.iter_mut().zip(x) {
-                *o = v * 1.5;
-            }
-        });
+        y.par_chunks_mut(n)
+            .zip(x.par_chunks(n))
+            .for_each(|(y, x)| kernel(x, y));
     } else {
-        for (o, &v) in y.iter_mut().zip(x) {
-            *o = v * 1.5;
-        }
+        kernel(x, y);
     }
 }
 
@@ -295,8 +300,9 @@ impl Row {
     }
 }
 
-const NAMES: [&str; 5] = [
+const NAMES: [&str; 6] = [
     "copy",
+    "copy (streaming)",
     "norm-core",
     "norm-core (alloc)",
     "candle-nn",
@@ -367,6 +373,7 @@ fn main() -> Res<()> {
         let xt = Tensor::from_slice(&x, (rows, d), &Device::Cpu)?;
         let mut y = Array2::<f32>::zeros((rows, d));
         let mut yc = vec![0.0f32; rows * d];
+        let mut ys = vec![0.0f32; rows * d];
         for kind in [Kind::Layer, Kind::Rms] {
             let im = Impls::new(kind, &p)?;
             // Agreement first: every implementation on the same input.
@@ -389,13 +396,21 @@ fn main() -> Res<()> {
             }
             for (threads, pool) in &pools {
                 let times = pool.install(|| -> Res<Vec<(&'static str, f64)>> {
-                    let (y, yc) = (&mut y, &mut yc);
+                    let (y, yc, ys) = (&mut y, &mut yc, &mut ys);
                     let mut entries: Vec<Entry<'_>> = vec![
                         (
                             "copy",
                             Box::new(|| {
-                                copy(&x, yc, d);
+                                copy(&x, yc, d, false);
                                 std::hint::black_box(&yc);
+                                Ok(())
+                            }),
+                        ),
+                        (
+                            "copy (streaming)",
+                            Box::new(|| {
+                                copy(&x, ys, d, true);
+                                std::hint::black_box(&ys);
                                 Ok(())
                             }),
                         ),
@@ -449,21 +464,23 @@ fn main() -> Res<()> {
         "norm-core writes into a caller's array; \"alloc\" allocates its output, as candle-nn and the ndarray composition must. Ratios \"vs\" a peer: norm-core / peer, then norm-core (alloc) / peer. The naive composition is single-threaded whatever the pool.\n"
     );
     println!(
-        "| kind | rows×d | threads | copy | norm-core | ×copy | norm-core (alloc) | candle-nn | naive ndarray | vs candle-nn | vs naive |"
+        "| kind | rows×d | threads | copy | copy (streaming) | norm-core | ×copy | ×copy (streaming) | norm-core (alloc) | candle-nn | naive ndarray | vs candle-nn | vs naive |"
     );
-    println!("|---|---|---|---|---|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|---|---|---|---|---|---|");
     let mut json_rows = Vec::new();
     for r in &results {
         let g = |n| r.gbps(n);
         println!(
-            "| {} | {}×{} | {} | {:.2} | {:.2} | {:.2} | {:.2} | {:.2} | {:.2} | {:.1}× / {:.1}× | {:.1}× / {:.1}× |",
+            "| {} | {}×{} | {} | {:.2} | {:.2} | {:.2} | {:.2} | {:.2} | {:.2} | {:.2} | {:.2} | {:.1}× / {:.1}× | {:.1}× / {:.1}× |",
             r.kind.name(),
             r.shape.0,
             r.shape.1,
             r.threads,
             g("copy"),
+            g("copy (streaming)"),
             g("norm-core"),
             g("norm-core") / g("copy"),
+            g("norm-core") / g("copy (streaming)"),
             g("norm-core (alloc)"),
             g("candle-nn"),
             g("naive ndarray"),

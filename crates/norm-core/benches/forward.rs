@@ -1,6 +1,8 @@
 //! Criterion benchmarks of the f32 forward kernels, single thread, side by side with a
 //! copy kernel (`y = x * c`) over the same bytes: the memory-bandwidth ceiling the norms
-//! are judged against. Groups `layer_norm_forward` and `rms_norm_forward`; shapes
+//! are judged against, with plain stores (`copy`) and with non-temporal stores
+//! (`copy_streaming`, the fair ceiling for outputs the norms stream, see
+//! `norm_core::ceiling`). Groups `layer_norm_forward` and `rms_norm_forward`; shapes
 //! (rows × d) 512×768 (fits in cache), 65536×512 and 8192×4096 (far beyond it).
 //! Throughput counts bytes read + written, `2 · rows · d · 4`, so results read as GB/s.
 
@@ -10,7 +12,7 @@ use std::time::Duration;
 use criterion::measurement::WallTime;
 use criterion::{BenchmarkGroup, BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use ndarray::Array2;
-use norm_core::{LayerNorm, RmsNorm};
+use norm_core::{LayerNorm, RmsNorm, ceiling};
 
 /// (rows, d): in cache, out of cache with short rows, out of cache with long rows.
 const SHAPES: [(usize, usize); 3] = [(512, 768), (65536, 512), (8192, 4096)];
@@ -27,13 +29,6 @@ fn input(rows: usize, d: usize) -> Array2<f32> {
     Array2::from_shape_fn((rows, d), |(r, _)| {
         (r % 7) as f32 * 0.3 + (1.0 + (r % 5) as f32) * next()
     })
-}
-
-/// The ceiling: one read and one write per element, no reduction.
-fn scale_copy(x: &[f32], y: &mut [f32], c: f32) {
-    for (o, &v) in y.iter_mut().zip(x) {
-        *o = v * c;
-    }
 }
 
 /// A one-thread rayon pool: the norms split big batches over the current pool, and the
@@ -71,7 +66,10 @@ fn bench_group(c: &mut Criterion, name: &str, norm: impl Fn(usize, &Array2<f32>,
             y.as_slice_mut().expect("contiguous"),
         );
         group.bench_function(BenchmarkId::new("copy", &shape), |b| {
-            b.iter(|| scale_copy(black_box(xs), black_box(ys), black_box(1.0001)));
+            b.iter(|| ceiling::scale(black_box(xs), black_box(ys), black_box(1.0001)));
+        });
+        group.bench_function(BenchmarkId::new("copy_streaming", &shape), |b| {
+            b.iter(|| ceiling::scale_streaming(black_box(xs), black_box(ys), black_box(1.0001)));
         });
     }
     group.finish();

@@ -1,6 +1,8 @@
 //! Criterion group `fused_add_norm`: fused residual add + norm (`h = x + r; y = norm(h)`)
 //! against an add followed by the norm, for LayerNorm and RmsNorm, f32, one thread, plus
-//! a streaming kernel with the same traffic (read two arrays, write two) as the ceiling.
+//! the simplest kernel with the same traffic (read two arrays, write two) as the ceiling,
+//! with plain and with non-temporal stores (`norm_core::ceiling`; the norms stream
+//! outputs of at least `STREAM_MIN_BYTES`, the out-of-cache shapes here).
 //!
 //! Throughput counts the fused minimum traffic (x, r read; h, y written) for every entry,
 //! so GB/s compare directly: more GB/s is less time for the same job.
@@ -9,7 +11,7 @@ use std::hint::black_box;
 use std::time::{Duration, Instant};
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
-use norm_core::{LayerNorm, RmsNorm};
+use norm_core::{LayerNorm, RmsNorm, ceiling};
 
 /// (rows, d): a decode-sized batch (all four arrays in L2), the forward groups' in-cache
 /// shape, and two shapes far beyond the caches.
@@ -120,10 +122,15 @@ fn bench(c: &mut Criterion) {
                 g.bench_function(BenchmarkId::new("copy_2in_2out", &id), |b| {
                     b.iter_custom(|it| {
                         on_pool(&pool, it, || {
-                            for (((h, y), &a), &b) in h.iter_mut().zip(y.iter_mut()).zip(&x).zip(&r0) {
-                                *h = a + b;
-                                *y = b * 1.5;
-                            }
+                            ceiling::add_scale(&x, &r0, &mut h, &mut y, 1.5);
+                            black_box(&y);
+                        })
+                    })
+                });
+                g.bench_function(BenchmarkId::new("copy_2in_2out_streaming", &id), |b| {
+                    b.iter_custom(|it| {
+                        on_pool(&pool, it, || {
+                            ceiling::add_scale_streaming(&x, &r0, &mut h, &mut y, 1.5);
                             black_box(&y);
                         })
                     })

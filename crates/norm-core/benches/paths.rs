@@ -1,13 +1,14 @@
 //! Criterion groups `paths/*`: LayerNorm and RmsNorm forward (f32, one thread) on every
 //! kernel path this CPU supports (portable, AVX2+FMA, AVX-512F), beside a copy kernel
-//! (`y = x · c`) as the ceiling, in cache and out of cache.
+//! (`y = x · c`) as the ceiling, with plain and with non-temporal stores
+//! (`norm_core::ceiling`), in cache and out of cache.
 
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use norm_core::dispatch::ForcedPath;
-use norm_core::{LayerNorm, RmsNorm};
+use norm_core::{LayerNorm, RmsNorm, ceiling};
 
 const SHAPES: [(usize, usize); 3] = [(512, 768), (65536, 512), (8192, 4096)];
 
@@ -49,9 +50,15 @@ fn bench(c: &mut Criterion) {
                 g.bench_function(BenchmarkId::new("copy", &id), |b| {
                     b.iter_custom(|it| {
                         on_pool(&pool, it, || {
-                            for (o, &v) in y.iter_mut().zip(&x) {
-                                *o = v * 1.5;
-                            }
+                            ceiling::scale(&x, &mut y, 1.5);
+                            black_box(&y);
+                        })
+                    })
+                });
+                g.bench_function(BenchmarkId::new("copy_streaming", &id), |b| {
+                    b.iter_custom(|it| {
+                        on_pool(&pool, it, || {
+                            ceiling::scale_streaming(&x, &mut y, 1.5);
                             black_box(&y);
                         })
                     })

@@ -25,6 +25,8 @@
 //! of a Pre-Norm block with the norm. Measured ratios: `docs/performance.md`.
 
 #[doc(hidden)]
+pub mod ceiling;
+#[doc(hidden)]
 pub mod dispatch;
 mod error;
 mod float;
