@@ -5,7 +5,7 @@
 use crate::fused::{Kind, Params, add_rows, check_add_slices};
 use crate::kernels::{layer_norm_row_on, rms_norm_row_on};
 use crate::rows::{check_slices, check_stats_len, run_rows};
-use crate::simd::Path;
+use crate::simd::{Path, Stores};
 use crate::{Float, KernelPath, LayerNorm, NormError, RmsNorm};
 
 /// A kernel path this CPU supports; the only way to force one.
@@ -29,7 +29,7 @@ use crate::{Float, KernelPath, LayerNorm, NormError, RmsNorm};
 /// # Ok::<(), norm_core::NormError>(())
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ForcedPath(Path, KernelPath);
+pub struct ForcedPath(Path, Stores);
 
 impl ForcedPath {
     /// `path`, if this CPU supports it.
@@ -42,7 +42,7 @@ impl ForcedPath {
     /// assert_eq!(ForcedPath::new(KernelPath::Avx512).is_some(), KernelPath::Avx512.is_available());
     /// ```
     pub fn new(path: KernelPath) -> Option<Self> {
-        Path::new(path).map(|p| ForcedPath(p, path))
+        Path::new(path).map(|p| ForcedPath(p, Stores::Auto))
     }
 
     /// Every path this CPU supports, slowest first.
@@ -71,7 +71,29 @@ impl ForcedPath {
     /// assert_eq!(p, Some(KernelPath::Portable));
     /// ```
     pub fn path(self) -> KernelPath {
-        self.1
+        self.0.get()
+    }
+
+    /// The same path, writing outputs as `stores` says (the norms use
+    /// [`Stores::Auto`]: non-temporal stores for outputs of at least
+    /// [`STREAM_MIN_BYTES`](crate::simd::STREAM_MIN_BYTES)). The stores never change a
+    /// value.
+    ///
+    /// # Example
+    /// ```
+    /// use norm_core::{KernelPath, RmsNorm, dispatch::ForcedPath, simd::Stores};
+    ///
+    /// let p = ForcedPath::new(KernelPath::detected()).ok_or("the detected path runs")?;
+    /// let rms = RmsNorm::<f32>::new(40)?;
+    /// let x: Vec<f32> = (0..400).map(|i| (i as f32).sin()).collect();
+    /// let (mut a, mut b, mut r) = (vec![0.0f32; 400], vec![0.0f32; 400], vec![0.0f32; 10]);
+    /// p.rms_norm_slice(&rms, &x, &mut a, &mut r)?;
+    /// p.with_stores(Stores::Streaming).rms_norm_slice(&rms, &x, &mut b, &mut r)?;
+    /// assert_eq!(a, b);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn with_stores(self, stores: Stores) -> Self {
+        ForcedPath(self.0, stores)
     }
 
     /// [`LayerNorm::forward_slice_with_stats`] on this path.
@@ -103,9 +125,15 @@ impl ForcedPath {
         check_stats_len("mean", mean.len(), rows)?;
         check_stats_len("rstd", rstd.len(), rows)?;
         let (w, b, eps) = (norm.weight(), norm.bias(), norm.eps());
-        run_rows(x, out, norm.dim(), Some(mean), Some(rstd), |xr, or| {
-            layer_norm_row_on(self.0, xr, w, b, eps, or)
-        });
+        run_rows(
+            x,
+            out,
+            norm.dim(),
+            Some(mean),
+            Some(rstd),
+            self.1,
+            |xr, or, st| layer_norm_row_on(self.0, xr, w, b, eps, or, st),
+        );
         Ok(())
     }
 
@@ -135,8 +163,8 @@ impl ForcedPath {
         let rows = check_slices(x.len(), out.len(), norm.dim())?;
         check_stats_len("rrms", rrms.len(), rows)?;
         let (w, b, eps) = (norm.weight(), norm.bias(), norm.eps());
-        run_rows(x, out, norm.dim(), Some(rrms), None, |xr, or| {
-            (rms_norm_row_on(self.0, xr, w, b, eps, or), F::zero())
+        run_rows(x, out, norm.dim(), Some(rrms), None, self.1, |xr, or, st| {
+            (rms_norm_row_on(self.0, xr, w, b, eps, or, st), F::zero())
         });
         Ok(())
     }
@@ -222,8 +250,8 @@ impl ForcedPath {
         let d = p.weight.len();
         check_add_slices(d, x.len(), residual.len(), h.as_ref().map(|h| h.len()), out.len())?;
         match h {
-            Some(h) => add_rows(self.0, kind, p, x, Some(residual), h, out),
-            None => add_rows(self.0, kind, p, x, None, residual, out),
+            Some(h) => add_rows(self.0, self.1, kind, p, x, Some(residual), h, out),
+            None => add_rows(self.0, self.1, kind, p, x, None, residual, out),
         }
         Ok(())
     }

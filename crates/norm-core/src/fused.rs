@@ -12,7 +12,7 @@ use crate::kernels::{layer_norm_add_row_on, rms_norm_add_row_on};
 use crate::rows::{check_nd, check_slices};
 #[cfg(feature = "rayon")]
 use crate::rows::{go_parallel, rows_per_block};
-use crate::simd::Path;
+use crate::simd::{Path, Stores, stream_fence};
 use crate::{Float, LayerNorm, NormError, RmsNorm};
 
 /// The shared parameters of one fused call.
@@ -32,6 +32,7 @@ pub(crate) enum Kind {
 
 /// One fused row on `path` (`r = None`: `h` holds the residual and is overwritten).
 #[inline(always)]
+#[allow(clippy::too_many_arguments)]
 fn add_row<F: Float>(
     path: Path,
     kind: Kind,
@@ -40,22 +41,26 @@ fn add_row<F: Float>(
     r: Option<&[F]>,
     h: &mut [F],
     out: &mut [F],
+    stream: bool,
 ) {
     match kind {
         Kind::Layer => {
-            layer_norm_add_row_on(path, x, r, h, p.weight, p.bias, p.eps, out);
+            layer_norm_add_row_on(path, x, r, h, p.weight, p.bias, p.eps, out, stream);
         }
         Kind::Rms => {
-            rms_norm_add_row_on(path, x, r, h, p.weight, p.bias, p.eps, out);
+            rms_norm_add_row_on(path, x, r, h, p.weight, p.bias, p.eps, out, stream);
         }
     }
 }
 
 /// Runs the fused kernel over every row (lengths already checked; `d = weight.len()`).
-/// Large batches are split into fixed row blocks on the rayon pool, like the plain norms.
+/// Large batches are split into fixed row blocks on the rayon pool, like the plain norms;
+/// `stores` decides from the size of `out` whether `y` is written with non-temporal
+/// stores (each block fenced before it returns).
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn add_rows<F: Float>(
     path: Path,
+    stores: Stores,
     kind: Kind,
     p: Params<'_, F>,
     x: &[F],
@@ -67,6 +72,7 @@ pub(crate) fn add_rows<F: Float>(
     if d == 0 {
         return;
     }
+    let stream = stores.stream::<F>(out.len());
     let serial = |x: &[F], r: Option<&[F]>, h: &mut [F], out: &mut [F]| {
         let rows = x
             .chunks_exact(d)
@@ -75,14 +81,17 @@ pub(crate) fn add_rows<F: Float>(
         match r {
             Some(r) => {
                 for (((xr, hr), or), rr) in rows.zip(r.chunks_exact(d)) {
-                    add_row(path, kind, p, xr, Some(rr), hr, or);
+                    add_row(path, kind, p, xr, Some(rr), hr, or, stream);
                 }
             }
             None => {
                 for ((xr, hr), or) in rows {
-                    add_row(path, kind, p, xr, None, hr, or);
+                    add_row(path, kind, p, xr, None, hr, or, stream);
                 }
             }
+        }
+        if stream {
+            stream_fence();
         }
     };
     #[cfg(feature = "rayon")]
@@ -188,7 +197,7 @@ macro_rules! impl_fused {
             /// ```
             pub fn add_forward_slice(&self, x: &[F], residual: &[F], h: &mut [F], out: &mut [F]) -> Result<(), NormError> {
                 check_add_slices(self.dim(), x.len(), residual.len(), Some(h.len()), out.len())?;
-                add_rows(Path::detected(), $kind, self.fused_params(), x, Some(residual), h, out);
+                add_rows(Path::detected(), Stores::Auto, $kind, self.fused_params(), x, Some(residual), h, out);
                 Ok(())
             }
 
@@ -211,7 +220,7 @@ macro_rules! impl_fused {
             /// ```
             pub fn add_forward_slice_inplace(&self, x: &[F], residual: &mut [F], out: &mut [F]) -> Result<(), NormError> {
                 check_add_slices(self.dim(), x.len(), residual.len(), None, out.len())?;
-                add_rows(Path::detected(), $kind, self.fused_params(), x, None, residual, out);
+                add_rows(Path::detected(), Stores::Auto, $kind, self.fused_params(), x, None, residual, out);
                 Ok(())
             }
 
@@ -284,7 +293,7 @@ macro_rules! impl_fused {
                 if let (Some(xs), Some(rs), Some(hs), Some(os)) =
                     (x.as_slice(), residual.as_slice(), h.as_slice_mut(), out.as_slice_mut())
                 {
-                    add_rows(Path::detected(), $kind, self.fused_params(), xs, Some(rs), hs, os);
+                    add_rows(Path::detected(), Stores::Auto, $kind, self.fused_params(), xs, Some(rs), hs, os);
                     return Ok(());
                 }
                 Zip::from(&mut *h).and(x).and(residual).for_each(|h, &a, &b| *h = a + b);
@@ -317,7 +326,7 @@ macro_rules! impl_fused {
             ) -> Result<(), NormError> {
                 check_add_nd(self.dim(), x.shape(), residual.shape(), &[out.shape()])?;
                 if let (Some(xs), Some(rs), Some(os)) = (x.as_slice(), residual.as_slice_mut(), out.as_slice_mut()) {
-                    add_rows(Path::detected(), $kind, self.fused_params(), xs, None, rs, os);
+                    add_rows(Path::detected(), Stores::Auto, $kind, self.fused_params(), xs, None, rs, os);
                     return Ok(());
                 }
                 Zip::from(&mut *residual).and(x).for_each(|r, &a| *r = a + *r);

@@ -272,7 +272,68 @@ fn inv_len<F: Float>(d: usize) -> F {
     F::one() / F::from_usize(d).unwrap_or_else(F::one)
 }
 
-/// The LayerNorm write pass: `y = ((h - shift) - m) · (rstd·w) + b`.
+/// The loop of a write pass over `n` elements: `vector(out, i, nt)` writes elements
+/// `i..i + W` (`nt`: with non-temporal stores, `i` then at a vector boundary of `out`),
+/// `scalar(out, i)` writes element `i`. Both must compute each element with the same
+/// operations, so which of them writes an element never changes a bit.
+///
+/// Plain (`head = None`): vectors from element 0 on. Streaming (`head = Some(a)`, `a`
+/// the first element of `out` at a vector boundary): scalars before `a`, non-temporal
+/// vectors from `a` on. Either way the elements after the last full vector are scalars.
+#[inline(always)]
+fn write_pass<E>(
+    out: &mut [E],
+    n: usize,
+    w: usize,
+    head: Option<usize>,
+    mut vector: impl FnMut(&mut [E], usize, bool),
+    mut scalar: impl FnMut(&mut [E], usize),
+) {
+    let (start, nt) = match head {
+        Some(a) if a + w <= n => (a, true),
+        _ => (0, false),
+    };
+    for i in 0..start {
+        scalar(out, i);
+    }
+    let mut i = start;
+    while i + w <= n {
+        vector(out, i, nt);
+        i += w;
+    }
+    while i < n {
+        scalar(out, i);
+        i += 1;
+    }
+}
+
+/// Where a streaming write pass over `out` starts its vectors: the first element at a
+/// vector boundary; `None` for a plain write pass (or an `out` not aligned to its
+/// element type, which a slice always is).
+#[inline(always)]
+fn stream_head<S: Simd>(out: &[S::E], stream: bool) -> Option<usize> {
+    let size = std::mem::size_of::<S::E>();
+    let vbytes = S::W * size;
+    let mis = out.as_ptr() as usize % vbytes;
+    (stream && mis.is_multiple_of(size)).then_some((vbytes - mis) % vbytes / size)
+}
+
+/// Stores vector `v` to `out[i..i + W]`, non-temporally when `nt` (see [`write_pass`]).
+#[inline(always)]
+fn put<S: Simd>(s: S, out: &mut [S::E], i: usize, v: S::V, nt: bool) {
+    if nt {
+        assert!(i + S::W <= out.len());
+        // SAFETY: in bounds (checked above); `write_pass` hands out `nt` only at vector
+        // boundaries of `out`.
+        unsafe { s.stream_at(out, i, v) }
+    } else {
+        s.store(&mut out[i..], v);
+    }
+}
+
+/// The LayerNorm write pass: `y = ((h - shift) - m) · (rstd·w) + b`, with non-temporal
+/// stores when `stream`. The scalar edges round exactly like the vector body (fused
+/// where it fuses), so the result never depends on the stores or the alignment.
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
 fn ln_write<S: Simd>(
@@ -283,41 +344,44 @@ fn ln_write<S: Simd>(
     (shift, m, rstd): (S::E, S::E, S::E),
     out: &mut [S::E],
     ahead: Ahead<S::E>,
+    stream: bool,
 ) {
     let (w, n) = (S::W, h.len());
     let (vs, vm, vr) = (s.splat(shift), s.splat(m), s.splat(rstd));
-    let mut i = 0;
+    let head = stream_head::<S>(out, stream);
     match bias {
-        Some(b) => {
-            while i + w <= n {
+        Some(b) => write_pass(
+            out,
+            n,
+            w,
+            head,
+            |out, i, nt| {
                 ahead.touch(s, i, w);
                 let d = s.sub(s.sub(s.load(&h[i..]), vs), vm);
                 let y = s.mul_add(d, s.mul(vr, s.load(&weight[i..])), s.load(&b[i..]));
-                s.store(&mut out[i..], y);
-                i += w;
-            }
-            while i < n {
-                out[i] = ((h[i] - shift) - m) * (rstd * weight[i]) + b[i];
-                i += 1;
-            }
-        }
-        None => {
-            while i + w <= n {
+                put(s, out, i, y, nt);
+            },
+            |out, i| out[i] = s.mul_add1((h[i] - shift) - m, rstd * weight[i], b[i]),
+        ),
+        None => write_pass(
+            out,
+            n,
+            w,
+            head,
+            |out, i, nt| {
                 ahead.touch(s, i, w);
                 let d = s.sub(s.sub(s.load(&h[i..]), vs), vm);
-                s.store(&mut out[i..], s.mul(d, s.mul(vr, s.load(&weight[i..]))));
-                i += w;
-            }
-            while i < n {
-                out[i] = ((h[i] - shift) - m) * (rstd * weight[i]);
-                i += 1;
-            }
-        }
+                put(s, out, i, s.mul(d, s.mul(vr, s.load(&weight[i..]))), nt);
+            },
+            |out, i| out[i] = ((h[i] - shift) - m) * (rstd * weight[i]),
+        ),
     }
 }
 
-/// The RMSNorm write pass: `y = h · (rrms·w) + b`.
+/// The RMSNorm write pass: `y = h · (rrms·w) + b`, with non-temporal stores when
+/// `stream`; scalar edges rounded like the vector body (as [`ln_write`]).
 #[inline(always)]
+#[allow(clippy::too_many_arguments)]
 fn rms_write<S: Simd>(
     s: S,
     h: &[S::E],
@@ -326,37 +390,41 @@ fn rms_write<S: Simd>(
     rrms: S::E,
     out: &mut [S::E],
     ahead: Ahead<S::E>,
+    stream: bool,
 ) {
     let (w, n) = (S::W, h.len());
     let vr = s.splat(rrms);
-    let mut i = 0;
+    let head = stream_head::<S>(out, stream);
     match bias {
-        Some(b) => {
-            while i + w <= n {
+        Some(b) => write_pass(
+            out,
+            n,
+            w,
+            head,
+            |out, i, nt| {
                 ahead.touch(s, i, w);
                 let y = s.mul_add(s.load(&h[i..]), s.mul(vr, s.load(&weight[i..])), s.load(&b[i..]));
-                s.store(&mut out[i..], y);
-                i += w;
-            }
-            while i < n {
-                out[i] = h[i] * (rrms * weight[i]) + b[i];
-                i += 1;
-            }
-        }
-        None => {
-            while i + w <= n {
+                put(s, out, i, y, nt);
+            },
+            |out, i| out[i] = s.mul_add1(h[i], rrms * weight[i], b[i]),
+        ),
+        None => write_pass(
+            out,
+            n,
+            w,
+            head,
+            |out, i, nt| {
                 ahead.touch(s, i, w);
-                s.store(
-                    &mut out[i..],
+                put(
+                    s,
+                    out,
+                    i,
                     s.mul(s.load(&h[i..]), s.mul(vr, s.load(&weight[i..]))),
+                    nt,
                 );
-                i += w;
-            }
-            while i < n {
-                out[i] = h[i] * (rrms * weight[i]);
-                i += 1;
-            }
-        }
+            },
+            |out, i| out[i] = h[i] * (rrms * weight[i]),
+        ),
     }
 }
 
@@ -374,6 +442,7 @@ fn ln_finish<S: Simd>(
     eps: S::E,
     out: &mut [S::E],
     ahead: Ahead<S::E>,
+    stream: bool,
 ) -> (S::E, S::E) {
     let inv_d = inv_len::<S::E>(h.len());
     let m = sum1 * inv_d;
@@ -384,7 +453,7 @@ fn ln_finish<S: Simd>(
         return layer_norm_row_rescue(h, weight, bias, eps, out);
     }
     let rstd = S::E::one() / (var + eps).sqrt();
-    ln_write(s, h, weight, bias, (shift, m, rstd), out, ahead);
+    ln_write(s, h, weight, bias, (shift, m, rstd), out, ahead, stream);
     (shift + m, rstd)
 }
 
@@ -400,13 +469,14 @@ fn rms_finish<S: Simd>(
     eps: S::E,
     out: &mut [S::E],
     ahead: Ahead<S::E>,
+    stream: bool,
 ) -> S::E {
     let ms = sumsq * inv_len::<S::E>(h.len());
     if !(ms.is_finite() && ms >= S::E::RESCUE_BELOW && (ms + eps).is_finite()) {
         return rms_norm_row_rescue(h, weight, bias, eps, out);
     }
     let rrms = S::E::one() / (ms + eps).sqrt();
-    rms_write(s, h, weight, bias, rrms, out, ahead);
+    rms_write(s, h, weight, bias, rrms, out, ahead, stream);
     rrms
 }
 
@@ -417,6 +487,8 @@ pub(crate) struct LnRow<'a, F> {
     pub(crate) bias: Option<&'a [F]>,
     pub(crate) eps: F,
     pub(crate) out: &'a mut [F],
+    /// Write `out` with non-temporal stores (the caller fences).
+    pub(crate) stream: bool,
 }
 
 impl<F: Float> SimdOp<F> for LnRow<'_, F> {
@@ -440,6 +512,7 @@ impl<F: Float> SimdOp<F> for LnRow<'_, F> {
             self.eps,
             self.out,
             ahead,
+            self.stream,
         )
     }
 }
@@ -451,6 +524,8 @@ pub(crate) struct RmsRow<'a, F> {
     pub(crate) bias: Option<&'a [F]>,
     pub(crate) eps: F,
     pub(crate) out: &'a mut [F],
+    /// Write `out` with non-temporal stores (the caller fences).
+    pub(crate) stream: bool,
 }
 
 impl<F: Float> SimdOp<F> for RmsRow<'_, F> {
@@ -460,7 +535,17 @@ impl<F: Float> SimdOp<F> for RmsRow<'_, F> {
         let x = self.x;
         let sumsq = sum_sq(s, x.len(), Plain(x), Ahead::NONE);
         let ahead = Ahead::after(x, None);
-        rms_finish(s, x, sumsq, self.weight, self.bias, self.eps, self.out, ahead)
+        rms_finish(
+            s,
+            x,
+            sumsq,
+            self.weight,
+            self.bias,
+            self.eps,
+            self.out,
+            ahead,
+            self.stream,
+        )
     }
 }
 
@@ -474,6 +559,8 @@ pub(crate) struct LnAddRow<'a, F> {
     pub(crate) bias: Option<&'a [F]>,
     pub(crate) eps: F,
     pub(crate) out: &'a mut [F],
+    /// Write `out` with non-temporal stores (the caller fences).
+    pub(crate) stream: bool,
 }
 
 impl<F: Float> SimdOp<F> for LnAddRow<'_, F> {
@@ -494,6 +581,7 @@ impl<F: Float> SimdOp<F> for LnAddRow<'_, F> {
             self.eps,
             self.out,
             ahead,
+            self.stream,
         )
     }
 }
@@ -508,6 +596,8 @@ pub(crate) struct RmsAddRow<'a, F> {
     pub(crate) bias: Option<&'a [F]>,
     pub(crate) eps: F,
     pub(crate) out: &'a mut [F],
+    /// Write `out` with non-temporal stores (the caller fences).
+    pub(crate) stream: bool,
 }
 
 impl<F: Float> SimdOp<F> for RmsAddRow<'_, F> {
@@ -517,7 +607,17 @@ impl<F: Float> SimdOp<F> for RmsAddRow<'_, F> {
         let (x, r, h) = (self.x, self.r, self.h);
         let sumsq = sum_sq(s, x.len(), AddInto { x, r, h: &mut *h }, Ahead::NONE);
         let ahead = Ahead::after(x, Some(r.unwrap_or(h)));
-        rms_finish(s, h, sumsq, self.weight, self.bias, self.eps, self.out, ahead)
+        rms_finish(
+            s,
+            h,
+            sumsq,
+            self.weight,
+            self.bias,
+            self.eps,
+            self.out,
+            ahead,
+            self.stream,
+        )
     }
 }
 
@@ -530,8 +630,9 @@ pub(crate) fn layer_norm_row<F: Float>(
     bias: Option<&[F]>,
     eps: F,
     out: &mut [F],
+    stream: bool,
 ) -> (F, F) {
-    layer_norm_row_on(Path::detected(), x, weight, bias, eps, out)
+    layer_norm_row_on(Path::detected(), x, weight, bias, eps, out, stream)
 }
 
 /// LayerNorm of one row on `path`.
@@ -543,6 +644,7 @@ pub(crate) fn layer_norm_row_on<F: Float>(
     bias: Option<&[F]>,
     eps: F,
     out: &mut [F],
+    stream: bool,
 ) -> (F, F) {
     run_on(
         path,
@@ -552,14 +654,22 @@ pub(crate) fn layer_norm_row_on<F: Float>(
             bias,
             eps,
             out,
+            stream,
         },
     )
 }
 
 /// RMSNorm of one row on the detected path. Returns `rrms = 1/sqrt(mean(x²) + eps)`.
 #[inline(always)]
-pub(crate) fn rms_norm_row<F: Float>(x: &[F], weight: &[F], bias: Option<&[F]>, eps: F, out: &mut [F]) -> F {
-    rms_norm_row_on(Path::detected(), x, weight, bias, eps, out)
+pub(crate) fn rms_norm_row<F: Float>(
+    x: &[F],
+    weight: &[F],
+    bias: Option<&[F]>,
+    eps: F,
+    out: &mut [F],
+    stream: bool,
+) -> F {
+    rms_norm_row_on(Path::detected(), x, weight, bias, eps, out, stream)
 }
 
 /// RMSNorm of one row on `path`.
@@ -571,6 +681,7 @@ pub(crate) fn rms_norm_row_on<F: Float>(
     bias: Option<&[F]>,
     eps: F,
     out: &mut [F],
+    stream: bool,
 ) -> F {
     run_on(
         path,
@@ -580,6 +691,7 @@ pub(crate) fn rms_norm_row_on<F: Float>(
             bias,
             eps,
             out,
+            stream,
         },
     )
 }
@@ -596,6 +708,7 @@ pub(crate) fn layer_norm_add_row_on<F: Float>(
     bias: Option<&[F]>,
     eps: F,
     out: &mut [F],
+    stream: bool,
 ) -> (F, F) {
     run_on(
         path,
@@ -607,6 +720,7 @@ pub(crate) fn layer_norm_add_row_on<F: Float>(
             bias,
             eps,
             out,
+            stream,
         },
     )
 }
@@ -623,6 +737,7 @@ pub(crate) fn rms_norm_add_row_on<F: Float>(
     bias: Option<&[F]>,
     eps: F,
     out: &mut [F],
+    stream: bool,
 ) -> F {
     run_on(
         path,
@@ -634,6 +749,7 @@ pub(crate) fn rms_norm_add_row_on<F: Float>(
             bias,
             eps,
             out,
+            stream,
         },
     )
 }

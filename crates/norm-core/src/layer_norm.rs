@@ -6,6 +6,7 @@ use ndarray::{Array, ArrayRef, Dimension};
 use crate::kernels::layer_norm_row;
 use crate::params::{Affine, impl_norm_params};
 use crate::rows::{check_nd, check_slices, check_stats_len, run_nd, run_rows};
+use crate::simd::Stores;
 use crate::{Float, NormError};
 
 /// Layer normalization over the last axis (Ba et al., 2016), as in GPT-2, BERT and
@@ -120,7 +121,7 @@ impl<F: Float> LayerNorm<F> {
         out: &mut ArrayRef<F, D>,
     ) -> Result<(), NormError> {
         check_nd(x.shape(), Some(out.shape()), self.dim())?;
-        run_nd(x, out, false, |xr, or| self.row(xr, or))?;
+        run_nd(x, out, false, |xr, or, st| self.row(xr, or, st))?;
         Ok(())
     }
 
@@ -147,7 +148,7 @@ impl<F: Float> LayerNorm<F> {
     ) -> Result<(Array<F, D>, LayerNormStats<F, D::Smaller>), NormError> {
         check_nd(x.shape(), None, self.dim())?;
         let mut out = Array::zeros(x.raw_dim());
-        let (mean, rstd) = run_nd(x, &mut out, true, |xr, or| self.row(xr, or))?;
+        let (mean, rstd) = run_nd(x, &mut out, true, |xr, or, st| self.row(xr, or, st))?;
         Ok((out, LayerNormStats { mean, rstd }))
     }
 
@@ -170,7 +171,9 @@ impl<F: Float> LayerNorm<F> {
     /// ```
     pub fn forward_slice(&self, x: &[F], out: &mut [F]) -> Result<(), NormError> {
         check_slices(x.len(), out.len(), self.dim())?;
-        run_rows(x, out, self.dim(), None, None, |xr, or| self.row(xr, or));
+        run_rows(x, out, self.dim(), None, None, Stores::Auto, |xr, or, st| {
+            self.row(xr, or, st)
+        });
         Ok(())
     }
 
@@ -201,14 +204,20 @@ impl<F: Float> LayerNorm<F> {
         let rows = check_slices(x.len(), out.len(), self.dim())?;
         check_stats_len("mean", mean.len(), rows)?;
         check_stats_len("rstd", rstd.len(), rows)?;
-        run_rows(x, out, self.dim(), Some(mean), Some(rstd), |xr, or| {
-            self.row(xr, or)
-        });
+        run_rows(
+            x,
+            out,
+            self.dim(),
+            Some(mean),
+            Some(rstd),
+            Stores::Auto,
+            |xr, or, st| self.row(xr, or, st),
+        );
         Ok(())
     }
 
     #[inline(always)]
-    fn row(&self, x: &[F], out: &mut [F]) -> (F, F) {
-        layer_norm_row(x, &self.p.weight, self.p.bias.as_deref(), self.p.eps, out)
+    fn row(&self, x: &[F], out: &mut [F], stream: bool) -> (F, F) {
+        layer_norm_row(x, &self.p.weight, self.p.bias.as_deref(), self.p.eps, out, stream)
     }
 }

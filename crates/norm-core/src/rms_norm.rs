@@ -6,6 +6,7 @@ use ndarray::{Array, ArrayRef, Dimension};
 use crate::kernels::rms_norm_row;
 use crate::params::{Affine, impl_norm_params};
 use crate::rows::{check_nd, check_slices, check_stats_len, run_nd, run_rows};
+use crate::simd::Stores;
 use crate::{Float, NormError};
 
 /// Root-mean-square normalization over the last axis (Zhang & Sennrich, 2019), as in
@@ -113,7 +114,7 @@ impl<F: Float> RmsNorm<F> {
         out: &mut ArrayRef<F, D>,
     ) -> Result<(), NormError> {
         check_nd(x.shape(), Some(out.shape()), self.dim())?;
-        run_nd(x, out, false, |xr, or| self.row(xr, or))?;
+        run_nd(x, out, false, |xr, or, st| self.row(xr, or, st))?;
         Ok(())
     }
 
@@ -139,7 +140,7 @@ impl<F: Float> RmsNorm<F> {
     ) -> Result<(Array<F, D>, RmsNormStats<F, D::Smaller>), NormError> {
         check_nd(x.shape(), None, self.dim())?;
         let mut out = Array::zeros(x.raw_dim());
-        let (rrms, _) = run_nd(x, &mut out, true, |xr, or| self.row(xr, or))?;
+        let (rrms, _) = run_nd(x, &mut out, true, |xr, or, st| self.row(xr, or, st))?;
         Ok((out, RmsNormStats { rrms }))
     }
 
@@ -161,7 +162,9 @@ impl<F: Float> RmsNorm<F> {
     /// ```
     pub fn forward_slice(&self, x: &[F], out: &mut [F]) -> Result<(), NormError> {
         check_slices(x.len(), out.len(), self.dim())?;
-        run_rows(x, out, self.dim(), None, None, |xr, or| self.row(xr, or));
+        run_rows(x, out, self.dim(), None, None, Stores::Auto, |xr, or, st| {
+            self.row(xr, or, st)
+        });
         Ok(())
     }
 
@@ -185,13 +188,21 @@ impl<F: Float> RmsNorm<F> {
     pub fn forward_slice_with_stats(&self, x: &[F], out: &mut [F], rrms: &mut [F]) -> Result<(), NormError> {
         let rows = check_slices(x.len(), out.len(), self.dim())?;
         check_stats_len("rrms", rrms.len(), rows)?;
-        run_rows(x, out, self.dim(), Some(rrms), None, |xr, or| self.row(xr, or));
+        run_rows(
+            x,
+            out,
+            self.dim(),
+            Some(rrms),
+            None,
+            Stores::Auto,
+            |xr, or, st| self.row(xr, or, st),
+        );
         Ok(())
     }
 
     #[inline(always)]
-    fn row(&self, x: &[F], out: &mut [F]) -> (F, F) {
-        let r = rms_norm_row(x, &self.p.weight, self.p.bias.as_deref(), self.p.eps, out);
+    fn row(&self, x: &[F], out: &mut [F], stream: bool) -> (F, F) {
+        let r = rms_norm_row(x, &self.p.weight, self.p.bias.as_deref(), self.p.eps, out, stream);
         (r, F::zero())
     }
 }

@@ -4,6 +4,7 @@
 
 use ndarray::{Array, ArrayRef, ArrayView1, Axis, Dimension, Zip};
 
+use crate::simd::{Stores, stream_fence};
 use crate::{Float, NormError};
 
 /// Checks a flat row-major input of row length `d` against its output; returns the row count.
@@ -85,6 +86,10 @@ pub(crate) fn go_parallel<F>(len: usize) -> bool {
 /// Applies `row` to each `d`-long row of `x`, writing `out`; the two per-row statistics
 /// it returns go to `s0`/`s1` when given. Lengths must already be checked.
 ///
+/// `row(x, out, stream)` is told whether to write with non-temporal stores, as `stores`
+/// decides from the size of the whole `out` (so never differently per thread); each
+/// block that streamed is fenced before it returns.
+///
 /// With the `rayon` feature, large batches are split into fixed blocks of whole rows
 /// ([`rows_per_block`]) run on the current rayon pool. Every row is computed by the same
 /// kernel whichever thread runs it, so the output is bit-identical for any thread count.
@@ -94,8 +99,10 @@ pub(crate) fn run_rows<F: Float>(
     d: usize,
     s0: Option<&mut [F]>,
     s1: Option<&mut [F]>,
-    row: impl Fn(&[F], &mut [F]) -> (F, F) + Sync,
+    stores: Stores,
+    row: impl Fn(&[F], &mut [F], bool) -> (F, F) + Sync,
 ) {
+    let stream = stores.stream::<F>(out.len());
     #[cfg(feature = "rayon")]
     if d > 0 && go_parallel::<F>(x.len()) {
         use rayon::prelude::*;
@@ -113,10 +120,10 @@ pub(crate) fn run_rows<F: Float>(
             .collect();
         blocks
             .into_par_iter()
-            .for_each(|(xb, ob, a, b)| run_rows_serial(xb, ob, d, a, b, &row));
+            .for_each(|(xb, ob, a, b)| run_rows_serial(xb, ob, d, a, b, stream, &row));
         return;
     }
-    run_rows_serial(x, out, d, s0, s1, row);
+    run_rows_serial(x, out, d, s0, s1, stream, row);
 }
 
 /// The serial body of [`run_rows`].
@@ -126,16 +133,20 @@ fn run_rows_serial<F: Float>(
     d: usize,
     mut s0: Option<&mut [F]>,
     mut s1: Option<&mut [F]>,
-    row: impl Fn(&[F], &mut [F]) -> (F, F),
+    stream: bool,
+    row: impl Fn(&[F], &mut [F], bool) -> (F, F),
 ) {
     for (i, (xr, or)) in x.chunks_exact(d).zip(out.chunks_exact_mut(d)).enumerate() {
-        let (a, b) = row(xr, or);
+        let (a, b) = row(xr, or, stream);
         if let Some(s) = s0.as_deref_mut() {
             s[i] = a;
         }
         if let Some(s) = s1.as_deref_mut() {
             s[i] = b;
         }
+    }
+    if stream {
+        stream_fence();
     }
 }
 
@@ -151,7 +162,7 @@ pub(crate) fn run_nd<F: Float, D: Dimension>(
     x: &ArrayRef<F, D>,
     out: &mut ArrayRef<F, D>,
     want_stats: bool,
-    row: impl Fn(&[F], &mut [F]) -> (F, F) + Sync,
+    row: impl Fn(&[F], &mut [F], bool) -> (F, F) + Sync,
 ) -> Result<StatPair<F, D>, NormError> {
     let ax = Axis(x.ndim() - 1);
     let d = x.len_of(ax);
@@ -159,13 +170,13 @@ pub(crate) fn run_nd<F: Float, D: Dimension>(
     if let (Some(xs), Some(os)) = (x.as_slice(), out.as_slice_mut()) {
         // Contiguous row-major: the slice layer, no copies.
         if !want_stats {
-            run_rows(xs, os, d, None, None, row);
+            run_rows(xs, os, d, None, None, Stores::Auto, row);
             return Ok((Array::zeros(stats_dim.clone()), Array::zeros(stats_dim)));
         }
         let rows = xs.len().checked_div(d).unwrap_or(0);
         let mut s0 = vec![F::zero(); rows];
         let mut s1 = vec![F::zero(); rows];
-        run_rows(xs, os, d, Some(&mut s0), Some(&mut s1), row);
+        run_rows(xs, os, d, Some(&mut s0), Some(&mut s1), Stores::Auto, row);
         let shape_err = |_| NormError::StatsShape {
             name: "stats",
             got: vec![rows],
@@ -195,9 +206,9 @@ pub(crate) fn run_nd<F: Float, D: Dimension>(
                 }
             };
             let (sa, sb) = match ol.as_slice_mut() {
-                Some(o) => row(xr, o),
+                Some(o) => row(xr, o, false),
                 None => {
-                    let r = row(xr, &mut yout);
+                    let r = row(xr, &mut yout, false);
                     ol.assign(&ArrayView1::from(&yout[..]));
                     r
                 }

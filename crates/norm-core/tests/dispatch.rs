@@ -1,10 +1,12 @@
 //! Every kernel path this CPU supports (portable, AVX2+FMA, AVX-512F) against the f64
 //! reference twins; thread-count independence (1, 2, 3 rayon threads, bit for bit); and
-//! the fused residual add + norm against the unfused composition, on every path.
+//! the fused residual add + norm against the unfused composition, on every path; and
+//! non-temporal (streaming) output stores against plain ones, bit for bit.
 
 use ndarray::{Array2, Array3, Axis};
 use norm_core::dispatch::ForcedPath;
 use norm_core::reference::{layer_norm_reference, rms_norm_reference};
+use norm_core::simd::Stores;
 use norm_core::{Float, KernelPath, LayerNorm, NormError, RmsNorm};
 
 /// splitmix64: deterministic test data without a dependency.
@@ -260,6 +262,69 @@ fn check_fused<F: Float>(p: ForcedPath, d: usize, rows: usize, bias: bool, rng: 
     assert!(hh == h && y == y_rms && rr == r, "RMS fused {what}");
     p.rms_norm_add_slice(&rms, &x, &mut rr, None, &mut y).unwrap();
     assert!(rr == h && y == y_rms, "RMS fused in place {what}");
+}
+
+fn bits<F: Float>(v: &[F]) -> Vec<u64> {
+    v.iter().map(|x| x.to_f64_exact().to_bits()).collect()
+}
+
+/// One case of [`streaming_stores_change_no_bit`]: plain (`p`) against streaming (`st`)
+/// stores, outputs starting `0..9` elements into their buffers (so every alignment of
+/// the vector boundary is hit), plain and fused forms of both norms.
+fn streaming_case<F: Float>(p: ForcedPath, st: ForcedPath, d: usize, bias: bool, rng: &mut Rng) {
+    let rows = 3;
+    let n = rows * d;
+    let x: Vec<F> = rng.vec(n, 0.5, 2.0);
+    let r: Vec<F> = rng.vec(n, -1.0, 1.0);
+    let (w, b) = weights::<F>(rng, d, bias);
+    let ln = LayerNorm::from_weights(w.clone(), b.clone(), F::from_f64_round(1e-5)).unwrap();
+    let rms = RmsNorm::from_weights(w, b, F::from_f64_round(1e-6)).unwrap();
+    let what = |off: usize| format!("{:?} d={d} bias={bias} offset={off}", p.path());
+    for off in 0..9 {
+        let run = |q: ForcedPath| {
+            let (mut y, mut h, mut m, mut s) = (
+                vec![F::zero(); n + off],
+                vec![F::zero(); n + off],
+                vec![F::zero(); rows],
+                vec![F::zero(); rows],
+            );
+            let mut out = Vec::new();
+            q.layer_norm_slice(&ln, &x, &mut y[off..], &mut m, &mut s)
+                .unwrap();
+            out.extend(bits(&y[off..]));
+            q.rms_norm_slice(&rms, &x, &mut y[off..], &mut s).unwrap();
+            out.extend(bits(&y[off..]));
+            let mut rr = r.clone();
+            q.layer_norm_add_slice(&ln, &x, &mut rr, Some(&mut h[off..]), &mut y[off..])
+                .unwrap();
+            out.extend(bits(&h[off..]).into_iter().chain(bits(&y[off..])));
+            q.rms_norm_add_slice(&rms, &x, &mut rr, None, &mut y[off..])
+                .unwrap();
+            out.extend(bits(&rr).into_iter().chain(bits(&y[off..])));
+            out
+        };
+        assert!(run(p) == run(st), "streaming stores changed a bit: {}", what(off));
+    }
+}
+
+/// Outputs of at least `STREAM_MIN_BYTES` are written with non-temporal stores, with
+/// scalar code up to the first vector boundary; every element must come out exactly as
+/// with plain stores, on every path, at every alignment, with and without bias, also
+/// on several threads.
+#[test]
+fn streaming_stores_change_no_bit() {
+    let mut rng = Rng(5);
+    for p in ForcedPath::all() {
+        let st = p.with_stores(Stores::Streaming);
+        for &d in &DIMS {
+            for bias in [false, true] {
+                streaming_case::<f32>(p, st, d, bias, &mut rng);
+                streaming_case::<f64>(p, st, d, bias, &mut rng);
+            }
+        }
+        // Streamed on several threads, against the unfused plain-store composition.
+        with_threads(3, || check_fused::<f32>(st, 512, 300, true, &mut rng));
+    }
 }
 
 #[test]
