@@ -180,15 +180,19 @@ impl<L: Lanes<I, O>, const I: usize, const O: usize> SimdOp<f32> for Streaming<'
         for i in (0..head).chain(body..n) {
             one(i, &mut outs);
         }
+        // Plain loops, no closures, inside the vector loop: a closure is compiled without
+        // the vector features of the `#[target_feature]` entry point (see `kernels.rs`).
         let mut i = head;
         while i < body {
-            // SAFETY: i + W <= body <= n, the length of every input and output; the
-            // outputs are aligned to the vector size at `head` and so at every `i`.
-            unsafe {
-                let v = lanes.vec(s, std::array::from_fn(|k| s.load_at(ins[k], i)));
-                for (o, v) in outs.iter_mut().zip(v) {
-                    s.stream_at(o, i, v);
-                }
+            let mut v = [s.splat(0.0); I];
+            for (k, v) in v.iter_mut().enumerate() {
+                // SAFETY: i + W <= body <= n, the length of every input.
+                *v = unsafe { s.load_at(ins[k], i) };
+            }
+            for (o, v) in outs.iter_mut().zip(lanes.vec(s, v)) {
+                // SAFETY: i + W <= n, the length of every output; the outputs are aligned
+                // to the vector size at `head` and so at every `i`.
+                unsafe { s.stream_at(o, i, v) };
             }
             i += S::W;
         }

@@ -272,39 +272,40 @@ fn inv_len<F: Float>(d: usize) -> F {
     F::one() / F::from_usize(d).unwrap_or_else(F::one)
 }
 
-/// The loop of a write pass over `n` elements: `vector(out, i, nt)` writes elements
-/// `i..i + W` (`nt`: with non-temporal stores, `i` then at a vector boundary of `out`),
-/// `scalar(out, i)` writes element `i`. Both must compute each element with the same
-/// operations, so which of them writes an element never changes a bit.
+/// The loop of a write pass over `$n` elements of `$out`: `$vector` (with `$i` and
+/// `$nt` bound) writes elements `$i..$i + W` (`$nt`: with non-temporal stores, `$i` then
+/// at a vector boundary of `$out`), `$scalar` writes element `$i`. Both must compute each
+/// element with the same operations, so which of them writes an element never changes a
+/// bit.
 ///
-/// Plain (`head = None`): vectors from element 0 on. Streaming (`head = Some(a)`, `a`
-/// the first element of `out` at a vector boundary): scalars before `a`, non-temporal
+/// Plain (`$head = None`): vectors from element 0 on. Streaming (`$head = Some(a)`, `a`
+/// the first element of `$out` at a vector boundary): scalars before `a`, non-temporal
 /// vectors from `a` on. Either way the elements after the last full vector are scalars.
-#[inline(always)]
-fn write_pass<E>(
-    out: &mut [E],
-    n: usize,
-    w: usize,
-    head: Option<usize>,
-    mut vector: impl FnMut(&mut [E], usize, bool),
-    mut scalar: impl FnMut(&mut [E], usize),
-) {
-    let (start, nt) = match head {
-        Some(a) if a + w <= n => (a, true),
-        _ => (0, false),
-    };
-    for i in 0..start {
-        scalar(out, i);
-    }
-    let mut i = start;
-    while i + w <= n {
-        vector(out, i, nt);
-        i += w;
-    }
-    while i < n {
-        scalar(out, i);
-        i += 1;
-    }
+///
+/// A macro, not a function taking closures: a closure is a function of its own, compiled
+/// without the vector features of the kernel's `#[target_feature]` entry point, and when
+/// the compiler did not inline it, every vector operation inside became a call (the
+/// fused kernels ran 10× slower that way).
+macro_rules! write_pass {
+    ($n:expr, $w:expr, $head:expr, |$i:ident, $nt:ident| $vector:expr, |$j:ident| $scalar:expr $(,)?) => {{
+        let (n, w) = ($n, $w);
+        let (start, nt) = match $head {
+            Some(a) if a + w <= n => (a, true),
+            _ => (0, false),
+        };
+        for $j in 0..start {
+            $scalar;
+        }
+        let mut $i = start;
+        while $i + w <= n {
+            let $nt = nt;
+            $vector;
+            $i += w;
+        }
+        for $j in $i..n {
+            $scalar;
+        }
+    }};
 }
 
 /// Where a streaming write pass over `out` starts its vectors: the first element at a
@@ -318,12 +319,12 @@ fn stream_head<S: Simd>(out: &[S::E], stream: bool) -> Option<usize> {
     (stream && mis.is_multiple_of(size)).then_some((vbytes - mis) % vbytes / size)
 }
 
-/// Stores vector `v` to `out[i..i + W]`, non-temporally when `nt` (see [`write_pass`]).
+/// Stores vector `v` to `out[i..i + W]`, non-temporally when `nt` (see [`write_pass!`]).
 #[inline(always)]
 fn put<S: Simd>(s: S, out: &mut [S::E], i: usize, v: S::V, nt: bool) {
     if nt {
         assert!(i + S::W <= out.len());
-        // SAFETY: in bounds (checked above); `write_pass` hands out `nt` only at vector
+        // SAFETY: in bounds (checked above); `write_pass!` hands out `nt` only at vector
         // boundaries of `out`.
         unsafe { s.stream_at(out, i, v) }
     } else {
@@ -350,30 +351,28 @@ fn ln_write<S: Simd>(
     let (vs, vm, vr) = (s.splat(shift), s.splat(m), s.splat(rstd));
     let head = stream_head::<S>(out, stream);
     match bias {
-        Some(b) => write_pass(
-            out,
+        Some(b) => write_pass!(
             n,
             w,
             head,
-            |out, i, nt| {
+            |i, nt| {
                 ahead.touch(s, i, w);
                 let d = s.sub(s.sub(s.load(&h[i..]), vs), vm);
                 let y = s.mul_add(d, s.mul(vr, s.load(&weight[i..])), s.load(&b[i..]));
                 put(s, out, i, y, nt);
             },
-            |out, i| out[i] = s.mul_add1((h[i] - shift) - m, rstd * weight[i], b[i]),
+            |i| out[i] = s.mul_add1((h[i] - shift) - m, rstd * weight[i], b[i]),
         ),
-        None => write_pass(
-            out,
+        None => write_pass!(
             n,
             w,
             head,
-            |out, i, nt| {
+            |i, nt| {
                 ahead.touch(s, i, w);
                 let d = s.sub(s.sub(s.load(&h[i..]), vs), vm);
                 put(s, out, i, s.mul(d, s.mul(vr, s.load(&weight[i..]))), nt);
             },
-            |out, i| out[i] = ((h[i] - shift) - m) * (rstd * weight[i]),
+            |i| out[i] = ((h[i] - shift) - m) * (rstd * weight[i]),
         ),
     }
 }
@@ -396,24 +395,22 @@ fn rms_write<S: Simd>(
     let vr = s.splat(rrms);
     let head = stream_head::<S>(out, stream);
     match bias {
-        Some(b) => write_pass(
-            out,
+        Some(b) => write_pass!(
             n,
             w,
             head,
-            |out, i, nt| {
+            |i, nt| {
                 ahead.touch(s, i, w);
                 let y = s.mul_add(s.load(&h[i..]), s.mul(vr, s.load(&weight[i..])), s.load(&b[i..]));
                 put(s, out, i, y, nt);
             },
-            |out, i| out[i] = s.mul_add1(h[i], rrms * weight[i], b[i]),
+            |i| out[i] = s.mul_add1(h[i], rrms * weight[i], b[i]),
         ),
-        None => write_pass(
-            out,
+        None => write_pass!(
             n,
             w,
             head,
-            |out, i, nt| {
+            |i, nt| {
                 ahead.touch(s, i, w);
                 put(
                     s,
@@ -423,7 +420,7 @@ fn rms_write<S: Simd>(
                     nt,
                 );
             },
-            |out, i| out[i] = h[i] * (rrms * weight[i]),
+            |i| out[i] = h[i] * (rrms * weight[i]),
         ),
     }
 }
