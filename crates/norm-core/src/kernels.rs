@@ -6,7 +6,10 @@
 //! overflow or underflow.
 //!
 //! Per row: the first pass reads the row from memory (for the fused variants: reads
-//! `x` and `r` and writes `h`), the later passes find it in L1. Four independent vector
+//! `x` and `r` and writes `h`), the later passes find it in L1. Outputs far beyond the
+//! caches (`simd::Stores`) are written with non-temporal stores; the fused variants then
+//! write `h` in the write pass, beside `y`, and compute `x + r` again in the passes
+//! before it. Four independent vector
 //! accumulators per reduction, folded every few iterations into blocked totals (so the
 //! rounding error does not grow with the row length) in a fixed order, so a row's result
 //! depends only on its values and the path, never on threads or on where the row sits in
@@ -22,10 +25,18 @@ use crate::simd::{Path, Simd, SimdOp, run_on};
 #[allow(unused_imports)]
 use num_traits::{Float as _, One as _, Zero as _};
 
-/// What a reduction pass reads at element `i`: a vector (`W` elements) or one scalar.
+/// What a pass reads at element `i`: a vector (`W` elements) or one scalar.
 trait Source<S: Simd> {
     fn vec(&mut self, s: S, i: usize) -> S::V;
     fn one(&mut self, i: usize) -> S::E;
+    /// [`vec`](Source::vec) in a write pass whose output vector at `i` is streamed
+    /// (`nt`: `i` is at a vector boundary of the output); sources that write a side
+    /// output may stream it too.
+    #[inline(always)]
+    fn vec_nt(&mut self, s: S, i: usize, nt: bool) -> S::V {
+        let _ = nt;
+        self.vec(s, i)
+    }
 }
 
 /// A plain row.
@@ -42,40 +53,65 @@ impl<S: Simd> Source<S> for Plain<'_, S::E> {
     }
 }
 
-/// A row `(x_i - shift) - m`.
-struct Centered<'a, E> {
-    x: &'a [E],
+/// The row of `src` shifted and centered: `(v_i - shift) - m`.
+struct Centered<Src, E> {
+    src: Src,
     shift: E,
     m: E,
 }
 
-impl<S: Simd> Source<S> for Centered<'_, S::E> {
+impl<S: Simd, Src: Source<S>> Source<S> for Centered<Src, S::E> {
     #[inline(always)]
     fn vec(&mut self, s: S, i: usize) -> S::V {
-        s.sub(s.sub(s.load(&self.x[i..]), s.splat(self.shift)), s.splat(self.m))
+        s.sub(s.sub(self.src.vec(s, i), s.splat(self.shift)), s.splat(self.m))
     }
     #[inline(always)]
     fn one(&mut self, i: usize) -> S::E {
-        (self.x[i] - self.shift) - self.m
+        (self.src.one(i) - self.shift) - self.m
+    }
+}
+
+/// The residual sum `x + r`, computed again wherever it is read (nothing written): the
+/// streaming fused kernels write `h` only in their last pass.
+struct Sum<'a, E> {
+    x: &'a [E],
+    r: &'a [E],
+}
+
+impl<S: Simd> Source<S> for Sum<'_, S::E> {
+    #[inline(always)]
+    fn vec(&mut self, s: S, i: usize) -> S::V {
+        s.add(s.load(&self.x[i..]), s.load(&self.r[i..]))
+    }
+    #[inline(always)]
+    fn one(&mut self, i: usize) -> S::E {
+        self.x[i] + self.r[i]
     }
 }
 
 /// The residual sum `h = x + r`, written to `h` as it is read (`r = None`: `h` holds `r`).
+/// With `stream`, vectors that [`Source::vec_nt`] is told to stream go to `h` as
+/// non-temporal stores too (set only when `h` has the output's alignment).
 struct AddInto<'a, E> {
     x: &'a [E],
     r: Option<&'a [E]>,
     h: &'a mut [E],
+    stream: bool,
 }
 
 impl<S: Simd> Source<S> for AddInto<'_, S::E> {
     #[inline(always)]
     fn vec(&mut self, s: S, i: usize) -> S::V {
+        self.vec_nt(s, i, false)
+    }
+    #[inline(always)]
+    fn vec_nt(&mut self, s: S, i: usize, nt: bool) -> S::V {
         let r = match self.r {
             Some(r) => s.load(&r[i..]),
             None => s.load(&self.h[i..]),
         };
         let v = s.add(s.load(&self.x[i..]), r);
-        s.store(&mut self.h[i..], v);
+        put(s, self.h, i, v, nt && self.stream);
         v
     }
     #[inline(always)]
@@ -339,7 +375,8 @@ fn put<S: Simd>(s: S, out: &mut [S::E], i: usize, v: S::V, nt: bool) {
 #[allow(clippy::too_many_arguments)]
 fn ln_write<S: Simd>(
     s: S,
-    h: &[S::E],
+    mut h: impl Source<S>,
+    n: usize,
     weight: &[S::E],
     bias: Option<&[S::E]>,
     (shift, m, rstd): (S::E, S::E, S::E),
@@ -347,7 +384,7 @@ fn ln_write<S: Simd>(
     ahead: Ahead<S::E>,
     stream: bool,
 ) {
-    let (w, n) = (S::W, h.len());
+    let w = S::W;
     let (vs, vm, vr) = (s.splat(shift), s.splat(m), s.splat(rstd));
     let head = stream_head::<S>(out, stream);
     match bias {
@@ -357,11 +394,11 @@ fn ln_write<S: Simd>(
             head,
             |i, nt| {
                 ahead.touch(s, i, w);
-                let d = s.sub(s.sub(s.load(&h[i..]), vs), vm);
+                let d = s.sub(s.sub(h.vec_nt(s, i, nt), vs), vm);
                 let y = s.mul_add(d, s.mul(vr, s.load(&weight[i..])), s.load(&b[i..]));
                 put(s, out, i, y, nt);
             },
-            |i| out[i] = s.mul_add1((h[i] - shift) - m, rstd * weight[i], b[i]),
+            |i| out[i] = s.mul_add1((h.one(i) - shift) - m, rstd * weight[i], b[i]),
         ),
         None => write_pass!(
             n,
@@ -369,10 +406,10 @@ fn ln_write<S: Simd>(
             head,
             |i, nt| {
                 ahead.touch(s, i, w);
-                let d = s.sub(s.sub(s.load(&h[i..]), vs), vm);
+                let d = s.sub(s.sub(h.vec_nt(s, i, nt), vs), vm);
                 put(s, out, i, s.mul(d, s.mul(vr, s.load(&weight[i..]))), nt);
             },
-            |i| out[i] = ((h[i] - shift) - m) * (rstd * weight[i]),
+            |i| out[i] = ((h.one(i) - shift) - m) * (rstd * weight[i]),
         ),
     }
 }
@@ -383,7 +420,8 @@ fn ln_write<S: Simd>(
 #[allow(clippy::too_many_arguments)]
 fn rms_write<S: Simd>(
     s: S,
-    h: &[S::E],
+    mut h: impl Source<S>,
+    n: usize,
     weight: &[S::E],
     bias: Option<&[S::E]>,
     rrms: S::E,
@@ -391,7 +429,7 @@ fn rms_write<S: Simd>(
     ahead: Ahead<S::E>,
     stream: bool,
 ) {
-    let (w, n) = (S::W, h.len());
+    let w = S::W;
     let vr = s.splat(rrms);
     let head = stream_head::<S>(out, stream);
     match bias {
@@ -401,10 +439,14 @@ fn rms_write<S: Simd>(
             head,
             |i, nt| {
                 ahead.touch(s, i, w);
-                let y = s.mul_add(s.load(&h[i..]), s.mul(vr, s.load(&weight[i..])), s.load(&b[i..]));
+                let y = s.mul_add(
+                    h.vec_nt(s, i, nt),
+                    s.mul(vr, s.load(&weight[i..])),
+                    s.load(&b[i..]),
+                );
                 put(s, out, i, y, nt);
             },
-            |i| out[i] = s.mul_add1(h[i], rrms * weight[i], b[i]),
+            |i| out[i] = s.mul_add1(h.one(i), rrms * weight[i], b[i]),
         ),
         None => write_pass!(
             n,
@@ -412,17 +454,28 @@ fn rms_write<S: Simd>(
             head,
             |i, nt| {
                 ahead.touch(s, i, w);
-                put(
-                    s,
-                    out,
-                    i,
-                    s.mul(s.load(&h[i..]), s.mul(vr, s.load(&weight[i..]))),
-                    nt,
-                );
+                let v = h.vec_nt(s, i, nt);
+                put(s, out, i, s.mul(v, s.mul(vr, s.load(&weight[i..]))), nt);
             },
-            |i| out[i] = h[i] * (rrms * weight[i]),
+            |i| out[i] = h.one(i) * (rrms * weight[i]),
         ),
     }
+}
+
+/// Whether a row whose (mean-square or) variance came out as `var` goes to the rescue
+/// path: not finite, too small to be exact in `F`, or `var + eps` overflows although
+/// both are finite (eps near `F::MAX`; rather than write rstd = 0).
+#[inline(always)]
+fn needs_rescue<F: Float>(var: F, eps: F) -> bool {
+    !(var.is_finite() && var >= F::RESCUE_BELOW && (var + eps).is_finite())
+}
+
+/// Whether `a` and `b` sit at the same offset from a vector boundary of backend `S`, so
+/// one streaming write pass can stream both.
+#[inline(always)]
+fn same_alignment<S: Simd>(a: *const S::E, b: *const S::E) -> bool {
+    let vbytes = S::W * std::mem::size_of::<S::E>();
+    a as usize % vbytes == b as usize % vbytes
 }
 
 /// LayerNorm of row `h`, whose shifted sum `sum1 = Σ (h_i - shift)` the caller's first
@@ -443,14 +496,31 @@ fn ln_finish<S: Simd>(
 ) -> (S::E, S::E) {
     let inv_d = inv_len::<S::E>(h.len());
     let m = sum1 * inv_d;
-    let var = sum_sq(s, h.len(), Centered { x: h, shift, m }, Ahead::NONE) * inv_d;
-    // `var + eps` may overflow although both are finite (eps near F::MAX): rescue it too,
-    // rather than write rstd = 0.
-    if !(var.is_finite() && var >= S::E::RESCUE_BELOW && (var + eps).is_finite()) {
+    let var = sum_sq(
+        s,
+        h.len(),
+        Centered {
+            src: Plain(h),
+            shift,
+            m,
+        },
+        Ahead::NONE,
+    ) * inv_d;
+    if needs_rescue(var, eps) {
         return layer_norm_row_rescue(h, weight, bias, eps, out);
     }
     let rstd = S::E::one() / (var + eps).sqrt();
-    ln_write(s, h, weight, bias, (shift, m, rstd), out, ahead, stream);
+    ln_write(
+        s,
+        Plain(h),
+        h.len(),
+        weight,
+        bias,
+        (shift, m, rstd),
+        out,
+        ahead,
+        stream,
+    );
     (shift + m, rstd)
 }
 
@@ -469,11 +539,11 @@ fn rms_finish<S: Simd>(
     stream: bool,
 ) -> S::E {
     let ms = sumsq * inv_len::<S::E>(h.len());
-    if !(ms.is_finite() && ms >= S::E::RESCUE_BELOW && (ms + eps).is_finite()) {
+    if needs_rescue(ms, eps) {
         return rms_norm_row_rescue(h, weight, bias, eps, out);
     }
     let rrms = S::E::one() / (ms + eps).sqrt();
-    rms_write(s, h, weight, bias, rrms, out, ahead, stream);
+    rms_write(s, Plain(h), h.len(), weight, bias, rrms, out, ahead, stream);
     rrms
 }
 
@@ -562,24 +632,77 @@ pub(crate) struct LnAddRow<'a, F> {
 
 impl<F: Float> SimdOp<F> for LnAddRow<'_, F> {
     type Out = (F, F);
+    /// Plain: the first pass writes `h` as it sums, the later passes read it from L1.
+    /// Streaming: the passes before the write pass compute `x + r` again from L1 and the
+    /// write pass writes `h` and `y` together, both streamed; the same operations on the
+    /// same values, so the same bits.
     #[inline(always)]
     fn run<S: Simd<E = F>>(self, s: S) -> (F, F) {
         let (x, r, h) = (self.x, self.r, self.h);
+        let n = x.len();
         let shift = x[0] + r.map_or(h[0], |r| r[0]);
-        let sum1 = sum_shifted(s, x.len(), shift, AddInto { x, r, h: &mut *h });
         let ahead = Ahead::after(x, Some(r.unwrap_or(h)));
-        ln_finish(
-            s,
+        if !self.stream {
+            let sum1 = sum_shifted(
+                s,
+                n,
+                shift,
+                AddInto {
+                    x,
+                    r,
+                    h: &mut *h,
+                    stream: false,
+                },
+            );
+            return ln_finish(
+                s,
+                h,
+                sum1,
+                shift,
+                self.weight,
+                self.bias,
+                self.eps,
+                self.out,
+                ahead,
+                false,
+            );
+        }
+        let inv_d = inv_len::<F>(n);
+        let (m, var) = {
+            let rv: &[F] = r.unwrap_or(h);
+            let m = sum_shifted(s, n, shift, Sum { x, r: rv }) * inv_d;
+            let c = Centered {
+                src: Sum { x, r: rv },
+                shift,
+                m,
+            };
+            (m, sum_sq(s, n, c, Ahead::NONE) * inv_d)
+        };
+        if needs_rescue(var, self.eps) {
+            sum_shifted(
+                s,
+                n,
+                shift,
+                AddInto {
+                    x,
+                    r,
+                    h: &mut *h,
+                    stream: false,
+                },
+            );
+            return layer_norm_row_rescue(h, self.weight, self.bias, self.eps, self.out);
+        }
+        let rstd = F::one() / (var + self.eps).sqrt();
+        let stream_h = same_alignment::<S>(h.as_ptr(), self.out.as_ptr());
+        let src = AddInto {
+            x,
+            r,
             h,
-            sum1,
-            shift,
-            self.weight,
-            self.bias,
-            self.eps,
-            self.out,
-            ahead,
-            self.stream,
-        )
+            stream: stream_h,
+        };
+        let coef = (shift, m, rstd);
+        ln_write(s, src, n, self.weight, self.bias, coef, self.out, ahead, true);
+        (shift + m, rstd)
     }
 }
 
@@ -599,22 +722,61 @@ pub(crate) struct RmsAddRow<'a, F> {
 
 impl<F: Float> SimdOp<F> for RmsAddRow<'_, F> {
     type Out = F;
+    /// As [`LnAddRow`]: streaming writes `h` with `y` in the write pass.
     #[inline(always)]
     fn run<S: Simd<E = F>>(self, s: S) -> F {
         let (x, r, h) = (self.x, self.r, self.h);
-        let sumsq = sum_sq(s, x.len(), AddInto { x, r, h: &mut *h }, Ahead::NONE);
+        let n = x.len();
         let ahead = Ahead::after(x, Some(r.unwrap_or(h)));
-        rms_finish(
-            s,
+        if !self.stream {
+            let sumsq = sum_sq(
+                s,
+                n,
+                AddInto {
+                    x,
+                    r,
+                    h: &mut *h,
+                    stream: false,
+                },
+                Ahead::NONE,
+            );
+            return rms_finish(
+                s,
+                h,
+                sumsq,
+                self.weight,
+                self.bias,
+                self.eps,
+                self.out,
+                ahead,
+                false,
+            );
+        }
+        let ms = sum_sq(s, n, Sum { x, r: r.unwrap_or(h) }, Ahead::NONE) * inv_len::<F>(n);
+        if needs_rescue(ms, self.eps) {
+            sum_sq(
+                s,
+                n,
+                AddInto {
+                    x,
+                    r,
+                    h: &mut *h,
+                    stream: false,
+                },
+                Ahead::NONE,
+            );
+            return rms_norm_row_rescue(h, self.weight, self.bias, self.eps, self.out);
+        }
+        let rrms = F::one() / (ms + self.eps).sqrt();
+        let stream_h = same_alignment::<S>(h.as_ptr(), self.out.as_ptr());
+        let src = AddInto {
+            x,
+            r,
             h,
-            sumsq,
-            self.weight,
-            self.bias,
-            self.eps,
-            self.out,
-            ahead,
-            self.stream,
-        )
+            stream: stream_h,
+        };
+        rms_write(s, src, n, self.weight, self.bias, rrms, self.out, ahead, true);
+        rrms
     }
 }
 
