@@ -327,6 +327,99 @@ fn streaming_stores_change_no_bit() {
     }
 }
 
+/// Rows the fast path hands to the rescue path (squares that overflow or underflow, a
+/// constant row, NaN and infinity), between ordinary rows, for [`streaming_rescue_case`].
+fn rescue_rows<F: Float>(rng: &mut Rng, d: usize) -> (Vec<F>, Vec<F>) {
+    let f32 = std::mem::size_of::<F>() == 4;
+    let (huge, tiny) = if f32 { (1e30, 1e-30) } else { (1e200, 1e-160) };
+    let mut x: Vec<F> = Vec::new();
+    let mut r: Vec<F> = Vec::new();
+    for kind in 0..7 {
+        let (xs, rs): (Vec<F>, Vec<F>) = match kind {
+            1 => (rng.vec(d, 0.0, huge), rng.vec(d, 0.0, huge)),
+            2 => (rng.vec(d, 0.0, tiny), rng.vec(d, 0.0, tiny)),
+            3 => (vec![F::from_f64_round(0.75); d], vec![F::from_f64_round(0.5); d]),
+            4 | 5 => {
+                let mut xs: Vec<F> = rng.vec(d, 0.5, 2.0);
+                xs[d / 2] = if kind == 4 { F::nan() } else { F::infinity() };
+                (xs, rng.vec(d, -1.0, 1.0))
+            }
+            _ => (rng.vec(d, 0.5, 2.0), rng.vec(d, -1.0, 1.0)),
+        };
+        x.extend(xs);
+        r.extend(rs);
+    }
+    (x, r)
+}
+
+/// One case of [`streaming_rescue_rows_change_no_bit`]: `y`, `h` and the in-place
+/// residual cut from one buffer at the same offset from a 64-byte boundary, so the
+/// streaming fused kernels always stream `h` (and in place overwrite the residual they
+/// read) beside `y`; plain against streaming stores, bit for bit, and `h = x + r`
+/// written exactly once.
+fn streaming_rescue_case<F: Float>(p: ForcedPath, d: usize, eps: f64, bias: bool, rng: &mut Rng) {
+    let st = p.with_stores(Stores::Streaming);
+    let (x, r) = rescue_rows::<F>(rng, d);
+    let n = x.len();
+    let h_ref: Vec<u64> = bits(&x.iter().zip(&r).map(|(&a, &b)| a + b).collect::<Vec<F>>());
+    let (w, b) = weights::<F>(rng, d, bias);
+    let ln = LayerNorm::from_weights(w.clone(), b.clone(), F::from_f64_round(eps)).unwrap();
+    let rms = RmsNorm::from_weights(w, b, F::from_f64_round(eps)).unwrap();
+    // Regions start a multiple of 16 elements (>= 64 bytes) apart, so they share their
+    // offset from every vector boundary.
+    let stride = n.div_ceil(16) * 16 + 16;
+    for off in [0, 1, 5] {
+        let what = format!("{:?} d={d} eps={eps} bias={bias} offset={off}", p.path());
+        let run = |q: ForcedPath| {
+            let mut buf = vec![F::zero(); 3 * stride];
+            let (y, rest) = buf.split_at_mut(stride);
+            let (h, rr) = rest.split_at_mut(stride);
+            let (y, h, rr) = (&mut y[off..off + n], &mut h[off..off + n], &mut rr[off..off + n]);
+            let (mut m, mut s) = (vec![F::zero(); n / d], vec![F::zero(); n / d]);
+            let mut out = Vec::new();
+            q.layer_norm_slice(&ln, &x, y, &mut m, &mut s).unwrap();
+            out.extend(bits(y).into_iter().chain(bits(&m)).chain(bits(&s)));
+            q.rms_norm_slice(&rms, &x, y, &mut s).unwrap();
+            out.extend(bits(y).into_iter().chain(bits(&s)));
+            for ln_kind in [true, false] {
+                rr.copy_from_slice(&r);
+                if ln_kind {
+                    q.layer_norm_add_slice(&ln, &x, rr, Some(&mut *h), y).unwrap();
+                } else {
+                    q.rms_norm_add_slice(&rms, &x, rr, Some(&mut *h), y).unwrap();
+                }
+                assert!(bits(h) == h_ref && bits(rr) == bits(&r), "h = x + r, {what}");
+                out.extend(bits(y));
+                if ln_kind {
+                    q.layer_norm_add_slice(&ln, &x, rr, None, y).unwrap();
+                } else {
+                    q.rms_norm_add_slice(&rms, &x, rr, None, y).unwrap();
+                }
+                assert!(bits(rr) == h_ref, "in place h = x + r, written once, {what}");
+                out.extend(bits(y));
+            }
+            out
+        };
+        assert!(run(p) == run(st), "streaming stores changed a bit: {what}");
+    }
+}
+
+/// Rows that take the rescue path (overflowing, underflowing, constant with eps = 0 and
+/// eps > 0, NaN, infinity) write the same bits with streaming stores as with plain ones,
+/// in the plain and fused forms, in place or not, with `h` streamed beside `y`.
+#[test]
+fn streaming_rescue_rows_change_no_bit() {
+    let mut rng = Rng(17);
+    for p in ForcedPath::all() {
+        for d in [7, 100, 1000] {
+            for (eps, bias) in [(1e-5, true), (0.0, false)] {
+                streaming_rescue_case::<f32>(p, d, eps, bias, &mut rng);
+                streaming_rescue_case::<f64>(p, d, eps, bias, &mut rng);
+            }
+        }
+    }
+}
+
 #[test]
 fn fused_equals_add_then_norm_on_every_path() {
     let mut rng = Rng(99);
