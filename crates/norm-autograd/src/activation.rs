@@ -22,11 +22,18 @@ pub enum Activation {
     Gelu,
 }
 
-/// What an activation forward saves: its input.
+/// What an activation forward saves: its input, and for tanh and GELU the tanh values
+/// their derivatives need (so the backward computes no tanh again). Made only by
+/// [`Activation::forward`].
 #[derive(Debug, Clone, PartialEq)]
 pub struct ActivationCache<F, D: Dimension> {
     /// The input.
     pub x: Array<F, D>,
+    /// tanh: `tanh(x)` (the output); GELU: `tanh(√(2/π)·(x + 0.044715·x³))`; `None` for
+    /// the others.
+    t: Option<Array<F, D>>,
+    /// The activation that made the cache (`t` is used only by the same one).
+    act: Activation,
 }
 
 const GELU_C: f64 = 0.044_715;
@@ -45,16 +52,29 @@ impl Activation {
 
     /// The activation of one value.
     pub fn apply<F: Float>(self, x: F) -> F {
+        self.apply_with_tanh(x, self.tanh_of(x))
+    }
+
+    /// The tanh value the activation and its derivative are built on (tanh:
+    /// `tanh(x)`, GELU: `tanh(u)`); zero for the others, which need none.
+    fn tanh_of<F: Float>(self, x: F) -> F {
         match self {
-            Activation::Identity => x,
-            Activation::Relu => x.max(F::zero()),
+            Activation::Identity | Activation::Relu => F::zero(),
             Activation::Tanh => x.tanh(),
             Activation::Gelu => {
                 let (c, k) = (F::from_f64_round(GELU_C), F::from_f64_round(SQRT_2_OVER_PI));
-                let half = F::from_f64_round(0.5);
-                let u = k * (x + c * x * x * x);
-                half * x * (F::one() + u.tanh())
+                (k * (x + c * x * x * x)).tanh()
             }
+        }
+    }
+
+    /// The activation of `x` given `t = tanh_of(x)`.
+    fn apply_with_tanh<F: Float>(self, x: F, t: F) -> F {
+        match self {
+            Activation::Identity => x,
+            Activation::Relu => x.max(F::zero()),
+            Activation::Tanh => t,
+            Activation::Gelu => F::from_f64_round(0.5) * x * (F::one() + t),
         }
     }
 
@@ -65,6 +85,11 @@ impl Activation {
     /// GELU: ½(1 + tanh u) + ½x(1 − tanh²u)·√(2/π)(1 + 3·0.044715x²)
     /// ```
     pub fn derivative<F: Float>(self, x: F) -> F {
+        self.derivative_apply_with_tanh(x, self.tanh_of(x))
+    }
+
+    /// [`derivative`](Self::derivative) given `t = tanh_of(x)`.
+    fn derivative_apply_with_tanh<F: Float>(self, x: F, t: F) -> F {
         match self {
             Activation::Identity => F::one(),
             Activation::Relu => {
@@ -74,15 +99,11 @@ impl Activation {
                     F::zero()
                 }
             }
-            Activation::Tanh => {
-                let t = x.tanh();
-                F::one() - t * t
-            }
+            Activation::Tanh => F::one() - t * t,
             Activation::Gelu => {
                 let (c, k) = (F::from_f64_round(GELU_C), F::from_f64_round(SQRT_2_OVER_PI));
                 let half = F::from_f64_round(0.5);
                 let three = F::from_f64_round(3.0);
-                let t = (k * (x + c * x * x * x)).tanh();
                 half * (F::one() + t) + half * x * (F::one() - t * t) * k * (F::one() + three * c * x * x)
             }
         }
@@ -110,7 +131,33 @@ impl Activation {
         self,
         x: &ArrayRef<F, D>,
     ) -> Result<(Array<F, D>, ActivationCache<F, D>), GradError> {
-        Ok((x.mapv(|v| self.apply(v)), ActivationCache { x: x.to_owned() }))
+        let x = x.to_owned();
+        match self {
+            Activation::Identity | Activation::Relu => Ok((
+                x.mapv(|v| self.apply(v)),
+                ActivationCache {
+                    x,
+                    t: None,
+                    act: self,
+                },
+            )),
+            Activation::Tanh | Activation::Gelu => {
+                let t = x.mapv(|v| self.tanh_of(v));
+                let mut y = Array::zeros(x.raw_dim());
+                Zip::from(&mut y)
+                    .and(&x)
+                    .and(&t)
+                    .for_each(|y, &x, &t| *y = self.apply_with_tanh(x, t));
+                Ok((
+                    y,
+                    ActivationCache {
+                        x,
+                        t: Some(t),
+                        act: self,
+                    },
+                ))
+            }
+        }
     }
 
     /// `dx = dy ⊙ f'(x)`.
@@ -130,10 +177,17 @@ impl Activation {
             });
         }
         let mut dx = Array::zeros(cache.x.raw_dim());
-        Zip::from(&mut dx)
-            .and(&cache.x)
-            .and(dy)
-            .for_each(|o, &x, &g| *o = g * self.derivative(x));
+        match &cache.t {
+            Some(t) if cache.act == self && t.shape() == cache.x.shape() => Zip::from(&mut dx)
+                .and(&cache.x)
+                .and(t)
+                .and(dy)
+                .for_each(|o, &x, &t, &g| *o = g * self.derivative_apply_with_tanh(x, t)),
+            _ => Zip::from(&mut dx)
+                .and(&cache.x)
+                .and(dy)
+                .for_each(|o, &x, &g| *o = g * self.derivative(x)),
+        }
         Ok(dx)
     }
 }

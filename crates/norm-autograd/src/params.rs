@@ -62,12 +62,42 @@ pub trait Gradients<F> {
     }
 }
 
-/// `‖a‖₂` computed in f64, scaled so it neither overflows nor underflows.
+/// `‖a‖₂` computed in f64 so it neither overflows nor underflows.
+///
+/// For element types whose squares fit f64 exactly enough (f32: any f32 squared is a
+/// normal f64), one pass `sqrt(Σ a_i²)` in f64; otherwise (f64) scaled by the largest
+/// magnitude:
 ///
 /// ```text
 /// ‖a‖₂ = s·sqrt(Σ (a_i/s)²),  s = max |a_i|
 /// ```
+///
+/// # Example
+/// ```
+/// use ndarray::array;
+/// use norm_autograd::l2_norm;
+///
+/// assert_eq!(l2_norm(array![3.0f32, 4.0].into_dyn().view()), 5.0);
+/// let huge = l2_norm(array![3e30f32, 4e30].into_dyn().view()); // squares beyond f32
+/// assert!((huge / 5e30 - 1.0).abs() < 1e-7);
+/// let big = l2_norm(array![3e200f64, 4e200].into_dyn().view());
+/// assert!((big / 5e200 - 1.0).abs() < 1e-15);
+/// let small = l2_norm(array![3e-200f64, 4e-200].into_dyn().view());
+/// assert!((small / 5e-200 - 1.0).abs() < 1e-15);
+/// ```
 pub fn l2_norm<F: Float>(a: ArrayViewD<'_, F>) -> f64 {
+    let big = F::max_value().to_f64_exact();
+    let tiny = (F::min_positive_value() * F::epsilon()).to_f64_exact(); // the smallest subnormal
+    if (big * big * a.len() as f64).is_finite() && tiny * tiny >= f64::MIN_POSITIVE {
+        return a
+            .iter()
+            .map(|v| {
+                let t = v.to_f64_exact();
+                t * t
+            })
+            .sum::<f64>()
+            .sqrt();
+    }
     let s = a.iter().fold(0.0f64, |m, v| m.max(v.to_f64_exact().abs()));
     if s == 0.0 || !s.is_finite() {
         return s;

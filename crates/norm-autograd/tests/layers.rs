@@ -100,6 +100,39 @@ proptest! {
 }
 
 /// Cross-entropy is finite for logits that overflow a naive exp.
+/// The cache keeps the tanh values, so the backward computes no tanh; the results are
+/// the one-value functions' bit for bit, and a cache used by another activation falls
+/// back to that activation's derivative at the cached input.
+#[test]
+fn activation_cache_matches_the_scalar_functions() {
+    let acts = [
+        Activation::Identity,
+        Activation::Relu,
+        Activation::Tanh,
+        Activation::Gelu,
+    ];
+    let x = Array2::from_shape_fn((3, 7), |(i, j)| (i as f32 - 1.0) * 1.7 + j as f32 * 0.31 - 0.9);
+    let dy = Array2::from_shape_fn((3, 7), |(i, j)| 0.5 - (i * 7 + j) as f32 * 0.05);
+    for act in acts {
+        let (y, cache) = act.forward(&x).unwrap();
+        assert_eq!(y, x.mapv(|v| act.apply(v)), "{act:?} forward");
+        let want = ndarray::Zip::from(&x)
+            .and(&dy)
+            .map_collect(|&x, &g| g * act.derivative(x));
+        assert_eq!(act.backward(&cache, &dy).unwrap(), want, "{act:?} backward");
+        for other in acts {
+            let want = ndarray::Zip::from(&x)
+                .and(&dy)
+                .map_collect(|&x, &g| g * other.derivative(x));
+            assert_eq!(
+                other.backward(&cache, &dy).unwrap(),
+                want,
+                "{act:?} cache, {other:?} backward"
+            );
+        }
+    }
+}
+
 #[test]
 fn cross_entropy_is_stable() {
     let (loss, g) = softmax_cross_entropy(&array![[1000.0f64, 0.0, -1000.0]], &[0]).unwrap();
