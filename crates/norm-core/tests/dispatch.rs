@@ -269,7 +269,7 @@ fn bits<F: Float>(v: &[F]) -> Vec<u64> {
 }
 
 /// One case of [`streaming_stores_change_no_bit`]: plain (`p`) against streaming (`st`)
-/// stores, outputs starting `0..9` elements into their buffers (so every alignment of
+/// stores, outputs starting `0..=16` elements into their buffers (so every alignment of
 /// the vector boundary is hit), plain and fused forms of both norms.
 fn streaming_case<F: Float>(p: ForcedPath, st: ForcedPath, d: usize, bias: bool, rng: &mut Rng) {
     let rows = 3;
@@ -280,7 +280,7 @@ fn streaming_case<F: Float>(p: ForcedPath, st: ForcedPath, d: usize, bias: bool,
     let ln = LayerNorm::from_weights(w.clone(), b.clone(), F::from_f64_round(1e-5)).unwrap();
     let rms = RmsNorm::from_weights(w, b, F::from_f64_round(1e-6)).unwrap();
     let what = |off: usize| format!("{:?} d={d} bias={bias} offset={off}", p.path());
-    for off in 0..9 {
+    for off in 0..=16 {
         let run = |q: ForcedPath| {
             let (mut y, mut h, mut m, mut s) = (
                 vec![F::zero(); n + off],
