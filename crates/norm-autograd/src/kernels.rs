@@ -207,21 +207,24 @@ fn aligned_head<F>(p: *const F, d: usize) -> usize {
 }
 
 /// Which of a group's `G` rows write their vector body with non-temporal stores: all
-/// of them when `stream` is set and the row's first body vector (at column `head`) is
-/// aligned to the vector size `W` (then every body vector is). Non-temporal stores go
-/// to memory without first reading the line into the cache (a plain store reads it:
-/// one memory transfer more per line), which pays for outputs far larger than the
-/// caches, when nothing reads them again soon. The values are the same either way.
+/// of them when `stream` is set and the row's first body vector (at column `head`) sits
+/// at a cache-line boundary (then every body vector is at a vector boundary). Only
+/// vectors that fill whole lines are streamed ([`stream_end`]), so no line is written
+/// partly by plain and partly by non-temporal stores. Non-temporal stores go to memory
+/// without first reading the line into the cache (a plain store reads it: one memory
+/// transfer more per line), which pays for outputs far larger than the caches, when
+/// nothing reads them again soon. The values are the same either way.
 #[inline(always)]
-fn streamed_rows<F, const G: usize>(
-    stream: bool,
-    dx: *const F,
-    head: usize,
-    d: usize,
-    w: usize,
-) -> [bool; G] {
+fn streamed_rows<F, const G: usize>(stream: bool, dx: *const F, head: usize, d: usize) -> [bool; G] {
     let size = std::mem::size_of::<F>();
-    std::array::from_fn(|k| stream && (dx as usize + (k * d + head) * size).is_multiple_of(w * size))
+    std::array::from_fn(|k| stream && (dx as usize + (k * d + head) * size).is_multiple_of(64))
+}
+
+/// The column up to which a streamed row's vectors fill whole 64-byte lines from `head`.
+#[inline(always)]
+fn stream_end<F>(head: usize, d: usize) -> usize {
+    let line = 64 / std::mem::size_of::<F>();
+    head + (d - head) / line * line
 }
 
 /// `1/d` in `F`.
@@ -437,7 +440,8 @@ fn ln_group<F: Float, S: Simd<E = F>, const G: usize, const DB: bool>(
     // scalar never changes a bit.
     let head = aligned_head::<F>(dxs.as_ptr(), d);
     let body_end = head + (d - head) / wd * wd;
-    let nt = streamed_rows::<F, G>(stream, dxs.as_ptr(), head, d, wd);
+    let nt = streamed_rows::<F, G>(stream, dxs.as_ptr(), head, d);
+    let nt_end = stream_end::<F>(head, d);
     let mut j = 0;
     while j < head {
         column!(j);
@@ -464,8 +468,8 @@ fn ln_group<F: Float, S: Simd<E = F>, const G: usize, const DB: bool>(
             }
         }
         for (k, v) in out.into_iter().enumerate() {
-            if nt[k] {
-                // SAFETY: as above, and `streamed_rows` checked the vector alignment.
+            if nt[k] && j + wd <= nt_end {
+                // SAFETY: as above, and `streamed_rows` checked that the row starts a cache line at `head`, so every vector from there is aligned.
                 unsafe { s.stream_at(dxs, k * d + j, v) };
             } else {
                 unsafe { s.store_at(dxs, k * d + j, v) };
@@ -629,7 +633,8 @@ fn rms_group<F: Float, S: Simd<E = F>, const G: usize, const DB: bool>(
     // scalar never changes a bit.
     let head = aligned_head::<F>(dxs.as_ptr(), d);
     let body_end = head + (d - head) / wd * wd;
-    let nt = streamed_rows::<F, G>(stream, dxs.as_ptr(), head, d, wd);
+    let nt = streamed_rows::<F, G>(stream, dxs.as_ptr(), head, d);
+    let nt_end = stream_end::<F>(head, d);
     let mut j = 0;
     while j < head {
         column!(j);
@@ -654,8 +659,8 @@ fn rms_group<F: Float, S: Simd<E = F>, const G: usize, const DB: bool>(
             }
         }
         for (k, v) in out.into_iter().enumerate() {
-            if nt[k] {
-                // SAFETY: as above, and `streamed_rows` checked the vector alignment.
+            if nt[k] && j + wd <= nt_end {
+                // SAFETY: as above, and `streamed_rows` checked that the row starts a cache line at `head`, so every vector from there is aligned.
                 unsafe { s.stream_at(dxs, k * d + j, v) };
             } else {
                 unsafe { s.store_at(dxs, k * d + j, v) };

@@ -91,7 +91,7 @@ impl<S: Simd> Source<S> for Sum<'_, S::E> {
 
 /// The residual sum `h = x + r`, written to `h` as it is read (`r = None`: `h` holds `r`).
 /// With `stream`, vectors that [`Source::vec_nt`] is told to stream go to `h` as
-/// non-temporal stores too (set only when `h` has the output's alignment).
+/// non-temporal stores too (set only where [`stream_h`] allows).
 struct AddInto<'a, E> {
     x: &'a [E],
     r: Option<&'a [E]>,
@@ -315,26 +315,29 @@ fn inv_len<F: Float>(d: usize) -> F {
 /// bit.
 ///
 /// Plain (`$head = None`): vectors from element 0 on. Streaming (`$head = Some(a)`, `a`
-/// the first element of `$out` at a vector boundary): scalars before `a`, non-temporal
-/// vectors from `a` on. Either way the elements after the last full vector are scalars.
+/// the first element of `$out` at a cache-line boundary, `$line` elements per line):
+/// scalars before `a`, then vectors, streamed while they fill whole lines, so no line is
+/// written partly by plain and partly by non-temporal stores (that would flush a
+/// half-filled write-combining buffer). Either way the elements after the last full
+/// vector are scalars.
 ///
 /// A macro, not a function taking closures: a closure is a function of its own, compiled
 /// without the vector features of the kernel's `#[target_feature]` entry point, and when
 /// the compiler did not inline it, every vector operation inside became a call (the
 /// fused kernels ran 10× slower that way).
 macro_rules! write_pass {
-    ($n:expr, $w:expr, $head:expr, |$i:ident, $nt:ident| $vector:expr, |$j:ident| $scalar:expr $(,)?) => {{
+    ($n:expr, $w:expr, $head:expr, $line:expr, |$i:ident, $nt:ident| $vector:expr, |$j:ident| $scalar:expr $(,)?) => {{
         let (n, w) = ($n, $w);
-        let (start, nt) = match $head {
-            Some(a) if a + w <= n => (a, true),
-            _ => (0, false),
+        let (start, nt_end) = match $head {
+            Some(a) if a + w <= n => (a, a + (n - a) / $line * $line),
+            _ => (0, 0),
         };
         for $j in 0..start {
             $scalar;
         }
         let mut $i = start;
         while $i + w <= n {
-            let $nt = nt;
+            let $nt = $i + w <= nt_end;
             $vector;
             $i += w;
         }
@@ -344,15 +347,24 @@ macro_rules! write_pass {
     }};
 }
 
+/// Bytes in a cache line.
+const LINE: usize = 64;
+
 /// Where a streaming write pass over `out` starts its vectors: the first element at a
-/// vector boundary; `None` for a plain write pass (or an `out` not aligned to its
-/// element type, which a slice always is).
+/// cache-line boundary (also a vector boundary: vectors are at most a line); `None` for
+/// a plain write pass (or an `out` not aligned to its element type, which a slice
+/// always is).
 #[inline(always)]
 fn stream_head<S: Simd>(out: &[S::E], stream: bool) -> Option<usize> {
     let size = std::mem::size_of::<S::E>();
-    let vbytes = S::W * size;
-    let mis = out.as_ptr() as usize % vbytes;
-    (stream && mis.is_multiple_of(size)).then_some((vbytes - mis) % vbytes / size)
+    let mis = out.as_ptr() as usize % LINE;
+    (stream && mis.is_multiple_of(size) && S::W * size <= LINE).then_some((LINE - mis) % LINE / size)
+}
+
+/// Elements of `E` per cache line.
+#[inline(always)]
+fn line<E>() -> usize {
+    LINE / std::mem::size_of::<E>()
 }
 
 /// Stores vector `v` to `out[i..i + W]`, non-temporally when `nt` (see [`write_pass!`]).
@@ -392,6 +404,7 @@ fn ln_write<S: Simd>(
             n,
             w,
             head,
+            line::<S::E>(),
             |i, nt| {
                 ahead.touch(s, i, w);
                 let d = s.sub(s.sub(h.vec_nt(s, i, nt), vs), vm);
@@ -404,6 +417,7 @@ fn ln_write<S: Simd>(
             n,
             w,
             head,
+            line::<S::E>(),
             |i, nt| {
                 ahead.touch(s, i, w);
                 let d = s.sub(s.sub(h.vec_nt(s, i, nt), vs), vm);
@@ -437,6 +451,7 @@ fn rms_write<S: Simd>(
             n,
             w,
             head,
+            line::<S::E>(),
             |i, nt| {
                 ahead.touch(s, i, w);
                 let y = s.mul_add(
@@ -452,6 +467,7 @@ fn rms_write<S: Simd>(
             n,
             w,
             head,
+            line::<S::E>(),
             |i, nt| {
                 ahead.touch(s, i, w);
                 let v = h.vec_nt(s, i, nt);
@@ -470,12 +486,14 @@ fn needs_rescue<F: Float>(var: F, eps: F) -> bool {
     !(var.is_finite() && var >= F::RESCUE_BELOW && (var + eps).is_finite())
 }
 
-/// Whether `a` and `b` sit at the same offset from a vector boundary of backend `S`, so
-/// one streaming write pass can stream both.
+/// Whether the fused write pass may stream `h` beside `out`: both must sit at the same
+/// offset from a cache line, and in place (`h` also holds the residual, read just before
+/// each store) every vector must be a whole line. With half-line vectors (AVX2) the
+/// read of a line's second half would follow a non-temporal store to its first half,
+/// which evicts the line and sends a half-filled write buffer to memory.
 #[inline(always)]
-fn same_alignment<S: Simd>(a: *const S::E, b: *const S::E) -> bool {
-    let vbytes = S::W * std::mem::size_of::<S::E>();
-    a as usize % vbytes == b as usize % vbytes
+fn stream_h<S: Simd>(h: *const S::E, out: *const S::E, in_place: bool) -> bool {
+    h as usize % LINE == out as usize % LINE && (!in_place || S::W * std::mem::size_of::<S::E>() == LINE)
 }
 
 /// LayerNorm of row `h`, whose shifted sum `sum1 = Σ (h_i - shift)` the caller's first
@@ -693,13 +711,8 @@ impl<F: Float> SimdOp<F> for LnAddRow<'_, F> {
             return layer_norm_row_rescue(h, self.weight, self.bias, self.eps, self.out);
         }
         let rstd = F::one() / (var + self.eps).sqrt();
-        let stream_h = same_alignment::<S>(h.as_ptr(), self.out.as_ptr());
-        let src = AddInto {
-            x,
-            r,
-            h,
-            stream: stream_h,
-        };
+        let stream = stream_h::<S>(h.as_ptr(), self.out.as_ptr(), r.is_none());
+        let src = AddInto { x, r, h, stream };
         let coef = (shift, m, rstd);
         ln_write(s, src, n, self.weight, self.bias, coef, self.out, ahead, true);
         (shift + m, rstd)
@@ -768,13 +781,8 @@ impl<F: Float> SimdOp<F> for RmsAddRow<'_, F> {
             return rms_norm_row_rescue(h, self.weight, self.bias, self.eps, self.out);
         }
         let rrms = F::one() / (ms + self.eps).sqrt();
-        let stream_h = same_alignment::<S>(h.as_ptr(), self.out.as_ptr());
-        let src = AddInto {
-            x,
-            r,
-            h,
-            stream: stream_h,
-        };
+        let stream = stream_h::<S>(h.as_ptr(), self.out.as_ptr(), r.is_none());
+        let src = AddInto { x, r, h, stream };
         rms_write(s, src, n, self.weight, self.bias, rrms, self.out, ahead, true);
         rrms
     }
