@@ -262,7 +262,8 @@ fn time_interleaved(budget: Duration, entries: &mut [Entry<'_>]) -> Res<Vec<(&'s
 
 /// `y = x · c` over the same bytes, split like the norms on more than one thread, with
 /// plain stores or (`streaming`) non-temporal ones (`norm_core::ceiling`; norm-core
-/// streams outputs of at least 32 MiB, so that is the fair ceiling for them).
+/// streams outputs of at least a quarter of the last-level cache, so that is the fair
+/// ceiling for them).
 fn copy(x: &[f32], y: &mut [f32], d: usize, streaming: bool) {
     const BLOCK: usize = 64 * 1024 / 4;
     let kernel = |x: &[f32], y: &mut [f32]| {

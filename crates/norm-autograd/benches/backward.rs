@@ -10,7 +10,7 @@
 //! and the d-long dgamma/dbeta are negligible), so results read as GB/s.
 //!
 //! The backward writes dx with non-temporal stores when dx is at least
-//! `STREAM_MIN_BYTES` (the out-of-cache shapes here), which skips reading each output
+//! `norm_core::simd::stream_min_bytes()` (the out-of-cache shapes here), which skips reading each output
 //! line first; `axpy_streaming_ceiling` is the same `z = a + c·b` with such stores, the
 //! fair ceiling for those shapes (`norm_core::ceiling`).
 

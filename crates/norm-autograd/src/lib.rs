@@ -117,5 +117,5 @@ pub mod __private {
         ForcedPath, PAR_MIN_BYTES, Sweep, layer_norm_backward_slice_on, layer_norm_backward_slice_sweep,
         rms_norm_backward_slice_on, rms_norm_backward_slice_sweep,
     };
-    pub use norm_core::simd::{STREAM_MIN_BYTES, Stores};
+    pub use norm_core::simd::{Stores, stream_min_bytes};
 }

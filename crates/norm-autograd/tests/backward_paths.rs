@@ -169,7 +169,7 @@ fn check_paths<F: Float>(case: &Case<F>, tol: f64) {
                 "{name} RMS shift {shift}"
             );
         }
-        // Non-temporal stores of dx (what batches beyond `STREAM_MIN_BYTES` get) write
+        // Non-temporal stores of dx (what batches beyond `stream_min_bytes()` get) write
         // the same values, at any alignment and split.
         let streaming = path.with_stores(Stores::Streaming);
         for (shift, sweep) in [(0, Sweep::Serial), (1, Sweep::Serial), (3, Sweep::Parallel)] {

@@ -2,7 +2,7 @@
 //! against an add followed by the norm, for LayerNorm and RmsNorm, f32, one thread, plus
 //! the simplest kernel with the same traffic (read two arrays, write two) as the ceiling,
 //! with plain and with non-temporal stores (`norm_core::ceiling`; the norms stream
-//! outputs of at least `STREAM_MIN_BYTES`, the out-of-cache shapes here).
+//! outputs of at least `simd::stream_min_bytes()`, the out-of-cache shapes here).
 //!
 //! Throughput counts the fused minimum traffic (x, r read; h, y written) for every entry,
 //! so GB/s compare directly: more GB/s is less time for the same job.

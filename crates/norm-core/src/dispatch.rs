@@ -76,7 +76,7 @@ impl ForcedPath {
 
     /// The same path, writing outputs as `stores` says (the norms use
     /// [`Stores::Auto`]: non-temporal stores for outputs of at least
-    /// [`STREAM_MIN_BYTES`](crate::simd::STREAM_MIN_BYTES)). The stores never change a
+    /// [`stream_min_bytes`](crate::simd::stream_min_bytes)). The stores never change a
     /// value.
     ///
     /// # Example

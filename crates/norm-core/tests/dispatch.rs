@@ -307,7 +307,7 @@ fn streaming_case<F: Float>(p: ForcedPath, st: ForcedPath, d: usize, bias: bool,
     }
 }
 
-/// Outputs of at least `STREAM_MIN_BYTES` are written with non-temporal stores, with
+/// Outputs of at least `stream_min_bytes()` are written with non-temporal stores, with
 /// scalar code up to the first vector boundary; every element must come out exactly as
 /// with plain stores, on every path, at every alignment, with and without bias, also
 /// on several threads.

@@ -11,7 +11,7 @@
 //! `norm-autograd` can share it instead of keeping a copy. Not covered by semver; only
 //! [`KernelPath`] (re-exported at the crate root) is part of the stable API.
 
-use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
 
 use crate::Float;
 
@@ -266,21 +266,99 @@ pub fn stream_fence() {
     }
 }
 
-/// Outputs of at least this many bytes are written with non-temporal stores
-/// ([`Stores::Auto`]). Such a store skips reading the output line into the cache before
-/// writing it: one memory transfer less per line, so out of cache a norm moves a third
-/// (forward) or a quarter (backward) fewer bytes. But the output is then not in the
-/// cache for whoever reads it next, which costs more than it saves while the output
-/// would have stayed in the caches. Measured on the development machine
-/// (`docs/performance.md`): a backward followed by a read of dx was faster with plain
-/// stores up to 16 MiB and no slower with streaming ones from 32 MiB on.
+/// The streaming threshold when the CPU does not report its last-level cache size.
 pub const STREAM_MIN_BYTES: usize = 32 << 20;
+
+/// The smallest threshold [`stream_min_bytes`] returns, whatever the cache.
+const STREAM_FLOOR_BYTES: usize = 4 << 20;
+
+/// Outputs of at least this many bytes are written with non-temporal stores
+/// ([`Stores::Auto`]): a quarter of the last-level cache as the CPU reports it (x86-64
+/// CPUID; at least 4 MiB), or [`STREAM_MIN_BYTES`] where it reports none. Detected once,
+/// cached.
+///
+/// A non-temporal store skips reading the output line into the cache before writing it:
+/// one memory transfer less per line, so out of cache a norm moves a third (forward) or
+/// a quarter (backward) fewer bytes. But the output is then not in the cache for
+/// whoever reads it next, which costs more than it saves while the arrays would have
+/// stayed in the caches. Measured with the `stores/*` benchmarks (norm-autograd; a
+/// LayerNorm forward or backward followed by a read of its output, plain against
+/// streaming stores) on a machine reporting a 260 MiB L3: plain stores won up to 32 MiB
+/// per array, the two were even around 64 MiB, streaming won at 128 MiB.
+///
+/// # Example
+/// ```
+/// use norm_core::simd::stream_min_bytes;
+///
+/// assert!(stream_min_bytes() >= 4 << 20);
+/// assert_eq!(stream_min_bytes(), stream_min_bytes());
+/// ```
+pub fn stream_min_bytes() -> usize {
+    static CACHE: AtomicUsize = AtomicUsize::new(0);
+    match CACHE.load(Ordering::Relaxed) {
+        0 => {
+            let t = last_level_cache_bytes().map_or(STREAM_MIN_BYTES, |c| (c / 4).max(STREAM_FLOOR_BYTES));
+            CACHE.store(t, Ordering::Relaxed);
+            t
+        }
+        t => t,
+    }
+}
+
+/// The size of the largest data or unified cache level the CPU reports (x86-64: CPUID
+/// leaf 4 on Intel, 0x8000_001D on AMD; both describe one cache per sub-leaf as ways ×
+/// partitions × line size × sets). `None` elsewhere or when not reported.
+// `__cpuid_count` is a safe function in newer Rust and an unsafe one in older releases
+// this crate still supports (`rust-version`), hence the allowed unsafe blocks.
+#[allow(unused_unsafe)]
+fn last_level_cache_bytes() -> Option<usize> {
+    #[cfg(target_arch = "x86_64")]
+    {
+        use std::arch::x86_64::__cpuid_count;
+        // SAFETY (every `__cpuid_count`): CPUID exists on every x86-64 CPU, and leaves
+        // beyond the maximum only return zeros or the highest leaf's values.
+        let max_basic = unsafe { __cpuid_count(0, 0) }.eax;
+        let max_ext = unsafe { __cpuid_count(0x8000_0000, 0) }.eax;
+        let leaf = if max_ext >= 0x8000_001D && unsafe { __cpuid_count(0x8000_001D, 0) }.eax & 0x1f != 0 {
+            0x8000_001D
+        } else if max_basic >= 4 {
+            4
+        } else {
+            return None;
+        };
+        let mut best: Option<(u32, usize)> = None;
+        for sub in 0..16 {
+            let r = unsafe { __cpuid_count(leaf, sub) };
+            let kind = r.eax & 0x1f; // 0 none, 1 data, 2 instruction, 3 unified
+            if kind == 0 {
+                break;
+            }
+            if kind == 2 {
+                continue;
+            }
+            let level = (r.eax >> 5) & 0x7;
+            let ways = ((r.ebx >> 22) & 0x3ff) as usize + 1;
+            let parts = ((r.ebx >> 12) & 0x3ff) as usize + 1;
+            let line = (r.ebx & 0xfff) as usize + 1;
+            let sets = r.ecx as usize + 1;
+            let size = ways * parts * line * sets;
+            if best.is_none_or(|(l, _)| level > l) {
+                best = Some((level, size));
+            }
+        }
+        best.map(|(_, size)| size)
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        None
+    }
+}
 
 /// How a kernel writes its large outputs. The choice never changes a value: the same
 /// element is computed the same way whichever store writes it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Stores {
-    /// Non-temporal stores for outputs of at least [`STREAM_MIN_BYTES`], plain ones
+    /// Non-temporal stores for outputs of at least [`stream_min_bytes`], plain ones
     /// below (what the public functions do).
     #[default]
     Auto,
@@ -292,19 +370,19 @@ pub enum Stores {
 
 impl Stores {
     /// Whether an output of `len` elements of `F` is streamed. Depends only on the
-    /// size, never on the thread count.
+    /// size (and the machine's cache), never on the thread count.
     ///
     /// # Example
     /// ```
-    /// use norm_core::simd::{STREAM_MIN_BYTES, Stores};
+    /// use norm_core::simd::{Stores, stream_min_bytes};
     ///
     /// assert!(!Stores::Auto.stream::<f32>(1024));
-    /// assert!(Stores::Auto.stream::<f32>(STREAM_MIN_BYTES / 4));
+    /// assert!(Stores::Auto.stream::<f32>(stream_min_bytes() / 4));
     /// assert!(Stores::Streaming.stream::<f64>(1) && !Stores::Cached.stream::<f64>(1 << 30));
     /// ```
     pub fn stream<F>(self, len: usize) -> bool {
         match self {
-            Stores::Auto => len.saturating_mul(std::mem::size_of::<F>()) >= STREAM_MIN_BYTES,
+            Stores::Auto => len.saturating_mul(std::mem::size_of::<F>()) >= stream_min_bytes(),
             Stores::Cached => false,
             Stores::Streaming => true,
         }
