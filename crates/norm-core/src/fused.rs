@@ -1,7 +1,9 @@
 //! Fused residual add + norm, what Pre-Norm inference runs between blocks:
 //! `h = x + residual; y = norm(h)`, returning both, in one sweep over the rows (the add
-//! is the first pass of the norm). Slice and ndarray forms, each also in place
-//! (the residual buffer is overwritten with `h`), for [`LayerNorm`] and [`RmsNorm`].
+//! is the first pass of the norm; for outputs streamed past the caches, `x + r` is
+//! computed in every pass and `h` written beside `y` in the last). Slice and ndarray
+//! forms, each also in place (the residual buffer is overwritten with `h`), for
+//! [`LayerNorm`] and [`RmsNorm`].
 //!
 //! The fused kernels share their bodies with the plain norms, so `y` is bit-identical to
 //! `norm(x + residual)` computed in two steps on the same kernel path.

@@ -3,9 +3,11 @@
 //! detection (once, cached); [`Path`], a path this CPU has been checked to support; the
 //! small vector abstraction ([`Simd`]) the generic kernel bodies are written against; the
 //! op trait ([`SimdOp`]) and its dispatcher ([`run_on`]), which runs an op with the
-//! backend for a path and element type. Backends: portable (plain arrays that the
-//! compiler vectorizes for the baseline target) and, on x86-64, AVX2+FMA and AVX-512F
-//! (in `x86.rs`). Nothing here knows about norms.
+//! backend for a path and element type; and the policy for non-temporal output stores
+//! ([`Stores`], [`stream_min_bytes`] from the CPU's last-level cache, [`stream_fence`]).
+//! Backends: portable (plain arrays that the compiler vectorizes for the baseline
+//! target) and, on x86-64, AVX2+FMA and AVX-512F (in `x86.rs`). Nothing here knows
+//! about norms.
 //!
 //! Hidden (`#[doc(hidden)]`): an internal kernel-author API, public only so that
 //! `norm-autograd` can share it instead of keeping a copy. Not covered by semver; only
