@@ -2,7 +2,7 @@
 //! ndarray of any rank and layout (contiguous fast path, per-lane path for strided views).
 //! Also the shape checks shared by both norms.
 
-use ndarray::{Array, ArrayRef, ArrayView1, Axis, Dimension, Zip};
+use ndarray::{Array, ArrayRef, ArrayView1, ArrayViewMut1, Axis, Dimension};
 
 use crate::simd::{Stores, stream_fence};
 use crate::{Float, NormError};
@@ -186,35 +186,66 @@ pub(crate) fn run_nd<F: Float, D: Dimension>(
         let a1 = Array::from_shape_vec(stats_dim.clone(), s1).map_err(shape_err)?;
         return Ok((a0, a1));
     }
-    // Strided: one lane at a time through scratch rows when a lane is not contiguous.
+    // Strided: one lane at a time through scratch rows when a lane is not contiguous;
+    // large batches in fixed blocks of lanes on the rayon pool (each lane computed by
+    // the same kernel whichever thread runs it, so the bits never depend on threads).
     let mut s0 = Array::zeros(stats_dim.clone());
     let mut s1 = Array::zeros(stats_dim);
-    let mut xin = vec![F::zero(); d];
-    let mut yout = vec![F::zero(); d];
-    Zip::from(x.lanes(ax))
-        .and(out.lanes_mut(ax))
-        .and(&mut s0)
-        .and(&mut s1)
-        .for_each(|xl, mut ol, a, b| {
-            let xr: &[F] = match xl.as_slice() {
-                Some(s) => s,
-                None => {
-                    for (t, &v) in xin.iter_mut().zip(xl.iter()) {
-                        *t = v;
-                    }
-                    &xin
-                }
-            };
-            let (sa, sb) = match ol.as_slice_mut() {
-                Some(o) => row(xr, o, false),
-                None => {
-                    let r = row(xr, &mut yout, false);
-                    ol.assign(&ArrayView1::from(&yout[..]));
-                    r
-                }
-            };
-            *a = sa;
-            *b = sb;
-        });
+    let lanes = x
+        .lanes(ax)
+        .into_iter()
+        .zip(out.lanes_mut(ax))
+        .zip(s0.iter_mut().zip(s1.iter_mut()));
+    #[cfg(feature = "rayon")]
+    if d > 0 && go_parallel::<F>(x.len()) {
+        use rayon::prelude::*;
+        let lanes: Vec<_> = lanes.collect();
+        let rb = rows_per_block(d, std::mem::size_of::<F>());
+        let mut blocks: Vec<_> = Vec::with_capacity(lanes.len().div_ceil(rb));
+        let mut it = lanes.into_iter().peekable();
+        while it.peek().is_some() {
+            blocks.push(it.by_ref().take(rb).collect::<Vec<_>>());
+        }
+        blocks
+            .into_par_iter()
+            .for_each(|block| strided_lanes(d, block, &row));
+        return Ok((s0, s1));
+    }
+    strided_lanes(d, lanes, &row);
     Ok((s0, s1))
 }
+
+/// Runs `row` over strided lanes (input lane, output lane, the two statistics), through
+/// scratch rows where a lane is not contiguous.
+fn strided_lanes<'a, F: Float + 'a>(
+    d: usize,
+    lanes: impl IntoIterator<Item = LaneJob<'a, F>>,
+    row: &impl Fn(&[F], &mut [F], bool) -> (F, F),
+) {
+    let mut xin = vec![F::zero(); d];
+    let mut yout = vec![F::zero(); d];
+    for ((xl, mut ol), (a, b)) in lanes {
+        let xr: &[F] = match xl.as_slice() {
+            Some(s) => s,
+            None => {
+                for (t, &v) in xin.iter_mut().zip(xl.iter()) {
+                    *t = v;
+                }
+                &xin
+            }
+        };
+        let (sa, sb) = match ol.as_slice_mut() {
+            Some(o) => row(xr, o, false),
+            None => {
+                let r = row(xr, &mut yout, false);
+                ol.assign(&ArrayView1::from(&yout[..]));
+                r
+            }
+        };
+        *a = sa;
+        *b = sb;
+    }
+}
+
+/// One strided lane's work: input lane, output lane, and where its two statistics go.
+type LaneJob<'a, F> = ((ArrayView1<'a, F>, ArrayViewMut1<'a, F>), (&'a mut F, &'a mut F));

@@ -202,7 +202,12 @@ fn run_all(x: &Array3<f32>, res: &Array3<f32>) -> Vec<Vec<f32>> {
     let mut yi = Array3::zeros(x.raw_dim());
     ln.add_forward_inplace(x, &mut stream, &mut yi).unwrap();
     let t = ln.forward(&x.view().permuted_axes([1, 0, 2])).unwrap();
-    [y, yr, h, yf, stream, yi]
+    // Lanes along a strided axis (every lane gathered through scratch rows), large
+    // enough to be split across the pool.
+    let cols = x.view().permuted_axes([0, 2, 1]);
+    let ln_cols = LayerNorm::<f32>::new(cols.len_of(Axis(2))).unwrap();
+    let (tc, tst) = ln_cols.forward_with_stats(&cols).unwrap();
+    [y, yr, h, yf, stream, yi, tc]
         .iter()
         .map(|a| a.iter().copied().collect())
         .chain([
@@ -213,8 +218,32 @@ fn run_all(x: &Array3<f32>, res: &Array3<f32>) -> Vec<Vec<f32>> {
             str_.rrms.iter().copied().collect(),
             ys,
             t.iter().copied().collect(),
+            tst.mean.iter().copied().collect(),
+            tst.rstd.iter().copied().collect(),
         ])
         .collect()
+}
+
+/// Lanes along a strided axis, split across the pool, give exactly what the same
+/// values give in a contiguous array (each lane runs the same row kernel).
+#[test]
+fn strided_lanes_on_the_pool_match_contiguous() {
+    let mut rng = Rng(8);
+    let x = Array3::from_shape_vec((2, 300, 700), rng.vec(2 * 300 * 700, 1.0, 3.0)).unwrap();
+    let cols = x.view().permuted_axes([0, 2, 1]); // 2 × 700 lanes of 300, stride 700
+    let dense = cols.as_standard_layout().into_owned();
+    let ln = LayerNorm::<f32>::new(300).unwrap();
+    let rms = RmsNorm::<f32>::new(300).unwrap();
+    let (a, b) = with_threads(3, || {
+        let (y, st) = ln.forward_with_stats(&cols).unwrap();
+        let (z, sr) = rms.forward_with_stats(&dense).unwrap();
+        let (yd, std_) = ln.forward_with_stats(&dense).unwrap();
+        let zs = rms.forward(&cols).unwrap();
+        ((y, st.mean, st.rstd, zs), (yd, std_.mean, std_.rstd, z, sr))
+    });
+    assert_eq!(a.0, b.0, "LayerNorm y");
+    assert_eq!((a.1, a.2), (b.1, b.2), "LayerNorm stats");
+    assert_eq!(a.3, b.3, "RmsNorm y");
 }
 
 #[test]
