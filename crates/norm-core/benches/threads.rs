@@ -1,6 +1,8 @@
 //! Criterion groups `threads/*`: LayerNorm and RmsNorm forward (f32) on a rayon pool of 1
 //! and of 2 threads, beside a copy kernel (`y = x · c`, one thread) as the bandwidth
-//! ceiling, on an in-cache shape, a small batch that stays serial, and an out-of-cache shape.
+//! ceiling, on an in-cache shape, a small batch that stays serial, and an out-of-cache shape;
+//! and `threads/layer_norm_strided`: a transposed (strided-lane) input against the same
+//! values contiguous, on 1 and 2 threads.
 
 use std::hint::black_box;
 use std::time::{Duration, Instant};
@@ -76,6 +78,30 @@ fn bench(c: &mut Criterion) {
         }
         g.finish();
     }
+    // Strided lanes: LayerNorm over the columns of a 768×4096 array (a transposed view,
+    // 4096 lanes of 768 with stride 4096; each lane gathered through scratch rows), into
+    // a contiguous output, on 1 and 2 threads, beside the contiguous 4096×768 input.
+    let mut g = c.benchmark_group("threads/layer_norm_strided");
+    let (rows, d) = (4096usize, 768usize);
+    let a = ndarray::Array2::from_shape_vec((d, rows), data(rows * d)).expect("shape");
+    let dense = a.t().as_standard_layout().into_owned();
+    let mut y = ndarray::Array2::<f32>::zeros((rows, d));
+    let ln = LayerNorm::<f32>::new(d).expect("dim > 0");
+    let id = format!("{rows}x{d}");
+    g.throughput(Throughput::BytesDecimal((2 * rows * d * 4) as u64));
+    for (t, pool) in &pools {
+        for (what, x) in [("transposed", a.t()), ("contiguous", dense.view())] {
+            g.bench_function(BenchmarkId::new(format!("{what}_{t}_threads"), &id), |b| {
+                b.iter_custom(|it| {
+                    on_pool(pool, it, || {
+                        ln.forward_into(&x, &mut y).expect("valid shapes");
+                        black_box(&y);
+                    })
+                })
+            });
+        }
+    }
+    g.finish();
 }
 
 criterion_group! {

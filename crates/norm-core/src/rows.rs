@@ -215,35 +215,58 @@ pub(crate) fn run_nd<F: Float, D: Dimension>(
     Ok((s0, s1))
 }
 
-/// Runs `row` over strided lanes (input lane, output lane, the two statistics), through
-/// scratch rows where a lane is not contiguous.
+/// Lanes gathered together into scratch rows: neighbouring lanes of a transposed array
+/// sit next to each other in memory, so reading element `k` of all of them at once
+/// touches one or two cache lines instead of one line per lane.
+const TILE: usize = 16;
+
+/// Runs `row` over strided lanes (input lane, output lane, the two statistics), `TILE`
+/// lanes at a time. Input lanes that are not contiguous are gathered into scratch rows,
+/// element `k` of every lane of the tile before element `k + 1`; outputs that are not
+/// contiguous are scattered back the same way. Each lane still runs the same row kernel on the same
+/// values, so the results are the contiguous ones, bit for bit.
 fn strided_lanes<'a, F: Float + 'a>(
     d: usize,
     lanes: impl IntoIterator<Item = LaneJob<'a, F>>,
     row: &impl Fn(&[F], &mut [F], bool) -> (F, F),
 ) {
-    let mut xin = vec![F::zero(); d];
-    let mut yout = vec![F::zero(); d];
-    for ((xl, mut ol), (a, b)) in lanes {
-        let xr: &[F] = match xl.as_slice() {
-            Some(s) => s,
-            None => {
-                for (t, &v) in xin.iter_mut().zip(xl.iter()) {
-                    *t = v;
+    let mut xin = vec![F::zero(); TILE * d];
+    let mut yout = vec![F::zero(); TILE * d];
+    let mut lanes = lanes.into_iter().peekable();
+    while lanes.peek().is_some() {
+        let mut tile: Vec<LaneJob<'a, F>> = lanes.by_ref().take(TILE).collect();
+        if tile.iter().any(|((xl, _), _)| xl.as_slice().is_none()) {
+            for k in 0..d {
+                for (j, ((xl, _), _)) in tile.iter().enumerate() {
+                    xin[j * d + k] = xl[k];
                 }
-                &xin
             }
-        };
-        let (sa, sb) = match ol.as_slice_mut() {
-            Some(o) => row(xr, o, false),
-            None => {
-                let r = row(xr, &mut yout, false);
-                ol.assign(&ArrayView1::from(&yout[..]));
-                r
+        }
+        let mut scatter = false;
+        for (j, ((xl, ol), (a, b))) in tile.iter_mut().enumerate() {
+            let xr = match xl.as_slice() {
+                Some(x) => x,
+                None => &xin[j * d..(j + 1) * d],
+            };
+            let (sa, sb) = match ol.as_slice_mut() {
+                Some(o) => row(xr, o, false),
+                None => {
+                    scatter = true;
+                    row(xr, &mut yout[j * d..(j + 1) * d], false)
+                }
+            };
+            **a = sa;
+            **b = sb;
+        }
+        if scatter {
+            for k in 0..d {
+                for (j, ((_, ol), _)) in tile.iter_mut().enumerate() {
+                    if !ol.is_standard_layout() {
+                        ol[k] = yout[j * d + k];
+                    }
+                }
             }
-        };
-        *a = sa;
-        *b = sb;
+        }
     }
 }
 
