@@ -308,14 +308,14 @@ fn inv_len<F: Float>(d: usize) -> F {
     F::one() / F::from_usize(d).unwrap_or_else(F::one)
 }
 
-/// The loop of a write pass over `$n` elements of `$out`: `$vector` (with `$i` and
-/// `$nt` bound) writes elements `$i..$i + W` (`$nt`: with non-temporal stores, `$i` then
-/// at a vector boundary of `$out`), `$scalar` writes element `$i`. Both must compute each
+/// The loop of a write pass over the `$n` elements of an output row: `$vector` (with
+/// `$i` and `$nt` bound) writes elements `$i..$i + W` (`$nt`: with non-temporal stores,
+/// `$i` then at a vector boundary of the output), `$scalar` writes element `$i`. Both must compute each
 /// element with the same operations, so which of them writes an element never changes a
 /// bit.
 ///
 /// Plain (`$head = None`): vectors from element 0 on. Streaming (`$head = Some(a)`, `a`
-/// the first element of `$out` at a cache-line boundary, `$line` elements per line):
+/// the first element of the output at a cache-line boundary, `$line` elements per line):
 /// scalars before `a`, then vectors, streamed while they fill whole lines, so no line is
 /// written partly by plain and partly by non-temporal stores (that would flush a
 /// half-filled write-combining buffer). Either way the elements after the last full
