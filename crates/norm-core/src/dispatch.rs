@@ -45,6 +45,20 @@ impl ForcedPath {
         Path::new(path).map(|p| ForcedPath(p, Stores::Auto))
     }
 
+    /// The path the public functions use on this CPU ([`KernelPath::detected`]), with
+    /// stores chosen by size.
+    ///
+    /// # Example
+    /// ```
+    /// use norm_core::{KernelPath, dispatch::ForcedPath, simd::Stores};
+    ///
+    /// let p = ForcedPath::detected();
+    /// assert_eq!((p.path(), p.stores()), (KernelPath::detected(), Stores::Auto));
+    /// ```
+    pub fn detected() -> Self {
+        ForcedPath(Path::detected(), Stores::Auto)
+    }
+
     /// Every path this CPU supports, slowest first.
     ///
     /// # Example
@@ -72,6 +86,35 @@ impl ForcedPath {
     /// ```
     pub fn path(self) -> KernelPath {
         self.0.get()
+    }
+
+    /// The checked path, for running a [`SimdOp`](crate::simd::SimdOp) on it with
+    /// [`run_on`](crate::simd::run_on) (how norm-autograd's backward kernels take a
+    /// forced path).
+    ///
+    /// # Example
+    /// ```
+    /// use norm_core::{KernelPath, dispatch::ForcedPath};
+    ///
+    /// let p = ForcedPath::new(KernelPath::Portable).ok_or("portable runs everywhere")?;
+    /// assert_eq!(p.simd_path().get(), KernelPath::Portable);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn simd_path(self) -> Path {
+        self.0
+    }
+
+    /// How this forces outputs to be stored.
+    ///
+    /// # Example
+    /// ```
+    /// use norm_core::{dispatch::ForcedPath, simd::Stores};
+    ///
+    /// let p = ForcedPath::detected().with_stores(Stores::Streaming);
+    /// assert!(p.stores().stream::<f32>(1));
+    /// ```
+    pub fn stores(self) -> Stores {
+        self.1
     }
 
     /// The same path, writing outputs as `stores` says (the norms use
