@@ -1,7 +1,7 @@
 //! `cargo xtask`: the project's tasks, run with `cargo xtask <task>`: `report` runs the
 //! studies, renders the figures and writes the report folder; `bench-peers` times
-//! norm-core against candle-nn and naive ndarray. Flags are parsed by hand so this
-//! binary stays quick to build.
+//! norm-core against candle-nn and naive ndarray. Flags are lexed by `lexopt` (small, so
+//! this binary stays quick to build) in `flags.rs`.
 
 mod bench_peers;
 mod flags;
@@ -20,11 +20,16 @@ tasks:
                the first build compiles candle; flags: --quick, --budget-ms N, --out DIR)
 
 cargo xtask report [--out DIR] [--seed N] [--only ID[,ID...]] [--format svg|png|both]
-  --out DIR         where to write the report (default: target/report in the workspace)
-  --seed N          run seed, a non-negative integer (default: 42)
-  --only ID,...     run only these studies (ids below)
-  --format F        figure files: svg, png or both (default: both)
-  --help            print this help";
+                   [--set ID.FIELD=VALUE]... [--config FILE.toml] [--print-config]
+  --out DIR             where to write the report (default: target/report in the workspace)
+  --seed N              run seed, a non-negative integer (default: 42)
+  --only ID,...         run only these studies (ids below)
+  --format F            figure files: svg, png or both (default: both)
+  --set ID.FIELD=VALUE  change one field of a study's config (repeatable; later wins)
+  --config FILE.toml    read study configs from a file (one table per study id)
+  --print-config        print the configuration as TOML and exit
+  --help                print this help
+Each flag but --set may be given once.";
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -33,6 +38,14 @@ fn main() -> ExitCode {
             Ok(flags::Parsed::Help) => {
                 println!("{USAGE}\n\nstudy ids: {}", flags::study_ids());
                 ExitCode::SUCCESS
+            }
+            // Plumbing for issue 10: parsed here, applied once norm-experiments has
+            // typed configs. Refused rather than silently ignored until then.
+            Ok(flags::Parsed::Run(opts))
+                if !opts.sets.is_empty() || opts.config.is_some() || opts.print_config =>
+            {
+                eprintln!("error: --set, --config and --print-config are not implemented yet");
+                ExitCode::from(2)
             }
             Ok(flags::Parsed::Run(opts)) => match report::run(&opts) {
                 Ok(index) => {

@@ -187,6 +187,8 @@ fn versions() -> Vec<(String, String)> {
 struct Staging {
     dir: PathBuf,
     out: PathBuf,
+    /// The file name of `out`.
+    name: String,
     published: bool,
 }
 
@@ -225,6 +227,7 @@ impl Staging {
                 parent.display()
             )
         })?;
+        remove_leftovers(parent, &name);
         let dir = parent.join(format!(".{name}.tmp-{}", std::process::id()));
         if dir.exists() {
             let _ = std::fs::remove_dir_all(&dir);
@@ -234,6 +237,7 @@ impl Staging {
         Ok(Self {
             dir,
             out: out.to_path_buf(),
+            name: name.into_owned(),
             published: false,
         })
     }
@@ -242,7 +246,11 @@ impl Staging {
     fn publish(mut self) -> Result<(), String> {
         let fail = |e: std::io::Error| format!("cannot move the report into `{}`: {e}", self.out.display());
         if self.out.exists() {
-            let old = self.dir.with_extension("old");
+            // A name of this run's own: a stale `.NAME.old*` left by a killed run can
+            // never make the rename fail.
+            let old = self
+                .dir
+                .with_file_name(format!(".{}.old-{}", self.name, std::process::id()));
             std::fs::rename(&self.out, &old).map_err(fail)?;
             if let Err(e) = std::fs::rename(&self.dir, &self.out) {
                 // Put the earlier report back rather than leave nothing.
@@ -256,6 +264,69 @@ impl Staging {
         self.published = true;
         Ok(())
     }
+}
+
+/// Removes what killed runs left beside the output folder `NAME`: staging folders
+/// `.NAME.tmp-PID` and replaced reports `.NAME.old-PID` (and the `.NAME.old` of earlier
+/// versions) whose process is gone, if they hold report files only (`norm_report::REPORT_ENTRIES`), so a folder that is
+/// not a report is never deleted. Best effort: a
+/// folder that cannot be read or removed is left alone.
+fn remove_leftovers(parent: &Path, name: &str) {
+    let Ok(entries) = std::fs::read_dir(parent) else {
+        return;
+    };
+    let prefix = format!(".{name}.");
+    for entry in entries.flatten() {
+        let file = entry.file_name();
+        let Some(rest) = file.to_str().and_then(|f| f.strip_prefix(&prefix)) else {
+            continue;
+        };
+        let owner = match rest {
+            "old" => None,
+            _ => match rest.strip_prefix("tmp-").or_else(|| rest.strip_prefix("old-")) {
+                Some(pid) => match pid.parse::<u32>() {
+                    Ok(pid) => Some(pid),
+                    Err(_) => continue,
+                },
+                None => continue,
+            },
+        };
+        if owner.is_some_and(process_may_be_alive) {
+            continue;
+        }
+        let path = entry.path();
+        if holds_report_files_only(&path) {
+            let _ = std::fs::remove_dir_all(&path);
+        }
+    }
+}
+
+/// Whether process `pid` may still be running (it may be writing its staging folder).
+/// Without `/proc` there is no way to know, so the answer is yes and nothing is removed.
+fn process_may_be_alive(pid: u32) -> bool {
+    if pid == std::process::id() {
+        return true;
+    }
+    let proc = Path::new("/proc");
+    !proc.is_dir() || proc.join(pid.to_string()).exists()
+}
+
+/// Whether `dir` is a folder (not a symlink) whose entries are all report entries.
+fn holds_report_files_only(dir: &Path) -> bool {
+    let is_dir = std::fs::symlink_metadata(dir).is_ok_and(|m| m.is_dir());
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return false;
+    };
+    is_dir
+        && entries.into_iter().all(|e| {
+            e.ok()
+                .and_then(|e| {
+                    e.file_name()
+                        .to_str()
+                        .map(|n| norm_report::REPORT_ENTRIES.contains(&n))
+                })
+                .unwrap_or(false)
+        })
 }
 
 impl Drop for Staging {

@@ -331,3 +331,94 @@ fn unwritable_or_foreign_out_is_a_clear_error() {
     check(&foreign, "refusing to replace");
     assert_eq!(std::fs::read(foreign.join("notes.txt")).unwrap(), b"keep me");
 }
+
+#[test]
+fn repeated_flags_exit_with_code_2() {
+    for (args, flag) in [
+        (&["report", "--seed", "1", "--seed", "2"][..], "--seed"),
+        (&["report", "--out", "A", "--out=B"][..], "--out"),
+        (&["report", "--format", "svg", "--format", "png"][..], "--format"),
+    ] {
+        let o = xtask(args);
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(2), "{args:?}: {err}");
+        assert_eq!(err.trim_end().lines().count(), 1, "{args:?}: {err}");
+        assert!(err.contains(&format!("`{flag}` given twice")), "{args:?}: {err}");
+        assert!(o.stdout.is_empty(), "{args:?} ran something");
+    }
+}
+
+/// The reproduction from issue 12: a stale `.X.old` folder (left when a run is killed
+/// between its two renames) made every later run into `X` fail with "Directory not
+/// empty". Leftover staging folders of dead processes are removed; folders holding
+/// anything but report files are never touched.
+#[test]
+fn stale_leftovers_beside_out_neither_block_nor_linger() {
+    let base = scratch("stale");
+    let out = base.join("X");
+    run_small(&out);
+    // The issue's reproduction: `mkdir P/.X.old && touch P/.X.old/f`.
+    let stale_old = base.join(".X.old");
+    std::fs::create_dir_all(&stale_old).unwrap();
+    std::fs::write(stale_old.join("f"), b"").unwrap();
+    // A staging folder of a process that is gone (PIDs never reach u32::MAX), holding
+    // report files only; one of a dead process holding a foreign file; one of a live
+    // process (this test).
+    let dead = base.join(format!(".X.tmp-{}", u32::MAX));
+    std::fs::create_dir_all(dead.join("figures")).unwrap();
+    std::fs::write(dead.join("report.md"), b"partial").unwrap();
+    let dead_foreign = base.join(format!(".X.tmp-{}", u32::MAX - 1));
+    std::fs::create_dir_all(&dead_foreign).unwrap();
+    std::fs::write(dead_foreign.join("notes.txt"), b"keep me").unwrap();
+    let live = base.join(format!(".X.tmp-{}", std::process::id()));
+    std::fs::create_dir_all(live.join("data")).unwrap();
+    // A replaced report of a dead run (killed between the renames).
+    let dead_old = base.join(format!(".X.old-{}", u32::MAX));
+    std::fs::create_dir_all(dead_old.join("data")).unwrap();
+    std::fs::write(dead_old.join("index.html"), b"<!doctype html>").unwrap();
+
+    let o = run_small(&out);
+    assert!(o.status.success());
+    assert!(out.join("index.html").is_file());
+    assert!(!dead.exists(), "a dead run's staging folder was left");
+    assert!(!dead_old.exists(), "a dead run's replaced report was left");
+    assert_eq!(
+        std::fs::read(stale_old.join("f")).unwrap(),
+        b"",
+        "a folder with a non-report file was touched"
+    );
+    assert!(
+        dead_foreign.join("notes.txt").is_file(),
+        "a foreign folder was deleted"
+    );
+    assert!(live.is_dir(), "a live process's staging folder was deleted");
+    // And the run left nothing of its own beside `X`.
+    let mut names: Vec<String> = std::fs::read_dir(&base)
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    let mut expected = vec![
+        ".X.old".to_string(),
+        format!(".X.tmp-{}", std::process::id()),
+        format!(".X.tmp-{}", u32::MAX - 1),
+        "X".to_string(),
+    ];
+    expected.sort();
+    assert_eq!(names, expected);
+}
+
+#[test]
+fn a_report_holds_only_the_entries_cleanup_may_delete() {
+    let base = scratch("entries");
+    let out = base.join("r");
+    run_small(&out);
+    for e in std::fs::read_dir(&out).unwrap().flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        assert!(
+            norm_report::REPORT_ENTRIES.contains(&name.as_str()),
+            "`{name}` is not in REPORT_ENTRIES: leftover cleanup would keep such folders"
+        );
+    }
+}

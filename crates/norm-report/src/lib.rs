@@ -24,4 +24,4 @@ pub use error::ReportError;
 pub use formulas::FORMULAS;
 pub use render::style::format_value;
 pub use render::{render_png, render_svg};
-pub use report::{Format, RunInfo, StudyOutput, write_report};
+pub use report::{Format, REPORT_ENTRIES, RunInfo, StudyOutput, write_report};

@@ -104,6 +104,17 @@ pub struct RunInfo {
     pub command: String,
 }
 
+/// Every top-level entry [`write_report`] may create in its folder. A tool that cleans up
+/// leftover report folders can check a folder holds nothing else before deleting it.
+pub const REPORT_ENTRIES: [&str; 6] = [
+    "index.html",
+    "report.md",
+    "figures",
+    "data",
+    "timings.json",
+    "timings.md",
+];
+
 /// Writes the report into `dir` (created if missing): `index.html`, `report.md`,
 /// `figures/<id>.svg|png`, `data/<id>.json`, `data/<id>-panel<k>.csv`, and the run's
 /// timings in `timings.json` and `timings.md` (the only files that differ between two
