@@ -18,8 +18,8 @@ use std::hint::black_box;
 use std::time::Duration;
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
-use norm_autograd::__private::{ForcedPath, Sweep, layer_norm_backward_slice_on, rms_norm_backward_slice_on};
-use norm_autograd::{layer_norm_backward_slice, rms_norm_backward_slice};
+use norm_autograd::__private::{BackwardInput, ForcedPath, Saved, Sweep, backward_slice_on};
+use norm_autograd::{GradSlices, layer_norm_backward_slice, rms_norm_backward_slice};
 use norm_core::ceiling::{axpy, axpy_streaming};
 use norm_core::{KernelPath, LayerNorm, RmsNorm};
 
@@ -82,43 +82,31 @@ fn bench(c: &mut Criterion) {
                 .expect("pool");
             let portable = ForcedPath::new(KernelPath::Portable).expect("portable runs everywhere");
             let mut run = |path: Option<ForcedPath>| {
+                let grads = GradSlices {
+                    dx: &mut dx,
+                    dgamma: &mut dgamma,
+                    dbeta: is_ln.then_some(&mut dbeta[..]),
+                };
                 match (is_ln, path) {
-                    (true, None) => layer_norm_backward_slice(
-                        &ln,
-                        &x,
-                        &dy,
-                        &mean,
-                        &rstd,
-                        &mut dx,
-                        &mut dgamma,
-                        Some(&mut dbeta),
-                    ),
-                    (false, None) => {
-                        rms_norm_backward_slice(&rms, &x, &dy, &rrms, &mut dx, &mut dgamma, None)
+                    (true, None) => layer_norm_backward_slice(&ln, &x, &dy, &mean, &rstd, grads),
+                    (false, None) => rms_norm_backward_slice(&rms, &x, &dy, &rrms, grads),
+                    (_, Some(p)) => {
+                        let saved = if is_ln {
+                            Saved::LayerNorm {
+                                mean: &mean,
+                                rstd: &rstd,
+                            }
+                        } else {
+                            Saved::RmsNorm { rrms: &rrms }
+                        };
+                        let input = BackwardInput {
+                            weight: ln.weight(),
+                            x: &x,
+                            dy: &dy,
+                            saved,
+                        };
+                        backward_slice_on(p, Sweep::Serial, input, grads)
                     }
-                    (true, Some(p)) => layer_norm_backward_slice_on(
-                        p,
-                        Sweep::Serial,
-                        ln.weight(),
-                        &x,
-                        &dy,
-                        &mean,
-                        &rstd,
-                        &mut dx,
-                        &mut dgamma,
-                        Some(&mut dbeta),
-                    ),
-                    (false, Some(p)) => rms_norm_backward_slice_on(
-                        p,
-                        Sweep::Serial,
-                        rms.weight(),
-                        &x,
-                        &dy,
-                        &rrms,
-                        &mut dx,
-                        &mut dgamma,
-                        None,
-                    ),
                 }
                 .expect("shapes match");
                 black_box((&dx, &dgamma, &dbeta));

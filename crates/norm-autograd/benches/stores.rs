@@ -10,7 +10,8 @@ use std::hint::black_box;
 use std::time::Duration;
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
-use norm_autograd::__private::{ForcedPath, Stores, Sweep, layer_norm_backward_slice_on};
+use norm_autograd::__private::{BackwardInput, ForcedPath, Saved, Stores, Sweep, backward_slice_on};
+use norm_autograd::GradSlices;
 use norm_core::dispatch::ForcedPath as ForwardPath;
 use norm_core::{KernelPath, LayerNorm};
 
@@ -89,19 +90,21 @@ fn bench(c: &mut Criterion) {
             gb.bench_function(BenchmarkId::new(name, &id), |b| {
                 one.install(|| {
                     b.iter(|| {
-                        layer_norm_backward_slice_on(
-                            p,
-                            Sweep::Serial,
-                            ln.weight(),
-                            &x,
-                            &dy,
-                            &mean,
-                            &rstd,
-                            &mut dx,
-                            &mut dg,
-                            Some(&mut db),
-                        )
-                        .expect("shapes match");
+                        let input = BackwardInput {
+                            weight: ln.weight(),
+                            x: &x,
+                            dy: &dy,
+                            saved: Saved::LayerNorm {
+                                mean: &mean,
+                                rstd: &rstd,
+                            },
+                        };
+                        let grads = GradSlices {
+                            dx: &mut dx,
+                            dgamma: &mut dg,
+                            dbeta: Some(&mut db),
+                        };
+                        backward_slice_on(p, Sweep::Serial, input, grads).expect("shapes match");
                         black_box(read(&dx))
                     })
                 })

@@ -6,6 +6,7 @@ use thiserror::Error;
 
 /// Why a forward/backward pass, a layer constructor, a loss or an update was refused.
 #[derive(Debug, Clone, PartialEq, Error)]
+#[non_exhaustive]
 pub enum GradError {
     /// An error from the `norm-core` forward kernels or a shape check shared with them.
     #[error(transparent)]

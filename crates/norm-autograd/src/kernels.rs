@@ -1,29 +1,23 @@
-//! Backward row kernels over contiguous `&[F]` rows, written once against the vector
-//! abstraction shared with `norm-core` (`norm_core::simd`) and run on the path the CPU
-//! supports (AVX-512F, AVX2+FMA or portable), and the fixed-block bookkeeping that sums
-//! dgamma/dbeta deterministically.
+//! Backward row kernels over contiguous `&[F]` rows, written once for both norms (the
+//! compile-time [`Kind`] switch: LayerNorm centers, RMSNorm does not) against the
+//! vector abstraction shared with `norm-core` (`norm_core::simd`), and run on the path
+//! the CPU supports (AVX-512F, AVX2+FMA or portable).
 //!
-//! Each row is read twice: one pass for its two reductions (several vector
-//! accumulators, prefetching 4 KiB ahead into the next rows), then, with the row still
-//! in L1/L2, one pass over a group of rows that writes dx and adds each row's `dy·x̂`
-//! and `dy` into the block's dgamma/dbeta partials. For dx arrays far beyond the caches
+//! Each row is read twice: one pass for its reductions (several vector accumulators,
+//! prefetching 4 KiB ahead into the next rows), then, with the row still in L1/L2, one
+//! pass over a group of rows that writes dx and adds each row's `dy·x̂` and `dy` into
+//! the block's dgamma/dbeta partials. For dx arrays far beyond the caches
 //! (`norm_core::simd::Stores`) dx goes out as non-temporal stores.
 //!
-//! Nothing here validates: the slice and ndarray layers in `norm_backward.rs` check
-//! lengths first. Derivations: `docs/math.md`, section "Backward".
+//! Nothing here validates: the slice and ndarray layers in `norm_backward/` check
+//! lengths first; the fixed reduction blocks are `norm_backward/blocks.rs`.
+//! Derivations: `docs/math.md`, section "Backward".
 
-use std::ops::Range;
+use std::marker::PhantomData;
 
 use norm_core::Float;
 
-use norm_core::simd::{Path, Simd, SimdOp, run_on, stream_fence};
-
-/// Rows per reduction block: dgamma/dbeta are summed within blocks of this many rows
-/// (in row order), and the block partials are added to the total in block order.
-///
-/// Because the blocks are fixed by the absolute row index, the result is the same bit
-/// for bit however the rows are split across calls or threads.
-pub const REDUCTION_BLOCK_ROWS: usize = 32;
+use norm_core::simd::{Simd, SimdOp, Stores, stream_fence};
 
 /// Prefetches the cache lines of `x` and `dy` that lie `ahead` elements past element
 /// `i` of the current row (the next row when `ahead` is the row length), one line per
@@ -100,100 +94,6 @@ impl<'a, S: Simd> Stream<'a, S> {
     }
 }
 
-/// LayerNorm's row reductions in one pass: `(Σ c, Σ g, Σ g·c)` with `c = x − mean`,
-/// `g = dy·w`; two vector accumulators per sum, combined in a fixed order.
-#[inline(always)]
-fn ln_sums<F: Float, S: Simd<E = F>>(s: S, x: &[F], dy: &[F], w: &[F], mean: F) -> (F, F, F) {
-    let (wd, n) = (S::W, x.len());
-    assert!(dy.len() >= n && w.len() >= n);
-    let vm = s.splat(mean);
-    let z = s.splat(F::zero());
-    let (mut c0, mut c1, mut g0, mut g1, mut p0, mut p1) = (z, z, z, z, z, z);
-    let (mut sx, mut sd, mut sw) = (
-        Stream::new(s, x, z),
-        Stream::new(s, &dy[..n], z),
-        Stream::new(s, &w[..n], z),
-    );
-    let mut i = 0;
-    while i + 2 * wd <= n {
-        touch_ahead(s, x.as_ptr(), dy.as_ptr(), i + ahead::<F>());
-        touch_ahead(s, x.as_ptr(), dy.as_ptr(), i + ahead::<F>() + wd);
-        let xc0 = s.sub(sx.next(s), vm);
-        let xc1 = s.sub(sx.next(s), vm);
-        let gg0 = s.mul(sd.next(s), sw.next(s));
-        let gg1 = s.mul(sd.next(s), sw.next(s));
-        c0 = s.add(c0, xc0);
-        c1 = s.add(c1, xc1);
-        g0 = s.add(g0, gg0);
-        g1 = s.add(g1, gg1);
-        p0 = s.mul_add(gg0, xc0, p0);
-        p1 = s.mul_add(gg1, xc1, p1);
-        i += 2 * wd;
-    }
-    if i + wd <= n {
-        let xc0 = s.sub(sx.next(s), vm);
-        let gg0 = s.mul(sd.next(s), sw.next(s));
-        c0 = s.add(c0, xc0);
-        g0 = s.add(g0, gg0);
-        p0 = s.mul_add(gg0, xc0, p0);
-        i += wd;
-    }
-    let (mut tc, mut tg, mut tp) = (F::zero(), F::zero(), F::zero());
-    while i < n {
-        let c = x[i] - mean;
-        let g = dy[i] * w[i];
-        tc += c;
-        tg += g;
-        tp = s.mul_add1(g, c, tp);
-        i += 1;
-    }
-    (
-        s.sum(s.add(c0, c1)) + tc,
-        s.sum(s.add(g0, g1)) + tg,
-        s.sum(s.add(p0, p1)) + tp,
-    )
-}
-
-/// RmsNorm's row reduction `Σ g·x` (`g = dy·w`) with four vector accumulators.
-#[inline(always)]
-fn rms_sum<F: Float, S: Simd<E = F>>(s: S, x: &[F], dy: &[F], w: &[F]) -> F {
-    let (wd, n) = (S::W, x.len());
-    assert!(dy.len() >= n && w.len() >= n);
-    let z = s.splat(F::zero());
-    let (mut a0, mut a1, mut a2, mut a3) = (z, z, z, z);
-    let (mut sx, mut sd, mut sw) = (
-        Stream::new(s, x, z),
-        Stream::new(s, &dy[..n], z),
-        Stream::new(s, &w[..n], z),
-    );
-    let mut i = 0;
-    while i + 4 * wd <= n {
-        for k in 0..4 {
-            touch_ahead(s, x.as_ptr(), dy.as_ptr(), i + ahead::<F>() + k * wd);
-        }
-        let g0 = s.mul(sd.next(s), sw.next(s));
-        let g1 = s.mul(sd.next(s), sw.next(s));
-        let g2 = s.mul(sd.next(s), sw.next(s));
-        let g3 = s.mul(sd.next(s), sw.next(s));
-        a0 = s.mul_add(g0, sx.next(s), a0);
-        a1 = s.mul_add(g1, sx.next(s), a1);
-        a2 = s.mul_add(g2, sx.next(s), a2);
-        a3 = s.mul_add(g3, sx.next(s), a3);
-        i += 4 * wd;
-    }
-    while i + wd <= n {
-        let g0 = s.mul(sd.next(s), sw.next(s));
-        a0 = s.mul_add(g0, sx.next(s), a0);
-        i += wd;
-    }
-    let mut t = F::zero();
-    while i < n {
-        t = s.mul_add1(dy[i] * w[i], x[i], t);
-        i += 1;
-    }
-    s.sum(s.add(s.add(a0, a1), s.add(a2, a3))) + t
-}
-
 /// Elements before the first 64-byte boundary at or after `p` (at most `d`; 0 when `p`
 /// is not even aligned to `F`).
 #[inline(always)]
@@ -207,7 +107,7 @@ fn aligned_head<F>(p: *const F, d: usize) -> usize {
 }
 
 /// Which of a group's `G` rows write their vector body with non-temporal stores: all
-/// of them when `stream` is set and the row's first body vector (at column `head`) sits
+/// of them when `stores` is [`Stores::Streaming`] and the row's first body vector (at column `head`) sits
 /// at a cache-line boundary (then every body vector is at a vector boundary). Only
 /// vectors that fill whole lines are streamed ([`stream_end`]), so no line is written
 /// partly by plain and partly by non-temporal stores. Non-temporal stores go to memory
@@ -215,9 +115,11 @@ fn aligned_head<F>(p: *const F, d: usize) -> usize {
 /// transfer more per line), which pays for outputs far larger than the caches, when
 /// nothing reads them again soon. The values are the same either way.
 #[inline(always)]
-fn streamed_rows<F, const G: usize>(stream: bool, dx: *const F, head: usize, d: usize) -> [bool; G] {
+fn streamed_rows<F, const G: usize>(stores: Stores, dx: *const F, head: usize, d: usize) -> [bool; G] {
     let size = std::mem::size_of::<F>();
-    std::array::from_fn(|k| stream && (dx as usize + (k * d + head) * size).is_multiple_of(64))
+    std::array::from_fn(|k| {
+        stores == Stores::Streaming && (dx as usize + (k * d + head) * size).is_multiple_of(64)
+    })
 }
 
 /// The column up to which a streamed row's vectors fill whole 64-byte lines from `head`.
@@ -231,74 +133,6 @@ fn stream_end<F>(head: usize, d: usize) -> usize {
 #[inline(always)]
 fn inv_len<F: Float>(d: usize) -> F {
     F::one() / F::from_usize(d).unwrap_or_else(F::one)
-}
-
-/// LayerNorm backward of the whole rows of one reduction block (or any run of rows):
-/// writes `dx` and adds each row's `dy·x̂` to `dgamma` and `dy` to `dbeta` (when given),
-/// in row order.
-///
-/// ```text
-/// x̂  = (x - mean)·rstd,    g = dy·gamma
-/// dx = rstd·(g - mean(g) - x̂·mean(g·x̂))
-/// ```
-///
-/// `mean` is the forward's mean rounded to `F`; for rows with a large offset
-/// (1e6 + N(0, 0.01) in f32) that rounding is larger than the spread, so the kernel
-/// also measures the residual `c = mean(x - mean)` (the differences are exact) and uses
-/// `x̂ = ((x - mean) - c)·rstd`; the residual comes out of the same pass as the two
-/// gradient sums.
-pub(crate) struct LnRows<'a, F> {
-    /// `rows·d` inputs.
-    pub x: &'a [F],
-    /// `rows·d` output gradients.
-    pub dy: &'a [F],
-    /// Saved per-row mean (`rows`).
-    pub mean: &'a [F],
-    /// Saved per-row `1/std` (`rows`).
-    pub rstd: &'a [F],
-    /// gamma (`d`).
-    pub weight: &'a [F],
-    /// `rows·d` input gradients, written.
-    pub dx: &'a mut [F],
-    /// dgamma partial (`d`), added to.
-    pub dgamma: &'a mut [F],
-    /// dbeta partial (`d`), added to.
-    pub dbeta: Option<&'a mut [F]>,
-    /// Whether dx goes out as non-temporal stores (see [`streamed_rows`]).
-    pub stream: bool,
-}
-
-impl<F: Float> SimdOp<F> for LnRows<'_, F> {
-    type Out = ();
-    #[inline(always)]
-    fn run<S: Simd<E = F>>(self, s: S) {
-        match self.dbeta {
-            Some(db) => ln_rows::<F, S, true>(
-                s,
-                self.stream,
-                self.x,
-                self.dy,
-                self.mean,
-                self.rstd,
-                self.weight,
-                self.dx,
-                self.dgamma,
-                db,
-            ),
-            None => ln_rows::<F, S, false>(
-                s,
-                self.stream,
-                self.x,
-                self.dy,
-                self.mean,
-                self.rstd,
-                self.weight,
-                self.dx,
-                self.dgamma,
-                &mut [],
-            ),
-        }
-    }
 }
 
 /// Rows per group of the write pass for rows of `d` elements: 4, or fewer when four
@@ -330,123 +164,310 @@ fn ahead<F>() -> usize {
     AHEAD_BYTES / std::mem::size_of::<F>()
 }
 
-/// The body of [`LnRows`]; `DB` says whether `db` is accumulated (else it is empty).
-#[inline(always)]
-#[allow(clippy::too_many_arguments)]
-fn ln_rows<F: Float, S: Simd<E = F>, const DB: bool>(
-    s: S,
-    stream: bool,
-    x: &[F],
-    dy: &[F],
-    mean: &[F],
-    rstd: &[F],
-    w: &[F],
-    dx: &mut [F],
-    dg: &mut [F],
-    db: &mut [F],
-) {
-    let d = w.len();
-    let rows = mean.len();
-    let mut i = 0;
-    let group = group_rows::<F>(w.len());
-    while group >= 4 && i + 4 <= rows {
-        ln_group::<F, S, 4, DB>(s, stream, i, x, dy, mean, rstd, w, dx, dg, db);
-        i += 4;
-    }
-    while group >= 2 && i + 2 <= rows {
-        ln_group::<F, S, 2, DB>(s, stream, i, x, dy, mean, rstd, w, dx, dg, db);
-        i += 2;
-    }
-    while i < rows {
-        ln_group::<F, S, 1, DB>(s, stream, i, x, dy, mean, rstd, w, dx, dg, db);
-        i += 1;
-    }
-    if stream {
-        stream_fence();
-    }
-    let _ = d;
+mod sealed {
+    /// Keeps [`Kind`](super::Kind) to the two norms of this module.
+    pub trait Sealed {}
 }
 
-/// LayerNorm backward of rows `i..i + G`: the reductions row by row, then one write
-/// pass over the columns of all `G` rows.
+/// Which norm a backward kernel computes: the one compile-time switch between
+/// LayerNorm and RMSNorm, so that each algorithm below is written once.
+pub(crate) trait Kind: sealed::Sealed + Copy + Send + Sync + 'static {
+    /// Whether rows are centered (LayerNorm: `x̂ = (x − μ)·r`, with the mean terms of
+    /// dx) or not (RMSNorm: `x̂ = x·r`).
+    const CENTER: bool;
+    /// Vector accumulators per sum in the reduction pass (three sums for LayerNorm,
+    /// one for RMSNorm, so RMSNorm can afford more to hide the FMA latency).
+    const ACC: usize;
+}
+
+/// LayerNorm.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Ln;
+impl sealed::Sealed for Ln {}
+impl Kind for Ln {
+    const CENTER: bool = true;
+    const ACC: usize = 2;
+}
+
+/// RMSNorm.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Rms;
+impl sealed::Sealed for Rms {}
+impl Kind for Rms {
+    const CENTER: bool = false;
+    const ACC: usize = 4;
+}
+
+/// The lanes of `v[..n]` (`n` = 1, 2 or 4) added as a balanced tree: `v0`,
+/// `v0 + v1`, `(v0 + v1) + (v2 + v3)`.
 #[inline(always)]
-#[allow(clippy::too_many_arguments)]
-fn ln_group<F: Float, S: Simd<E = F>, const G: usize, const DB: bool>(
-    s: S,
-    stream: bool,
-    i: usize,
-    x: &[F],
-    dy: &[F],
-    mean: &[F],
-    rstd: &[F],
-    w: &[F],
-    dx: &mut [F],
-    dg: &mut [F],
-    db: &mut [F],
-) {
-    let d = w.len();
-    let inv_d = inv_len::<F>(d);
-    let wd = S::W;
+fn tree<S: Simd>(s: S, v: [S::V; 4], n: usize) -> S::V {
+    match n {
+        1 => v[0],
+        2 => s.add(v[0], v[1]),
+        _ => s.add(s.add(v[0], v[1]), s.add(v[2], v[3])),
+    }
+}
+
+/// A row's reductions in one pass: `(Σ c, Σ g, Σ g·c)` with `g = dy·w` and
+/// `c = x − mean` (LayerNorm) or `c = x` (RMSNorm, which needs only the last sum and
+/// returns zeros for the others). [`Kind::ACC`] vector accumulators per sum, combined
+/// as a balanced tree, then the scalar tail.
+#[inline(always)]
+fn row_sums<F: Float, S: Simd<E = F>, K: Kind>(s: S, x: &[F], dy: &[F], w: &[F], mean: F) -> (F, F, F) {
+    let (wd, n, u) = (S::W, x.len(), K::ACC);
+    assert!(dy.len() >= n && w.len() >= n);
+    let vm = s.splat(mean);
     let z = s.splat(F::zero());
-    let (xs, dys) = (&x[i * d..(i + G) * d], &dy[i * d..(i + G) * d]);
-    let dxs = &mut dx[i * d..(i + G) * d];
-    // Per row: m, r, and the coefficients of
-    //   x̂ = (x − m)·r − c·r,   dx = g·r − mg·r − x̂·(mgx·r)
-    // where c = mean(x − m) (the rounding of the saved mean), and with that x̂,
-    // Σ g·x̂ = r·(Σ g·(x − m) − c·Σ g).
-    let mut cm = [F::zero(); G];
-    let mut cr = [F::zero(); G];
-    let mut cnc = [F::zero(); G];
-    let mut cnb = [F::zero(); G];
-    let mut cne = [F::zero(); G];
-    for k in 0..G {
-        let (m, r) = (mean[i + k], rstd[i + k]);
-        let (sc, sg, sgc) = ln_sums(s, &xs[k * d..(k + 1) * d], &dys[k * d..(k + 1) * d], w, m);
+    let (mut c, mut g, mut p) = ([z; 4], [z; 4], [z; 4]);
+    let (mut sx, mut sd, mut sw) = (
+        Stream::new(s, x, z),
+        Stream::new(s, &dy[..n], z),
+        Stream::new(s, &w[..n], z),
+    );
+    let mut step = |k: usize, s: S| {
+        let xv = sx.next(s);
+        let xc = if K::CENTER { s.sub(xv, vm) } else { xv };
+        let gg = s.mul(sd.next(s), sw.next(s));
+        if K::CENTER {
+            c[k] = s.add(c[k], xc);
+            g[k] = s.add(g[k], gg);
+        }
+        p[k] = s.mul_add(gg, xc, p[k]);
+    };
+    let mut i = 0;
+    while i + u * wd <= n {
+        for k in 0..u {
+            touch_ahead(s, x.as_ptr(), dy.as_ptr(), i + ahead::<F>() + k * wd);
+        }
+        for k in 0..u {
+            step(k, s);
+        }
+        i += u * wd;
+    }
+    while i + wd <= n {
+        step(0, s);
+        i += wd;
+    }
+    let (mut tc, mut tg, mut tp) = (F::zero(), F::zero(), F::zero());
+    while i < n {
+        let cc = if K::CENTER { x[i] - mean } else { x[i] };
+        let gg = dy[i] * w[i];
+        if K::CENTER {
+            tc += cc;
+            tg += gg;
+        }
+        tp = s.mul_add1(gg, cc, tp);
+        i += 1;
+    }
+    if K::CENTER {
+        (
+            s.sum(tree(s, c, u)) + tc,
+            s.sum(tree(s, g, u)) + tg,
+            s.sum(tree(s, p, u)) + tp,
+        )
+    } else {
+        (F::zero(), F::zero(), s.sum(tree(s, p, u)) + tp)
+    }
+}
+
+/// The read-only side of a backward over a run of whole rows of `d = weight.len()`.
+#[derive(Clone, Copy)]
+pub(crate) struct Rows<'a, F> {
+    /// `rows·d` inputs.
+    pub x: &'a [F],
+    /// `rows·d` output gradients.
+    pub dy: &'a [F],
+    /// Saved per-row mean (`rows`; LayerNorm only, empty for RMSNorm).
+    pub mean: &'a [F],
+    /// Saved per-row `1/std` (LayerNorm) or `1/rms` (RMSNorm) (`rows`).
+    pub r: &'a [F],
+    /// gamma (`d`).
+    pub weight: &'a [F],
+}
+
+/// Where a backward over a run of rows writes.
+pub(crate) struct Grads<'a, F> {
+    /// `rows·d` input gradients, overwritten.
+    pub dx: &'a mut [F],
+    /// How dx is stored: [`Stores::Streaming`] (non-temporal, see [`streamed_rows`]) or
+    /// anything else for plain stores; resolved by the caller for the whole array.
+    pub stores: Stores,
+    /// dgamma partial (`d`), added to.
+    pub dgamma: &'a mut [F],
+    /// dbeta partial (`d`), added to; empty when no dbeta is wanted.
+    pub dbeta: &'a mut [F],
+}
+
+/// The backward of norm `K` over a run of whole rows (one reduction block, or any run):
+/// writes `dx` and adds each row's `dy·x̂` to `dgamma` and `dy` to `dbeta` (when it is
+/// not empty), in row order.
+///
+/// ```text
+/// LayerNorm:  x̂ = (x − mean)·rstd,  g = dy·gamma,  dx = rstd·(g − mean(g) − x̂·mean(g·x̂))
+/// RMSNorm:    x̂ = x·rrms,           g = dy·gamma,  dx = rrms·(g − x̂·mean(g·x̂))
+/// ```
+///
+/// LayerNorm's `mean` is the forward's mean rounded to `F`; the kernel also measures the
+/// residual `c = mean(x − mean)` (each difference is exact, and the rounding of the
+/// mean is at most half a spacing of `F` at the mean, so `c` is small against the
+/// spread but need not be negligible against the rounding of the outputs) and uses
+/// `x̂ = ((x − mean) − c)·rstd`; the residual comes out of the same pass as the two
+/// gradient sums.
+pub(crate) struct Backward<'a, F, K> {
+    /// What is read.
+    pub rows: Rows<'a, F>,
+    /// What is written.
+    pub grads: Grads<'a, F>,
+    /// The norm.
+    pub kind: PhantomData<K>,
+}
+
+impl<F: Float, K: Kind> SimdOp<F> for Backward<'_, F, K> {
+    type Out = ();
+    #[inline(always)]
+    fn run<S: Simd<E = F>>(self, s: S) {
+        let Backward { rows, mut grads, .. } = self;
+        if grads.dbeta.is_empty() {
+            run_rows::<F, S, K, false>(s, &rows, &mut grads);
+        } else {
+            run_rows::<F, S, K, true>(s, &rows, &mut grads);
+        }
+    }
+}
+
+/// The body of [`Backward`]; `DB` says whether dbeta is accumulated.
+#[inline(always)]
+fn run_rows<F: Float, S: Simd<E = F>, K: Kind, const DB: bool>(
+    s: S,
+    rows: &Rows<'_, F>,
+    out: &mut Grads<'_, F>,
+) {
+    let n = rows.r.len();
+    let group = group_rows::<F>(rows.weight.len());
+    let mut i = 0;
+    while group >= 4 && i + 4 <= n {
+        row_group::<F, S, K, 4, DB>(s, i, rows, out);
+        i += 4;
+    }
+    while group >= 2 && i + 2 <= n {
+        row_group::<F, S, K, 2, DB>(s, i, rows, out);
+        i += 2;
+    }
+    while i < n {
+        row_group::<F, S, K, 1, DB>(s, i, rows, out);
+        i += 1;
+    }
+    if out.stores == Stores::Streaming {
+        stream_fence();
+    }
+}
+
+/// The per-row coefficients of the write pass:
+///
+/// ```text
+/// x̂ = (x − m)·r + nc,   dx = g·r + nb + x̂·ne
+/// ```
+///
+/// with `nc = −c·r` (`c = mean(x − m)`, the rounding of the saved mean), `nb = −mean(g)·r`,
+/// `ne = −mean(g·x̂)·r` for LayerNorm, where `Σ g·x̂ = r·(Σ g·(x − m) − c·Σ g)`; and
+/// `m = nc = nb = 0`, `ne = −mean(g·x̂)·r` with `Σ g·x̂ = r·Σ g·x` for RMSNorm.
+#[derive(Clone, Copy)]
+struct Coeffs<F> {
+    m: F,
+    r: F,
+    nc: F,
+    nb: F,
+    ne: F,
+}
+
+/// [`Coeffs`] of row `i` from its reductions.
+#[inline(always)]
+fn coeffs<F: Float, S: Simd<E = F>, K: Kind>(s: S, rows: &Rows<'_, F>, i: usize) -> Coeffs<F> {
+    let d = rows.weight.len();
+    let inv_d = inv_len::<F>(d);
+    let (x, dy) = (&rows.x[i * d..(i + 1) * d], &rows.dy[i * d..(i + 1) * d]);
+    let r = rows.r[i];
+    let m = if K::CENTER { rows.mean[i] } else { F::zero() };
+    let (sc, sg, sgc) = row_sums::<F, S, K>(s, x, dy, rows.weight, m);
+    if K::CENTER {
         let c = sc * inv_d;
         let mg = sg * inv_d;
         let mgx = r * (sgc - c * sg) * inv_d;
-        cm[k] = m;
-        cr[k] = r;
-        cnc[k] = -(c * r);
-        cnb[k] = -(mg * r);
-        cne[k] = -(mgx * r);
+        Coeffs {
+            m,
+            r,
+            nc: -(c * r),
+            nb: -(mg * r),
+            ne: -(mgx * r),
+        }
+    } else {
+        let mgx = r * sgc * inv_d;
+        Coeffs {
+            m,
+            r,
+            nc: F::zero(),
+            nb: F::zero(),
+            ne: -(mgx * r),
+        }
     }
-    let vm: [S::V; G] = std::array::from_fn(|k| s.splat(cm[k]));
-    let vr: [S::V; G] = std::array::from_fn(|k| s.splat(cr[k]));
-    let vnc: [S::V; G] = std::array::from_fn(|k| s.splat(cnc[k]));
-    let vnb: [S::V; G] = std::array::from_fn(|k| s.splat(cnb[k]));
-    let vne: [S::V; G] = std::array::from_fn(|k| s.splat(cne[k]));
-    assert!(w.len() == d && dg.len() >= d && (!DB || db.len() >= d));
-    // One column of all G rows in scalar code, rounded exactly like the vector body
-    // (the same operations, fused where it fuses), so which columns go through it never
-    // changes a bit.
-    macro_rules! column {
-        ($j:expr) => {
-            for k in 0..G {
-                let o = k * d + $j;
-                let xh = s.mul_add1(xs[o] - cm[k], cr[k], cnc[k]);
-                let g = dys[o] * w[$j];
-                dxs[o] = s.mul_add1(xh, cne[k], s.mul_add1(g, cr[k], cnb[k]));
-                dg[$j] = s.mul_add1(dys[o], xh, dg[$j]);
+}
+
+/// Backward of rows `i..i + G`: the reductions row by row, then one write pass over the
+/// columns of all `G` rows.
+#[inline(always)]
+fn row_group<F: Float, S: Simd<E = F>, K: Kind, const G: usize, const DB: bool>(
+    s: S,
+    i: usize,
+    rows: &Rows<'_, F>,
+    out: &mut Grads<'_, F>,
+) {
+    let w = rows.weight;
+    let d = w.len();
+    let wd = S::W;
+    let z = s.splat(F::zero());
+    let (xs, dys) = (&rows.x[i * d..(i + G) * d], &rows.dy[i * d..(i + G) * d]);
+    let dxs = &mut out.dx[i * d..(i + G) * d];
+    let (dg, db) = (&mut *out.dgamma, &mut *out.dbeta);
+    let co: [Coeffs<F>; G] = std::array::from_fn(|k| coeffs::<F, S, K>(s, rows, i + k));
+    let vm: [S::V; G] = std::array::from_fn(|k| s.splat(co[k].m));
+    let vr: [S::V; G] = std::array::from_fn(|k| s.splat(co[k].r));
+    let vnc: [S::V; G] = std::array::from_fn(|k| s.splat(co[k].nc));
+    let vnb: [S::V; G] = std::array::from_fn(|k| s.splat(co[k].nb));
+    let vne: [S::V; G] = std::array::from_fn(|k| s.splat(co[k].ne));
+    assert!(dg.len() >= d && (!DB || db.len() >= d));
+    // Scalar columns up to the first 64-byte boundary of dx (a vector store that
+    // straddles two cache lines costs two) and after the last full vector. Each column
+    // is independent (dgamma_j, dbeta_j take their rows in row order either way) and the
+    // scalar code rounds like the vector body (the same operations, fused where it
+    // fuses), so which columns go scalar, and when, never changes a bit.
+    let head = aligned_head::<F>(dxs.as_ptr(), d);
+    let body_end = head + (d - head) / wd * wd;
+    {
+        let mut column = |j: usize| {
+            for (k, c) in co.iter().enumerate() {
+                let o = k * d + j;
+                let g = dys[o] * w[j];
+                let (xh, dx) = if K::CENTER {
+                    let xh = s.mul_add1(xs[o] - c.m, c.r, c.nc);
+                    (xh, s.mul_add1(xh, c.ne, s.mul_add1(g, c.r, c.nb)))
+                } else {
+                    let xh = xs[o] * c.r;
+                    (xh, s.mul_add1(xh, c.ne, g * c.r))
+                };
+                dxs[o] = dx;
+                dg[j] = s.mul_add1(dys[o], xh, dg[j]);
                 if DB {
-                    db[$j] += dys[o];
+                    db[j] += dys[o];
                 }
             }
         };
+        (0..head).for_each(&mut column);
+        (body_end..d).for_each(&mut column);
     }
-    // Scalar columns up to the first 64-byte boundary of dx (a vector store that
-    // straddles two cache lines costs two) and after the last full vector. Columns are
-    // independent and the scalar code rounds like the vector code, so which columns go
-    // scalar never changes a bit.
-    let head = aligned_head::<F>(dxs.as_ptr(), d);
-    let body_end = head + (d - head) / wd * wd;
-    let nt = streamed_rows::<F, G>(stream, dxs.as_ptr(), head, d);
+    let nt = streamed_rows::<F, G>(out.stores, dxs.as_ptr(), head, d);
     let nt_end = stream_end::<F>(head, d);
-    let mut j = 0;
-    while j < head {
-        column!(j);
-        j += 1;
-    }
+    let mut j = head;
     // SAFETY (every `load_at`/`store_at` in this loop): `j + W <= d`, gamma and the
     // partials hold at least d, and xs, dys, dxs hold G rows of d, so `k·d + j + W <= G·d`.
     while j < body_end {
@@ -455,21 +476,31 @@ fn ln_group<F: Float, S: Simd<E = F>, const G: usize, const DB: bool>(
         let mut ba = if DB { unsafe { s.load_at(db, j) } } else { z };
         // All loads of the column before any store: a store to row k at column j and
         // a load from row k + 1 at column j can share their low 12 address bits.
-        let mut out = [z; G];
+        let mut outv = [z; G];
         for k in 0..G {
             let o = k * d + j;
             let dv = unsafe { s.load_at(dys, o) };
-            let xh = s.mul_add(s.sub(unsafe { s.load_at(xs, o) }, vm[k]), vr[k], vnc[k]);
+            let xv = unsafe { s.load_at(xs, o) };
             let g = s.mul(dv, wv);
-            out[k] = s.mul_add(xh, vne[k], s.mul_add(g, vr[k], vnb[k]));
+            let xh = if K::CENTER {
+                s.mul_add(s.sub(xv, vm[k]), vr[k], vnc[k])
+            } else {
+                s.mul(xv, vr[k])
+            };
+            outv[k] = if K::CENTER {
+                s.mul_add(xh, vne[k], s.mul_add(g, vr[k], vnb[k]))
+            } else {
+                s.mul_add(xh, vne[k], s.mul(g, vr[k]))
+            };
             ga = s.mul_add(dv, xh, ga);
             if DB {
                 ba = s.add(ba, dv);
             }
         }
-        for (k, v) in out.into_iter().enumerate() {
+        for (k, v) in outv.into_iter().enumerate() {
             if nt[k] && j + wd <= nt_end {
-                // SAFETY: as above, and `streamed_rows` checked that the row starts a cache line at `head`, so every vector from there is aligned.
+                // SAFETY: as above, and `streamed_rows` checked that the row starts a
+                // cache line at `head`, so every vector from there is aligned.
                 unsafe { s.stream_at(dxs, k * d + j, v) };
             } else {
                 unsafe { s.store_at(dxs, k * d + j, v) };
@@ -480,235 +511,5 @@ fn ln_group<F: Float, S: Simd<E = F>, const G: usize, const DB: bool>(
             unsafe { s.store_at(db, j, ba) };
         }
         j += wd;
-    }
-    while j < d {
-        column!(j);
-        j += 1;
-    }
-}
-
-/// RmsNorm backward of a run of whole rows: writes `dx` and adds each row's `dy·x̂` to
-/// `dgamma` and `dy` to `dbeta` (when given), in row order.
-///
-/// ```text
-/// x̂  = x·rrms,    g = dy·gamma
-/// dx = rrms·(g - x̂·mean(g·x̂))
-/// ```
-pub(crate) struct RmsRows<'a, F> {
-    /// `rows·d` inputs.
-    pub x: &'a [F],
-    /// `rows·d` output gradients.
-    pub dy: &'a [F],
-    /// Saved per-row `1/rms` (`rows`).
-    pub rrms: &'a [F],
-    /// gamma (`d`).
-    pub weight: &'a [F],
-    /// `rows·d` input gradients, written.
-    pub dx: &'a mut [F],
-    /// dgamma partial (`d`), added to.
-    pub dgamma: &'a mut [F],
-    /// dbeta partial (`d`), added to.
-    pub dbeta: Option<&'a mut [F]>,
-    /// Whether dx goes out as non-temporal stores (see [`streamed_rows`]).
-    pub stream: bool,
-}
-
-impl<F: Float> SimdOp<F> for RmsRows<'_, F> {
-    type Out = ();
-    #[inline(always)]
-    fn run<S: Simd<E = F>>(self, s: S) {
-        match self.dbeta {
-            Some(db) => rms_rows::<F, S, true>(
-                s,
-                self.stream,
-                self.x,
-                self.dy,
-                self.rrms,
-                self.weight,
-                self.dx,
-                self.dgamma,
-                db,
-            ),
-            None => rms_rows::<F, S, false>(
-                s,
-                self.stream,
-                self.x,
-                self.dy,
-                self.rrms,
-                self.weight,
-                self.dx,
-                self.dgamma,
-                &mut [],
-            ),
-        }
-    }
-}
-
-/// The body of [`RmsRows`]; `DB` says whether `db` is accumulated (else it is empty).
-#[inline(always)]
-#[allow(clippy::too_many_arguments)]
-fn rms_rows<F: Float, S: Simd<E = F>, const DB: bool>(
-    s: S,
-    stream: bool,
-    x: &[F],
-    dy: &[F],
-    rrms: &[F],
-    w: &[F],
-    dx: &mut [F],
-    dg: &mut [F],
-    db: &mut [F],
-) {
-    let rows = rrms.len();
-    let mut i = 0;
-    let group = group_rows::<F>(w.len());
-    while group >= 4 && i + 4 <= rows {
-        rms_group::<F, S, 4, DB>(s, stream, i, x, dy, rrms, w, dx, dg, db);
-        i += 4;
-    }
-    while group >= 2 && i + 2 <= rows {
-        rms_group::<F, S, 2, DB>(s, stream, i, x, dy, rrms, w, dx, dg, db);
-        i += 2;
-    }
-    while i < rows {
-        rms_group::<F, S, 1, DB>(s, stream, i, x, dy, rrms, w, dx, dg, db);
-        i += 1;
-    }
-    if stream {
-        stream_fence();
-    }
-}
-
-/// RmsNorm backward of rows `i..i + G`: the reductions row by row, then one write pass
-/// over the columns of all `G` rows.
-#[inline(always)]
-#[allow(clippy::too_many_arguments)]
-fn rms_group<F: Float, S: Simd<E = F>, const G: usize, const DB: bool>(
-    s: S,
-    stream: bool,
-    i: usize,
-    x: &[F],
-    dy: &[F],
-    rrms: &[F],
-    w: &[F],
-    dx: &mut [F],
-    dg: &mut [F],
-    db: &mut [F],
-) {
-    let d = w.len();
-    let inv_d = inv_len::<F>(d);
-    let wd = S::W;
-    let z = s.splat(F::zero());
-    let (xs, dys) = (&x[i * d..(i + G) * d], &dy[i * d..(i + G) * d]);
-    let dxs = &mut dx[i * d..(i + G) * d];
-    // Σ g·x̂ = r·Σ g·x;   dx = g·r − x̂·(mean(g·x̂)·r)
-    let mut cr = [F::zero(); G];
-    let mut cne = [F::zero(); G];
-    for k in 0..G {
-        let r = rrms[i + k];
-        let mgx = r * rms_sum(s, &xs[k * d..(k + 1) * d], &dys[k * d..(k + 1) * d], w) * inv_d;
-        cr[k] = r;
-        cne[k] = -(mgx * r);
-    }
-    let vr: [S::V; G] = std::array::from_fn(|k| s.splat(cr[k]));
-    let vne: [S::V; G] = std::array::from_fn(|k| s.splat(cne[k]));
-    assert!(w.len() == d && dg.len() >= d && (!DB || db.len() >= d));
-    // One column of all G rows in scalar code, rounded exactly like the vector body.
-    macro_rules! column {
-        ($j:expr) => {
-            for k in 0..G {
-                let o = k * d + $j;
-                let xh = xs[o] * cr[k];
-                let g = dys[o] * w[$j];
-                dxs[o] = s.mul_add1(xh, cne[k], g * cr[k]);
-                dg[$j] = s.mul_add1(dys[o], xh, dg[$j]);
-                if DB {
-                    db[$j] += dys[o];
-                }
-            }
-        };
-    }
-    // Scalar columns up to the first 64-byte boundary of dx (a vector store that
-    // straddles two cache lines costs two) and after the last full vector. Columns are
-    // independent and the scalar code rounds like the vector code, so which columns go
-    // scalar never changes a bit.
-    let head = aligned_head::<F>(dxs.as_ptr(), d);
-    let body_end = head + (d - head) / wd * wd;
-    let nt = streamed_rows::<F, G>(stream, dxs.as_ptr(), head, d);
-    let nt_end = stream_end::<F>(head, d);
-    let mut j = 0;
-    while j < head {
-        column!(j);
-        j += 1;
-    }
-    // SAFETY (every `load_at`/`store_at` in this loop): `j + W <= d`, gamma and the
-    // partials hold at least d, and xs, dys, dxs hold G rows of d, so `k·d + j + W <= G·d`.
-    while j < body_end {
-        let wv = unsafe { s.load_at(w, j) };
-        let mut ga = unsafe { s.load_at(dg, j) };
-        let mut ba = if DB { unsafe { s.load_at(db, j) } } else { z };
-        let mut out = [z; G];
-        for k in 0..G {
-            let o = k * d + j;
-            let dv = unsafe { s.load_at(dys, o) };
-            let xh = s.mul(unsafe { s.load_at(xs, o) }, vr[k]);
-            let g = s.mul(dv, wv);
-            out[k] = s.mul_add(xh, vne[k], s.mul(g, vr[k]));
-            ga = s.mul_add(dv, xh, ga);
-            if DB {
-                ba = s.add(ba, dv);
-            }
-        }
-        for (k, v) in out.into_iter().enumerate() {
-            if nt[k] && j + wd <= nt_end {
-                // SAFETY: as above, and `streamed_rows` checked that the row starts a cache line at `head`, so every vector from there is aligned.
-                unsafe { s.stream_at(dxs, k * d + j, v) };
-            } else {
-                unsafe { s.store_at(dxs, k * d + j, v) };
-            }
-        }
-        unsafe { s.store_at(dg, j, ga) };
-        if DB {
-            unsafe { s.store_at(db, j, ba) };
-        }
-        j += wd;
-    }
-    while j < d {
-        column!(j);
-        j += 1;
-    }
-}
-
-/// Runs [`LnRows`] on `path`.
-#[inline]
-pub(crate) fn ln_rows_on<F: Float>(path: Path, op: LnRows<'_, F>) {
-    run_on(path, op)
-}
-
-/// Runs [`RmsRows`] on `path`.
-#[inline]
-pub(crate) fn rms_rows_on<F: Float>(path: Path, op: RmsRows<'_, F>) {
-    run_on(path, op)
-}
-
-/// Number of reduction blocks for `rows` rows.
-pub(crate) fn block_count(rows: usize) -> usize {
-    rows.div_ceil(REDUCTION_BLOCK_ROWS)
-}
-
-/// Row range of reduction block `b` among `rows` rows.
-pub(crate) fn block_rows(b: usize, rows: usize) -> Range<usize> {
-    let start = b * REDUCTION_BLOCK_ROWS;
-    start..(start + REDUCTION_BLOCK_ROWS).min(rows)
-}
-
-/// Adds one block's partials into the totals: `dgamma += pg`, `dbeta += pb`.
-pub(crate) fn add_partial<F: Float>(pg: &[F], pb: Option<&[F]>, dgamma: &mut [F], dbeta: Option<&mut [F]>) {
-    for (t, &p) in dgamma.iter_mut().zip(pg) {
-        *t += p;
-    }
-    if let (Some(db), Some(pb)) = (dbeta, pb) {
-        for (t, &p) in db.iter_mut().zip(pb) {
-            *t += p;
-        }
     }
 }

@@ -94,13 +94,12 @@ pub use attention::{AttentionCache, AttentionGrads, MultiHeadAttention};
 pub use error::GradError;
 pub use ffn::{FeedForward, FeedForwardCache, FeedForwardGrads};
 pub use gradcheck::{GradCheck, GradChecker};
-pub use kernels::REDUCTION_BLOCK_ROWS;
 pub use linear::{Init, Linear, LinearCache, LinearGrads};
 pub use loss::{mse_loss, softmax_cross_entropy, softmax_rows};
 pub use mlp::{Mlp, MlpCache, MlpConfig, MlpGrads, MlpLayer, MlpLayerCache, MlpLayerGrads};
 pub use norm_backward::{
-    NormGrads, layer_norm_backward, layer_norm_backward_into, layer_norm_backward_slice, rms_norm_backward,
-    rms_norm_backward_into, rms_norm_backward_slice,
+    GradSlices, NormGrads, REDUCTION_BLOCK_ROWS, layer_norm_backward, layer_norm_backward_into,
+    layer_norm_backward_slice, rms_norm_backward, rms_norm_backward_into, rms_norm_backward_slice,
 };
 pub use norm_layer::{Norm, NormCache, NormKind, NormStats};
 pub use params::{Gradients, Module, l2_norm, sgd_step};
@@ -111,11 +110,9 @@ pub use transformer::{
 
 #[doc(hidden)]
 pub mod __private {
-    //! Test and bench hooks: the backward slice drivers with a forced kernel path
-    //! ([`ForcedPath`]) and a chosen split of the row blocks ([`Sweep`]).
-    pub use crate::norm_backward::{
-        ForcedPath, PAR_MIN_BYTES, Sweep, layer_norm_backward_slice_on, layer_norm_backward_slice_sweep,
-        rms_norm_backward_slice_on, rms_norm_backward_slice_sweep,
-    };
+    //! Test and bench hooks: the backward slice driver with a forced kernel path
+    //! ([`ForcedPath`], norm-core's) and a chosen split of the row blocks ([`Sweep`]).
+    pub use crate::norm_backward::{BackwardInput, PAR_MIN_BYTES, Saved, Sweep, backward_slice_on};
+    pub use norm_core::dispatch::ForcedPath;
     pub use norm_core::simd::{Stores, stream_min_bytes};
 }

@@ -1,6 +1,6 @@
 //! `Norm<F>`: LayerNorm or RmsNorm as a trainable layer (`forward -> (y, cache)`,
 //! `backward(cache, dy) -> (dx, grads)`), with named parameters. The kernels it calls
-//! live in `norm-core` (forward) and `norm_backward.rs` (backward).
+//! live in `norm-core` (forward) and `norm_backward/` (backward).
 
 use ndarray::{Array, ArrayRef, ArrayView1, ArrayViewD, ArrayViewMut1, ArrayViewMutD, Dimension};
 use norm_core::{Float, LayerNorm, LayerNormStats, RmsNorm, RmsNormStats};

@@ -4,8 +4,9 @@
 //! every split of the row blocks, and whatever the alignment of the caller's buffers.
 
 use norm_autograd::__private::{
-    ForcedPath, PAR_MIN_BYTES, Stores, Sweep, layer_norm_backward_slice_on, rms_norm_backward_slice_on,
+    BackwardInput, ForcedPath, PAR_MIN_BYTES, Saved, Stores, Sweep, backward_slice_on,
 };
+use norm_autograd::GradSlices;
 use norm_autograd::reference::{layer_norm_backward_reference, rms_norm_backward_reference};
 use norm_autograd::{layer_norm_backward_slice, rms_norm_backward_slice};
 use norm_core::{Float, LayerNorm, RmsNorm};
@@ -78,19 +79,21 @@ fn ln_on<F: Float>(case: &Case<F>, path: ForcedPath, sweep: Sweep, shift: usize)
         .expect("shapes match");
     let mut dxb = vec![F::zero(); n + 3 * shift];
     let (mut dg, mut db) = (vec![F::zero(); d], vec![F::zero(); d]);
-    layer_norm_backward_slice_on(
-        path,
-        sweep,
-        ln.weight(),
-        &xb[shift..],
-        &dyb[2 * shift..],
-        &mean,
-        &rstd,
-        &mut dxb[3 * shift..],
-        &mut dg,
-        Some(&mut db),
-    )
-    .expect("shapes match");
+    let input = BackwardInput {
+        weight: ln.weight(),
+        x: &xb[shift..],
+        dy: &dyb[2 * shift..],
+        saved: Saved::LayerNorm {
+            mean: &mean,
+            rstd: &rstd,
+        },
+    };
+    let grads = GradSlices {
+        dx: &mut dxb[3 * shift..],
+        dgamma: &mut dg,
+        dbeta: Some(&mut db),
+    };
+    backward_slice_on(path, sweep, input, grads).expect("shapes match");
     (dxb[3 * shift..].to_vec(), dg, db)
 }
 
@@ -106,18 +109,18 @@ fn rms_on<F: Float>(case: &Case<F>, path: ForcedPath, sweep: Sweep, shift: usize
         .expect("shapes match");
     let mut dxb = vec![F::zero(); n + 2 * shift];
     let (mut dg, mut db) = (vec![F::zero(); d], vec![F::zero(); d]);
-    rms_norm_backward_slice_on(
-        path,
-        sweep,
-        rms.weight(),
-        &xb[shift..],
-        &case.dy,
-        &rrms,
-        &mut dxb[2 * shift..],
-        &mut dg,
-        bias.then_some(&mut db[..]),
-    )
-    .expect("shapes match");
+    let input = BackwardInput {
+        weight: rms.weight(),
+        x: &xb[shift..],
+        dy: &case.dy,
+        saved: Saved::RmsNorm { rrms: &rrms },
+    };
+    let grads = GradSlices {
+        dx: &mut dxb[2 * shift..],
+        dgamma: &mut dg,
+        dbeta: bias.then_some(&mut db[..]),
+    };
+    backward_slice_on(path, sweep, input, grads).expect("shapes match");
     (dxb[2 * shift..].to_vec(), dg, db)
 }
 
@@ -259,18 +262,19 @@ fn results_are_bit_identical_for_1_2_and_3_threads() -> Result<(), Box<dyn std::
     rms.forward_slice_with_stats(&case.x, &mut y, &mut rrms)?;
     let run = || -> Result<(Grads<f32>, Grads<f32>), norm_autograd::GradError> {
         let (mut dx, mut dg, mut db) = (vec![0.0f32; n], vec![0.0f32; d], vec![0.0f32; d]);
-        layer_norm_backward_slice(
-            &ln,
-            &case.x,
-            &case.dy,
-            &mean,
-            &rstd,
-            &mut dx,
-            &mut dg,
-            Some(&mut db),
-        )?;
+        let grads = GradSlices {
+            dx: &mut dx,
+            dgamma: &mut dg,
+            dbeta: Some(&mut db),
+        };
+        layer_norm_backward_slice(&ln, &case.x, &case.dy, &mean, &rstd, grads)?;
         let (mut sx, mut sg, mut sb) = (vec![0.0f32; n], vec![0.0f32; d], vec![0.0f32; d]);
-        rms_norm_backward_slice(&rms, &case.x, &case.dy, &rrms, &mut sx, &mut sg, Some(&mut sb))?;
+        let grads = GradSlices {
+            dx: &mut sx,
+            dgamma: &mut sg,
+            dbeta: Some(&mut sb),
+        };
+        rms_norm_backward_slice(&rms, &case.x, &case.dy, &rrms, grads)?;
         Ok(((dx, dg, db), (sx, sg, sb)))
     };
     let mut results = Vec::new();

@@ -7,11 +7,11 @@ mod common;
 
 use common::{TOL, project, rng, uniform};
 use ndarray::{Array1, Array2, Array3, Axis};
-use norm_autograd::__private::{Sweep, layer_norm_backward_slice_sweep, rms_norm_backward_slice_sweep};
+use norm_autograd::__private::{BackwardInput, ForcedPath, Saved, Sweep, backward_slice_on};
 use norm_autograd::reference::{layer_norm_backward_reference, rms_norm_backward_reference};
 use norm_autograd::{
-    GradChecker, GradError, Norm, layer_norm_backward, layer_norm_backward_into, layer_norm_backward_slice,
-    rms_norm_backward, rms_norm_backward_into,
+    GradChecker, GradError, GradSlices, Norm, layer_norm_backward, layer_norm_backward_into,
+    layer_norm_backward_slice, rms_norm_backward, rms_norm_backward_into,
 };
 use norm_core::{LayerNorm, NormError, RmsNorm};
 use proptest::prelude::*;
@@ -141,7 +141,8 @@ proptest! {
         ln.forward_slice_with_stats(xs, &mut y, &mut mean, &mut rstd).unwrap();
         let run = |sweep| {
             let (mut dx, mut dg, mut db) = (vec![0.0f32; rows * d], vec![0.0f32; d], vec![0.0f32; d]);
-            layer_norm_backward_slice_sweep(sweep, &w, xs, dys, &mean, &rstd, &mut dx, &mut dg, Some(&mut db)).unwrap();
+            let input = BackwardInput { weight: &w, x: xs, dy: dys, saved: Saved::LayerNorm { mean: &mean, rstd: &rstd } };
+            backward_slice_on(ForcedPath::detected(), sweep, input, GradSlices { dx: &mut dx, dgamma: &mut dg, dbeta: Some(&mut db) }).unwrap();
             (bits(&dx), bits(&dg), bits(&db))
         };
         prop_assert_eq!(run(Sweep::Serial), run(Sweep::Chunked(chunk)));
@@ -149,7 +150,8 @@ proptest! {
         RmsNorm::from_weights(w.clone(), None, 1e-6f32).unwrap().forward_slice_with_stats(xs, &mut y, &mut rrms).unwrap();
         let run = |sweep| {
             let (mut dx, mut dg, mut db) = (vec![0.0f32; rows * d], vec![0.0f32; d], vec![0.0f32; d]);
-            rms_norm_backward_slice_sweep(sweep, &w, xs, dys, &rrms, &mut dx, &mut dg, Some(&mut db)).unwrap();
+            let input = BackwardInput { weight: &w, x: xs, dy: dys, saved: Saved::RmsNorm { rrms: &rrms } };
+            backward_slice_on(ForcedPath::detected(), sweep, input, GradSlices { dx: &mut dx, dgamma: &mut dg, dbeta: Some(&mut db) }).unwrap();
             (bits(&dx), bits(&dg), bits(&db))
         };
         prop_assert_eq!(run(Sweep::Serial), run(Sweep::Chunked(chunk)));
@@ -334,7 +336,18 @@ fn shape_errors_are_typed() {
     );
     let xs = [1.0, 2.0, 3.0, 4.0, 5.0];
     check(
-        layer_norm_backward_slice(&ln, &xs, &xs, &[0.0], &[1.0], &mut [0.0; 5], &mut [0.0; 4], None),
+        layer_norm_backward_slice(
+            &ln,
+            &xs,
+            &xs,
+            &[0.0],
+            &[1.0],
+            GradSlices {
+                dx: &mut [0.0; 5],
+                dgamma: &mut [0.0; 4],
+                dbeta: None,
+            },
+        ),
         NormError::SliceLen { len: 5, dim: 4 }.into(),
     );
     check(
@@ -344,9 +357,11 @@ fn shape_errors_are_typed() {
             &xs[..4],
             &[0.0, 1.0],
             &[1.0],
-            &mut [0.0; 4],
-            &mut [0.0; 4],
-            None,
+            GradSlices {
+                dx: &mut [0.0; 4],
+                dgamma: &mut [0.0; 4],
+                dbeta: None,
+            },
         ),
         NormError::StatsShape {
             name: "mean",

@@ -8,9 +8,8 @@
 //! The saved statistics are computed here in f64 (not by the forward kernels), so a
 //! change in the forward never moves these pins.
 
-use norm_autograd::__private::{
-    ForcedPath, Stores, Sweep, layer_norm_backward_slice_on, rms_norm_backward_slice_on,
-};
+use norm_autograd::__private::{BackwardInput, ForcedPath, Saved, Stores, Sweep, backward_slice_on};
+use norm_autograd::GradSlices;
 use norm_core::Float;
 
 /// Deterministic values in `[lo, hi)` from a seed (splitmix64).
@@ -91,25 +90,25 @@ fn backward<F: Float>(path: ForcedPath, kind: Kind, rows: usize, d: usize) -> Ou
     }
     let (mut dx, mut dg, mut db) = (vec![F::zero(); n], vec![F::zero(); d], vec![F::zero(); d]);
     let bias = matches!(kind, Kind::LayerNormBias | Kind::RmsNormBias);
-    let dbeta = bias.then_some(&mut db[..]);
-    match kind {
-        Kind::LayerNormBias | Kind::LayerNorm => layer_norm_backward_slice_on(
-            path,
-            Sweep::Serial,
-            &w,
-            &x,
-            &dy,
-            &mean,
-            &rstd,
-            &mut dx,
-            &mut dg,
-            dbeta,
-        ),
-        Kind::RmsNorm | Kind::RmsNormBias => {
-            rms_norm_backward_slice_on(path, Sweep::Serial, &w, &x, &dy, &rrms, &mut dx, &mut dg, dbeta)
-        }
-    }
-    .expect("shapes match");
+    let saved = match kind {
+        Kind::LayerNormBias | Kind::LayerNorm => Saved::LayerNorm {
+            mean: &mean,
+            rstd: &rstd,
+        },
+        Kind::RmsNorm | Kind::RmsNormBias => Saved::RmsNorm { rrms: &rrms },
+    };
+    let input = BackwardInput {
+        weight: &w,
+        x: &x,
+        dy: &dy,
+        saved,
+    };
+    let grads = GradSlices {
+        dx: &mut dx,
+        dgamma: &mut dg,
+        dbeta: bias.then_some(&mut db[..]),
+    };
+    backward_slice_on(path, Sweep::Serial, input, grads).expect("shapes match");
     (dx, dg, db)
 }
 
