@@ -8,7 +8,7 @@ use std::ffi::OsString;
 use std::path::PathBuf;
 
 use lexopt::{Arg, ValueExt};
-use norm_experiments::{Size, Study, find, registry};
+use norm_experiments::{Entry, Size, find, registry};
 use norm_report::Format;
 
 /// What `cargo xtask report` was asked to do.
@@ -28,7 +28,7 @@ pub struct Options {
     /// Run seed.
     pub seed: u64,
     /// Studies to run, in registry order.
-    pub studies: Vec<&'static Study>,
+    pub studies: Vec<&'static Entry>,
     /// Whether `--only` was given (recorded in the reproduce command).
     pub only: bool,
     /// Figure files to write.
@@ -69,7 +69,7 @@ fn default_out() -> PathBuf {
 pub fn parse(args: &[String]) -> Result<Parsed, String> {
     let mut out = default_out();
     let mut seed = 42u64;
-    let mut only: Option<Vec<&'static Study>> = None;
+    let mut only: Option<Vec<&'static Entry>> = None;
     let mut format = Format::Both;
     let mut size = Size::Full;
     let mut sets = Vec::new();

@@ -83,7 +83,7 @@ fn run_studies(opts: &Options, out: &Path) -> Result<Vec<StudyOutput>, String> {
                 while let Some(&i) = order.get(next.fetch_add(1, Ordering::Relaxed)) {
                     let study = opts.studies[i];
                     let t = Instant::now();
-                    let result = (study.run)(opts.seed, opts.size);
+                    let result = study.run_sized(opts.seed, opts.size);
                     let run_time = t.elapsed();
                     let output = result
                         .map_err(|e| format!("study `{}` failed: {e}", study.id))

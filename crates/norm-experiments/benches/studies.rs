@@ -11,7 +11,9 @@ fn bench(c: &mut Criterion) {
     let mut g = c.benchmark_group("studies/full");
     g.sample_size(10).measurement_time(Duration::from_secs(3));
     for study in registry() {
-        g.bench_function(study.id, |b| b.iter(|| black_box((study.run)(42, Size::Full))));
+        g.bench_function(study.id, |b| {
+            b.iter(|| black_box(study.run_sized(42, Size::Full)))
+        });
     }
     g.finish();
 }

@@ -12,7 +12,7 @@ fn main() {
         .unwrap_or(42u64);
     for study in registry() {
         let t = Instant::now();
-        match (study.run)(seed, Size::Full) {
+        match study.run_sized(seed, Size::Full) {
             Ok(r) => {
                 println!("== {} ({:.0} ms)", r.id, t.elapsed().as_secs_f64() * 1e3);
                 for f in r.findings.iter().chain(&r.timings) {

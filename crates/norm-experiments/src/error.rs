@@ -3,6 +3,7 @@
 use thiserror::Error;
 
 /// Why a study could not run.
+#[non_exhaustive]
 #[derive(Debug, Clone, PartialEq, Error)]
 pub enum StudyError {
     /// A config field is out of its valid range.
@@ -16,6 +17,15 @@ pub enum StudyError {
         value: String,
         /// What is accepted.
         reason: &'static str,
+    },
+    /// A config table does not fit the study's config type (a field of the wrong type,
+    /// an unknown or missing field).
+    #[error("study `{study}`: config does not fit: {message}")]
+    ConfigData {
+        /// Study id.
+        study: &'static str,
+        /// What did not fit, as the TOML reader says it.
+        message: String,
     },
     /// A norm kernel refused its input.
     #[error(transparent)]

@@ -1,17 +1,28 @@
-//! `norm-experiments`: the eight studies of LayerNorm and RMSNorm. Each takes a `Config`
-//! and a seed and returns a [`StudyResult`]: figure data plus measured findings.
-//! This crate computes only; it neither draws nor writes files.
+//! `norm-experiments`: the studies of LayerNorm and RMSNorm. Each implements [`Study`]:
+//! a typed config in, typed measurements out, then findings and a figure built from
+//! those measurements. [`RunConfig`] holds every study's config for one run (defaults,
+//! a TOML file, `ID.FIELD=VALUE` overrides). This crate computes only; it neither draws
+//! nor writes files.
 
+mod common;
+mod config;
 mod dd;
 mod error;
 mod format;
+pub mod references;
 mod registry;
 pub mod result;
 mod rng;
 mod stats;
 pub mod studies;
+mod study;
+#[cfg(test)]
+mod testing;
 
+pub use config::{ConfigChange, ConfigError, RunConfig};
 pub use error::StudyError;
-pub use registry::{KEY_POINTS, Size, Study, find, registry};
+pub use references::Reference;
+pub use registry::{KEY_POINTS, find, registry};
 pub use result::{Figure, Finding, Panel, PanelContent, StudyResult};
 pub use rng::study_rng;
+pub use study::{Entry, Size, Study, StudyConfig};

@@ -3,6 +3,8 @@
 
 use serde::Serialize;
 
+use crate::references::Reference;
+
 /// Everything a study produced: what to draw and what was measured.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct StudyResult {
@@ -17,6 +19,9 @@ pub struct StudyResult {
     /// Measured findings, deterministic for a given seed. Exactly one has `summary: true`:
     /// the one backing the seed's "Summary of Findings" line for this study.
     pub findings: Vec<Finding>,
+    /// The study's full configuration for this run (the same table `--print-config`
+    /// shows), so a data file says exactly what produced it.
+    pub config: toml::Table,
     /// Wall-clock measurements (vary run to run); kept apart from `findings` and not
     /// serialized with the deterministic data.
     #[serde(skip)]
@@ -26,8 +31,10 @@ pub struct StudyResult {
 /// One measured number and the sentence it supports.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Finding {
-    /// Stable machine name, e.g. `max_abs_output_mean`.
+    /// Stable machine name, e.g. `max_abs_output_mean` (data files keep it).
     pub name: String,
+    /// A plain-language label for the page, e.g. "Largest |per-sample output mean|".
+    pub label: String,
     /// The measured value (may be NaN or infinite where the study shows that on purpose).
     pub value: f64,
     /// Unit or kind of the value, e.g. "", "ratio", "orders of magnitude", "×".
@@ -37,6 +44,45 @@ pub struct Finding {
     pub statement: String,
     /// True for the finding that backs the study's summary line.
     pub summary: bool,
+    /// The papers this finding rests on (compared with, or a claim taken from).
+    pub refs: Vec<Reference>,
+}
+
+impl Finding {
+    /// A finding `name` with `value` in `unit`, supporting `statement`. Give it a
+    /// plain-language [`label`](Finding::labelled) before it reaches a page.
+    pub fn new(name: &str, value: f64, unit: &str, statement: String) -> Self {
+        Self {
+            name: name.to_owned(),
+            label: String::new(),
+            value,
+            unit: unit.to_owned(),
+            statement,
+            summary: false,
+            refs: Vec::new(),
+        }
+    }
+
+    /// The same finding with a plain-language label.
+    #[must_use]
+    pub fn labelled(mut self, label: &str) -> Self {
+        self.label = label.to_owned();
+        self
+    }
+
+    /// The same finding citing `refs`.
+    #[must_use]
+    pub fn cite(mut self, refs: &[Reference]) -> Self {
+        self.refs.extend_from_slice(refs);
+        self
+    }
+
+    /// The same finding marked as the one backing the study's summary line.
+    #[must_use]
+    pub fn summary(mut self) -> Self {
+        self.summary = true;
+        self
+    }
 }
 
 /// A multi-panel figure.

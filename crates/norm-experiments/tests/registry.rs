@@ -3,44 +3,44 @@
 
 use norm_experiments::{Size, find, registry};
 
-/// The report order of the eight studies.
-const ORDER: [&str; 8] = [
-    "layernorm-distribution",
-    "rmsnorm-distribution",
-    "layernorm-vs-rmsnorm",
-    "epsilon",
-    "learnable-affine",
-    "gradient-flow",
-    "pre-vs-post-norm",
-    "sequence-3d",
-];
-
 #[test]
-fn ids_are_known_unique_and_in_report_order() {
-    let positions: Vec<usize> = registry()
-        .iter()
-        .map(|s| {
-            ORDER
-                .iter()
-                .position(|id| *id == s.id)
-                .unwrap_or_else(|| panic!("unknown study id {}", s.id))
-        })
-        .collect();
-    assert!(positions.windows(2).all(|w| w[0] < w[1]), "order {positions:?}");
+fn ids_are_unique_kebab_case_and_found() {
+    let mut ids: Vec<&str> = registry().iter().map(|s| s.id).collect();
+    assert!(!ids.is_empty());
     for s in registry() {
+        assert!(
+            s.id.bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-'),
+            "id {:?} is not kebab-case",
+            s.id
+        );
         assert_eq!(find(s.id).map(|f| f.id), Some(s.id));
         assert!(!s.title.is_empty() && !s.summary.is_empty());
     }
+    ids.sort_unstable();
+    ids.dedup();
+    assert_eq!(ids.len(), registry().len(), "ids are unique");
     assert!(find("no-such-study").is_none());
+}
+
+/// Every key point links to a registered study.
+#[test]
+fn key_points_link_to_registered_studies() {
+    for (text, id) in norm_experiments::KEY_POINTS {
+        assert!(find(id).is_some(), "{text}: {id}");
+    }
 }
 
 #[test]
 fn every_study_runs_small_with_one_summary_finding() {
     for s in registry() {
-        let r = (s.run)(42, Size::Small).unwrap_or_else(|e| panic!("{}: {e}", s.id));
+        let r = s
+            .run_sized(42, Size::Small)
+            .unwrap_or_else(|e| panic!("{}: {e}", s.id));
         assert_eq!(r.id, s.id);
         assert_eq!(r.title, s.title);
         assert_eq!(r.findings.iter().filter(|f| f.summary).count(), 1, "{}", s.id);
+        assert_eq!(Some(&r.config), s.config(Size::Small).ok().as_ref(), "{}", s.id);
         assert!(r.findings.iter().all(|f| !f.statement.is_empty()), "{}", s.id);
     }
 }
@@ -56,7 +56,7 @@ fn results_do_not_depend_on_the_thread_count() {
                 .num_threads(threads)
                 .build()
                 .expect("thread pool");
-            let r = pool.install(|| (study.run)(42, Size::Full)).expect("runs");
+            let r = pool.install(|| study.run_sized(42, Size::Full)).expect("runs");
             serde_json::to_string(&r).expect("serializes")
         };
         assert_eq!(json(1), json(2), "{id}");

@@ -8,12 +8,12 @@
 
 use norm_core::{LayerNorm, RmsNorm};
 
-use super::{
-    finding, normal, require_at_least, require_finite, require_positive, sized_runner, summary_finding,
+use crate::common::{
+    finding, normal, require_at_least, require_finite, require_positive, summary_finding,
 };
 use crate::dd::exact_variance;
 use crate::format::{g, sig};
-use crate::registry::Study;
+use crate::study::{Study, StudyConfig};
 use crate::result::{BarSeries, Figure, LineSeries, LineStyle, Panel, PanelContent, Scale};
 use crate::stats::{logspace, max_abs, mean, min_max, std_dev, variance};
 use crate::{StudyError, StudyResult, study_rng};
@@ -24,16 +24,10 @@ pub const ID: &str = "epsilon";
 pub const TITLE: &str = "Epsilon Effect";
 /// The seed document's summary line.
 pub const SUMMARY: &str = "Too small eps can cause instability with near-constant inputs.";
-/// The registry entry.
-pub const STUDY: Study = Study {
-    id: ID,
-    title: TITLE,
-    summary: SUMMARY,
-    run: run_sized,
-};
 
 /// Configuration of the epsilon study.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Config {
     /// Length of the row.
     pub dim: usize,
@@ -119,7 +113,48 @@ impl Config {
     }
 }
 
-sized_runner!();
+impl StudyConfig for Config {
+    fn small() -> Self {
+        Config::small()
+    }
+
+    fn validate(&self) -> Result<(), StudyError> {
+        Config::validate(self)
+    }
+}
+
+/// The study (registry type).
+pub struct Epsilon;
+
+/// Transitional: the whole result is the measurement until this study is split into
+/// measure → findings → figure.
+impl Study for Epsilon {
+    const ID: &'static str = ID;
+    const TITLE: &'static str = TITLE;
+    const SUMMARY: &'static str = SUMMARY;
+    type Config = Config;
+    type Measurements = StudyResult;
+
+    fn measure(cfg: &Config, seed: u64) -> Result<StudyResult, StudyError> {
+        run(cfg, seed)
+    }
+
+    fn findings(_: &Config, m: &StudyResult) -> Vec<crate::result::Finding> {
+        m.findings.clone()
+    }
+
+    fn explanation(_: &Config, m: &StudyResult) -> Vec<String> {
+        m.explanation.clone()
+    }
+
+    fn figure(_: &Config, m: &StudyResult) -> Figure {
+        m.figure.clone()
+    }
+
+    fn timings(m: &StudyResult) -> Vec<crate::result::Finding> {
+        m.timings.clone()
+    }
+}
 
 /// LayerNorm of `x` with `eps` (weight 1, bias 0).
 fn ln(x: &[f64], eps: f64) -> Result<Vec<f64>, StudyError> {
@@ -496,6 +531,7 @@ pub fn run(cfg: &Config, seed: u64) -> Result<StudyResult, StudyError> {
             panels,
             columns: 2,
         },
+        config: toml::Table::new(),
         findings,
         timings: vec![],
     })
@@ -504,7 +540,7 @@ pub fn run(cfg: &Config, seed: u64) -> Result<StudyResult, StudyError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::studies::testing::{check_determinism, check_invalid, check_shape, value};
+    use crate::testing::{check_determinism, check_invalid, check_shape, value};
 
     /// Asserts every claim for one config and seed against the closed forms.
     fn check(cfg: &Config, seed: u64) {

@@ -14,17 +14,17 @@
 //! which is why normalized nets are not perfectly flat: tens of times across 50 tanh
 //! layers, against many orders without a norm.
 
-use ndarray::{Array2, ArrayRef, Dimension};
+use ndarray::Array2;
 use norm_autograd::{Activation, Linear, Mlp, MlpLayer, Norm, NormKind, mse_loss};
 use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use rayon::prelude::*;
 
-use super::{finding, normal, require_at_least, require_positive, sized_runner, summary_finding};
+use crate::common::{finding, normal, require_at_least, require_positive, summary_finding};
 use crate::format::{g, sig};
-use crate::registry::Study;
+use crate::study::{Study, StudyConfig};
 use crate::result::{BarSeries, Figure, LineSeries, LineStyle, Panel, PanelContent, Scale};
-use crate::stats::{linspace, min_max, std_dev};
+use crate::stats::{linspace, min_max, norm_f64, std_dev};
 use crate::{StudyError, StudyResult, study_rng};
 
 /// Stable id.
@@ -33,16 +33,10 @@ pub const ID: &str = "gradient-flow";
 pub const TITLE: &str = "Gradient Flow";
 /// The seed document's summary line.
 pub const SUMMARY: &str = "Normalization prevents vanishing/exploding gradients through deep layers.";
-/// The registry entry.
-pub const STUDY: Study = Study {
-    id: ID,
-    title: TITLE,
-    summary: SUMMARY,
-    run: run_sized,
-};
 
 /// Configuration of the gradient-flow study.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Config {
     /// Number of tanh layers.
     pub depth: usize,
@@ -122,7 +116,48 @@ impl Config {
     }
 }
 
-sized_runner!();
+impl StudyConfig for Config {
+    fn small() -> Self {
+        Config::small()
+    }
+
+    fn validate(&self) -> Result<(), StudyError> {
+        Config::validate(self)
+    }
+}
+
+/// The study (registry type).
+pub struct GradientFlow;
+
+/// Transitional: the whole result is the measurement until this study is split into
+/// measure → findings → figure.
+impl Study for GradientFlow {
+    const ID: &'static str = ID;
+    const TITLE: &'static str = TITLE;
+    const SUMMARY: &'static str = SUMMARY;
+    type Config = Config;
+    type Measurements = StudyResult;
+
+    fn measure(cfg: &Config, seed: u64) -> Result<StudyResult, StudyError> {
+        run(cfg, seed)
+    }
+
+    fn findings(_: &Config, m: &StudyResult) -> Vec<crate::result::Finding> {
+        m.findings.clone()
+    }
+
+    fn explanation(_: &Config, m: &StudyResult) -> Vec<String> {
+        m.explanation.clone()
+    }
+
+    fn figure(_: &Config, m: &StudyResult) -> Figure {
+        m.figure.clone()
+    }
+
+    fn timings(m: &StudyResult) -> Vec<crate::result::Finding> {
+        m.timings.clone()
+    }
+}
 
 /// `E[f(√q·z)]` for `z ~ N(0, 1)`, by the trapezoid rule on `[−12, 12]` in steps of
 /// 0.025. The integrands here are analytic and bounded, so the rule converges
@@ -264,27 +299,6 @@ fn measure(mlp: &Mlp<f32>, x: &Array2<f32>, target: &Array2<f32>) -> Result<Prof
     })
 }
 
-/// `‖a‖₂` of f32 values, the squares summed in f64 (where no f32 square can overflow or
-/// underflow, so no scaling is needed) in eight fixed lanes over memory order: the same
-/// number every run. Studies 6 and 7 take their many gradient norms with it.
-pub(crate) fn norm_f64<D: Dimension>(a: &ArrayRef<f32, D>) -> f64 {
-    let sq = |v: f32| f64::from(v) * f64::from(v);
-    let sum = match a.as_slice_memory_order() {
-        Some(s) => {
-            let chunks = s.chunks_exact(8);
-            let rest: f64 = chunks.remainder().iter().map(|&v| sq(v)).sum();
-            let mut lanes = [0.0f64; 8];
-            for c in chunks {
-                for (l, &v) in lanes.iter_mut().zip(c) {
-                    *l += sq(v);
-                }
-            }
-            lanes.iter().sum::<f64>() + rest
-        }
-        None => a.iter().map(|&v| sq(v)).sum(),
-    };
-    sum.sqrt()
-}
 
 /// `max/min` of a positive profile (∞ if a value is 0 or not finite).
 fn spread(v: &[f64]) -> f64 {
@@ -596,6 +610,7 @@ pub fn run(cfg: &Config, seed: u64) -> Result<StudyResult, StudyError> {
             panels,
             columns: 2,
         },
+        config: toml::Table::new(),
         findings,
         timings: vec![],
     })
@@ -612,7 +627,7 @@ fn spread_ends(v: &[f64]) -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::studies::testing::{check_determinism, check_invalid, check_shape, value};
+    use crate::testing::{check_determinism, check_invalid, check_shape, value};
     use norm_autograd::{MlpConfig, l2_norm};
 
     #[test]

@@ -6,12 +6,12 @@
 
 use norm_core::LayerNorm;
 
-use super::{
+use crate::common::{
     PerSampleGaussian, by_index, finding, require_at_least, require_non_negative, require_range,
-    sized_runner, summary_finding,
+    summary_finding,
 };
 use crate::format::{g, sig};
-use crate::registry::Study;
+use crate::study::{Study, StudyConfig};
 use crate::result::{Figure, Panel, PanelContent, Scale};
 use crate::stats::{histogram, max_abs, min_max, normal_density, row_stats, segment};
 use crate::{StudyError, StudyResult, study_rng};
@@ -22,16 +22,10 @@ pub const ID: &str = "layernorm-distribution";
 pub const TITLE: &str = "LayerNorm Distribution";
 /// The seed document's summary line.
 pub const SUMMARY: &str = "Normalizes each sample to mean~0, variance~1 along feature dim.";
-/// The registry entry.
-pub const STUDY: Study = Study {
-    id: ID,
-    title: TITLE,
-    summary: SUMMARY,
-    run: run_sized,
-};
 
 /// Configuration of the LayerNorm distribution study.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Config {
     /// Number of samples (rows).
     pub samples: usize,
@@ -88,7 +82,48 @@ impl Config {
     }
 }
 
-sized_runner!();
+impl StudyConfig for Config {
+    fn small() -> Self {
+        Config::small()
+    }
+
+    fn validate(&self) -> Result<(), StudyError> {
+        Config::validate(self)
+    }
+}
+
+/// The study (registry type).
+pub struct LayerNormDistribution;
+
+/// Transitional: the whole result is the measurement until this study is split into
+/// measure → findings → figure.
+impl Study for LayerNormDistribution {
+    const ID: &'static str = ID;
+    const TITLE: &'static str = TITLE;
+    const SUMMARY: &'static str = SUMMARY;
+    type Config = Config;
+    type Measurements = StudyResult;
+
+    fn measure(cfg: &Config, seed: u64) -> Result<StudyResult, StudyError> {
+        run(cfg, seed)
+    }
+
+    fn findings(_: &Config, m: &StudyResult) -> Vec<crate::result::Finding> {
+        m.findings.clone()
+    }
+
+    fn explanation(_: &Config, m: &StudyResult) -> Vec<String> {
+        m.explanation.clone()
+    }
+
+    fn figure(_: &Config, m: &StudyResult) -> Figure {
+        m.figure.clone()
+    }
+
+    fn timings(m: &StudyResult) -> Vec<crate::result::Finding> {
+        m.timings.clone()
+    }
+}
 
 /// Runs the study: draws the batch, applies `norm_core::LayerNorm<f64>` (weight 1, bias
 /// 0), and measures per-sample output means and variances against var/(var+eps).
@@ -260,6 +295,7 @@ pub fn run(cfg: &Config, seed: u64) -> Result<StudyResult, StudyError> {
             panels,
             columns: 2,
         },
+        config: toml::Table::new(),
         findings,
         timings: vec![],
     })
@@ -268,7 +304,7 @@ pub fn run(cfg: &Config, seed: u64) -> Result<StudyResult, StudyError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::studies::testing::{check_determinism, check_invalid, check_shape, statement, value};
+    use crate::testing::{check_determinism, check_invalid, check_shape, statement, value};
 
     /// Asserts every claim of the study for one config and seed, with thresholds from
     /// f64 rounding (D·ε·|y|) and the closed form var/(var+eps).

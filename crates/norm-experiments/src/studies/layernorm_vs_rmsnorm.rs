@@ -10,12 +10,12 @@ use std::time::Instant;
 
 use norm_core::{LayerNorm, RmsNorm};
 
-use super::{
-    finding, normal, require_at_least, require_non_negative, require_range, sized_runner, summary_finding,
+use crate::common::{
+    finding, normal, require_at_least, require_non_negative, require_range, summary_finding,
     uniform,
 };
 use crate::format::{g, sig};
-use crate::registry::Study;
+use crate::study::{Study, StudyConfig};
 use crate::result::{Figure, LineSeries, LineStyle, Panel, PanelContent, Scale, ScatterSeries};
 use crate::stats::{max_abs, mean, min_max, pearson_r, row_stats, segment};
 use crate::{StudyError, StudyResult, study_rng};
@@ -26,16 +26,10 @@ pub const ID: &str = "layernorm-vs-rmsnorm";
 pub const TITLE: &str = "LayerNorm vs RMSNorm";
 /// The seed document's summary line.
 pub const SUMMARY: &str = "Highly correlated outputs. Main difference: mean centering.";
-/// The registry entry.
-pub const STUDY: Study = Study {
-    id: ID,
-    title: TITLE,
-    summary: SUMMARY,
-    run: run_sized,
-};
 
 /// Configuration of the LayerNorm-vs-RMSNorm study.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Config {
     /// Samples in the activation-like batch.
     pub samples: usize,
@@ -160,7 +154,48 @@ impl Config {
     }
 }
 
-sized_runner!();
+impl StudyConfig for Config {
+    fn small() -> Self {
+        Config::small()
+    }
+
+    fn validate(&self) -> Result<(), StudyError> {
+        Config::validate(self)
+    }
+}
+
+/// The study (registry type).
+pub struct LayerNormVsRmsNorm;
+
+/// Transitional: the whole result is the measurement until this study is split into
+/// measure → findings → figure.
+impl Study for LayerNormVsRmsNorm {
+    const ID: &'static str = ID;
+    const TITLE: &'static str = TITLE;
+    const SUMMARY: &'static str = SUMMARY;
+    type Config = Config;
+    type Measurements = StudyResult;
+
+    fn measure(cfg: &Config, seed: u64) -> Result<StudyResult, StudyError> {
+        run(cfg, seed)
+    }
+
+    fn findings(_: &Config, m: &StudyResult) -> Vec<crate::result::Finding> {
+        m.findings.clone()
+    }
+
+    fn explanation(_: &Config, m: &StudyResult) -> Vec<String> {
+        m.explanation.clone()
+    }
+
+    fn figure(_: &Config, m: &StudyResult) -> Figure {
+        m.figure.clone()
+    }
+
+    fn timings(m: &StudyResult) -> Vec<crate::result::Finding> {
+        m.timings.clone()
+    }
+}
 
 /// LN and RMS outputs of one batch, with its per-sample statistics.
 struct Pair {
@@ -516,6 +551,7 @@ pub fn run(cfg: &Config, seed: u64) -> Result<StudyResult, StudyError> {
             panels,
             columns: 2,
         },
+        config: toml::Table::new(),
         findings,
         timings,
     })
@@ -582,7 +618,7 @@ fn time_kernels(cfg: &Config, seed: u64) -> Result<crate::Finding, StudyError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::studies::testing::{check_determinism, check_invalid, check_shape, statement, value};
+    use crate::testing::{check_determinism, check_invalid, check_shape, statement, value};
 
     /// Asserts every claim for one config and seed. Closed forms hold up to eps effects
     /// of order eps/σ² (σ ≥ the smallest std) and f64 rounding (D·ε·|y|).

@@ -13,12 +13,12 @@ use ndarray::Array2;
 use norm_autograd::{Gradients, Norm, mse_loss, sgd_step};
 use norm_core::LayerNorm;
 
-use super::{
-    finding, normal, require_at_least, require_finite, require_non_negative, require_positive, sized_runner,
+use crate::common::{
+    finding, normal, require_at_least, require_finite, require_non_negative, require_positive,
     summary_finding,
 };
 use crate::format::{g, sig};
-use crate::registry::Study;
+use crate::study::{Study, StudyConfig};
 use crate::result::{Figure, LineSeries, LineStyle, Panel, PanelContent, Scale, ScatterSeries};
 use crate::stats::{histogram, mean, min_max, segment, std_dev};
 use crate::{StudyError, StudyResult, study_rng};
@@ -29,16 +29,10 @@ pub const ID: &str = "learnable-affine";
 pub const TITLE: &str = "Learnable Parameters";
 /// The seed document's summary line.
 pub const SUMMARY: &str = "gamma/beta can recover original distribution if the network learns to.";
-/// The registry entry.
-pub const STUDY: Study = Study {
-    id: ID,
-    title: TITLE,
-    summary: SUMMARY,
-    run: run_sized,
-};
 
 /// Configuration of the learnable-affine study.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Config {
     /// Number of samples (rows).
     pub samples: usize,
@@ -121,7 +115,48 @@ impl Config {
     }
 }
 
-sized_runner!();
+impl StudyConfig for Config {
+    fn small() -> Self {
+        Config::small()
+    }
+
+    fn validate(&self) -> Result<(), StudyError> {
+        Config::validate(self)
+    }
+}
+
+/// The study (registry type).
+pub struct LearnableAffine;
+
+/// Transitional: the whole result is the measurement until this study is split into
+/// measure → findings → figure.
+impl Study for LearnableAffine {
+    const ID: &'static str = ID;
+    const TITLE: &'static str = TITLE;
+    const SUMMARY: &'static str = SUMMARY;
+    type Config = Config;
+    type Measurements = StudyResult;
+
+    fn measure(cfg: &Config, seed: u64) -> Result<StudyResult, StudyError> {
+        run(cfg, seed)
+    }
+
+    fn findings(_: &Config, m: &StudyResult) -> Vec<crate::result::Finding> {
+        m.findings.clone()
+    }
+
+    fn explanation(_: &Config, m: &StudyResult) -> Vec<String> {
+        m.explanation.clone()
+    }
+
+    fn figure(_: &Config, m: &StudyResult) -> Figure {
+        m.figure.clone()
+    }
+
+    fn timings(m: &StudyResult) -> Vec<crate::result::Finding> {
+        m.timings.clone()
+    }
+}
 
 /// The closed-form quantities of the quadratic loss for one feature `j`:
 ///
@@ -575,6 +610,7 @@ pub fn run(cfg: &Config, seed: u64) -> Result<StudyResult, StudyError> {
             panels,
             columns: 2,
         },
+        config: toml::Table::new(),
         findings,
         timings: vec![],
     })
@@ -583,7 +619,7 @@ pub fn run(cfg: &Config, seed: u64) -> Result<StudyResult, StudyError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::studies::testing::{check_determinism, check_invalid, check_shape, statement, value};
+    use crate::testing::{check_determinism, check_invalid, check_shape, statement, value};
 
     /// Asserts every claim for one config and seed, with thresholds from f64 rounding,
     /// the gradient-descent contraction bound and the sampling scale of the optimum.

@@ -18,10 +18,10 @@ use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use rayon::prelude::*;
 
-use super::gradient_flow::norm_f64;
-use super::{finding, normal, require_at_least, sized_runner, summary_finding};
+use crate::stats::norm_f64;
+use crate::common::{finding, normal, require_at_least, summary_finding};
 use crate::format::sig;
-use crate::registry::Study;
+use crate::study::{Study, StudyConfig};
 use crate::result::{
     Block, BlockDiagram, BlockKind, DiagramColumn, Figure, LineSeries, LineStyle, Panel, PanelContent, Scale,
 };
@@ -33,16 +33,10 @@ pub const ID: &str = "pre-vs-post-norm";
 pub const TITLE: &str = "Pre-Norm vs Post-Norm";
 /// The seed document's summary line.
 pub const SUMMARY: &str = "Pre-Norm creates a direct gradient highway; standard in modern LLMs.";
-/// The registry entry.
-pub const STUDY: Study = Study {
-    id: ID,
-    title: TITLE,
-    summary: SUMMARY,
-    run: run_sized,
-};
 
 /// Configuration of the Pre-Norm vs Post-Norm study.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Config {
     /// Stack depths (numbers of blocks), increasing; the per-block panels show the last.
     pub depths: Vec<usize>,
@@ -137,7 +131,48 @@ impl Config {
     }
 }
 
-sized_runner!();
+impl StudyConfig for Config {
+    fn small() -> Self {
+        Config::small()
+    }
+
+    fn validate(&self) -> Result<(), StudyError> {
+        Config::validate(self)
+    }
+}
+
+/// The study (registry type).
+pub struct PreVsPostNorm;
+
+/// Transitional: the whole result is the measurement until this study is split into
+/// measure → findings → figure.
+impl Study for PreVsPostNorm {
+    const ID: &'static str = ID;
+    const TITLE: &'static str = TITLE;
+    const SUMMARY: &'static str = SUMMARY;
+    type Config = Config;
+    type Measurements = StudyResult;
+
+    fn measure(cfg: &Config, seed: u64) -> Result<StudyResult, StudyError> {
+        run(cfg, seed)
+    }
+
+    fn findings(_: &Config, m: &StudyResult) -> Vec<crate::result::Finding> {
+        m.findings.clone()
+    }
+
+    fn explanation(_: &Config, m: &StudyResult) -> Vec<String> {
+        m.explanation.clone()
+    }
+
+    fn figure(_: &Config, m: &StudyResult) -> Figure {
+        m.figure.clone()
+    }
+
+    fn timings(m: &StudyResult) -> Vec<crate::result::Finding> {
+        m.timings.clone()
+    }
+}
 
 /// The three placements measured, with their keys and labels.
 const PLACEMENTS: [(&str, &str); 3] = [
@@ -735,6 +770,7 @@ pub fn run(cfg: &Config, seed: u64) -> Result<StudyResult, StudyError> {
             panels,
             columns: 2,
         },
+        config: toml::Table::new(),
         findings,
         timings: vec![],
     })
@@ -743,7 +779,7 @@ pub fn run(cfg: &Config, seed: u64) -> Result<StudyResult, StudyError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::studies::testing::{check_determinism, check_invalid, check_shape, statement, value};
+    use crate::testing::{check_determinism, check_invalid, check_shape, statement, value};
     use norm_autograd::Module;
 
     #[test]

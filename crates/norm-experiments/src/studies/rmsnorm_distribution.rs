@@ -5,12 +5,12 @@
 
 use norm_core::RmsNorm;
 
-use super::{
+use crate::common::{
     PerSampleGaussian, by_index, finding, require_at_least, require_non_negative, require_range,
-    sized_runner, summary_finding,
+    summary_finding,
 };
 use crate::format::{g, sig};
-use crate::registry::Study;
+use crate::study::{Study, StudyConfig};
 use crate::result::{Figure, Panel, PanelContent, Scale, ScatterSeries};
 use crate::stats::{histogram, max_abs, min_max, normal_density, row_stats, segment};
 use crate::{StudyError, StudyResult, study_rng};
@@ -21,16 +21,10 @@ pub const ID: &str = "rmsnorm-distribution";
 pub const TITLE: &str = "RMSNorm Distribution";
 /// The seed document's summary line.
 pub const SUMMARY: &str = "Rescales to RMS~1 but does NOT subtract mean. Simpler, fewer ops.";
-/// The registry entry.
-pub const STUDY: Study = Study {
-    id: ID,
-    title: TITLE,
-    summary: SUMMARY,
-    run: run_sized,
-};
 
 /// Configuration of the RMSNorm distribution study.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Config {
     /// Number of samples (rows).
     pub samples: usize,
@@ -87,7 +81,48 @@ impl Config {
     }
 }
 
-sized_runner!();
+impl StudyConfig for Config {
+    fn small() -> Self {
+        Config::small()
+    }
+
+    fn validate(&self) -> Result<(), StudyError> {
+        Config::validate(self)
+    }
+}
+
+/// The study (registry type).
+pub struct RmsNormDistribution;
+
+/// Transitional: the whole result is the measurement until this study is split into
+/// measure → findings → figure.
+impl Study for RmsNormDistribution {
+    const ID: &'static str = ID;
+    const TITLE: &'static str = TITLE;
+    const SUMMARY: &'static str = SUMMARY;
+    type Config = Config;
+    type Measurements = StudyResult;
+
+    fn measure(cfg: &Config, seed: u64) -> Result<StudyResult, StudyError> {
+        run(cfg, seed)
+    }
+
+    fn findings(_: &Config, m: &StudyResult) -> Vec<crate::result::Finding> {
+        m.findings.clone()
+    }
+
+    fn explanation(_: &Config, m: &StudyResult) -> Vec<String> {
+        m.explanation.clone()
+    }
+
+    fn figure(_: &Config, m: &StudyResult) -> Figure {
+        m.figure.clone()
+    }
+
+    fn timings(m: &StudyResult) -> Vec<crate::result::Finding> {
+        m.timings.clone()
+    }
+}
 
 /// Runs the study: draws the batch, applies `norm_core::RmsNorm<f64>` (weight 1), and
 /// measures each sample's output RMS and output mean against their closed forms.
@@ -269,6 +304,7 @@ pub fn run(cfg: &Config, seed: u64) -> Result<StudyResult, StudyError> {
             panels,
             columns: 2,
         },
+        config: toml::Table::new(),
         findings,
         timings: vec![],
     })
@@ -277,7 +313,7 @@ pub fn run(cfg: &Config, seed: u64) -> Result<StudyResult, StudyError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::studies::testing::{check_determinism, check_invalid, check_shape, statement, value};
+    use crate::testing::{check_determinism, check_invalid, check_shape, statement, value};
 
     /// Asserts every claim for one config and seed. The eps effects are bounded by
     /// eps/(2·ms) with ms ≥ σ²/2 for the smallest σ (a sample variance below half of σ²

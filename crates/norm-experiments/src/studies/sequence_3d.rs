@@ -10,12 +10,12 @@
 use ndarray::{Array3, ArrayView3, Axis, s};
 use norm_core::{LayerNorm, RmsNorm};
 
-use super::{
-    finding, normal, require_at_least, require_non_negative, require_range, sized_runner, summary_finding,
+use crate::common::{
+    finding, normal, require_at_least, require_non_negative, require_range, summary_finding,
     uniform,
 };
 use crate::format::{g, sig};
-use crate::registry::Study;
+use crate::study::{Study, StudyConfig};
 use crate::result::{Figure, Heatmap, LineSeries, LineStyle, Panel, PanelContent, Scale};
 use crate::stats::{max_abs, mean, min_max, row_stats};
 use crate::{StudyError, StudyResult, study_rng};
@@ -26,16 +26,10 @@ pub const ID: &str = "sequence-3d";
 pub const TITLE: &str = "3D Sequences";
 /// The seed document's summary line.
 pub const SUMMARY: &str = "Both norms handle (B, L, D) naturally, normalizing per-position.";
-/// The registry entry.
-pub const STUDY: Study = Study {
-    id: ID,
-    title: TITLE,
-    summary: SUMMARY,
-    run: run_sized,
-};
 
 /// Configuration of the 3D-sequence study.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Config {
     /// Sequences in the batch (B).
     pub batch: usize,
@@ -123,7 +117,48 @@ impl Config {
     }
 }
 
-sized_runner!();
+impl StudyConfig for Config {
+    fn small() -> Self {
+        Config::small()
+    }
+
+    fn validate(&self) -> Result<(), StudyError> {
+        Config::validate(self)
+    }
+}
+
+/// The study (registry type).
+pub struct Sequence3d;
+
+/// Transitional: the whole result is the measurement until this study is split into
+/// measure → findings → figure.
+impl Study for Sequence3d {
+    const ID: &'static str = ID;
+    const TITLE: &'static str = TITLE;
+    const SUMMARY: &'static str = SUMMARY;
+    type Config = Config;
+    type Measurements = StudyResult;
+
+    fn measure(cfg: &Config, seed: u64) -> Result<StudyResult, StudyError> {
+        run(cfg, seed)
+    }
+
+    fn findings(_: &Config, m: &StudyResult) -> Vec<crate::result::Finding> {
+        m.findings.clone()
+    }
+
+    fn explanation(_: &Config, m: &StudyResult) -> Vec<String> {
+        m.explanation.clone()
+    }
+
+    fn figure(_: &Config, m: &StudyResult) -> Figure {
+        m.figure.clone()
+    }
+
+    fn timings(m: &StudyResult) -> Vec<crate::result::Finding> {
+        m.timings.clone()
+    }
+}
 
 /// What is shared by every sequence: position scales and outlier features.
 struct Layout {
@@ -487,6 +522,7 @@ pub fn run(cfg: &Config, seed: u64) -> Result<StudyResult, StudyError> {
             panels,
             columns: 4,
         },
+        config: toml::Table::new(),
         findings,
         timings: vec![],
     })
@@ -495,7 +531,7 @@ pub fn run(cfg: &Config, seed: u64) -> Result<StudyResult, StudyError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::studies::testing::{check_determinism, check_invalid, check_shape, value};
+    use crate::testing::{check_determinism, check_invalid, check_shape, value};
 
     fn heat(r: &StudyResult, i: usize) -> &[f64] {
         match &r.figure.panels[i].content {
