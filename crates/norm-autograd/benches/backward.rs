@@ -1,30 +1,31 @@
-//! Criterion benchmarks of the f32 backward kernels (`layer_norm_backward_slice`,
-//! `rms_norm_backward_slice`), side by side with `z = a + c·b` over the same bytes (read
-//! two arrays, write one): the memory-bandwidth ceiling they are judged against. Groups
-//! `layer_norm_backward` and `rms_norm_backward`; shapes (rows × d) 512×768 (in cache),
-//! 65536×512 and 8192×4096 (far beyond it). Per shape: `axpy_ceiling`, `backward` (the
-//! detected kernel path, one thread: the number the targets are about), `portable`
-//! (the portable path forced, one thread: what the runtime dispatch buys) and
-//! `threads2` (the public function on a 2-thread rayon pool). Throughput counts the
-//! bytes touched, `3 · rows · d · 4` (read x and dy, write dx; the per-row statistics
-//! and the d-long dgamma/dbeta are negligible), so results read as GB/s.
+//! Criterion benchmarks of the f32 backward kernels, side by side with `z = a + c·b`
+//! over the same bytes (read two arrays, write one): the memory-bandwidth ceilings they
+//! are judged against (`norm_core::ceiling`), with plain stores (`axpy_ceiling`) and
+//! non-temporal ones (`axpy_streaming_ceiling`). Groups `layer_norm_backward` (with
+//! dbeta) and `rms_norm_backward` (without); shapes (rows × d) 64×768 (fits L2), 512×768
+//! (fits L2/L3), 65536×512 and 8192×4096 (far beyond the caches). Per shape: each kernel
+//! path this CPU supports, forced (`avx512`, `avx2-fma`, `portable`: norm-core's
+//! `ForcedPath`, one thread, dx stored as the public functions would) and `threads2`
+//! (the public function on a 2-thread rayon pool). Throughput counts the bytes touched,
+//! `3 · rows · d · 4` (read x and dy, write dx; the per-row statistics and the d-long
+//! dgamma/dbeta are negligible), so results read as GB/s.
 //!
 //! The backward writes dx with non-temporal stores when dx is at least
-//! `norm_core::simd::stream_min_bytes()` (the out-of-cache shapes here), which skips reading each output
-//! line first; `axpy_streaming_ceiling` is the same `z = a + c·b` with such stores, the
-//! fair ceiling for those shapes (`norm_core::ceiling`).
+//! `norm_core::simd::stream_min_bytes()`, which skips reading each output line first;
+//! out of cache the fair ceiling is then the faster of the two.
 
 use std::hint::black_box;
 use std::time::Duration;
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use norm_autograd::__private::{BackwardInput, ForcedPath, Saved, Sweep, backward_slice_on};
-use norm_autograd::{GradSlices, layer_norm_backward_slice, rms_norm_backward_slice};
+use norm_autograd::GradSlices;
+use norm_autograd::{layer_norm_backward_slice, rms_norm_backward_slice};
 use norm_core::ceiling::{axpy, axpy_streaming};
-use norm_core::{KernelPath, LayerNorm, RmsNorm};
+use norm_core::{LayerNorm, RmsNorm};
 
-/// (rows, d): in cache, out of cache with short rows, out of cache with long rows.
-const SHAPES: [(usize, usize); 3] = [(512, 768), (65536, 512), (8192, 4096)];
+/// (rows, d): in L2, in cache, out of cache with short rows, out of cache with long rows.
+const SHAPES: [(usize, usize); 4] = [(64, 768), (512, 768), (65536, 512), (8192, 4096)];
 
 /// Deterministic activation-like values of order 1 with per-row structure.
 fn data(n: usize, seed: u32) -> Vec<f32> {
@@ -70,17 +71,10 @@ fn bench(c: &mut Criterion) {
                     black_box(&dx);
                 })
             });
-            // One thread: the calling thread of a 1-thread pool (the public functions
-            // split large batches across the current pool).
-            let one = rayon::ThreadPoolBuilder::new()
-                .num_threads(1)
-                .build()
-                .expect("pool");
             let two = rayon::ThreadPoolBuilder::new()
                 .num_threads(2)
                 .build()
                 .expect("pool");
-            let portable = ForcedPath::new(KernelPath::Portable).expect("portable runs everywhere");
             let mut run = |path: Option<ForcedPath>| {
                 let grads = GradSlices {
                     dx: &mut dx,
@@ -91,16 +85,18 @@ fn bench(c: &mut Criterion) {
                     (true, None) => layer_norm_backward_slice(&ln, &x, &dy, &mean, &rstd, grads),
                     (false, None) => rms_norm_backward_slice(&rms, &x, &dy, &rrms, grads),
                     (_, Some(p)) => {
-                        let saved = if is_ln {
-                            Saved::LayerNorm {
+                        let (weight, eps, saved) = if is_ln {
+                            let saved = Saved::LayerNorm {
                                 mean: &mean,
                                 rstd: &rstd,
-                            }
+                            };
+                            (ln.weight(), ln.eps(), saved)
                         } else {
-                            Saved::RmsNorm { rrms: &rrms }
+                            (rms.weight(), rms.eps(), Saved::RmsNorm { rrms: &rrms })
                         };
                         let input = BackwardInput {
-                            weight: ln.weight(),
+                            weight,
+                            eps,
                             x: &x,
                             dy: &dy,
                             saved,
@@ -111,12 +107,11 @@ fn bench(c: &mut Criterion) {
                 .expect("shapes match");
                 black_box((&dx, &dgamma, &dbeta));
             };
-            g.bench_function(BenchmarkId::new("backward", &id), |b| {
-                one.install(|| b.iter(|| run(None)))
-            });
-            g.bench_function(BenchmarkId::new("portable", &id), |b| {
-                b.iter(|| run(Some(portable)))
-            });
+            for p in ForcedPath::all().into_iter().rev() {
+                g.bench_function(BenchmarkId::new(p.path().name(), &id), |b| {
+                    b.iter(|| run(Some(p)))
+                });
+            }
             g.bench_function(BenchmarkId::new("threads2", &id), |b| {
                 two.install(|| b.iter(|| run(None)))
             });

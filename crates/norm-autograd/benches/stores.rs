@@ -92,6 +92,7 @@ fn bench(c: &mut Criterion) {
                     b.iter(|| {
                         let input = BackwardInput {
                             weight: ln.weight(),
+                            eps: ln.eps(),
                             x: &x,
                             dy: &dy,
                             saved: Saved::LayerNorm {

@@ -284,6 +284,8 @@ pub(crate) struct Rows<'a, F> {
     pub r: &'a [F],
     /// gamma (`d`).
     pub weight: &'a [F],
+    /// The norm's eps (only [`rescue_row`] reads it: it recomputes the statistics).
+    pub eps: F,
 }
 
 /// Where a backward over a run of rows writes.
@@ -347,19 +349,44 @@ fn run_rows<F: Float, S: Simd<E = F>, K: Kind, const DB: bool>(
     let group = group_rows::<F>(rows.weight.len());
     let mut i = 0;
     while group >= 4 && i + 4 <= n {
-        row_group::<F, S, K, 4, DB>(s, i, rows, out);
+        rows_at::<F, S, K, 4, DB>(s, i, rows, out);
         i += 4;
     }
     while group >= 2 && i + 2 <= n {
-        row_group::<F, S, K, 2, DB>(s, i, rows, out);
+        rows_at::<F, S, K, 2, DB>(s, i, rows, out);
         i += 2;
     }
     while i < n {
-        row_group::<F, S, K, 1, DB>(s, i, rows, out);
+        rows_at::<F, S, K, 1, DB>(s, i, rows, out);
         i += 1;
     }
     if out.stores == Stores::Streaming {
         stream_fence();
+    }
+}
+
+/// Rows `i..i + G`: their reductions, then one write pass over all `G` when every row's
+/// coefficients are usable ([`Coeffs::usable`]); otherwise row by row, each usable row
+/// on its own (the same bits: the group size never changes one) and the others through
+/// [`rescue_row`]. Either way the rows' dgamma/dbeta terms go in in row order.
+#[inline(always)]
+fn rows_at<F: Float, S: Simd<E = F>, K: Kind, const G: usize, const DB: bool>(
+    s: S,
+    i: usize,
+    rows: &Rows<'_, F>,
+    out: &mut Grads<'_, F>,
+) {
+    let co: [Coeffs<F>; G] = std::array::from_fn(|k| coeffs::<F, S, K>(s, rows, i + k));
+    if co.iter().all(Coeffs::usable) {
+        row_group::<F, S, K, G, DB>(s, i, rows, out, co);
+        return;
+    }
+    for (k, c) in co.into_iter().enumerate() {
+        if c.usable() {
+            row_group::<F, S, K, 1, DB>(s, i + k, rows, out, [c]);
+        } else {
+            rescue_row::<F, K, DB>(i + k, rows, out);
+        }
     }
 }
 
@@ -379,6 +406,17 @@ struct Coeffs<F> {
     nc: F,
     nb: F,
     ne: F,
+}
+
+impl<F: Float> Coeffs<F> {
+    /// Whether the write pass can use these: `r` a normal number (not 0, subnormal or
+    /// infinite, as for eps = 0 rows of subnormals, or rows near ±MAX whose `1/std` is
+    /// below the normal range) and every coefficient finite (a sum that overflowed, as
+    /// `Σ g·x` on rows near MAX/2, or `x − mean` on rows spanning ±MAX, is not).
+    #[inline(always)]
+    fn usable(&self) -> bool {
+        self.r.is_normal() && (self.nc + self.nb + self.ne).is_finite()
+    }
 }
 
 /// [`Coeffs`] of row `i` from its reductions.
@@ -413,14 +451,15 @@ fn coeffs<F: Float, S: Simd<E = F>, K: Kind>(s: S, rows: &Rows<'_, F>, i: usize)
     }
 }
 
-/// Backward of rows `i..i + G`: the reductions row by row, then one write pass over the
-/// columns of all `G` rows.
+/// Backward of rows `i..i + G` from their coefficients: one write pass over the columns
+/// of all `G` rows.
 #[inline(always)]
 fn row_group<F: Float, S: Simd<E = F>, K: Kind, const G: usize, const DB: bool>(
     s: S,
     i: usize,
     rows: &Rows<'_, F>,
     out: &mut Grads<'_, F>,
+    co: [Coeffs<F>; G],
 ) {
     let w = rows.weight;
     let d = w.len();
@@ -429,7 +468,6 @@ fn row_group<F: Float, S: Simd<E = F>, K: Kind, const G: usize, const DB: bool>(
     let (xs, dys) = (&rows.x[i * d..(i + G) * d], &rows.dy[i * d..(i + G) * d]);
     let dxs = &mut out.dx[i * d..(i + G) * d];
     let (dg, db) = (&mut *out.dgamma, &mut *out.dbeta);
-    let co: [Coeffs<F>; G] = std::array::from_fn(|k| coeffs::<F, S, K>(s, rows, i + k));
     let vm: [S::V; G] = std::array::from_fn(|k| s.splat(co[k].m));
     let vr: [S::V; G] = std::array::from_fn(|k| s.splat(co[k].r));
     let vnc: [S::V; G] = std::array::from_fn(|k| s.splat(co[k].nc));
@@ -511,5 +549,87 @@ fn row_group<F: Float, S: Simd<E = F>, K: Kind, const G: usize, const DB: bool>(
             unsafe { s.store_at(db, j, ba) };
         }
         j += wd;
+    }
+}
+
+/// `v·2^k`, exact whenever the result is a normal number: in steps of at most 2^±1000
+/// so that no intermediate leaves the range before the result does.
+fn scale2(mut v: f64, mut k: i32) -> f64 {
+    while k != 0 {
+        let step = k.clamp(-1000, 1000);
+        v *= f64::from_bits(((step + 1023) as u64) << 52);
+        k -= step;
+    }
+    v
+}
+
+/// The backward of row `i` when its saved statistics or its sums left the normal range
+/// of `F` ([`Coeffs::usable`] is false): the row is recomputed from `x` in f64 after an
+/// exact power-of-two scaling `x' = x·2^k` that brings `max|x|` to [1, 2). In that
+/// domain nothing overflows or underflows (`x̂` is unchanged by the scaling, and
+/// `r = r'·2^k`):
+///
+/// ```text
+/// c = x' − mean(x')  (LayerNorm; RMSNorm: c = x'),   r' = (mean(c²) + ε·4^k)^(−1/2)
+/// x̂ = c·r',   g = dy·gamma,   dx = 2^k·r'·(g − mean(g) − x̂·mean(g·x̂))  (RMSNorm: no mean(g))
+/// ```
+///
+/// (when `ε·4^k` overflows, ε swamps the row's variance: `r = ε^(−1/2)`, `x̂ = c·r/2^k`).
+/// So eps = 0 rows of subnormals (saved `r = +∞`) give finite x̂ and dgamma, and dx is the
+/// true value rounded to `F` (±∞ where it is beyond `F`); rows near ±MAX give finite dx.
+/// A row holding ±∞ or NaN gives NaN in its own dx (and, through its x̂ and dy, in dgamma
+/// and dbeta), never in another row's dx; so does a constant row with eps = 0 (0/0).
+/// Written in plain scalar code: such rows are rare.
+#[cold]
+#[inline(never)]
+fn rescue_row<F: Float, K: Kind, const DB: bool>(i: usize, rows: &Rows<'_, F>, out: &mut Grads<'_, F>) {
+    let w = rows.weight;
+    let d = w.len();
+    let df = d as f64;
+    let x = &rows.x[i * d..(i + 1) * d];
+    let dy = &rows.dy[i * d..(i + 1) * d];
+    let big = x.iter().fold(0.0f64, |m, v| m.max(v.to_f64_exact().abs()));
+    let k = if big > 0.0 && big.is_finite() {
+        -(big.log2().floor() as i32)
+    } else {
+        0
+    };
+    let mut c: Vec<f64> = x.iter().map(|v| scale2(v.to_f64_exact(), k)).collect();
+    if K::CENTER {
+        // Two passes, shifted by the first element (|x'| < 2: nothing overflows).
+        let x0 = c[0];
+        let m = x0 + c.iter().map(|v| v - x0).sum::<f64>() / df;
+        c.iter_mut().for_each(|v| *v -= m);
+    }
+    let var = c.iter().map(|v| v * v).sum::<f64>() / df;
+    let eps = rows.eps.to_f64_exact();
+    let es = scale2(scale2(eps, k), k);
+    // dx = (ra·B)·2^re,  x̂ = c·xs.
+    let (ra, re, xs) = if es.is_finite() {
+        let rs = 1.0 / (var + es).sqrt();
+        (rs, k, rs)
+    } else {
+        let r = 1.0 / eps.sqrt();
+        (r, 0, scale2(r, -k))
+    };
+    let g: Vec<f64> = dy
+        .iter()
+        .zip(w)
+        .map(|(a, b)| a.to_f64_exact() * b.to_f64_exact())
+        .collect();
+    let xh: Vec<f64> = c.iter().map(|v| v * xs).collect();
+    let mg = if K::CENTER {
+        g.iter().sum::<f64>() / df
+    } else {
+        0.0
+    };
+    let mgx = g.iter().zip(&xh).map(|(a, b)| a * b).sum::<f64>() / df;
+    let dx = &mut out.dx[i * d..(i + 1) * d];
+    for j in 0..d {
+        dx[j] = F::from_f64_round(scale2(ra * (g[j] - mg - xh[j] * mgx), re));
+        out.dgamma[j] += dy[j] * F::from_f64_round(xh[j]);
+        if DB {
+            out.dbeta[j] += dy[j];
+        }
     }
 }

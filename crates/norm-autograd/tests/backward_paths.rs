@@ -81,6 +81,7 @@ fn ln_on<F: Float>(case: &Case<F>, path: ForcedPath, sweep: Sweep, shift: usize)
     let (mut dg, mut db) = (vec![F::zero(); d], vec![F::zero(); d]);
     let input = BackwardInput {
         weight: ln.weight(),
+        eps: ln.eps(),
         x: &xb[shift..],
         dy: &dyb[2 * shift..],
         saved: Saved::LayerNorm {
@@ -111,6 +112,7 @@ fn rms_on<F: Float>(case: &Case<F>, path: ForcedPath, sweep: Sweep, shift: usize
     let (mut dg, mut db) = (vec![F::zero(); d], vec![F::zero(); d]);
     let input = BackwardInput {
         weight: rms.weight(),
+        eps: rms.eps(),
         x: &xb[shift..],
         dy: &case.dy,
         saved: Saved::RmsNorm { rrms: &rrms },

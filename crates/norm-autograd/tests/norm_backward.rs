@@ -141,7 +141,7 @@ proptest! {
         ln.forward_slice_with_stats(xs, &mut y, &mut mean, &mut rstd).unwrap();
         let run = |sweep| {
             let (mut dx, mut dg, mut db) = (vec![0.0f32; rows * d], vec![0.0f32; d], vec![0.0f32; d]);
-            let input = BackwardInput { weight: &w, x: xs, dy: dys, saved: Saved::LayerNorm { mean: &mean, rstd: &rstd } };
+            let input = BackwardInput { weight: &w, eps: 1e-5, x: xs, dy: dys, saved: Saved::LayerNorm { mean: &mean, rstd: &rstd } };
             backward_slice_on(ForcedPath::detected(), sweep, input, GradSlices { dx: &mut dx, dgamma: &mut dg, dbeta: Some(&mut db) }).unwrap();
             (bits(&dx), bits(&dg), bits(&db))
         };
@@ -150,7 +150,7 @@ proptest! {
         RmsNorm::from_weights(w.clone(), None, 1e-6f32).unwrap().forward_slice_with_stats(xs, &mut y, &mut rrms).unwrap();
         let run = |sweep| {
             let (mut dx, mut dg, mut db) = (vec![0.0f32; rows * d], vec![0.0f32; d], vec![0.0f32; d]);
-            let input = BackwardInput { weight: &w, x: xs, dy: dys, saved: Saved::RmsNorm { rrms: &rrms } };
+            let input = BackwardInput { weight: &w, eps: 1e-6, x: xs, dy: dys, saved: Saved::RmsNorm { rrms: &rrms } };
             backward_slice_on(ForcedPath::detected(), sweep, input, GradSlices { dx: &mut dx, dgamma: &mut dg, dbeta: Some(&mut db) }).unwrap();
             (bits(&dx), bits(&dg), bits(&db))
         };

@@ -99,6 +99,7 @@ fn backward<F: Float>(path: ForcedPath, kind: Kind, rows: usize, d: usize) -> Ou
     };
     let input = BackwardInput {
         weight: &w,
+        eps: r(eps),
         x: &x,
         dy: &dy,
         saved,

@@ -97,7 +97,7 @@ struct GradBufs<'a, F> {
 /// The backward of either norm over the last axis, into the caller's buffers: checks
 /// the shapes, copies non-contiguous arrays to row-major order, runs the slice layer.
 fn backward_into<F: Float, D: Dimension>(
-    weight: &[F],
+    (weight, eps): (&[F], F),
     x: &ArrayRef<F, D>,
     saved: NdSaved<'_, F, D::Smaller>,
     dy: &ArrayRef<F, D>,
@@ -121,6 +121,7 @@ fn backward_into<F: Float, D: Dimension>(
     };
     let input = BackwardInput {
         weight,
+        eps,
         x: &xs,
         dy: &dys,
         saved,
@@ -176,7 +177,7 @@ pub fn layer_norm_backward_into<F: Float, D: Dimension>(
     dbeta: Option<&mut [F]>,
 ) -> Result<(), GradError> {
     backward_into(
-        norm.weight(),
+        (norm.weight(), norm.eps()),
         x,
         NdSaved::LayerNorm(stats),
         dy,
@@ -252,7 +253,7 @@ pub fn rms_norm_backward_into<F: Float, D: Dimension>(
     dbeta: Option<&mut [F]>,
 ) -> Result<(), GradError> {
     backward_into(
-        norm.weight(),
+        (norm.weight(), norm.eps()),
         x,
         NdSaved::RmsNorm(stats),
         dy,

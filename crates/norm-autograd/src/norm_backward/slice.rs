@@ -37,6 +37,9 @@ pub enum Saved<'a, F> {
 pub struct BackwardInput<'a, F> {
     /// gamma (`d`).
     pub weight: &'a [F],
+    /// The norm's eps: read only for rows whose saved statistics left the normal range
+    /// (an eps = 0 row of subnormals saves `1/std = +∞`), which are recomputed from `x`.
+    pub eps: F,
     /// The forward's input (`rows·d`).
     pub x: &'a [F],
     /// dL/dy (`rows·d`).
@@ -138,6 +141,7 @@ pub fn backward_slice_on<F: Float>(
         mean,
         r,
         weight: input.weight,
+        eps: input.eps,
     };
     match input.saved {
         Saved::LayerNorm { .. } => run::<F, Ln>(path, sweep, rows, all, grads),
@@ -179,6 +183,7 @@ fn run<F: Float, K: Kind>(
                 mean: if K::CENTER { &all.mean[r.clone()] } else { &[] },
                 r: &all.r[r],
                 weight,
+                eps: all.eps,
             };
             let grads = Grads {
                 dx,
@@ -211,6 +216,12 @@ fn run<F: Float, K: Kind>(
 /// `mean` and `rstd` are the statistics written by
 /// [`LayerNorm::forward_slice_with_stats`]. `dbeta` may be passed even when the norm has
 /// no bias: it is then the gradient a bias would get.
+///
+/// Rows at the extremes of `F` (an eps = 0 row of subnormals, which saves `rstd = +∞`;
+/// rows near ±`F::MAX`) are recomputed from `x` in a scaled f64 form, so their x̂ and
+/// the parameter gradients stay finite and dx is the true value rounded to `F`. A row
+/// holding ±∞ or NaN gives a non-finite dx in that row only (and, through its x̂ and dy,
+/// non-finite dgamma/dbeta). See `docs/math.md`, "The backward at the extremes".
 ///
 /// # Errors
 /// [`NormError::SliceLen`] if `x.len()` is not a multiple of `dim`,
@@ -245,6 +256,7 @@ pub fn layer_norm_backward_slice<F: Float>(
 ) -> Result<(), GradError> {
     let input = BackwardInput {
         weight: norm.weight(),
+        eps: norm.eps(),
         x,
         dy,
         saved: Saved::LayerNorm { mean, rstd },
@@ -288,6 +300,7 @@ pub fn rms_norm_backward_slice<F: Float>(
 ) -> Result<(), GradError> {
     let input = BackwardInput {
         weight: norm.weight(),
+        eps: norm.eps(),
         x,
         dy,
         saved: Saved::RmsNorm { rrms },
