@@ -39,23 +39,26 @@ fn main() -> ExitCode {
                 println!("{USAGE}\n\nstudy ids: {}", flags::study_ids());
                 ExitCode::SUCCESS
             }
-            // Plumbing for issue 10: parsed here, applied once norm-experiments has
-            // typed configs. Refused rather than silently ignored until then.
-            Ok(flags::Parsed::Run(opts))
-                if !opts.sets.is_empty() || opts.config.is_some() || opts.print_config =>
-            {
-                eprintln!("error: --set, --config and --print-config are not implemented yet");
-                ExitCode::from(2)
-            }
-            Ok(flags::Parsed::Run(opts)) => match report::run(&opts) {
-                Ok(index) => {
-                    println!("{}", index.display());
-                    ExitCode::SUCCESS
-                }
+            Ok(flags::Parsed::Run(opts)) => match report::configure(&opts) {
+                // A config that does not fit is a usage error: exit 2, nothing written.
                 Err(msg) => {
                     eprintln!("error: {msg}");
-                    ExitCode::FAILURE
+                    ExitCode::from(2)
                 }
+                Ok(cfg) if opts.print_config => {
+                    print!("{}", cfg.to_toml());
+                    ExitCode::SUCCESS
+                }
+                Ok(cfg) => match report::run(&opts, &cfg) {
+                    Ok(index) => {
+                        println!("{}", index.display());
+                        ExitCode::SUCCESS
+                    }
+                    Err(msg) => {
+                        eprintln!("error: {msg}");
+                        ExitCode::FAILURE
+                    }
+                },
             },
             Err(msg) => {
                 eprintln!("error: {msg}");

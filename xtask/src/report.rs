@@ -7,18 +7,37 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Instant;
 
-use norm_experiments::Size;
+use norm_experiments::{RunConfig, Size};
 use norm_report::{Format, RunInfo, StudyOutput, format_value, write_report};
 
 use crate::flags::Options;
 
-/// Runs the report; returns the path of `index.html` or a one-line error.
-pub fn run(opts: &Options) -> Result<PathBuf, String> {
+/// The run's study configs: the defaults (or the small test configs), then the
+/// `--config` file, then each `--set` in order, all checked by the studies' own types and
+/// `validate()`. Any refusal is one line (exit code 2), before anything is written.
+pub fn configure(opts: &Options) -> Result<RunConfig, String> {
+    let mut cfg = RunConfig::new(opts.size).map_err(|e| e.to_string())?;
+    if let Some(path) = &opts.config {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| format!("cannot read --config `{}`: {e}", path.display()))?;
+        cfg.apply_toml(&text, &format!("--config `{}`", path.display()))
+            .map_err(|e| e.to_string())?;
+    }
+    for s in &opts.sets {
+        cfg.apply_set(s).map_err(|e| e.to_string())?;
+    }
+    cfg.validate().map_err(|e| e.to_string())?;
+    Ok(cfg)
+}
+
+/// Runs the report with the configs from [`configure`]; returns the path of
+/// `index.html` or a one-line error.
+pub fn run(opts: &Options, cfg: &RunConfig) -> Result<PathBuf, String> {
     let out =
         std::path::absolute(&opts.out).map_err(|e| format!("bad --out `{}`: {e}", opts.out.display()))?;
     let staging = Staging::create(&out)?;
     let started = Instant::now();
-    let outputs = run_studies(opts, &out)?;
+    let outputs = run_studies(opts, cfg, &out)?;
     let info = RunInfo {
         seed: opts.seed,
         size: match opts.size {
@@ -26,7 +45,8 @@ pub fn run(opts: &Options) -> Result<PathBuf, String> {
             Size::Small => "small (test configs)".into(),
         },
         versions: versions(),
-        command: command(opts),
+        command: command(opts, cfg),
+        config_changes: cfg.changes(),
     };
     write_report(&staging.dir, &info, &outputs).map_err(|e| e.to_string())?;
     staging.publish()?;
@@ -39,7 +59,7 @@ pub fn run(opts: &Options) -> Result<PathBuf, String> {
 }
 
 /// The command that reproduces this report's bytes (the output folder does not matter).
-fn command(opts: &Options) -> String {
+fn command(opts: &Options, cfg: &RunConfig) -> String {
     let mut c = format!("cargo xtask report --seed {}", opts.seed);
     if opts.only {
         let ids: Vec<&str> = opts.studies.iter().map(|s| s.id).collect();
@@ -53,13 +73,18 @@ fn command(opts: &Options) -> String {
     if opts.size == Size::Small {
         c.push_str(" --small");
     }
+    // Every changed value as a --set, so the command stands alone without the --config
+    // file. Values are TOML; single quotes keep a shell from reading them.
+    for ch in cfg.changes() {
+        c.push_str(&format!(" --set '{}.{}={}'", ch.study, ch.field, ch.value));
+    }
     c
 }
 
 /// Runs and renders every chosen study on a small pool of scoped threads, slowest first
 /// by the previous report's timings; prints one line per study as it finishes. Outputs
 /// come back in registry order.
-fn run_studies(opts: &Options, out: &Path) -> Result<Vec<StudyOutput>, String> {
+fn run_studies(opts: &Options, cfg: &RunConfig, out: &Path) -> Result<Vec<StudyOutput>, String> {
     let n = opts.studies.len();
     // Start the studies that took longest last time first (the order changes no number).
     let previous = norm_report::page::previous_run_seconds(&out.join("timings.json"));
@@ -83,7 +108,7 @@ fn run_studies(opts: &Options, out: &Path) -> Result<Vec<StudyOutput>, String> {
                 while let Some(&i) = order.get(next.fetch_add(1, Ordering::Relaxed)) {
                     let study = opts.studies[i];
                     let t = Instant::now();
-                    let result = study.run_sized(opts.seed, opts.size);
+                    let result = cfg.run(study.id, opts.seed);
                     let run_time = t.elapsed();
                     let output = result
                         .map_err(|e| format!("study `{}` failed: {e}", study.id))

@@ -254,8 +254,8 @@ impl RunConfig {
                     out.push(ConfigChange {
                         study: entry.id,
                         field: field.clone(),
-                        value: value.to_string(),
-                        default: default.map_or_else(String::new, Value::to_string),
+                        value: show(value),
+                        default: default.map_or_else(String::new, show),
                     });
                 }
             }
@@ -271,10 +271,10 @@ impl RunConfig {
              # Edit a value, or delete the lines you keep at their defaults.\n",
         );
         for (entry, _, current) in &self.tables {
-            let mut one = Table::new();
-            one.insert(entry.id.to_owned(), Value::Table(current.clone()));
-            s.push_str(&format!("\n# {}\n", entry.title));
-            s.push_str(&toml::to_string(&one).unwrap_or_default());
+            s.push_str(&format!("\n# {}\n[{}]\n", entry.title, entry.id));
+            for (field, value) in current {
+                s.push_str(&format!("{field} = {}\n", show(value)));
+            }
         }
         s
     }
@@ -322,6 +322,31 @@ fn coerce(default: &Value, given: &Value) -> Option<Value> {
     }
 }
 
+/// `v` as TOML, with floats in the shortest form that reads back exactly (`1e-20`, not
+/// twenty zeros).
+fn show(v: &Value) -> String {
+    match v {
+        Value::Float(f) if f.is_finite() => {
+            let a = f.abs();
+            if a != 0.0 && !(1e-3..1e6).contains(&a) {
+                format!("{f:e}")
+            } else {
+                // `{:?}` keeps a `.0` on whole numbers, so TOML reads a float back.
+                format!("{f:?}")
+            }
+        }
+        Value::Array(a) => format!("[{}]", a.iter().map(show).collect::<Vec<_>>().join(", ")),
+        Value::Table(t) => format!(
+            "{{ {} }}",
+            t.iter()
+                .map(|(k, v)| format!("{k} = {}", show(v)))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+        other => other.to_string(),
+    }
+}
+
 /// What a field with this default takes, in words with the default as the example.
 fn describe(default: &Value) -> String {
     let kind = match default {
@@ -337,7 +362,7 @@ fn describe(default: &Value) -> String {
         Value::Table(_) => "a table",
         Value::Datetime(_) => "a date",
     };
-    format!("{kind}, like the default {default}")
+    format!("{kind}, like the default {}", show(default))
 }
 
 #[cfg(test)]

@@ -8,7 +8,7 @@
 //! use norm_report::{Format, RunInfo, StudyOutput, write_report};
 //! # fn demo(result: norm_experiments::StudyResult) -> Result<(), norm_report::ReportError> {
 //! let out = StudyOutput::render(result, Format::Both, Duration::ZERO)?;
-//! let run = RunInfo { seed: 42, size: "full".into(), versions: vec![], command: "cargo xtask report".into() };
+//! let run = RunInfo { seed: 42, size: "full".into(), versions: vec![], command: "cargo xtask report".into(), config_changes: vec![] };
 //! let index = write_report(std::path::Path::new("target/report"), &run, &[out])?;
 //! # Ok(()) }
 //! ```

@@ -163,6 +163,19 @@ pub fn html(run: &RunInfo, studies: &[StudyOutput]) -> String {
                             tr { th { "Seed" } td { (run.seed) } }
                             tr { th { "Study size" } td { (run.size) } }
                             tr { th { "Command" } td { code { (run.command) } } }
+                            tr { th { "Configuration" } td {
+                                @if run.config_changes.is_empty() {
+                                    "Every study ran with its default configuration."
+                                } @else {
+                                    "Changed from the defaults: "
+                                    @for (i, ch) in run.config_changes.iter().enumerate() {
+                                        @if i > 0 { "; " }
+                                        code { (ch.study) "." (ch.field) " = " (ch.value) }
+                                        " (default " code { (ch.default) } ")"
+                                    }
+                                    "."
+                                }
+                            } }
                             tr { th { "Studies" } td { (studies.len()) } }
                             @for (name, version) in &run.versions { tr { th { (name) } td { (version) } } }
                         }
@@ -266,6 +279,24 @@ pub fn markdown(run: &RunInfo, studies: &[StudyOutput]) -> String {
     line(&format!("| Seed | {} |", run.seed));
     line(&format!("| Study size | {} |", md_cell(&run.size)));
     line(&format!("| Command | `{}` |", run.command));
+    if run.config_changes.is_empty() {
+        line("| Configuration | Every study ran with its default configuration. |");
+    } else {
+        let changes: Vec<String> = run
+            .config_changes
+            .iter()
+            .map(|c| {
+                format!(
+                    "`{}.{} = {}` (default `{}`)",
+                    c.study, c.field, c.value, c.default
+                )
+            })
+            .collect();
+        line(&format!(
+            "| Configuration | Changed from the defaults: {}. |",
+            md_cell(&changes.join("; "))
+        ));
+    }
     line(&format!("| Studies | {} |", studies.len()));
     for (name, version) in &run.versions {
         line(&format!("| {} | {} |", md_cell(name), md_cell(version)));

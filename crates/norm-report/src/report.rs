@@ -5,7 +5,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use norm_experiments::StudyResult;
+use norm_experiments::{ConfigChange, StudyResult};
 
 use crate::{ReportError, data, page, render_png, render_svg};
 
@@ -102,6 +102,8 @@ pub struct RunInfo {
     pub versions: Vec<(String, String)>,
     /// The command that reproduces this report.
     pub command: String,
+    /// Every study config value that differs from the defaults (empty: defaults used).
+    pub config_changes: Vec<ConfigChange>,
 }
 
 /// Every top-level entry [`write_report`] may create in its folder. A tool that cleans up

@@ -15,6 +15,7 @@ fn run_info() -> RunInfo {
         size: "small".into(),
         versions: vec![("plotters".into(), "0.3.7".into())],
         command: "cargo xtask report --seed 42".into(),
+        config_changes: vec![],
     }
 }
 
