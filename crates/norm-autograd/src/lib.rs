@@ -1,6 +1,7 @@
 //! `norm-autograd`: hand-written backward passes for LayerNorm and RMSNorm (on top of
 //! `norm-core`'s forward kernels), the small layers needed to train with them (linear,
-//! activations, MLP, multi-head attention, transformer blocks), losses, SGD, and a
+//! activations, MLP, multi-head attention, transformer blocks, a causal language model),
+//! losses, SGD, AdamW with a warmup schedule, and a
 //! finite-difference gradient checker. No tape, no graph: every layer has
 //! `forward(&x) -> (y, cache)` and `backward(&cache, &dy) -> (dx, grads)`.
 //!
@@ -81,10 +82,12 @@ mod ffn;
 mod gradcheck;
 mod kernels;
 mod linear;
+mod lm;
 mod loss;
 mod mlp;
 mod norm_backward;
 mod norm_layer;
+mod optim;
 mod params;
 pub mod reference;
 mod transformer;
@@ -95,6 +98,7 @@ pub use error::GradError;
 pub use ffn::{FeedForward, FeedForwardCache, FeedForwardGrads};
 pub use gradcheck::{GradCheck, GradChecker};
 pub use linear::{Init, Linear, LinearCache, LinearGrads};
+pub use lm::{Embedding, EmbeddingGrads, LanguageModel, LmCache, LmConfig, LmGrads};
 pub use loss::{mse_loss, softmax_cross_entropy, softmax_rows};
 pub use mlp::{Mlp, MlpCache, MlpConfig, MlpGrads, MlpLayer, MlpLayerCache, MlpLayerGrads};
 pub use norm_backward::{
@@ -102,6 +106,7 @@ pub use norm_backward::{
     layer_norm_backward_slice, rms_norm_backward, rms_norm_backward_into, rms_norm_backward_slice,
 };
 pub use norm_layer::{Norm, NormCache, NormKind, NormStats};
+pub use optim::{AdamW, AdamWConfig, Decay, Schedule, StepStats};
 pub use params::{Gradients, Module, l2_norm, sgd_step};
 pub use transformer::{
     BlockCache, BlockConfig, BlockGrads, Placement, StackCache, StackConfig, StackGrads, TransformerBlock,
