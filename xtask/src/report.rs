@@ -47,6 +47,7 @@ pub fn run(opts: &Options, cfg: &RunConfig) -> Result<PathBuf, String> {
         versions: versions(),
         command: command(opts, cfg),
         config_changes: cfg.changes(),
+        ..RunInfo::default()
     };
     write_report(&staging.dir, &info, &outputs).map_err(|e| e.to_string())?;
     staging.publish()?;
@@ -174,7 +175,7 @@ fn versions() -> Vec<(String, String)> {
         "rand",
         "rand_chacha",
         "rand_distr",
-        "plotters",
+        "resvg",
         "maud",
     ];
     let lock = Path::new(env!("CARGO_MANIFEST_DIR")).join("../Cargo.lock");

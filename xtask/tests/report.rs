@@ -166,16 +166,18 @@ fn report_is_complete_consistent_and_reproducible() {
                 f.statement
             );
             assert!(
+                f.label.is_empty() || page.contains(&escape(&f.label)),
+                "page lacks the label of {}: {}",
+                f.name,
+                f.label
+            );
+            assert!(
                 page.contains(&norm_report::format_value(f.value)),
                 "page lacks value of {}",
                 f.name
             );
-            let md_statement = f
-                .statement
-                .replace('&', "&amp;")
-                .replace('<', "&lt;")
-                .replace('>', "&gt;")
-                .replace('|', "\\|");
+            // report.md is plain text: only `|` (table cells) is escaped.
+            let md_statement = f.statement.replace('|', "\\|");
             assert!(
                 md.contains(&md_statement),
                 "report.md lacks finding {}: {}",
@@ -204,6 +206,11 @@ fn report_is_complete_consistent_and_reproducible() {
         }
     }
 
+    assert!(
+        !md.contains("&amp;") && !md.contains("&lt;") && !md.contains("&gt;"),
+        "report.md shows HTML escapes"
+    );
+
     // Every link and image resolves: files exist, anchors exist.
     let ids = attr_values(page, "id");
     for target in attr_values(page, "href")
@@ -231,6 +238,15 @@ fn report_is_complete_consistent_and_reproducible() {
     for r in &results {
         for f in &r.findings {
             rest = rest.replace(&escape(&f.statement), "");
+            rest = rest.replace(&escape(&f.label), "");
+            // A finding without a label shows its id as words ("Constant row eps0 nan ...").
+            let words = f.name.replace('_', " ");
+            let mut chars = words.chars();
+            let words: String = chars
+                .next()
+                .map(|c| c.to_uppercase().chain(chars).collect())
+                .unwrap_or_default();
+            rest = rest.replace(&words, "");
             if !f.value.is_finite() {
                 rest = rest.replace(&format!(">{}", norm_report::format_value(f.value)), ">");
             }

@@ -7,9 +7,6 @@ use thiserror::Error;
 /// Why rendering or writing the report failed.
 #[derive(Debug, Error)]
 pub enum ReportError {
-    /// plotters refused to draw (a backend or font error).
-    #[error("drawing figure failed: {0}")]
-    Draw(String),
     /// A panel's data is malformed in a way the renderer cannot skip over.
     #[error("panel `{panel}`: {reason}")]
     BadPanel {
@@ -18,8 +15,8 @@ pub enum ReportError {
         /// What is wrong, with the offending sizes.
         reason: String,
     },
-    /// Encoding the PNG failed.
-    #[error("encoding PNG failed: {0}")]
+    /// Rasterizing the SVG or encoding the PNG failed.
+    #[error("making the PNG failed: {0}")]
     Png(String),
     /// Serializing a result to JSON failed.
     #[error("serializing study `{id}` to JSON failed: {source}")]
@@ -37,10 +34,4 @@ pub enum ReportError {
         /// The I/O error.
         source: std::io::Error,
     },
-}
-
-impl<E: std::error::Error + Send + Sync> From<plotters::drawing::DrawingAreaErrorKind<E>> for ReportError {
-    fn from(e: plotters::drawing::DrawingAreaErrorKind<E>) -> Self {
-        ReportError::Draw(e.to_string())
-    }
 }

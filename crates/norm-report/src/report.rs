@@ -7,10 +7,10 @@ use std::time::Duration;
 
 use norm_experiments::{ConfigChange, StudyResult};
 
-use crate::{ReportError, data, page, render_png, render_svg};
+use crate::{FigureSvg, ReportError, data, page, render_figure, svg_to_png};
 
-/// Which figure files to produce. The page uses SVG when present (else PNG);
-/// `report.md` uses PNG when present (else SVG).
+/// Which figure files to produce. The page inlines each panel's SVG whatever the
+/// format; `report.md` shows the PNG when present (else the SVG).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Format {
     /// SVG only.
@@ -54,10 +54,12 @@ impl Format {
 pub struct StudyOutput {
     /// The study's result.
     pub result: StudyResult,
-    /// The figure as SVG, if requested.
-    pub svg: Option<String>,
+    /// The figure as SVG: each panel (inlined in the page) and the whole figure.
+    pub figure: FigureSvg,
     /// The figure as PNG bytes, if requested.
     pub png: Option<Vec<u8>>,
+    /// Which figure files to write.
+    pub format: Format,
     /// Wall time of the study run.
     pub run_time: Duration,
     /// Wall time of rendering its figure.
@@ -65,26 +67,24 @@ pub struct StudyOutput {
 }
 
 impl StudyOutput {
-    /// Renders `result`'s figure in `format` and records the times.
+    /// Renders `result`'s figure (SVG always, since the page inlines it; PNG if `format`
+    /// asks for it) and records the times.
     ///
     /// # Errors
-    /// Any [`ReportError`] from [`render_svg`] or [`render_png`].
+    /// Any [`ReportError`] from [`render_figure`] or [`svg_to_png`].
     pub fn render(result: StudyResult, format: Format, run_time: Duration) -> Result<Self, ReportError> {
         let start = std::time::Instant::now();
-        let svg = if format.svg() {
-            Some(render_svg(&result.figure)?)
-        } else {
-            None
-        };
+        let figure = render_figure(&result.figure)?;
         let png = if format.png() {
-            Some(render_png(&result.figure)?)
+            Some(svg_to_png(&figure.figure)?)
         } else {
             None
         };
         Ok(Self {
             result,
-            svg,
+            figure,
             png,
+            format,
             run_time,
             render_time: start.elapsed(),
         })
@@ -92,7 +92,8 @@ impl StudyOutput {
 }
 
 /// What the page says about the run itself (no wall-clock date, so reruns are identical).
-#[derive(Debug, Clone, PartialEq)]
+/// New fields get a default, so callers build it with `..RunInfo::default()`.
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct RunInfo {
     /// The run seed.
     pub seed: u64,
@@ -136,8 +137,8 @@ pub fn write_report(dir: &Path, run: &RunInfo, studies: &[StudyOutput]) -> Resul
     }
     for s in studies {
         let id = &s.result.id;
-        if let Some(svg) = &s.svg {
-            write(&format!("figures/{id}.svg"), svg.as_bytes())?;
+        if s.format.svg() {
+            write(&format!("figures/{id}.svg"), s.figure.figure.as_bytes())?;
         }
         if let Some(png) = &s.png {
             write(&format!("figures/{id}.png"), png)?;

@@ -13,9 +13,9 @@ fn run_info() -> RunInfo {
     RunInfo {
         seed: 42,
         size: "small".into(),
-        versions: vec![("plotters".into(), "0.3.7".into())],
+        versions: vec![("resvg".into(), "0.49.0".into())],
         command: "cargo xtask report --seed 42".into(),
-        config_changes: vec![],
+        ..RunInfo::default()
     }
 }
 
@@ -51,16 +51,28 @@ fn page_escapes_text_and_links_present_studies() {
     assert!(page.contains(
         "Pre-Norm placement (before sub-layer) is standard in modern LLMs (study not in this run)"
     ));
-    // SVG preferred on the page, PNG when that is all there is.
-    assert!(page.contains("src=\"figures/layernorm-distribution.svg\""));
-    assert!(page.contains("src=\"figures/epsilon.png\""));
+    // Every panel inlined as SVG whatever the file format; files linked as written.
+    let panels = outs[0].result.figure.panels.len();
+    assert_eq!(page.matches("<div class=\"panel\"><svg").count(), 2 * panels);
+    assert!(page.contains("href=\"figures/layernorm-distribution.svg\""));
+    assert!(!page.contains("href=\"figures/layernorm-distribution.png\""));
+    assert!(page.contains("href=\"figures/epsilon.png\""));
     for needle in [
         "Summary of Findings",
+        "Why normalize?",
         "3.2e-8",
         "NaN",
         "12.5 ×",
-        "dxᵢ = r · ( gᵢ − mean(g) − x̂ᵢ · mean(g ⊙ x̂) )",
-        "Seed: 42",
+        "<math display=\"block\">",
+        "nn.LayerNorm(d, eps=1e-5, elementwise_affine=True, bias=True)",
+        "nn.RMSNorm(d, eps=None)",
+        "label of max_abs_mean",
+        "Spread across layers",
+        "href=\"#ref-xiong2020\"",
+        "id=\"ref-xiong2020\"",
+        "Xiong et al. 2020",
+        "Look for: per-sample output mean within 3.2e-8 of 0",
+        "Seed 42",
     ] {
         assert!(page.contains(needle), "page lacks `{needle}`");
     }
@@ -69,8 +81,15 @@ fn page_escapes_text_and_links_present_studies() {
     let md = markdown(&run_info(), &outs);
     assert!(!md.contains("1.7x faster"));
     assert!(timings_markdown(&run_info(), &outs).contains("1.7x faster"));
-    // Markdown: PNG preferred, pipes in cells escaped, anchors for the key points.
+    // Markdown: PNG preferred, plain characters, anchors for the key points.
     assert!(md.contains("![Every Panel Kind: a Test Figure](figures/epsilon.png)"));
+    assert!(md.contains("![Every Panel Kind: a Test Figure](figures/layernorm-distribution.svg)"));
+    assert!(
+        md.contains("spread ratio < 20 & > 10"),
+        "report.md escapes plain text"
+    );
+    assert!(!md.contains("&amp;") && !md.contains("&lt;"));
+    assert!(md.contains("dxᵢ = r · ( gᵢ − mean(g) − x̂ᵢ · mean(g ⊙ x̂) )"));
     assert!(md.contains(
         "[LayerNorm: normalizes to zero mean, unit variance (GPT-2, BERT)](#layernorm-distribution)"
     ));

@@ -1,11 +1,13 @@
-//! Renderer tests: every panel kind draws to well-formed SVG and a decodable PNG of the
-//! same size, bytes are deterministic, non-finite data never reaches the output, and
-//! malformed panels are typed errors.
+//! Renderer tests: every panel kind draws to well-formed SVG (one per panel, and one for
+//! the figure) and a decodable PNG of the same size rasterized with the embedded font,
+//! text is never smaller than `MIN_FONT`, points and bars carry tooltips, bytes are
+//! deterministic, non-finite data never reaches the output, and malformed panels are
+//! typed errors.
 
 mod fixtures;
 
 use norm_experiments::result::*;
-use norm_report::{ReportError, render_png, render_svg};
+use norm_report::{MIN_FONT, ReportError, render_figure, render_png, render_svg, svg_to_png};
 
 fn png_size(bytes: &[u8]) -> (u32, u32) {
     let decoder = png::Decoder::new(std::io::Cursor::new(bytes));
@@ -47,18 +49,73 @@ fn every_panel_kind_renders_to_svg_and_png() {
         assert!(svg.contains(text), "SVG lacks `{text}`");
     }
     // The scatter has two non-finite points; the log-y lines a zero and a NaN.
-    assert!(svg.contains("not shown: 2 non-finite"), "scatter note missing");
     assert!(
-        svg.contains("not shown: 1 ≤ 0 (log axis), 1 non-finite"),
+        svg.contains("Not shown: 2 non-finite value(s)."),
+        "scatter note missing"
+    );
+    assert!(
+        svg.contains("Not shown: 1 value(s) ≤ 0 on the log axis, 1 non-finite value(s)."),
         "log-axis note missing"
     );
     for bad in ["NaN", "inf"] {
-        assert!(!svg.contains(bad), "SVG contains `{bad}`");
+        let at = svg
+            .find(bad)
+            .map(|i| &svg[i.saturating_sub(80)..(i + 20).min(svg.len())]);
+        assert!(at.is_none(), "SVG contains `{bad}`: {at:?}");
     }
     if let Some(dir) = option_env!("CARGO_TARGET_TMPDIR") {
         let _ = std::fs::write(format!("{dir}/all-kinds.svg"), &svg);
         let _ = std::fs::write(format!("{dir}/all-kinds.png"), &png);
     }
+}
+
+#[test]
+fn panels_are_separate_documents_with_readable_text_and_tooltips() {
+    let fig = fixtures::all_kinds_figure();
+    let out = render_figure(&fig).unwrap();
+    assert_eq!(out.panels.len(), fig.panels.len());
+    for (svg, panel) in out.panels.iter().zip(&fig.panels) {
+        let doc = roxmltree::Document::parse(svg).expect("panel SVG is XML");
+        assert!(
+            svg.contains(&panel.title.replace('&', "&amp;")),
+            "panel lacks its title"
+        );
+        let texts: Vec<_> = doc.descendants().filter(|n| n.has_tag_name("text")).collect();
+        assert!(!texts.is_empty());
+        for t in texts {
+            let size: f64 = t
+                .attribute("font-size")
+                .and_then(|v| v.parse().ok())
+                .expect("font-size");
+            assert!(size >= MIN_FONT, "`{:?}` at {size} < {MIN_FONT}", t.text());
+        }
+    }
+    // Points, bars and bins: every data mark has a tooltip with its value.
+    let all = out.panels.join("");
+    assert!(all.matches("<title>").count() > 100);
+    assert!(all.contains("density"), "histogram bins lack tooltips");
+    for (i, content) in fig.panels.iter().map(|p| &p.content).enumerate() {
+        if let PanelContent::Bars {
+            categories, series, ..
+        } = content
+        {
+            let tip = format!("{}, {}: ", series[0].label, categories[0]);
+            assert!(out.panels[i].contains(&tip), "bar tooltip `{tip}` missing");
+        }
+    }
+}
+
+#[test]
+fn png_text_uses_the_embedded_font() {
+    // Only text: if no font were found, resvg would draw nothing and the PNG stays white.
+    let svg = r#"<svg xmlns="http://www.w3.org/2000/svg" width="200" height="40"><text x="5" y="30" font-size="24" font-family="No Such Font">x̂ = σ·x</text></svg>"#;
+    let png = svg_to_png(svg).unwrap();
+    let decoder = png::Decoder::new(std::io::Cursor::new(&png));
+    let mut reader = decoder.read_info().unwrap();
+    let mut buf = vec![0; reader.output_buffer_size().unwrap()];
+    reader.next_frame(&mut buf).unwrap();
+    let dark = buf.chunks(3).filter(|p| p[0] < 100).count();
+    assert!(dark > 100, "text was not drawn ({dark} dark pixels)");
 }
 
 #[test]

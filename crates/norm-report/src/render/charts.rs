@@ -1,128 +1,335 @@
-//! Chart panels drawn on Cartesian axes: histograms with density overlays, scatter
-//! plots, line charts (each axis linear or log) and grouped bars. Non-plottable values
-//! (NaN, ±inf, and values <= 0 on a log axis) are skipped.
+//! Chart panels on Cartesian axes, written as SVG: histograms with density overlays,
+//! scatter plots, line charts (each axis linear or log) and grouped bars. Legends sit
+//! under the plot, never over data. Points, bars and bins carry `<title>` tooltips with
+//! their exact values. Non-plottable values (NaN, ±inf, and values ≤ 0 on a log axis)
+//! are skipped and counted in a note under the chart.
 
 use norm_experiments::result::{
-    BarSeries, HistogramSeries, LineSeries as Polyline, LineStyle, Panel, Scale, ScatterSeries,
+    BarSeries, HistogramSeries, LineSeries, LineStyle, Panel, Scale, ScatterSeries,
 };
-use plotters::coord::Shift;
-use plotters::coord::ranged1d::ValueFormatter;
-use plotters::coord::types::RangedCoordf64;
-use plotters::prelude::*;
-use plotters::style::text_anchor::{HPos, Pos, VPos};
 
-use super::fit_font;
-use super::style::{FAMILY, axis_range, fraction, log_ticks, plottable, series_color, ticks};
-use crate::ReportError;
+use super::style::{
+    Rgb, axis_range, exact, format_value, linear_ticks, log_ticks, plottable, series_color, ticks,
+};
+use super::svg::{Anchor, Font, Svg, fit, text_width, wrap};
+use super::{PANEL_W, PanelSvg};
 
 /// Most points drawn per scatter series; larger series are thinned with a fixed stride
 /// (the legend says so; the CSV keeps every point).
-const MAX_POINTS: usize = 4000;
+pub const MAX_POINTS: usize = 1500;
 
-/// Panels with more legend entries than this get their legend under the chart.
-const EXTERNAL_LEGEND_AFTER: usize = 4;
-
+/// Height of the plotting rectangle.
+const PLOT_H: f64 = 270.0;
 /// Overlay line colours in histogram panels (dark, to stand out from the bars).
-const OVERLAY: [RGBColor; 3] = [RGBColor(20, 20, 20), RGBColor(170, 20, 20), RGBColor(20, 20, 170)];
+const OVERLAY: [Rgb; 3] = [Rgb(20, 20, 20), Rgb(170, 20, 20), Rgb(20, 20, 170)];
+const GRID: Rgb = Rgb(228, 228, 228);
+const FRAME: Rgb = Rgb(120, 120, 120);
+const NOTE: Rgb = Rgb(85, 85, 85);
 
-/// A chart builder with the panel's title as caption and room for tick and axis labels.
-fn builder<'a, 'b, DB: DrawingBackend>(
-    area: &'a DrawingArea<DB, Shift>,
-    title: &'b str,
-) -> Result<ChartBuilder<'a, 'b, DB>, ReportError>
-where
-    DB::ErrorType: 'static,
-{
-    let (w, _) = area.dim_in_pixel();
-    let size = fit_font(area, title, 17.0, w.saturating_sub(24))?;
-    let mut b = ChartBuilder::on(area);
-    b.caption(title, (FAMILY, size).into_font().style(FontStyle::Bold))
-        .margin(10)
-        .margin_right(20)
-        .x_label_area_size(44)
-        .y_label_area_size(64);
-    Ok(b)
+fn title_font() -> Font {
+    Font::new(19.0).bold()
+}
+fn tick_font() -> Font {
+    Font::new(16.0).color(Rgb(51, 51, 51))
+}
+fn label_font() -> Font {
+    Font::new(17.0)
+}
+fn legend_font() -> Font {
+    Font::new(16.0)
 }
 
-/// Draws the grid, tick labels and axis descriptions.
-fn mesh<DB: DrawingBackend, X, Y>(
-    chart: &mut ChartContext<'_, DB, Cartesian2d<X, Y>>,
-    panel: &Panel,
-    x_format: &dyn Fn(&f64) -> String,
-    y_format: &dyn Fn(&f64) -> String,
-    x_labels: usize,
-) -> Result<(), ReportError>
-where
-    DB::ErrorType: 'static,
-    X: Ranged<ValueType = f64> + ValueFormatter<f64>,
-    Y: Ranged<ValueType = f64> + ValueFormatter<f64>,
-{
-    chart
-        .configure_mesh()
-        .x_desc(panel.x_label.as_str())
-        .y_desc(panel.y_label.as_str())
-        .x_labels(x_labels)
-        .y_labels(7)
-        .x_label_formatter(x_format)
-        .y_label_formatter(y_format)
-        .label_style((FAMILY, 12))
-        .axis_desc_style((FAMILY, 14))
-        .bold_line_style(RGBColor(220, 220, 220))
-        .light_line_style(RGBColor(242, 242, 242))
-        .max_light_lines(4)
-        .draw()?;
-    Ok(())
+/// One axis: its data range and scale.
+#[derive(Clone, Copy)]
+struct Axis {
+    range: (f64, f64),
+    scale: Scale,
 }
 
-/// Legend corner with the fewest data points under it (ties: upper right first).
-fn legend_corner(points: &[(f64, f64)]) -> SeriesLabelPosition {
-    legend_corner_sized(points, 0.45, 0.38).0
-}
+impl Axis {
+    /// Position of `v` as a fraction of the axis (log space on log axes).
+    fn frac(&self, v: f64) -> f64 {
+        super::style::fraction(v, self.range, self.scale)
+    }
 
-/// The corner whose `w × h` box (fractions of the plot) covers the fewest points, and
-/// that count (ties: upper right, upper left, lower right, lower left).
-fn legend_corner_sized(points: &[(f64, f64)], w: f64, h: f64) -> (SeriesLabelPosition, usize) {
-    let corners = [
-        (SeriesLabelPosition::UpperRight, 1.0 - w, 1.0, 1.0 - h, 1.0),
-        (SeriesLabelPosition::UpperLeft, 0.0, w, 1.0 - h, 1.0),
-        (SeriesLabelPosition::LowerRight, 1.0 - w, 1.0, 0.0, h),
-        (SeriesLabelPosition::LowerLeft, 0.0, w, 0.0, h),
-    ];
-    let mut best = (SeriesLabelPosition::UpperRight, usize::MAX);
-    for (pos, x0, x1, y0, y1) in corners {
-        let n = points
-            .iter()
-            .filter(|&&(x, y)| x >= x0 && x <= x1 && y >= y0 && y <= y1)
-            .count();
-        if n < best.1 {
-            best = (pos, n);
+    fn contains(&self, v: f64) -> bool {
+        plottable(v, self.scale) && v >= self.range.0 && v <= self.range.1
+    }
+
+    /// `(value, label, grid only)` ticks.
+    fn ticks(&self, target: usize) -> Vec<(f64, String, bool)> {
+        let format = ticks(self.range, self.scale);
+        match self.scale {
+            Scale::Linear => linear_ticks(self.range.0, self.range.1, target)
+                .into_iter()
+                .map(|v| (v, format(&v), false))
+                .collect(),
+            Scale::Log => {
+                let (bold, light) = log_ticks(self.range.0, self.range.1);
+                bold.into_iter()
+                    .map(|v| (v, format(&v), false))
+                    .chain(light.into_iter().map(|v| (v, String::new(), true)))
+                    .collect()
+            }
         }
     }
-    best
 }
 
-fn draw_legend<'a, DB: DrawingBackend + 'a, X, Y>(
-    chart: &mut ChartContext<'a, DB, Cartesian2d<X, Y>>,
-    corner: SeriesLabelPosition,
-    entries: usize,
-) -> Result<(), ReportError>
-where
-    DB::ErrorType: 'static,
-    X: Ranged<ValueType = f64>,
-    Y: Ranged<ValueType = f64>,
-{
-    chart
-        .configure_series_labels()
-        .position(corner)
-        .margin(8)
-        .label_font((FAMILY, if entries > 5 { 11 } else { 12 }))
-        .background_style(WHITE.mix(0.85))
-        .border_style(RGBColor(160, 160, 160))
-        .draw()?;
-    Ok(())
+/// A legend entry's glyph.
+#[derive(Clone, Copy)]
+pub(super) enum Glyph {
+    Dot,
+    Square(f64),
+    Line(LineStyle),
 }
 
-/// `(x, y)` pairs of one series that can be drawn on these scales.
+/// A panel being laid out: title, plot rectangle, axes, and what goes under the plot.
+struct Chart<'a> {
+    panel: &'a Panel,
+    svg: Svg,
+    left: f64,
+    top: f64,
+    right: f64,
+    bottom: f64,
+    x: Axis,
+    y: Axis,
+}
+
+impl<'a> Chart<'a> {
+    /// Writes the title and lays out the plot rectangle for these axes; `x_ticks` false
+    /// leaves the x tick labels to the caller (bar categories).
+    fn new(panel: &'a Panel, x: Axis, y: Axis) -> Self {
+        let mut svg = Svg::new();
+        let top = title(&mut svg, &panel.title);
+        let y_ticks = y.ticks(6);
+        let tick_w = y_ticks
+            .iter()
+            .map(|t| text_width(&t.1, tick_font()))
+            .fold(0.0, f64::max);
+        let left = 10.0 + 22.0 * y_label_lines(&panel.y_label, PLOT_H).len() as f64 + tick_w + 8.0;
+        Self {
+            panel,
+            svg,
+            left,
+            top,
+            right: PANEL_W - 20.0,
+            bottom: top + PLOT_H,
+            x,
+            y,
+        }
+    }
+
+    fn px(&self, v: f64) -> f64 {
+        self.left + self.x.frac(v) * (self.right - self.left)
+    }
+
+    fn py(&self, v: f64) -> f64 {
+        self.bottom - self.y.frac(v) * (self.bottom - self.top)
+    }
+
+    /// Grid, frame, tick labels and axis labels; returns the y below the x axis label.
+    /// Without `x_ticks`, `reserved` units stay free under the axis (bar categories).
+    fn axes(&mut self, x_ticks: bool, reserved: f64) -> f64 {
+        let (l, r, t, b) = (self.left, self.right, self.top, self.bottom);
+        for (v, label, light) in self.y.ticks(6) {
+            if !self.y.contains(v) {
+                continue;
+            }
+            let y = self.py(v);
+            self.svg.line(
+                (l, y),
+                (r, y),
+                if light { Rgb(243, 243, 243) } else { GRID },
+                1.0,
+                None,
+            );
+            if !label.is_empty() {
+                self.svg
+                    .text(l - 6.0, y + 5.5, &label, tick_font(), Anchor::End, 0.0);
+            }
+        }
+        let mut below = b + reserved;
+        if x_ticks {
+            // As many x ticks as fit side by side.
+            let mut target = 6;
+            let mut xt = self.x.ticks(target);
+            while target > 2 {
+                let widest = xt
+                    .iter()
+                    .map(|t| text_width(&t.1, tick_font()))
+                    .fold(0.0, f64::max);
+                let shown = xt.iter().filter(|t| !t.1.is_empty()).count().max(1) as f64;
+                if widest * shown * 1.3 < r - l {
+                    break;
+                }
+                target -= 1;
+                xt = self.x.ticks(target);
+            }
+            for (v, label, light) in xt {
+                if !self.x.contains(v) {
+                    continue;
+                }
+                let x = self.px(v);
+                self.svg.line(
+                    (x, t),
+                    (x, b),
+                    if light { Rgb(243, 243, 243) } else { GRID },
+                    1.0,
+                    None,
+                );
+                if !label.is_empty() {
+                    self.svg
+                        .text(x, b + 21.0, &label, tick_font(), Anchor::Middle, 0.0);
+                }
+            }
+            below = b + 24.0;
+        }
+        self.svg.rect((l, t, r - l, b - t), None, Some(FRAME), None);
+        if !self.panel.x_label.is_empty() {
+            let f = fit(&self.panel.x_label, label_font(), PANEL_W - 20.0);
+            self.svg.text(
+                (l + r) / 2.0,
+                below + 24.0,
+                &self.panel.x_label,
+                f,
+                Anchor::Middle,
+                0.0,
+            );
+            below += 30.0;
+        }
+        y_label(&mut self.svg, &self.panel.y_label, (t + b) / 2.0, b - t);
+        below
+    }
+
+    /// Legend rows and notes under the plot; returns the finished panel.
+    fn finish(mut self, below: f64, legend: &[(Glyph, Rgb, String)], notes: &[String]) -> PanelSvg {
+        let mut y = legend_rows(&mut self.svg, below + 6.0, legend);
+        for note in notes {
+            for line in wrap(note, legend_font().color(NOTE), PANEL_W - 20.0) {
+                y += 22.0;
+                self.svg
+                    .text(10.0, y, &line, legend_font().color(NOTE), Anchor::Start, 0.0);
+            }
+        }
+        PanelSvg {
+            body: self.svg.into_body(),
+            width: PANEL_W,
+            height: (y + 12.0).ceil(),
+        }
+    }
+}
+
+/// A y-axis label in one line, or two if it is longer than the axis (`height`) allows.
+pub(super) fn y_label_lines(label: &str, height: f64) -> Vec<String> {
+    if label.is_empty() {
+        return vec![];
+    }
+    let lines = wrap(label, label_font(), height + 30.0);
+    if lines.len() <= 1 {
+        lines
+    } else {
+        // Two balanced lines: break at the space nearest the middle.
+        let mid = label.len() / 2;
+        let cut = label
+            .match_indices(' ')
+            .map(|(i, _)| i)
+            .min_by_key(|&i| i.abs_diff(mid))
+            .unwrap_or(mid);
+        vec![label[..cut].to_string(), label[cut + 1..].to_string()]
+    }
+}
+
+/// Writes the rotated y-axis label left of a plot centred at `mid`.
+pub(super) fn y_label(svg: &mut Svg, label: &str, mid: f64, height: f64) {
+    for (k, line) in y_label_lines(label, height).iter().enumerate() {
+        let f = fit(line, label_font(), height + 30.0);
+        svg.text(22.0 + 22.0 * k as f64, mid, line, f, Anchor::Middle, -90.0);
+    }
+}
+
+/// Writes a (wrapped) bold panel title; returns the y where the content may start.
+pub(super) fn title(svg: &mut Svg, text: &str) -> f64 {
+    let mut y = 8.0;
+    for line in wrap(text, title_font(), PANEL_W - 24.0) {
+        y += 24.0;
+        svg.text(PANEL_W / 2.0, y, &line, title_font(), Anchor::Middle, 0.0);
+    }
+    y + 14.0
+}
+
+/// Legend entries in rows (wrapping at the panel width) from `y`; returns the y of the
+/// last row's baseline area bottom.
+pub(super) fn legend_rows(svg: &mut Svg, y: f64, items: &[(Glyph, Rgb, String)]) -> f64 {
+    let items: Vec<_> = items.iter().filter(|i| !i.2.is_empty()).collect();
+    if items.is_empty() {
+        return y;
+    }
+    let font = legend_font();
+    let max_w = PANEL_W - 24.0;
+    // Each row: (item, its wrapped label lines, its width).
+    type Placed<'a> = (&'a (Glyph, Rgb, String), Vec<String>, f64);
+    let mut rows: Vec<Vec<Placed<'_>>> = vec![Vec::new()];
+    let mut used = 0.0;
+    for item in items {
+        let lines = wrap(&item.2, font, max_w - 30.0);
+        let w = 30.0 + lines.iter().map(|l| text_width(l, font)).fold(0.0, f64::max) + 18.0;
+        if used + w > max_w && used > 0.0 {
+            rows.push(Vec::new());
+            used = 0.0;
+        }
+        used += w;
+        if let Some(row) = rows.last_mut() {
+            row.push((item, lines, w));
+        }
+    }
+    let mut y = y;
+    for row in rows {
+        let total: f64 = row.iter().map(|e| e.2).sum::<f64>() - 18.0;
+        let mut x = ((PANEL_W - total) / 2.0).max(12.0);
+        let height = row.iter().map(|e| e.1.len()).max().unwrap_or(1) as f64 * 21.0;
+        let cy = y + 14.0;
+        for ((glyph, color, _), lines, w) in row {
+            draw_glyph(svg, *glyph, *color, x, cy);
+            for (k, line) in lines.iter().enumerate() {
+                svg.text(
+                    x + 30.0,
+                    cy + 5.5 + 21.0 * k as f64,
+                    line,
+                    font,
+                    Anchor::Start,
+                    0.0,
+                );
+            }
+            x += w;
+        }
+        y += height + 4.0;
+    }
+    y
+}
+
+fn draw_glyph(svg: &mut Svg, glyph: Glyph, color: Rgb, x: f64, cy: f64) {
+    match glyph {
+        Glyph::Dot => svg.circle(x + 11.0, cy, 5.0, color, 1.0, None),
+        Glyph::Square(opacity) => {
+            svg.raw(&format!(
+                r#"<rect x="{}" y="{}" width="22" height="14" fill="{}" fill-opacity="{}"/>"#,
+                super::svg::n(x),
+                super::svg::n(cy - 7.0),
+                color.hex(),
+                super::svg::n(opacity)
+            ));
+        }
+        Glyph::Line(style) => {
+            let dash = (style == LineStyle::Dashed).then_some("7 4");
+            svg.line((x, cy), (x + 22.0, cy), color, 2.5, dash);
+            if style == LineStyle::Markers {
+                svg.circle(x + 11.0, cy, 4.0, color, 1.0, None);
+            }
+        }
+    }
+}
+
+/// `(x, y)` pairs of one series that can be drawn on these axes.
 fn pairs(x: &[f64], y: &[f64], xs: Scale, ys: Scale) -> Vec<(f64, f64)> {
     x.iter()
         .zip(y)
@@ -131,138 +338,94 @@ fn pairs(x: &[f64], y: &[f64], xs: Scale, ys: Scale) -> Vec<(f64, f64)> {
         .collect()
 }
 
-/// Draws one polyline in the given style, with a matching legend entry.
-fn draw_line<'a, DB: DrawingBackend + 'a, X, Y>(
-    chart: &mut ChartContext<'a, DB, Cartesian2d<X, Y>>,
-    pts: Vec<(f64, f64)>,
-    color: RGBColor,
-    style: LineStyle,
-    label: &str,
-) -> Result<(), ReportError>
-where
-    DB::ErrorType: 'static,
-    X: Ranged<ValueType = f64>,
-    Y: Ranged<ValueType = f64>,
-{
-    let stroke = color.stroke_width(2);
-    let anno = match style {
-        LineStyle::Solid => chart.draw_series(LineSeries::new(pts, stroke))?,
-        LineStyle::Dashed => chart.draw_series(DashedLineSeries::new(pts, 7, 5, stroke))?,
-        LineStyle::Markers => chart.draw_series(LineSeries::new(pts, stroke).point_size(3))?,
-    };
-    if !label.is_empty() {
-        let seg = move |a: i32, b: i32, y: i32| PathElement::new(vec![(a, y), (b, y)], color.stroke_width(2));
-        match style {
-            LineStyle::Solid => {
-                anno.label(label).legend(move |(x, y)| seg(x, x + 18, y));
-            }
-            LineStyle::Dashed => {
-                anno.label(label)
-                    .legend(move |(x, y)| EmptyElement::at((x, y)) + seg(0, 7, 0) + seg(11, 18, 0));
-            }
-            LineStyle::Markers => {
-                anno.label(label).legend(move |(x, y)| {
-                    EmptyElement::at((x, y)) + seg(0, 18, 0) + Circle::new((9, 0), 3, color.filled())
-                });
-            }
+/// The note under a chart saying how many values could not be drawn.
+fn skipped_note(nonpositive: usize, nonfinite: usize) -> Vec<String> {
+    let mut parts = Vec::new();
+    if nonpositive > 0 {
+        parts.push(format!("{nonpositive} value(s) ≤ 0 on the log axis"));
+    }
+    if nonfinite > 0 {
+        parts.push(format!("{nonfinite} non-finite value(s)"));
+    }
+    if parts.is_empty() {
+        vec![]
+    } else {
+        vec![format!("Not shown: {}.", parts.join(", "))]
+    }
+}
+
+fn dash(style: LineStyle) -> Option<&'static str> {
+    (style == LineStyle::Dashed).then_some("8 5")
+}
+
+/// Draws a polyline clipped to the axes (points outside are dropped), with markers
+/// carrying tooltips when its style asks for them.
+fn draw_line(c: &mut Chart<'_>, pts: &[(f64, f64)], color: Rgb, style: LineStyle, label: &str) {
+    let px: Vec<(f64, f64)> = pts.iter().map(|&(x, y)| (c.px(x), c.py(y))).collect();
+    let name = if label.is_empty() { "line" } else { label };
+    c.svg.polyline(&px, color, 2.5, dash(style), Some(name));
+    if style == LineStyle::Markers {
+        for (&(x, y), &(a, b)) in pts.iter().zip(&px) {
+            let tip = format!("{name}: x = {}, y = {}", exact(x), exact(y));
+            c.svg.circle(a, b, 4.0, color, 1.0, Some(&tip));
         }
     }
-    Ok(())
 }
 
 /// Scatter and line charts: point clouds first, then lines, on linear or log axes.
-pub(super) fn xy<DB: DrawingBackend>(
-    area: &DrawingArea<DB, Shift>,
+pub(super) fn xy(
     panel: &Panel,
     points: &[ScatterSeries],
-    lines: &[Polyline],
+    lines: &[LineSeries],
     xs: Scale,
     ys: Scale,
-) -> Result<(), ReportError>
-where
-    DB::ErrorType: 'static,
-{
+) -> PanelSvg {
     let pts: Vec<Vec<(f64, f64)>> = points.iter().map(|s| pairs(&s.x, &s.y, xs, ys)).collect();
     let lns: Vec<Vec<(f64, f64)>> = lines.iter().map(|s| pairs(&s.x, &s.y, xs, ys)).collect();
     let all = || pts.iter().chain(&lns).flatten();
-    let xr = axis_range(all().map(|p| p.0), xs, 0.03);
-    let yr = axis_range(all().map(|p| p.1), ys, 0.06);
+    let x = Axis {
+        range: axis_range(all().map(|p| p.0), xs, 0.03),
+        scale: xs,
+    };
+    let y = Axis {
+        range: axis_range(all().map(|p| p.1), ys, 0.06),
+        scale: ys,
+    };
+    let mut c = Chart::new(panel, x, y);
+    let below = c.axes(true, 0.0);
     // A log axis may cut off values far below the rest (see MAX_DECADES).
-    let inside = |&(x, y): &(f64, f64)| x >= xr.0 && x <= xr.1 && y >= yr.0 && y <= yr.1;
-    let pts: Vec<Vec<(f64, f64)>> = pts
-        .into_iter()
-        .map(|p| p.into_iter().filter(inside).collect())
-        .collect();
-    let lns: Vec<Vec<(f64, f64)>> = lns
-        .into_iter()
-        .map(|p| p.into_iter().filter(inside).collect())
-        .collect();
-    // Where the data lies, as fractions of the plot; lines sampled along each segment.
-    let to_frac = |&(x, y): &(f64, f64)| (fraction(x, xr, xs), fraction(y, yr, ys));
-    let mut frac: Vec<(f64, f64)> = pts.iter().flatten().map(to_frac).collect();
-    for line in &lns {
-        let f: Vec<(f64, f64)> = line.iter().map(to_frac).collect();
-        frac.extend(f.first().copied());
-        for seg in f.windows(2) {
-            let ((x0, y0), (x1, y1)) = (seg[0], seg[1]);
-            frac.extend((1..=8).map(|k| {
-                let t = f64::from(k) / 8.0;
-                (x0 + t * (x1 - x0), y0 + t * (y1 - y0))
-            }));
+    let inside = |&&(a, b): &&(f64, f64)| x.contains(a) && y.contains(b);
+    let mut legend = Vec::new();
+    for (i, (s, p)) in points.iter().zip(&pts).enumerate() {
+        let color = series_color(i);
+        let stride = p.len().div_ceil(MAX_POINTS).max(1);
+        let radius = if p.len() > 800 { 2.5 } else { 3.5 };
+        let name = if s.label.is_empty() {
+            "point"
+        } else {
+            s.label.as_str()
+        };
+        for &(a, b) in p.iter().step_by(stride).filter(|q| inside(q)) {
+            let tip = format!("{name}: x = {}, y = {}", exact(a), exact(b));
+            let (cx, cy) = (c.px(a), c.py(b));
+            c.svg.circle(cx, cy, radius, color, 0.55, Some(&tip));
         }
+        let label = if stride > 1 && !s.label.is_empty() {
+            format!("{} (1 in {stride} of {} points shown)", s.label, p.len())
+        } else {
+            s.label.clone()
+        };
+        legend.push((Glyph::Dot, color, label));
     }
-    // The legend goes inside only if it fits in a corner free of data; otherwise (or
-    // with many entries) it goes in two columns under the chart.
-    let entries = points.len() + lines.len();
-    let longest = points
-        .iter()
-        .map(|p| point_label(p, p.x.len()).chars().count())
-        .chain(lines.iter().map(|l| l.label.chars().count()))
-        .max()
-        .unwrap_or(0);
-    let (w_frac, h_frac) = (
-        (longest as f64 * 6.6 + 50.0) / 440.0,
-        (entries as f64 * 17.0 + 16.0) / 300.0,
-    );
-    let (corner, covered) = legend_corner_sized(&frac, w_frac.min(0.95), h_frac.min(0.95));
-    let external = entries > 1 && (entries > EXTERNAL_LEGEND_AFTER || covered > 0);
-    let (_, h) = area.dim_in_pixel();
-    let legend_h = if external {
-        18 * entries.div_ceil(2) as u32 + 6
-    } else {
-        0
-    };
-    let (plot_area, legend_area) = area.split_vertically(h.saturating_sub(legend_h));
-    let area = &plot_area;
-    let job = XyJob {
-        panel,
-        points,
-        lines,
-        pts: &pts,
-        lns: &lns,
-        corner,
-        external,
-        xr,
-        yr,
-        xs,
-        ys,
-    };
-    let mut b = builder(area, &panel.title)?;
-    let log = |(lo, hi): (f64, f64)| {
-        let (bold, light) = log_ticks(lo, hi);
-        (lo..hi)
-            .log_scale()
-            .with_key_points(bold)
-            .with_light_points(light)
-    };
-    let drawn = match (xs, ys) {
-        (Scale::Linear, Scale::Linear) => job.draw(b.build_cartesian_2d(xr.0..xr.1, yr.0..yr.1)?),
-        (Scale::Linear, Scale::Log) => job.draw(b.build_cartesian_2d(xr.0..xr.1, log(yr))?),
-        (Scale::Log, Scale::Linear) => job.draw(b.build_cartesian_2d(log(xr), yr.0..yr.1)?),
-        (Scale::Log, Scale::Log) => job.draw(b.build_cartesian_2d(log(xr), log(yr))?),
-    };
-    drawn?;
-    // Say what could not be drawn, so a skipped point is never silently missing.
+    for (j, (l, p)) in lines.iter().zip(&lns).enumerate() {
+        let color = series_color(points.len() + j);
+        let p: Vec<(f64, f64)> = p.iter().filter(|q| inside(q)).copied().collect();
+        draw_line(&mut c, &p, color, l.style, &l.label);
+        legend.push((Glyph::Line(l.style), color, l.label.clone()));
+    }
+    if legend.len() < 2 {
+        legend.clear();
+    }
     let all_pairs = || {
         points
             .iter()
@@ -270,112 +433,17 @@ where
             .chain(lines.iter().flat_map(|l| l.x.iter().zip(&l.y)))
     };
     let nonfinite = all_pairs()
-        .filter(|(x, y)| !x.is_finite() || !y.is_finite())
+        .filter(|(a, b)| !a.is_finite() || !b.is_finite())
         .count();
-    let nonpositive = all_pairs()
-        .filter(|(x, y)| x.is_finite() && y.is_finite())
-        .filter(|&(&x, &y)| (xs == Scale::Log && x <= 0.0) || (ys == Scale::Log && y <= 0.0))
+    let outside = all_pairs()
+        .filter(|(a, b)| a.is_finite() && b.is_finite())
+        .filter(|&(&a, &b)| !(x.contains(a) && y.contains(b)))
         .count();
-    let mut notes = Vec::new();
-    if nonpositive > 0 {
-        notes.push(format!("{nonpositive} ≤ 0 (log axis)"));
-    }
-    if nonfinite > 0 {
-        notes.push(format!("{nonfinite} non-finite"));
-    }
-    if !notes.is_empty() {
-        skipped_note(area, &format!("not shown: {}", notes.join(", ")))?;
-    }
-    if external {
-        let mut items = Vec::with_capacity(entries);
-        for (i, (s, p)) in points.iter().zip(&pts).enumerate() {
-            items.push((Glyph::Dot, series_color(i), point_label(s, p.len())));
-        }
-        for (j, l) in lines.iter().enumerate() {
-            items.push((
-                Glyph::Line(l.style),
-                series_color(points.len() + j),
-                l.label.clone(),
-            ));
-        }
-        legend_below(&legend_area, &items)?;
-    }
-    Ok(())
-}
-
-/// What an x-y panel draws, once its axes are built.
-struct XyJob<'a> {
-    panel: &'a Panel,
-    points: &'a [ScatterSeries],
-    lines: &'a [Polyline],
-    pts: &'a [Vec<(f64, f64)>],
-    lns: &'a [Vec<(f64, f64)>],
-    corner: SeriesLabelPosition,
-    external: bool,
-    xr: (f64, f64),
-    yr: (f64, f64),
-    xs: Scale,
-    ys: Scale,
-}
-
-impl XyJob<'_> {
-    fn draw<'a, DB: DrawingBackend + 'a, X, Y>(
-        &self,
-        mut chart: ChartContext<'a, DB, Cartesian2d<X, Y>>,
-    ) -> Result<(), ReportError>
-    where
-        DB::ErrorType: 'static,
-        X: Ranged<ValueType = f64> + ValueFormatter<f64>,
-        Y: Ranged<ValueType = f64> + ValueFormatter<f64>,
-    {
-        mesh(
-            &mut chart,
-            self.panel,
-            &ticks(self.xr, self.xs),
-            &ticks(self.yr, self.ys),
-            7,
-        )?;
-        for (i, (s, p)) in self.points.iter().zip(self.pts).enumerate() {
-            let color = series_color(i);
-            let stride = p.len().div_ceil(MAX_POINTS).max(1);
-            let radius = if p.len() > 1500 { 1 } else { 2 };
-            let anno = chart.draw_series(
-                p.iter()
-                    .step_by(stride)
-                    .map(|&q| Circle::new(q, radius, color.mix(0.45).filled())),
-            )?;
-            let label = point_label(s, p.len());
-            if !label.is_empty() {
-                anno.label(label)
-                    .legend(move |(x, y)| Circle::new((x + 9, y), 4, color.filled()));
-            }
-        }
-        let offset = self.points.len();
-        for (j, (s, p)) in self.lines.iter().zip(self.lns).enumerate() {
-            draw_line(&mut chart, p.clone(), series_color(offset + j), s.style, &s.label)?;
-        }
-        if self.points.len() + self.lines.len() > 1 && !self.external {
-            draw_legend(
-                &mut chart,
-                self.corner.clone(),
-                self.points.len() + self.lines.len(),
-            )?;
-        }
-        Ok(())
-    }
+    c.finish(below, &legend, &skipped_note(outside, nonfinite))
 }
 
 /// Histograms as semi-transparent density bars, with overlay curves on top.
-pub(super) fn histogram<DB: DrawingBackend>(
-    area: &DrawingArea<DB, Shift>,
-    panel: &Panel,
-    series: &[HistogramSeries],
-    overlays: &[Polyline],
-) -> Result<(), ReportError>
-where
-    DB::ErrorType: 'static,
-{
-    // Bins with finite edges and density; the x range spans them.
+pub(super) fn histogram(panel: &Panel, series: &[HistogramSeries], overlays: &[LineSeries]) -> PanelSvg {
     let bins: Vec<Vec<(f64, f64, f64)>> = series
         .iter()
         .map(|s| {
@@ -415,60 +483,56 @@ where
         .map(|b| b.2)
         .chain(lns.iter().flatten().map(|p| p.1))
         .fold(0.0f64, f64::max);
-    let yr = (0.0, if top > 0.0 { top * 1.1 } else { 1.0 });
-    // Occupancy for the legend: each bar fills its column from 0 to its top.
-    let mut frac = Vec::new();
-    for &(a, b, d) in bins.iter().flatten() {
-        let xf = fraction(0.5 * (a + b), xr, Scale::Linear);
-        let yf = fraction(d, yr, Scale::Linear);
-        frac.extend((0..=10).map(|k| (xf, yf * f64::from(k) / 10.0)));
-    }
-    frac.extend(
-        lns.iter()
-            .flatten()
-            .map(|&(x, y)| (fraction(x, xr, Scale::Linear), fraction(y, yr, Scale::Linear))),
-    );
-    let mut chart = builder(area, &panel.title)?.build_cartesian_2d(xr.0..xr.1, yr.0..yr.1)?;
-    mesh(
-        &mut chart,
-        panel,
-        &ticks(xr, Scale::Linear),
-        &ticks(yr, Scale::Linear),
-        7,
-    )?;
+    let x = Axis {
+        range: xr,
+        scale: Scale::Linear,
+    };
+    let y = Axis {
+        range: (0.0, if top > 0.0 { top * 1.08 } else { 1.0 }),
+        scale: Scale::Linear,
+    };
+    let mut c = Chart::new(panel, x, y);
+    let below = c.axes(true, 0.0);
+    let mut legend = Vec::new();
     for (i, (s, b)) in series.iter().zip(&bins).enumerate() {
         let color = series_color(i);
-        let anno = chart
-            .draw_series(b.iter().map(|&(lo, hi, d)| {
-                Rectangle::new([(lo, 0.0), (hi, d.max(0.0))], color.mix(0.45).filled())
-            }))?;
-        if !s.label.is_empty() {
-            anno.label(s.label.as_str())
-                .legend(move |(x, y)| Rectangle::new([(x, y - 5), (x + 16, y + 5)], color.mix(0.6).filled()));
+        let name = if s.label.is_empty() {
+            "bin"
+        } else {
+            s.label.as_str()
+        };
+        c.svg
+            .open_group(&format!(r#"fill="{}" fill-opacity="0.5""#, color.hex()));
+        for &(lo, hi, d) in b {
+            let (x0, x1, y0) = (c.px(lo), c.px(hi), c.py(d.max(0.0)));
+            let tip = format!("{name}: [{}, {}) density {}", exact(lo), exact(hi), exact(d));
+            c.svg.raw(&format!(
+                r#"<rect x="{}" y="{}" width="{}" height="{}"><title>{}</title></rect>"#,
+                super::svg::n(x0),
+                super::svg::n(y0),
+                super::svg::n((x1 - x0).max(0.0)),
+                super::svg::n((c.bottom - y0).max(0.0)),
+                super::svg::escape(&tip)
+            ));
         }
+        c.svg.close_group();
+        legend.push((Glyph::Square(0.5), color, s.label.clone()));
     }
-    for (j, (l, p)) in overlays.iter().zip(lns).enumerate() {
-        draw_line(&mut chart, p, OVERLAY[j % OVERLAY.len()], l.style, &l.label)?;
+    for (j, (l, p)) in overlays.iter().zip(&lns).enumerate() {
+        let color = OVERLAY[j % OVERLAY.len()];
+        draw_line(&mut c, p, color, l.style, &l.label);
+        legend.push((Glyph::Line(l.style), color, l.label.clone()));
     }
-    if series.len() + overlays.len() > 1 {
-        draw_legend(&mut chart, legend_corner(&frac), series.len() + overlays.len())?;
+    if legend.len() < 2 {
+        legend.clear();
     }
-    Ok(())
+    c.finish(below, &legend, &[])
 }
 
 /// Grouped bars: one group per category, one bar per series, on a linear or log y axis.
-pub(super) fn bars<DB: DrawingBackend>(
-    area: &DrawingArea<DB, Shift>,
-    panel: &Panel,
-    categories: &[String],
-    series: &[BarSeries],
-    ys: Scale,
-) -> Result<(), ReportError>
-where
-    DB::ErrorType: 'static,
-{
+/// A bar too short to see is labelled with its value.
+pub(super) fn bars(panel: &Panel, categories: &[String], series: &[BarSeries], ys: Scale) -> PanelSvg {
     let n = categories.len().max(1);
-    let xr = (-0.5, n as f64 - 0.5);
     let values = || series.iter().flat_map(|s| s.values.iter().copied());
     let yr = match ys {
         Scale::Linear => {
@@ -476,232 +540,78 @@ where
             let span = hi - lo;
             (
                 if lo < 0.0 { lo - 0.06 * span } else { lo },
-                if hi > 0.0 { hi + 0.1 * span } else { hi },
+                if hi > 0.0 { hi + 0.08 * span } else { hi },
             )
         }
         Scale::Log => axis_range(values(), Scale::Log, 0.08),
     };
-    let plottable = |v: f64, ys: Scale| plottable(v, ys) && v >= yr.0;
+    let x = Axis {
+        range: (-0.5, n as f64 - 0.5),
+        scale: Scale::Linear,
+    };
+    let y = Axis { range: yr, scale: ys };
+    let mut c = Chart::new(panel, x, y);
+    // Category labels, wrapped to their group's width, under the axis.
+    let slot = (c.right - c.left) / n as f64;
+    let cat_font = tick_font();
+    let labels: Vec<Vec<String>> = categories.iter().map(|s| wrap(s, cat_font, slot - 6.0)).collect();
+    let lines = labels.iter().map(Vec::len).max().unwrap_or(1);
+    let below = c.axes(false, 6.0 + 20.0 * lines as f64);
+    for (i, lines) in labels.iter().enumerate() {
+        let cx = c.px(i as f64);
+        for (k, line) in lines.iter().enumerate() {
+            c.svg.text(
+                cx,
+                c.bottom + 21.0 + 20.0 * k as f64,
+                line,
+                cat_font,
+                Anchor::Middle,
+                0.0,
+            );
+        }
+    }
     let base = match ys {
         Scale::Linear => 0.0,
         Scale::Log => yr.0,
     };
     let k = series.len().max(1) as f64;
     let width = 0.8 / k;
-    let mut frac = Vec::new();
+    let mut legend = Vec::new();
     for (j, s) in series.iter().enumerate() {
+        let color = series_color(j);
         for (i, &v) in s.values.iter().enumerate() {
-            if plottable(v, ys) {
-                let xf = fraction(i as f64 - 0.4 + (j as f64 + 0.5) * width, xr, Scale::Linear);
-                let top = fraction(v, yr, ys);
-                frac.extend((0..=10).map(|q| (xf, top * f64::from(q) / 10.0)));
+            let Some(cat) = categories.get(i) else { continue };
+            if !(plottable(v, ys) && v >= yr.0) {
+                continue;
+            }
+            let x0 = c.px(i as f64 - 0.4 + j as f64 * width);
+            let x1 = c.px(i as f64 - 0.4 + (j as f64 + 0.92) * width);
+            let (yb, yv) = (c.py(base), c.py(v));
+            let (top, h) = (yb.min(yv), (yb - yv).abs());
+            let tip = if s.label.is_empty() {
+                format!("{cat}: {}", exact(v))
+            } else {
+                format!("{}, {cat}: {}", s.label, exact(v))
+            };
+            c.svg
+                .rect((x0, top, x1 - x0, h.max(0.5)), Some(color), None, Some(&tip));
+            if h < 3.0 {
+                let label = format_value(v);
+                let f = tick_font().color(NOTE);
+                if text_width(&label, f) < slot / k + 24.0 {
+                    c.svg
+                        .text((x0 + x1) / 2.0, top - 5.0, &label, f, Anchor::Middle, 0.0);
+                }
             }
         }
+        legend.push((Glyph::Square(1.0), color, s.label.clone()));
     }
-    // Category labels are drawn by hand, wrapped at spaces to fit under their group.
-    let (w, _) = area.dim_in_pixel();
-    let slot = (f64::from(w.saturating_sub(94)) / n as f64 - 6.0).max(20.0) as u32;
-    let label_style = TextStyle::from((FAMILY, 12).into_font());
-    let mut labels = Vec::with_capacity(categories.len());
-    for c in categories {
-        labels.push(wrap(area, c, &label_style, slot)?);
-    }
-    let lines = labels.iter().map(Vec::len).max().unwrap_or(1).max(1);
-    let x_format = |_: &f64| String::new();
-    let mut b = builder(area, &panel.title)?;
-    b.x_label_area_size(30 + 15 * lines as u32);
-    let y_format = ticks(yr, ys);
-    let job = BarJob {
-        panel,
-        series,
-        ys,
-        base,
-        width,
-        x_format: &x_format,
-        y_format: &y_format,
-        labels: &labels,
-    };
-    match ys {
-        Scale::Linear => job.draw(
-            area,
-            b.build_cartesian_2d(xr.0..xr.1, yr.0..yr.1)?,
-            legend_corner(&frac),
-        )?,
-        Scale::Log => {
-            let (bold, light) = log_ticks(yr.0, yr.1);
-            let y = (yr.0..yr.1)
-                .log_scale()
-                .with_key_points(bold)
-                .with_light_points(light);
-            job.draw(area, b.build_cartesian_2d(xr.0..xr.1, y)?, legend_corner(&frac))?
-        }
+    if legend.len() < 2 {
+        legend.clear();
     }
     let nonfinite = values().filter(|v| !v.is_finite()).count();
     let nonpositive = values()
         .filter(|&v| v.is_finite() && ys == Scale::Log && v < yr.0)
         .count();
-    let mut notes = Vec::new();
-    if nonpositive > 0 {
-        notes.push(format!("{nonpositive} ≤ 0 (log axis)"));
-    }
-    if nonfinite > 0 {
-        notes.push(format!("{nonfinite} non-finite"));
-    }
-    if !notes.is_empty() {
-        skipped_note(area, &format!("not shown: {}", notes.join(", ")))?;
-    }
-    Ok(())
-}
-
-/// What a bar panel draws, once its axes are built.
-struct BarJob<'a> {
-    panel: &'a Panel,
-    series: &'a [BarSeries],
-    ys: Scale,
-    base: f64,
-    width: f64,
-    x_format: &'a dyn Fn(&f64) -> String,
-    y_format: &'a dyn Fn(&f64) -> String,
-    labels: &'a [Vec<String>],
-}
-
-impl BarJob<'_> {
-    fn draw<'a, DB: DrawingBackend + 'a, Y>(
-        &self,
-        area: &DrawingArea<DB, Shift>,
-        mut chart: ChartContext<'a, DB, Cartesian2d<RangedCoordf64, Y>>,
-        corner: SeriesLabelPosition,
-    ) -> Result<(), ReportError>
-    where
-        DB::ErrorType: 'static,
-        Y: Ranged<ValueType = f64> + ValueFormatter<f64>,
-    {
-        mesh(&mut chart, self.panel, self.x_format, self.y_format, 0)?;
-        let (bx, by) = area.get_base_pixel();
-        let style = TextStyle::from((FAMILY, 12).into_font()).pos(Pos::new(HPos::Center, VPos::Top));
-        for (i, lines) in self.labels.iter().enumerate() {
-            let (x, y) = chart.backend_coord(&(i as f64, self.base));
-            for (k, line) in lines.iter().enumerate() {
-                area.draw(&Text::new(
-                    line.clone(),
-                    (x - bx, y - by + 6 + 15 * k as i32),
-                    style.clone(),
-                ))?;
-            }
-        }
-        for (j, s) in self.series.iter().enumerate() {
-            let color = series_color(j);
-            let (ys, base, width) = (self.ys, self.base, self.width);
-            let anno = chart.draw_series(
-                s.values
-                    .iter()
-                    .enumerate()
-                    .filter(move |(_, v)| plottable(**v, ys) && (ys == Scale::Linear || **v >= base))
-                    .map(move |(i, &v)| {
-                        let x0 = i as f64 - 0.4 + j as f64 * width;
-                        Rectangle::new([(x0, base), (x0 + width * 0.92, v)], color.filled())
-                    }),
-            )?;
-            if !s.label.is_empty() {
-                anno.label(s.label.as_str())
-                    .legend(move |(x, y)| Rectangle::new([(x, y - 5), (x + 16, y + 5)], color.filled()));
-            }
-        }
-        if self.series.len() > 1 {
-            draw_legend(&mut chart, corner, self.series.len())?;
-        }
-        Ok(())
-    }
-}
-
-/// Splits `text` at spaces into lines no wider than `max_width` pixels (a single word
-/// wider than that keeps its own line).
-fn wrap<DB: DrawingBackend>(
-    area: &DrawingArea<DB, Shift>,
-    text: &str,
-    style: &TextStyle,
-    max_width: u32,
-) -> Result<Vec<String>, ReportError>
-where
-    DB::ErrorType: 'static,
-{
-    let mut lines: Vec<String> = Vec::new();
-    for word in text.split_whitespace() {
-        if let Some(last) = lines.last_mut() {
-            let candidate = format!("{last} {word}");
-            if area.estimate_text_size(&candidate, style)?.0 <= max_width {
-                *last = candidate;
-                continue;
-            }
-        }
-        lines.push(word.to_string());
-    }
-    Ok(lines)
-}
-
-/// A scatter series' legend label, saying so when the series was thinned.
-fn point_label(s: &ScatterSeries, drawable: usize) -> String {
-    let stride = drawable.div_ceil(MAX_POINTS).max(1);
-    if stride > 1 && !s.label.is_empty() {
-        format!("{} (1 in {stride} of {drawable} points shown)", s.label)
-    } else {
-        s.label.clone()
-    }
-}
-
-/// What a legend entry shows beside its label.
-#[derive(Clone, Copy)]
-enum Glyph {
-    /// A filled dot (scatter series).
-    Dot,
-    /// A line in the series' style.
-    Line(LineStyle),
-}
-
-/// Draws legend entries in two columns filling `area` (used under busy charts).
-fn legend_below<DB: DrawingBackend>(
-    area: &DrawingArea<DB, Shift>,
-    items: &[(Glyph, RGBColor, String)],
-) -> Result<(), ReportError>
-where
-    DB::ErrorType: 'static,
-{
-    let (w, _) = area.dim_in_pixel();
-    let left = 64;
-    let col_w = (w as i32 - left - 20) / 2;
-    for (k, (glyph, color, label)) in items.iter().filter(|i| !i.2.is_empty()).enumerate() {
-        let x = left + col_w * (k % 2) as i32;
-        let y = 9 + 18 * (k / 2) as i32;
-        let stroke = color.stroke_width(2);
-        match glyph {
-            Glyph::Dot => area.draw(&Circle::new((x + 9, y), 4, color.filled()))?,
-            Glyph::Line(LineStyle::Dashed) => {
-                area.draw(&PathElement::new(vec![(x, y), (x + 7, y)], stroke))?;
-                area.draw(&PathElement::new(vec![(x + 11, y), (x + 18, y)], stroke))?;
-            }
-            Glyph::Line(style) => {
-                area.draw(&PathElement::new(vec![(x, y), (x + 18, y)], stroke))?;
-                if *style == LineStyle::Markers {
-                    area.draw(&Circle::new((x + 9, y), 3, color.filled()))?;
-                }
-            }
-        }
-        let size = fit_font(area, label, 11.0, (col_w - 30).max(1) as u32)?;
-        let style = TextStyle::from((FAMILY, size).into_font()).pos(Pos::new(HPos::Left, VPos::Center));
-        area.draw(&Text::new(label.clone(), (x + 24, y), style))?;
-    }
-    Ok(())
-}
-
-/// A small grey note in the panel's lower left corner, clear of the centred axis label.
-fn skipped_note<DB: DrawingBackend>(area: &DrawingArea<DB, Shift>, note: &str) -> Result<(), ReportError>
-where
-    DB::ErrorType: 'static,
-{
-    let (_, h) = area.dim_in_pixel();
-    let style = TextStyle::from((FAMILY, 10).into_font())
-        .color(&RGBColor(110, 110, 110))
-        .pos(Pos::new(HPos::Left, VPos::Bottom));
-    area.draw(&Text::new(note.to_string(), (6, h as i32 - 3), style))?;
-    Ok(())
+    c.finish(below, &legend, &skipped_note(nonpositive, nonfinite))
 }

@@ -1,65 +1,56 @@
-//! Figure rendering: lays a [`Figure`]'s panels out in a grid (title band on top) and
-//! draws each panel with plotters, into an SVG string or PNG bytes. Knows panel kinds,
-//! never studies.
+//! Figure rendering: each panel of a [`Figure`] becomes its own SVG (so a page can lay
+//! panels out in a responsive grid), the panels together make the figure's SVG, and the
+//! PNG is that SVG rasterized by resvg with the embedded DejaVu fonts (no system fonts),
+//! so PNG and SVG show the same thing. Knows panel kinds, never studies.
 
 mod charts;
 mod diagram;
 mod heatmap;
 pub(crate) mod style;
+mod svg;
+
+use std::sync::{Arc, OnceLock};
 
 use norm_experiments::result::{Figure, Panel, PanelContent};
-use plotters::coord::Shift;
-use plotters::prelude::*;
-use plotters::style::text_anchor::{HPos, Pos, VPos};
+use resvg::{tiny_skia, usvg};
 
 use crate::ReportError;
-use style::{FAMILY, ensure_fonts};
+use svg::{Anchor, Font, Svg, document, wrap};
 
-/// Width of one panel, pixels.
-const PANEL_W: u32 = 560;
-/// Height of one chart panel, pixels.
-const PANEL_H: u32 = 410;
-/// Height of a grid row that holds a block diagram, pixels.
-const DIAGRAM_H: u32 = 600;
-/// Height of the figure title band, pixels.
-const TITLE_H: u32 = 52;
+pub use svg::MIN_FONT;
 
-/// Pixel size of a figure and the height of each grid row.
-struct Layout {
-    width: u32,
-    height: u32,
-    columns: usize,
-    row_heights: Vec<u32>,
+/// Width of one panel, in SVG user units (a panel is drawn at this many CSS pixels or
+/// fewer; text is at least [`MIN_FONT`] units, so ≥ 10 px on a 360 px phone).
+pub const PANEL_W: f64 = 540.0;
+
+/// Most panels side by side in a figure's SVG and PNG.
+const MAX_COLUMNS: usize = 3;
+
+/// One drawn panel: its SVG body and size in user units.
+pub(crate) struct PanelSvg {
+    body: String,
+    width: f64,
+    height: f64,
 }
 
-fn layout(fig: &Figure) -> Layout {
-    let columns = fig.columns.clamp(1, fig.panels.len().max(1));
-    let row_heights: Vec<u32> = fig
-        .panels
-        .chunks(columns)
-        .map(|row| {
-            if row.iter().any(|p| matches!(p.content, PanelContent::Diagram(_))) {
-                DIAGRAM_H
-            } else {
-                PANEL_H
-            }
-        })
-        .collect();
-    Layout {
-        width: PANEL_W * columns as u32,
-        height: TITLE_H + row_heights.iter().sum::<u32>(),
-        columns,
-        row_heights,
-    }
+/// A figure drawn as SVG: one document per panel, and all of them in one document.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FigureSvg {
+    /// Each panel as a complete SVG document, in reading order.
+    pub panels: Vec<String>,
+    /// The whole figure (title and panels in a grid) as one SVG document.
+    pub figure: String,
 }
 
-/// Renders a figure as an SVG document.
+/// Renders every panel of `fig`, and the figure as a whole, as SVG.
 ///
-/// Non-finite values (and non-positive values on log axes) are skipped, never drawn.
+/// Non-finite values (and non-positive values on log axes) are skipped, never drawn,
+/// and a note under the panel counts them. Points, bars, bins and heatmap cells carry
+/// `<title>` tooltips with their exact values.
 ///
 /// # Errors
 /// [`ReportError::BadPanel`] when a panel's arrays disagree in length (e.g. a histogram
-/// whose `edges.len() != density.len() + 1`); [`ReportError::Draw`] if plotters fails.
+/// whose `edges.len() != density.len() + 1`).
 ///
 /// ```
 /// use norm_experiments::result::*;
@@ -75,55 +66,129 @@ fn layout(fig: &Figure) -> Layout {
 ///                 label: "x²".into(),
 ///                 x: vec![0.0, 1.0, 2.0],
 ///                 y: vec![0.0, 1.0, 4.0],
-///                 style: LineStyle::Solid,
+///                 style: LineStyle::Markers,
 ///             }],
 ///             x_scale: Scale::Linear,
 ///             y_scale: Scale::Linear,
 ///         },
 ///     }],
 /// };
-/// let svg = norm_report::render_svg(&fig)?;
-/// assert!(svg.starts_with("<svg") && svg.contains("Demo"));
+/// let out = norm_report::render_figure(&fig)?;
+/// assert_eq!(out.panels.len(), 1);
+/// assert!(out.figure.starts_with("<svg") && out.figure.contains("Demo"));
+/// assert!(out.panels[0].contains("<title>x²: x = 2, y = 4</title>"));
 /// # Ok::<(), norm_report::ReportError>(())
 /// ```
-pub fn render_svg(fig: &Figure) -> Result<String, ReportError> {
-    ensure_fonts();
+pub fn render_figure(fig: &Figure) -> Result<FigureSvg, ReportError> {
     validate(fig)?;
-    let lay = layout(fig);
-    let mut svg = String::new();
-    {
-        let root = SVGBackend::with_string(&mut svg, (lay.width, lay.height)).into_drawing_area();
-        draw_figure(&root, fig, &lay)?;
-        root.present()?;
-    }
-    Ok(svg)
+    let drawn: Vec<PanelSvg> = fig.panels.iter().map(draw_panel).collect();
+    let panels = drawn
+        .iter()
+        .zip(&fig.panels)
+        .map(|(p, panel)| document(p.width, p.height, &panel.title, &p.body))
+        .collect();
+    Ok(FigureSvg {
+        panels,
+        figure: compose(fig, &drawn),
+    })
 }
 
-/// Renders a figure as PNG bytes (RGB, 8 bit), text drawn with the embedded DejaVu font.
+/// Renders a figure as one SVG document (title band, panels in a grid).
 ///
 /// # Errors
-/// As [`render_svg`], plus [`ReportError::Png`] if encoding fails.
+/// As [`render_figure`].
+pub fn render_svg(fig: &Figure) -> Result<String, ReportError> {
+    Ok(render_figure(fig)?.figure)
+}
+
+/// Renders a figure as PNG bytes: [`render_svg`] rasterized by resvg.
+///
+/// # Errors
+/// As [`render_figure`], plus [`ReportError::Png`] if rasterizing fails.
 pub fn render_png(fig: &Figure) -> Result<Vec<u8>, ReportError> {
-    ensure_fonts();
-    validate(fig)?;
-    let lay = layout(fig);
-    let mut pixels = vec![0u8; lay.width as usize * lay.height as usize * 3];
-    {
-        let root = BitMapBackend::with_buffer(&mut pixels, (lay.width, lay.height)).into_drawing_area();
-        draw_figure(&root, fig, &lay)?;
-        root.present()?;
-    }
+    svg_to_png(&render_svg(fig)?)
+}
+
+/// Rasterizes an SVG document with resvg at its own size, text in the embedded DejaVu
+/// Sans (bold for bold text); other font names fall back to it.
+///
+/// # Errors
+/// [`ReportError::Png`] if the SVG cannot be parsed or the PNG cannot be encoded.
+pub fn svg_to_png(svg: &str) -> Result<Vec<u8>, ReportError> {
+    let tree =
+        usvg::Tree::from_str(svg, options()).map_err(|e| ReportError::Png(format!("parsing SVG: {e}")))?;
+    let size = tree.size().to_int_size();
+    let mut pixmap = tiny_skia::Pixmap::new(size.width(), size.height())
+        .ok_or_else(|| ReportError::Png(format!("empty image {}x{}", size.width(), size.height())))?;
+    pixmap.fill(tiny_skia::Color::WHITE);
+    resvg::render(&tree, tiny_skia::Transform::identity(), &mut pixmap.as_mut());
+    encode_rgb(&pixmap)
+}
+
+/// The pixmap (opaque: filled white first) as an 8-bit RGB PNG.
+fn encode_rgb(pixmap: &tiny_skia::Pixmap) -> Result<Vec<u8>, ReportError> {
+    let rgb: Vec<u8> = pixmap
+        .data()
+        .chunks_exact(4)
+        .flat_map(|p| [p[0], p[1], p[2]])
+        .collect();
     let mut out = Vec::new();
-    let mut enc = png::Encoder::new(&mut out, lay.width, lay.height);
+    let mut enc = png::Encoder::new(&mut out, pixmap.width(), pixmap.height());
     enc.set_color(png::ColorType::Rgb);
     enc.set_depth(png::BitDepth::Eight);
     enc.set_compression(png::Compression::Fast);
-    let mut writer = enc.write_header().map_err(|e| ReportError::Png(e.to_string()))?;
-    writer
-        .write_image_data(&pixels)
-        .map_err(|e| ReportError::Png(e.to_string()))?;
-    writer.finish().map_err(|e| ReportError::Png(e.to_string()))?;
+    let png_err = |e: png::EncodingError| ReportError::Png(e.to_string());
+    let mut writer = enc.write_header().map_err(png_err)?;
+    writer.write_image_data(&rgb).map_err(png_err)?;
+    writer.finish().map_err(png_err)?;
     Ok(out)
+}
+
+/// resvg options with a font database holding only the embedded DejaVu Sans.
+fn options() -> &'static usvg::Options<'static> {
+    static OPTIONS: OnceLock<usvg::Options<'static>> = OnceLock::new();
+    OPTIONS.get_or_init(|| {
+        let mut db = usvg::fontdb::Database::new();
+        db.load_font_data(dejavu::sans::regular().to_vec());
+        db.load_font_data(dejavu::sans::bold().to_vec());
+        db.set_sans_serif_family("DejaVu Sans");
+        db.set_serif_family("DejaVu Sans");
+        db.set_monospace_family("DejaVu Sans");
+        usvg::Options {
+            font_family: "DejaVu Sans".to_string(),
+            fontdb: Arc::new(db),
+            ..usvg::Options::default()
+        }
+    })
+}
+
+/// The figure's SVG: its title, then the panels in rows of up to `columns` (at most
+/// [`MAX_COLUMNS`]), each row as tall as its tallest panel.
+fn compose(fig: &Figure, panels: &[PanelSvg]) -> String {
+    let columns = fig.columns.clamp(1, MAX_COLUMNS).min(panels.len().max(1));
+    let width = PANEL_W * columns as f64;
+    let font = Font::new(22.0).bold();
+    let mut body = Svg::new();
+    let mut y = 6.0;
+    for line in wrap(&fig.title, font, width - 30.0) {
+        y += 30.0;
+        body.text(width / 2.0, y, &line, font, Anchor::Middle, 0.0);
+    }
+    y += 12.0;
+    for row in panels.chunks(columns) {
+        let h = row.iter().map(|p| p.height).fold(0.0, f64::max);
+        for (c, p) in row.iter().enumerate() {
+            body.open_group(&format!(
+                r#"transform="translate({} {})""#,
+                svg::n(c as f64 * PANEL_W),
+                svg::n(y)
+            ));
+            body.raw(&p.body);
+            body.close_group();
+        }
+        y += h;
+    }
+    document(width, y.ceil(), &fig.title, &body.into_body())
 }
 
 fn bad(panel: &Panel, reason: String) -> ReportError {
@@ -229,82 +294,26 @@ fn validate(fig: &Figure) -> Result<(), ReportError> {
     Ok(())
 }
 
-fn draw_figure<DB: DrawingBackend>(
-    root: &DrawingArea<DB, Shift>,
-    fig: &Figure,
-    lay: &Layout,
-) -> Result<(), ReportError>
-where
-    DB::ErrorType: 'static,
-{
-    root.fill(&WHITE)?;
-    let (title_area, mut rest) = root.split_vertically(TITLE_H);
-    let (w, h) = title_area.dim_in_pixel();
-    let size = fit_font(&title_area, &fig.title, 22.0, w.saturating_sub(20))?;
-    title_area.draw(&Text::new(
-        fig.title.clone(),
-        (w as i32 / 2, h as i32 / 2 + 2),
-        TextStyle::from((FAMILY, size).into_font().style(FontStyle::Bold))
-            .pos(Pos::new(HPos::Center, VPos::Center)),
-    ))?;
-    for (r, (row_panels, &row_h)) in fig.panels.chunks(lay.columns).zip(&lay.row_heights).enumerate() {
-        let (row, below) = rest.split_vertically(row_h);
-        rest = below;
-        let cells = row.split_evenly((1, lay.columns));
-        for (cell, panel) in cells.iter().zip(row_panels) {
-            draw_panel(cell, panel).map_err(|e| match e {
-                ReportError::Draw(m) => ReportError::Draw(format!("row {r}, panel `{}`: {m}", panel.title)),
-                other => other,
-            })?;
-        }
-    }
-    Ok(())
-}
-
-fn draw_panel<DB: DrawingBackend>(area: &DrawingArea<DB, Shift>, panel: &Panel) -> Result<(), ReportError>
-where
-    DB::ErrorType: 'static,
-{
+fn draw_panel(panel: &Panel) -> PanelSvg {
     match &panel.content {
-        PanelContent::Histogram { series, overlays } => charts::histogram(area, panel, series, overlays),
+        PanelContent::Histogram { series, overlays } => charts::histogram(panel, series, overlays),
         PanelContent::Scatter {
             series,
             lines,
             x_scale,
             y_scale,
-        } => charts::xy(area, panel, series, lines, *x_scale, *y_scale),
+        } => charts::xy(panel, series, lines, *x_scale, *y_scale),
         PanelContent::Lines {
             series,
             x_scale,
             y_scale,
-        } => charts::xy(area, panel, &[], series, *x_scale, *y_scale),
+        } => charts::xy(panel, &[], series, *x_scale, *y_scale),
         PanelContent::Bars {
             categories,
             series,
             y_scale,
-        } => charts::bars(area, panel, categories, series, *y_scale),
-        PanelContent::Heatmap(h) => heatmap::draw(area, panel, h),
-        PanelContent::Diagram(d) => diagram::draw(area, panel, d),
+        } => charts::bars(panel, categories, series, *y_scale),
+        PanelContent::Heatmap(h) => heatmap::draw(panel, h),
+        PanelContent::Diagram(d) => diagram::draw(panel, d),
     }
-}
-
-/// The largest font size <= `size` (down to 9) at which `text` fits in `max_width` pixels.
-fn fit_font<DB: DrawingBackend>(
-    area: &DrawingArea<DB, Shift>,
-    text: &str,
-    size: f64,
-    max_width: u32,
-) -> Result<f64, ReportError>
-where
-    DB::ErrorType: 'static,
-{
-    let mut s = size;
-    while s > 9.0 {
-        let (w, _) = area.estimate_text_size(text, &TextStyle::from((FAMILY, s).into_font()))?;
-        if w <= max_width {
-            break;
-        }
-        s -= 1.0;
-    }
-    Ok(s)
 }

@@ -1,54 +1,48 @@
-//! Colours, fonts and number formatting shared by every panel kind: the series palette,
-//! the heatmap colour map, the embedded DejaVu font, tick labels and data ranges.
-
-use std::sync::Once;
+//! Colours and number formatting shared by every panel kind: the series palette, the
+//! heatmap colour map, tick values and labels, exact values for tooltips, data ranges.
 
 use norm_experiments::result::{BlockKind, Scale};
-use plotters::style::{FontStyle, RGBColor, register_font};
 
-/// Font family every text element uses; DejaVu Sans is registered under this name.
-pub const FAMILY: &str = "sans-serif";
+/// An sRGB colour.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Rgb(pub u8, pub u8, pub u8);
 
-/// Registers the embedded DejaVu Sans under "sans-serif" once per process, so PNG text
-/// never depends on the machine's fonts.
-pub fn ensure_fonts() {
-    static ONCE: Once = Once::new();
-    ONCE.call_once(|| {
-        // The font bytes ship inside the `dejavu` crate and are valid TrueType; a failure
-        // here would surface as a font error when the first text is drawn.
-        let _ = register_font(FAMILY, FontStyle::Normal, dejavu::sans::regular());
-        let _ = register_font(FAMILY, FontStyle::Bold, dejavu::sans::bold());
-    });
+impl Rgb {
+    /// `#rrggbb`.
+    pub fn hex(self) -> String {
+        format!("#{:02x}{:02x}{:02x}", self.0, self.1, self.2)
+    }
 }
 
-/// Series colours (the tab10 palette), used in order within a panel.
-pub const PALETTE: [RGBColor; 10] = [
-    RGBColor(31, 119, 180),
-    RGBColor(255, 127, 14),
-    RGBColor(44, 160, 44),
-    RGBColor(214, 39, 40),
-    RGBColor(148, 103, 189),
-    RGBColor(140, 86, 75),
-    RGBColor(227, 119, 194),
-    RGBColor(127, 127, 127),
-    RGBColor(188, 189, 34),
-    RGBColor(23, 190, 207),
+/// Series colours (the tab10 palette, each darker than 3:1 against white except the
+/// lighter ones, which are only used as fills with an outline), used in order.
+pub const PALETTE: [Rgb; 10] = [
+    Rgb(31, 119, 180),
+    Rgb(230, 110, 0),
+    Rgb(44, 150, 44),
+    Rgb(214, 39, 40),
+    Rgb(148, 103, 189),
+    Rgb(140, 86, 75),
+    Rgb(207, 90, 170),
+    Rgb(110, 110, 110),
+    Rgb(160, 160, 20),
+    Rgb(20, 160, 175),
 ];
 
 /// The `i`-th series colour (wraps around).
-pub fn series_color(i: usize) -> RGBColor {
+pub fn series_color(i: usize) -> Rgb {
     PALETTE[i % PALETTE.len()]
 }
 
 /// Fill colour of a diagram block kind.
-pub fn block_color(kind: BlockKind) -> RGBColor {
+pub fn block_color(kind: BlockKind) -> Rgb {
     match kind {
-        BlockKind::Io => RGBColor(224, 224, 224),
-        BlockKind::Norm => RGBColor(255, 214, 102),
-        BlockKind::Attention => RGBColor(133, 193, 233),
-        BlockKind::FeedForward => RGBColor(130, 224, 170),
-        BlockKind::Add => RGBColor(215, 189, 226),
-        BlockKind::Skip => RGBColor(214, 39, 40),
+        BlockKind::Io => Rgb(224, 224, 224),
+        BlockKind::Norm => Rgb(255, 214, 102),
+        BlockKind::Attention => Rgb(133, 193, 233),
+        BlockKind::FeedForward => Rgb(130, 224, 170),
+        BlockKind::Add => Rgb(215, 189, 226),
+        BlockKind::Skip => Rgb(214, 39, 40),
     }
 }
 
@@ -66,16 +60,16 @@ const VIRIDIS: [(u8, u8, u8); 9] = [
 ];
 
 /// Viridis colour for `t` in [0, 1] (clamped; non-finite gives grey).
-pub fn viridis(t: f64) -> RGBColor {
+pub fn viridis(t: f64) -> Rgb {
     if !t.is_finite() {
-        return RGBColor(200, 200, 200);
+        return Rgb(200, 200, 200);
     }
     let t = t.clamp(0.0, 1.0) * (VIRIDIS.len() - 1) as f64;
     let i = (t.floor() as usize).min(VIRIDIS.len() - 2);
     let f = t - i as f64;
     let (a, b) = (VIRIDIS[i], VIRIDIS[i + 1]);
     let mix = |p: u8, q: u8| (f64::from(p) + (f64::from(q) - f64::from(p)) * f).round() as u8;
-    RGBColor(mix(a.0, b.0), mix(a.1, b.1), mix(a.2, b.2))
+    Rgb(mix(a.0, b.0), mix(a.1, b.1), mix(a.2, b.2))
 }
 
 /// Removes trailing zeros of a decimal mantissa: "2.50" -> "2.5", "1.00" -> "1".
@@ -173,6 +167,54 @@ pub fn format_value(v: f64) -> String {
         }
         s
     }
+}
+
+/// A value as a tooltip shows it: the shortest text that reads back as the same f64
+/// ("not finite" for NaN and ±inf, which the figure draws grey or not at all).
+///
+/// ```text
+/// 0.1 -> "0.1", 3.0e-8 -> "3e-8", 12345678.9 -> "1.23456789e7"
+/// ```
+pub fn exact(v: f64) -> String {
+    if !v.is_finite() {
+        return "not finite".to_string();
+    }
+    if v == 0.0 || (1e-4..1e6).contains(&v.abs()) {
+        format!("{v}")
+    } else {
+        format!("{v:e}")
+    }
+}
+
+/// About `target` round tick values (1, 2 or 5 times a power of ten apart) inside
+/// `(lo, hi)`.
+pub fn linear_ticks(lo: f64, hi: f64, target: usize) -> Vec<f64> {
+    let span = hi - lo;
+    if !(span.is_finite() && span > 0.0) {
+        return if lo.is_finite() { vec![lo] } else { vec![] };
+    }
+    let raw = span / target.max(1) as f64;
+    let pow = 10f64.powf(raw.log10().floor());
+    let step = [1.0, 2.0, 5.0, 10.0]
+        .iter()
+        .map(|m| m * pow)
+        .find(|&s| s >= raw * 0.999)
+        .unwrap_or(10.0 * pow);
+    let first = (lo / step - 1e-9).ceil() as i64;
+    let last = (hi / step + 1e-9).floor() as i64;
+    (first..=last)
+        .map(|k| {
+            let v = k as f64 * step;
+            // Round away the float noise of k * step (0.6000000000000001 -> 0.6).
+            let digits = (-step.log10().floor()).max(0.0) as i32 + 1;
+            let scale = 10f64.powi(digits);
+            if digits < 15 {
+                (v * scale).round() / scale
+            } else {
+                v
+            }
+        })
+        .collect()
 }
 
 /// A plotted value on a given scale: finite, and positive on a log axis.
@@ -342,9 +384,31 @@ mod tests {
     }
 
     #[test]
+    fn exact_values_round_trip() {
+        for v in [0.1, 3e-8, 12345678.9, -2.5, 1.0 / 3.0, 0.0] {
+            assert_eq!(exact(v).parse::<f64>().unwrap(), v, "{v}");
+        }
+        assert_eq!(exact(3e-8), "3e-8");
+        assert_eq!(exact(0.25), "0.25");
+    }
+
+    #[test]
+    fn linear_ticks_are_round() {
+        assert_eq!(linear_ticks(0.0, 1.0, 5), vec![0.0, 0.2, 0.4, 0.6, 0.8, 1.0]);
+        assert_eq!(linear_ticks(-3.0, 4.5, 4), vec![-2.0, 0.0, 2.0, 4.0]);
+        assert_eq!(linear_ticks(2.0, 2.0, 5), vec![2.0]);
+        assert!(
+            linear_ticks(0.99999, 1.00001, 5)
+                .iter()
+                .all(|v| (0.99999..=1.00001).contains(v))
+        );
+        assert!(linear_ticks(0.99999, 1.00001, 5).len() >= 3);
+    }
+
+    #[test]
     fn viridis_ends() {
-        assert_eq!(viridis(0.0), RGBColor(68, 1, 84));
-        assert_eq!(viridis(1.0), RGBColor(253, 231, 37));
-        assert_eq!(viridis(f64::NAN), RGBColor(200, 200, 200));
+        assert_eq!(viridis(0.0), Rgb(68, 1, 84));
+        assert_eq!(viridis(1.0), Rgb(253, 231, 37));
+        assert_eq!(viridis(f64::NAN), Rgb(200, 200, 200));
     }
 }
