@@ -47,7 +47,6 @@ pub fn run(opts: &Options, cfg: &RunConfig) -> Result<PathBuf, String> {
         versions: versions(),
         command: command(opts, cfg),
         config_changes: cfg.changes(),
-        ..RunInfo::default()
     };
     write_report(&staging.dir, &info, &outputs).map_err(|e| e.to_string())?;
     staging.publish()?;
