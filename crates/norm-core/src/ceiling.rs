@@ -181,7 +181,7 @@ impl<L: Lanes<I, O>, const I: usize, const O: usize> SimdOp<f32> for Streaming<'
             one(i, &mut outs);
         }
         // Plain loops, no closures, inside the vector loop: a closure is compiled without
-        // the vector features of the `#[target_feature]` entry point (see `kernels.rs`).
+        // the vector features of the `#[target_feature]` entry point (see `kernels/write.rs`).
         let mut i = head;
         while i < body {
             let mut v = [s.splat(0.0); I];

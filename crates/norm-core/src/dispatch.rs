@@ -2,9 +2,9 @@
 //! instead of the detected one, so every path the CPU supports can be checked against
 //! the reference twins and timed side by side. Not part of the stable API.
 
-use crate::fused::{Kind, Params, add_rows, check_add_slices};
-use crate::kernels::{layer_norm_row_on, rms_norm_row_on};
-use crate::rows::{check_slices, check_stats_len, run_rows};
+use crate::forward::forward_slice;
+use crate::fused::{add_rows, check_add_slices};
+use crate::kernels::{Kind, Layer, Rms, RowParams};
 use crate::simd::{Path, Stores};
 use crate::{Float, KernelPath, LayerNorm, NormError, RmsNorm};
 
@@ -164,20 +164,7 @@ impl ForcedPath {
         mean: &mut [F],
         rstd: &mut [F],
     ) -> Result<(), NormError> {
-        let rows = check_slices(x.len(), out.len(), norm.dim())?;
-        check_stats_len("mean", mean.len(), rows)?;
-        check_stats_len("rstd", rstd.len(), rows)?;
-        let (w, b, eps) = (norm.weight(), norm.bias(), norm.eps());
-        run_rows(
-            x,
-            out,
-            norm.dim(),
-            Some(mean),
-            Some(rstd),
-            self.1,
-            |xr, or, st| layer_norm_row_on(self.0, xr, w, b, eps, or, st),
-        );
-        Ok(())
+        forward_slice::<Layer, F>(self, norm.p.row_params(), x, out, [Some(mean), Some(rstd)])
     }
 
     /// [`RmsNorm::forward_slice_with_stats`] on this path.
@@ -203,13 +190,7 @@ impl ForcedPath {
         out: &mut [F],
         rrms: &mut [F],
     ) -> Result<(), NormError> {
-        let rows = check_slices(x.len(), out.len(), norm.dim())?;
-        check_stats_len("rrms", rrms.len(), rows)?;
-        let (w, b, eps) = (norm.weight(), norm.bias(), norm.eps());
-        run_rows(x, out, norm.dim(), Some(rrms), None, self.1, |xr, or, st| {
-            (rms_norm_row_on(self.0, xr, w, b, eps, or, st), F::zero())
-        });
-        Ok(())
+        forward_slice::<Rms, F>(self, norm.p.row_params(), x, out, [Some(rrms), None])
     }
 
     /// [`LayerNorm::add_forward_slice`] on this path (`residual` overwritten with `h`
@@ -239,12 +220,7 @@ impl ForcedPath {
         h: Option<&mut [F]>,
         out: &mut [F],
     ) -> Result<(), NormError> {
-        let p = Params {
-            weight: norm.weight(),
-            bias: norm.bias(),
-            eps: norm.eps(),
-        };
-        self.add(Kind::Layer, p, x, residual, h, out)
+        self.add::<Layer, F>(norm.p.row_params(), x, residual, h, out)
     }
 
     /// [`RmsNorm::add_forward_slice`] on this path (`residual` overwritten with `h`
@@ -273,18 +249,13 @@ impl ForcedPath {
         h: Option<&mut [F]>,
         out: &mut [F],
     ) -> Result<(), NormError> {
-        let p = Params {
-            weight: norm.weight(),
-            bias: norm.bias(),
-            eps: norm.eps(),
-        };
-        self.add(Kind::Rms, p, x, residual, h, out)
+        self.add::<Rms, F>(norm.p.row_params(), x, residual, h, out)
     }
 
-    fn add<F: Float>(
+    /// The fused norm `K` on this path (`h = None`: in place, into `residual`).
+    fn add<K: Kind, F: Float>(
         self,
-        kind: Kind,
-        p: Params<'_, F>,
+        p: RowParams<'_, F>,
         x: &[F],
         residual: &mut [F],
         h: Option<&mut [F]>,
@@ -293,8 +264,8 @@ impl ForcedPath {
         let d = p.weight.len();
         check_add_slices(d, x.len(), residual.len(), h.as_ref().map(|h| h.len()), out.len())?;
         match h {
-            Some(h) => add_rows(self.0, self.1, kind, p, x, Some(residual), h, out),
-            None => add_rows(self.0, self.1, kind, p, x, None, residual, out),
+            Some(h) => add_rows::<K, F>(self, p, (x, Some(residual)), h, out),
+            None => add_rows::<K, F>(self, p, (x, None), residual, out),
         }
         Ok(())
     }

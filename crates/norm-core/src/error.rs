@@ -22,6 +22,7 @@ use thiserror::Error;
 /// # Ok::<(), NormError>(())
 /// ```
 #[derive(Debug, Clone, PartialEq, Error)]
+#[non_exhaustive]
 pub enum NormError {
     /// A norm over zero features was requested (`new(0)`, an empty weight, or an
     /// input whose last axis has length 0).

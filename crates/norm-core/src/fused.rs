@@ -10,63 +10,23 @@
 
 use ndarray::{Array, ArrayRef, Dimension, Zip};
 
-use crate::kernels::{layer_norm_add_row_on, rms_norm_add_row_on};
+use crate::dispatch::ForcedPath;
+use crate::kernels::{Kind, Layer, Out, Rms, RowParams, add_row};
 use crate::rows::{check_nd, check_slices};
 #[cfg(feature = "rayon")]
 use crate::rows::{go_parallel, rows_per_block};
-use crate::simd::{Path, Stores, stream_fence};
+use crate::simd::{Store, stream_fence};
 use crate::{Float, LayerNorm, NormError, RmsNorm};
 
-/// The shared parameters of one fused call.
-#[derive(Clone, Copy)]
-pub(crate) struct Params<'a, F> {
-    pub(crate) weight: &'a [F],
-    pub(crate) bias: Option<&'a [F]>,
-    pub(crate) eps: F,
-}
-
-/// Which norm a fused call applies.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Kind {
-    Layer,
-    Rms,
-}
-
-/// One fused row on `path` (`r = None`: `h` holds the residual and is overwritten).
-#[inline(always)]
-#[allow(clippy::too_many_arguments)]
-fn add_row<F: Float>(
-    path: Path,
-    kind: Kind,
-    p: Params<'_, F>,
-    x: &[F],
-    r: Option<&[F]>,
-    h: &mut [F],
-    out: &mut [F],
-    stream: bool,
-) {
-    match kind {
-        Kind::Layer => {
-            layer_norm_add_row_on(path, x, r, h, p.weight, p.bias, p.eps, out, stream);
-        }
-        Kind::Rms => {
-            rms_norm_add_row_on(path, x, r, h, p.weight, p.bias, p.eps, out, stream);
-        }
-    }
-}
-
-/// Runs the fused kernel over every row (lengths already checked; `d = weight.len()`).
+/// Runs the fused kernel of norm `K` over every row on `how`'s path (lengths already
+/// checked; `d = weight.len()`; `r = None`: `h` holds the residual and is overwritten).
 /// Large batches are split into fixed row blocks on the rayon pool, like the plain norms;
-/// `stores` decides from the size of `out` whether `y` is written with non-temporal
-/// stores (each block fenced before it returns).
-#[allow(clippy::too_many_arguments)]
-pub(crate) fn add_rows<F: Float>(
-    path: Path,
-    stores: Stores,
-    kind: Kind,
-    p: Params<'_, F>,
-    x: &[F],
-    r: Option<&[F]>,
+/// `how`'s stores decide from the size of `out` whether `y` is written with
+/// non-temporal stores (each block fenced before it returns).
+pub(crate) fn add_rows<K: Kind, F: Float>(
+    how: ForcedPath,
+    p: RowParams<'_, F>,
+    (x, r): (&[F], Option<&[F]>),
     h: &mut [F],
     out: &mut [F],
 ) {
@@ -74,25 +34,18 @@ pub(crate) fn add_rows<F: Float>(
     if d == 0 {
         return;
     }
-    let stream = stores.stream::<F>(out.len());
+    let (path, store) = (how.simd_path(), how.stores().store::<F>(out.len()));
     let serial = |x: &[F], r: Option<&[F]>, h: &mut [F], out: &mut [F]| {
         let rows = x
             .chunks_exact(d)
             .zip(h.chunks_exact_mut(d))
             .zip(out.chunks_exact_mut(d));
-        match r {
-            Some(r) => {
-                for (((xr, hr), or), rr) in rows.zip(r.chunks_exact(d)) {
-                    add_row(path, kind, p, xr, Some(rr), hr, or, stream);
-                }
-            }
-            None => {
-                for ((xr, hr), or) in rows {
-                    add_row(path, kind, p, xr, None, hr, or, stream);
-                }
-            }
+        let mut rc = r.map(|r| r.chunks_exact(d));
+        for ((xr, hr), y) in rows {
+            let rr = rc.as_mut().and_then(Iterator::next);
+            add_row::<K, F>(path, (xr, rr), hr, p, Out { y, store });
         }
-        if stream {
+        if store == Store::Streaming {
             stream_fence();
         }
     };
@@ -159,17 +112,8 @@ fn check_add_nd(dim: usize, x: &[usize], r: &[usize], outs: &[&[usize]]) -> Resu
 }
 
 macro_rules! impl_fused {
-    ($name:ident, $kind:expr, $title:literal, $formula:literal) => {
+    ($name:ident, $kind:ty, $title:literal, $formula:literal) => {
         impl<F: Float> $name<F> {
-            #[inline(always)]
-            fn fused_params(&self) -> Params<'_, F> {
-                Params {
-                    weight: self.weight(),
-                    bias: self.bias(),
-                    eps: self.eps(),
-                }
-            }
-
             #[doc = concat!("Fused residual add + ", $title, " over plain row-major slices: writes `h = x + residual` and `out = norm(h)`.")]
             ///
             /// ```text
@@ -199,7 +143,7 @@ macro_rules! impl_fused {
             /// ```
             pub fn add_forward_slice(&self, x: &[F], residual: &[F], h: &mut [F], out: &mut [F]) -> Result<(), NormError> {
                 check_add_slices(self.dim(), x.len(), residual.len(), Some(h.len()), out.len())?;
-                add_rows(Path::detected(), Stores::Auto, $kind, self.fused_params(), x, Some(residual), h, out);
+                add_rows::<$kind, F>(ForcedPath::detected(), self.p.row_params(), (x, Some(residual)), h, out);
                 Ok(())
             }
 
@@ -222,7 +166,7 @@ macro_rules! impl_fused {
             /// ```
             pub fn add_forward_slice_inplace(&self, x: &[F], residual: &mut [F], out: &mut [F]) -> Result<(), NormError> {
                 check_add_slices(self.dim(), x.len(), residual.len(), None, out.len())?;
-                add_rows(Path::detected(), Stores::Auto, $kind, self.fused_params(), x, None, residual, out);
+                add_rows::<$kind, F>(ForcedPath::detected(), self.p.row_params(), (x, None), residual, out);
                 Ok(())
             }
 
@@ -295,7 +239,7 @@ macro_rules! impl_fused {
                 if let (Some(xs), Some(rs), Some(hs), Some(os)) =
                     (x.as_slice(), residual.as_slice(), h.as_slice_mut(), out.as_slice_mut())
                 {
-                    add_rows(Path::detected(), Stores::Auto, $kind, self.fused_params(), xs, Some(rs), hs, os);
+                    add_rows::<$kind, F>(ForcedPath::detected(), self.p.row_params(), (xs, Some(rs)), hs, os);
                     return Ok(());
                 }
                 Zip::from(&mut *h).and(x).and(residual).for_each(|h, &a, &b| *h = a + b);
@@ -328,7 +272,7 @@ macro_rules! impl_fused {
             ) -> Result<(), NormError> {
                 check_add_nd(self.dim(), x.shape(), residual.shape(), &[out.shape()])?;
                 if let (Some(xs), Some(rs), Some(os)) = (x.as_slice(), residual.as_slice_mut(), out.as_slice_mut()) {
-                    add_rows(Path::detected(), Stores::Auto, $kind, self.fused_params(), xs, None, rs, os);
+                    add_rows::<$kind, F>(ForcedPath::detected(), self.p.row_params(), (xs, None), rs, os);
                     return Ok(());
                 }
                 Zip::from(&mut *residual).and(x).for_each(|r, &a| *r = a + *r);
@@ -340,13 +284,13 @@ macro_rules! impl_fused {
 
 impl_fused!(
     LayerNorm,
-    Kind::Layer,
+    Layer,
     "LayerNorm",
     "h = x + residual;  y = (h - mean(h)) / sqrt(var(h) + eps) · gamma + beta"
 );
 impl_fused!(
     RmsNorm,
-    Kind::Rms,
+    Rms,
     "RmsNorm",
     "h = x + residual;  y = h / sqrt(mean(h²) + eps) · gamma (+ beta)"
 );

@@ -3,10 +3,10 @@
 
 use ndarray::{Array, ArrayRef, Dimension};
 
-use crate::kernels::layer_norm_row;
+use crate::dispatch::ForcedPath;
+use crate::forward::{forward_nd, forward_slice, impl_forward};
+use crate::kernels::Layer;
 use crate::params::{Affine, impl_norm_params};
-use crate::rows::{check_nd, check_slices, check_stats_len, run_nd, run_rows};
-use crate::simd::Stores;
 use crate::{Float, NormError};
 
 /// Layer normalization over the last axis (Ba et al., 2016), as in GPT-2, BERT and
@@ -38,10 +38,11 @@ use crate::{Float, NormError};
 /// ```
 #[derive(Debug, Clone, PartialEq)]
 pub struct LayerNorm<F: Float> {
-    p: Affine<F>,
+    pub(crate) p: Affine<F>,
 }
 
 impl_norm_params!(LayerNorm, 1e-5, true, "LayerNorm");
+impl_forward!(LayerNorm, Layer);
 
 /// The per-row statistics of a LayerNorm forward pass, shaped like the input without its
 /// last axis: what the backward pass needs.
@@ -74,57 +75,6 @@ pub struct LayerNormStats<F, D: Dimension> {
 }
 
 impl<F: Float> LayerNorm<F> {
-    /// Normalizes `x` over its last axis into a new array of the same shape.
-    ///
-    /// `x` may have any rank ≥ 1 and any layout (views, transposes, slices).
-    ///
-    /// # Errors
-    /// [`NormError::ZeroRank`] for a 0-d input; [`NormError::FeatureMismatch`] if the
-    /// last axis is not [`dim`](Self::dim) long.
-    ///
-    /// # Example
-    /// ```
-    /// use ndarray::Array3;
-    /// use norm_core::LayerNorm;
-    ///
-    /// let x = Array3::<f64>::from_shape_fn((2, 3, 8), |(b, l, d)| (b * 24 + l * 8 + d) as f64);
-    /// let y = LayerNorm::<f64>::new(8)?.forward(&x)?;
-    /// assert_eq!(y.shape(), &[2, 3, 8]);
-    /// # Ok::<(), norm_core::NormError>(())
-    /// ```
-    pub fn forward<D: Dimension>(&self, x: &ArrayRef<F, D>) -> Result<Array<F, D>, NormError> {
-        check_nd(x.shape(), None, self.dim())?;
-        let mut out = Array::zeros(x.raw_dim());
-        self.forward_into(x, &mut out)?;
-        Ok(out)
-    }
-
-    /// Normalizes `x` over its last axis into the caller's `out` (same shape, any layout).
-    ///
-    /// # Errors
-    /// As [`forward`](Self::forward), plus [`NormError::OutputShape`] if `out`'s shape
-    /// differs from `x`'s.
-    ///
-    /// # Example
-    /// ```
-    /// use ndarray::Array2;
-    /// use norm_core::LayerNorm;
-    ///
-    /// let x = Array2::<f32>::from_shape_fn((4, 16), |(i, j)| (i + j) as f32);
-    /// let mut y = Array2::<f32>::zeros((4, 16));
-    /// LayerNorm::new(16)?.forward_into(&x, &mut y)?;
-    /// # Ok::<(), norm_core::NormError>(())
-    /// ```
-    pub fn forward_into<D: Dimension>(
-        &self,
-        x: &ArrayRef<F, D>,
-        out: &mut ArrayRef<F, D>,
-    ) -> Result<(), NormError> {
-        check_nd(x.shape(), Some(out.shape()), self.dim())?;
-        run_nd(x, out, false, |xr, or, st| self.row(xr, or, st))?;
-        Ok(())
-    }
-
     /// Like [`forward`](Self::forward), also returning the per-row mean and `1/std`.
     ///
     /// # Errors
@@ -146,35 +96,8 @@ impl<F: Float> LayerNorm<F> {
         &self,
         x: &ArrayRef<F, D>,
     ) -> Result<(Array<F, D>, LayerNormStats<F, D::Smaller>), NormError> {
-        check_nd(x.shape(), None, self.dim())?;
-        let mut out = Array::zeros(x.raw_dim());
-        let (mean, rstd) = run_nd(x, &mut out, true, |xr, or, st| self.row(xr, or, st))?;
+        let (out, (mean, rstd)) = forward_nd::<Layer, F, D>(self.p.row_params(), x, true)?;
         Ok((out, LayerNormStats { mean, rstd }))
-    }
-
-    /// Plain-slice form: `x` holds rows of length [`dim`](Self::dim), row-major; `out`
-    /// receives the normalized rows. An empty `x` is zero rows.
-    ///
-    /// # Errors
-    /// [`NormError::SliceLen`] if `x.len()` is not a multiple of `dim`;
-    /// [`NormError::BufferLen`] if `out.len() != x.len()`.
-    ///
-    /// # Example
-    /// ```
-    /// use norm_core::LayerNorm;
-    ///
-    /// let x = [1.0f32, 2.0, 3.0, 4.0, 5.0, 6.0];
-    /// let mut y = [0.0f32; 6];
-    /// LayerNorm::new(3)?.forward_slice(&x, &mut y)?;
-    /// assert!((y[0] + 1.2247).abs() < 1e-3);
-    /// # Ok::<(), norm_core::NormError>(())
-    /// ```
-    pub fn forward_slice(&self, x: &[F], out: &mut [F]) -> Result<(), NormError> {
-        check_slices(x.len(), out.len(), self.dim())?;
-        run_rows(x, out, self.dim(), None, None, Stores::Auto, |xr, or, st| {
-            self.row(xr, or, st)
-        });
-        Ok(())
     }
 
     /// Plain-slice form that also writes each row's mean and `1/std` (one per row).
@@ -201,23 +124,7 @@ impl<F: Float> LayerNorm<F> {
         mean: &mut [F],
         rstd: &mut [F],
     ) -> Result<(), NormError> {
-        let rows = check_slices(x.len(), out.len(), self.dim())?;
-        check_stats_len("mean", mean.len(), rows)?;
-        check_stats_len("rstd", rstd.len(), rows)?;
-        run_rows(
-            x,
-            out,
-            self.dim(),
-            Some(mean),
-            Some(rstd),
-            Stores::Auto,
-            |xr, or, st| self.row(xr, or, st),
-        );
-        Ok(())
-    }
-
-    #[inline(always)]
-    fn row(&self, x: &[F], out: &mut [F], stream: bool) -> (F, F) {
-        layer_norm_row(x, &self.p.weight, self.p.bias.as_deref(), self.p.eps, out, stream)
+        let (p, stats) = (self.p.row_params(), [Some(mean), Some(rstd)]);
+        forward_slice::<Layer, F>(ForcedPath::detected(), p, x, out, stats)
     }
 }

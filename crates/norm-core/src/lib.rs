@@ -30,6 +30,7 @@ pub mod ceiling;
 pub mod dispatch;
 mod error;
 mod float;
+mod forward;
 mod fused;
 mod kernels;
 mod layer_norm;

@@ -1,6 +1,7 @@
 //! The parameters both norms share (weight, optional bias, eps), their validation, and
 //! a macro generating the identical constructors and accessors of `LayerNorm`/`RmsNorm`.
 
+use crate::kernels::RowParams;
 use crate::{Float, NormError};
 
 /// Weight (gamma), optional bias (beta) and eps, validated together.
@@ -22,6 +23,15 @@ pub(crate) fn check_eps<F: Float>(eps: F) -> Result<F, NormError> {
 }
 
 impl<F: Float> Affine<F> {
+    /// The parameters as the row kernels take them.
+    pub(crate) fn row_params(&self) -> RowParams<'_, F> {
+        RowParams {
+            weight: &self.weight,
+            bias: self.bias.as_deref(),
+            eps: self.eps,
+        }
+    }
+
     pub(crate) fn new(dim: usize, with_bias: bool, eps: f64) -> Result<Self, NormError> {
         if dim == 0 {
             return Err(NormError::ZeroDim);

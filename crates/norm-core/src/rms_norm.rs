@@ -3,10 +3,10 @@
 
 use ndarray::{Array, ArrayRef, Dimension};
 
-use crate::kernels::rms_norm_row;
+use crate::dispatch::ForcedPath;
+use crate::forward::{forward_nd, forward_slice, impl_forward};
+use crate::kernels::Rms;
 use crate::params::{Affine, impl_norm_params};
-use crate::rows::{check_nd, check_slices, check_stats_len, run_nd, run_rows};
-use crate::simd::Stores;
 use crate::{Float, NormError};
 
 /// Root-mean-square normalization over the last axis (Zhang & Sennrich, 2019), as in
@@ -36,10 +36,11 @@ use crate::{Float, NormError};
 /// ```
 #[derive(Debug, Clone, PartialEq)]
 pub struct RmsNorm<F: Float> {
-    p: Affine<F>,
+    pub(crate) p: Affine<F>,
 }
 
 impl_norm_params!(RmsNorm, 1e-6, false, "RmsNorm");
+impl_forward!(RmsNorm, Rms);
 
 /// The per-row statistic of an RmsNorm forward pass, shaped like the input without its
 /// last axis: what the backward pass needs.
@@ -69,55 +70,6 @@ pub struct RmsNormStats<F, D: Dimension> {
 }
 
 impl<F: Float> RmsNorm<F> {
-    /// Normalizes `x` over its last axis into a new array of the same shape.
-    ///
-    /// # Errors
-    /// [`NormError::ZeroRank`] for a 0-d input; [`NormError::FeatureMismatch`] if the
-    /// last axis is not [`dim`](Self::dim) long.
-    ///
-    /// # Example
-    /// ```
-    /// use ndarray::Array2;
-    /// use norm_core::RmsNorm;
-    ///
-    /// let x = Array2::<f32>::from_shape_fn((8, 4), |(i, j)| (i * 4 + j) as f32);
-    /// let y = RmsNorm::<f32>::new(8)?.forward(&x.t())?; // a transposed view works too
-    /// assert_eq!(y.shape(), &[4, 8]);
-    /// # Ok::<(), norm_core::NormError>(())
-    /// ```
-    pub fn forward<D: Dimension>(&self, x: &ArrayRef<F, D>) -> Result<Array<F, D>, NormError> {
-        check_nd(x.shape(), None, self.dim())?;
-        let mut out = Array::zeros(x.raw_dim());
-        self.forward_into(x, &mut out)?;
-        Ok(out)
-    }
-
-    /// Normalizes `x` over its last axis into the caller's `out` (same shape, any layout).
-    ///
-    /// # Errors
-    /// As [`forward`](Self::forward), plus [`NormError::OutputShape`] if `out`'s shape
-    /// differs from `x`'s.
-    ///
-    /// # Example
-    /// ```
-    /// use ndarray::Array1;
-    /// use norm_core::RmsNorm;
-    ///
-    /// let x = Array1::<f64>::linspace(-1.0, 1.0, 5);
-    /// let mut y = Array1::<f64>::zeros(5);
-    /// RmsNorm::new(5)?.forward_into(&x, &mut y)?;
-    /// # Ok::<(), norm_core::NormError>(())
-    /// ```
-    pub fn forward_into<D: Dimension>(
-        &self,
-        x: &ArrayRef<F, D>,
-        out: &mut ArrayRef<F, D>,
-    ) -> Result<(), NormError> {
-        check_nd(x.shape(), Some(out.shape()), self.dim())?;
-        run_nd(x, out, false, |xr, or, st| self.row(xr, or, st))?;
-        Ok(())
-    }
-
     /// Like [`forward`](Self::forward), also returning the per-row `1/rms`.
     ///
     /// # Errors
@@ -138,34 +90,8 @@ impl<F: Float> RmsNorm<F> {
         &self,
         x: &ArrayRef<F, D>,
     ) -> Result<(Array<F, D>, RmsNormStats<F, D::Smaller>), NormError> {
-        check_nd(x.shape(), None, self.dim())?;
-        let mut out = Array::zeros(x.raw_dim());
-        let (rrms, _) = run_nd(x, &mut out, true, |xr, or, st| self.row(xr, or, st))?;
+        let (out, (rrms, _)) = forward_nd::<Rms, F, D>(self.p.row_params(), x, true)?;
         Ok((out, RmsNormStats { rrms }))
-    }
-
-    /// Plain-slice form: `x` holds rows of length [`dim`](Self::dim), row-major; `out`
-    /// receives the normalized rows. An empty `x` is zero rows.
-    ///
-    /// # Errors
-    /// [`NormError::SliceLen`] if `x.len()` is not a multiple of `dim`;
-    /// [`NormError::BufferLen`] if `out.len() != x.len()`.
-    ///
-    /// # Example
-    /// ```
-    /// use norm_core::RmsNorm;
-    ///
-    /// let mut y = [0.0f32; 2];
-    /// RmsNorm::new(2)?.forward_slice(&[3.0, 4.0], &mut y)?;
-    /// assert!((y[0] - 0.8485).abs() < 1e-3);
-    /// # Ok::<(), norm_core::NormError>(())
-    /// ```
-    pub fn forward_slice(&self, x: &[F], out: &mut [F]) -> Result<(), NormError> {
-        check_slices(x.len(), out.len(), self.dim())?;
-        run_rows(x, out, self.dim(), None, None, Stores::Auto, |xr, or, st| {
-            self.row(xr, or, st)
-        });
-        Ok(())
     }
 
     /// Plain-slice form that also writes each row's `1/rms` (one per row).
@@ -186,23 +112,7 @@ impl<F: Float> RmsNorm<F> {
     /// # Ok::<(), norm_core::NormError>(())
     /// ```
     pub fn forward_slice_with_stats(&self, x: &[F], out: &mut [F], rrms: &mut [F]) -> Result<(), NormError> {
-        let rows = check_slices(x.len(), out.len(), self.dim())?;
-        check_stats_len("rrms", rrms.len(), rows)?;
-        run_rows(
-            x,
-            out,
-            self.dim(),
-            Some(rrms),
-            None,
-            Stores::Auto,
-            |xr, or, st| self.row(xr, or, st),
-        );
-        Ok(())
-    }
-
-    #[inline(always)]
-    fn row(&self, x: &[F], out: &mut [F], stream: bool) -> (F, F) {
-        let r = rms_norm_row(x, &self.p.weight, self.p.bias.as_deref(), self.p.eps, out, stream);
-        (r, F::zero())
+        let (p, stats) = (self.p.row_params(), [Some(rrms), None]);
+        forward_slice::<Rms, F>(ForcedPath::detected(), p, x, out, stats)
     }
 }

@@ -4,7 +4,8 @@
 
 use ndarray::{Array, ArrayRef, ArrayView1, ArrayViewMut1, Axis, Dimension};
 
-use crate::simd::{Stores, stream_fence};
+use crate::kernels::Out;
+use crate::simd::{Store, Stores, stream_fence};
 use crate::{Float, NormError};
 
 /// Checks a flat row-major input of row length `d` against its output; returns the row count.
@@ -86,9 +87,9 @@ pub(crate) fn go_parallel<F>(len: usize) -> bool {
 /// Applies `row` to each `d`-long row of `x`, writing `out`; the two per-row statistics
 /// it returns go to `s0`/`s1` when given. Lengths must already be checked.
 ///
-/// `row(x, out, stream)` is told whether to write with non-temporal stores, as `stores`
-/// decides from the size of the whole `out` (so never differently per thread); each
-/// block that streamed is fenced before it returns.
+/// `row(x, out)` gets each output row paired with how to write it, as `stores` decides
+/// from the size of the whole `out` (so never differently per thread); each block that
+/// streamed is fenced before it returns.
 ///
 /// With the `rayon` feature, large batches are split into fixed blocks of whole rows
 /// ([`rows_per_block`]) run on the current rayon pool. Every row is computed by the same
@@ -100,9 +101,9 @@ pub(crate) fn run_rows<F: Float>(
     s0: Option<&mut [F]>,
     s1: Option<&mut [F]>,
     stores: Stores,
-    row: impl Fn(&[F], &mut [F], bool) -> (F, F) + Sync,
+    row: impl Fn(&[F], Out<'_, F>) -> (F, F) + Sync,
 ) {
-    let stream = stores.stream::<F>(out.len());
+    let store = stores.store::<F>(out.len());
     #[cfg(feature = "rayon")]
     if d > 0 && go_parallel::<F>(x.len()) {
         use rayon::prelude::*;
@@ -120,10 +121,10 @@ pub(crate) fn run_rows<F: Float>(
             .collect();
         blocks
             .into_par_iter()
-            .for_each(|(xb, ob, a, b)| run_rows_serial(xb, ob, d, a, b, stream, &row));
+            .for_each(|(xb, ob, a, b)| run_rows_serial(xb, ob, d, a, b, store, &row));
         return;
     }
-    run_rows_serial(x, out, d, s0, s1, stream, row);
+    run_rows_serial(x, out, d, s0, s1, store, row);
 }
 
 /// The serial body of [`run_rows`].
@@ -133,11 +134,11 @@ fn run_rows_serial<F: Float>(
     d: usize,
     mut s0: Option<&mut [F]>,
     mut s1: Option<&mut [F]>,
-    stream: bool,
-    row: impl Fn(&[F], &mut [F], bool) -> (F, F),
+    store: Store,
+    row: impl Fn(&[F], Out<'_, F>) -> (F, F),
 ) {
     for (i, (xr, or)) in x.chunks_exact(d).zip(out.chunks_exact_mut(d)).enumerate() {
-        let (a, b) = row(xr, or, stream);
+        let (a, b) = row(xr, Out { y: or, store });
         if let Some(s) = s0.as_deref_mut() {
             s[i] = a;
         }
@@ -145,7 +146,7 @@ fn run_rows_serial<F: Float>(
             s[i] = b;
         }
     }
-    if stream {
+    if store == Store::Streaming {
         stream_fence();
     }
 }
@@ -162,7 +163,7 @@ pub(crate) fn run_nd<F: Float, D: Dimension>(
     x: &ArrayRef<F, D>,
     out: &mut ArrayRef<F, D>,
     want_stats: bool,
-    row: impl Fn(&[F], &mut [F], bool) -> (F, F) + Sync,
+    row: impl Fn(&[F], Out<'_, F>) -> (F, F) + Sync,
 ) -> Result<StatPair<F, D>, NormError> {
     let ax = Axis(x.ndim() - 1);
     let d = x.len_of(ax);
@@ -228,7 +229,7 @@ const TILE: usize = 16;
 fn strided_lanes<'a, F: Float + 'a>(
     d: usize,
     lanes: impl IntoIterator<Item = LaneJob<'a, F>>,
-    row: &impl Fn(&[F], &mut [F], bool) -> (F, F),
+    row: &impl Fn(&[F], Out<'_, F>) -> (F, F),
 ) {
     let mut xin = vec![F::zero(); TILE * d];
     let mut yout = vec![F::zero(); TILE * d];
@@ -249,10 +250,22 @@ fn strided_lanes<'a, F: Float + 'a>(
                 None => &xin[j * d..(j + 1) * d],
             };
             let (sa, sb) = match ol.as_slice_mut() {
-                Some(o) => row(xr, o, false),
+                Some(o) => row(
+                    xr,
+                    Out {
+                        y: o,
+                        store: Store::Cached,
+                    },
+                ),
                 None => {
                     scatter = true;
-                    row(xr, &mut yout[j * d..(j + 1) * d], false)
+                    row(
+                        xr,
+                        Out {
+                            y: &mut yout[j * d..(j + 1) * d],
+                            store: Store::Cached,
+                        },
+                    )
                 }
             };
             **a = sa;

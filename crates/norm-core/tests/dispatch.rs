@@ -578,7 +578,7 @@ fn kernel_path_queries_are_consistent() {
     let avail = KernelPath::available();
     assert_eq!(avail.first(), Some(&KernelPath::Portable));
     assert_eq!(avail.last(), Some(&KernelPath::detected()));
-    for p in KernelPath::ALL {
+    for &p in KernelPath::all() {
         assert_eq!(ForcedPath::new(p).is_some(), p.is_available(), "{}", p.name());
     }
 }

@@ -36,6 +36,7 @@ mod x86;
 /// println!("LayerNorm and RMSNorm run on the {} kernels", path.name());
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub enum KernelPath {
     /// Plain Rust over fixed-size arrays, vectorized by the compiler for the baseline
     /// target (SSE2 on x86-64); no FMA. Runs everywhere.
@@ -47,16 +48,18 @@ pub enum KernelPath {
 }
 
 impl KernelPath {
-    /// All paths this build knows, slowest first.
+    /// All paths this build knows, slowest first (a slice: a later release may know more).
     ///
     /// # Example
     /// ```
     /// use norm_core::KernelPath;
     ///
-    /// assert_eq!(KernelPath::ALL[0], KernelPath::Portable);
-    /// assert_eq!(KernelPath::ALL.len(), 3);
+    /// assert_eq!(KernelPath::all()[0], KernelPath::Portable);
+    /// assert!(KernelPath::all().contains(&KernelPath::Avx2Fma));
     /// ```
-    pub const ALL: [KernelPath; 3] = [KernelPath::Portable, KernelPath::Avx2Fma, KernelPath::Avx512];
+    pub fn all() -> &'static [KernelPath] {
+        &[KernelPath::Portable, KernelPath::Avx2Fma, KernelPath::Avx512]
+    }
 
     /// Whether this CPU can run the path.
     ///
@@ -95,7 +98,7 @@ impl KernelPath {
     /// assert!(paths.iter().all(|p| p.is_available()));
     /// ```
     pub fn available() -> Vec<KernelPath> {
-        Self::ALL.into_iter().filter(|p| p.is_available()).collect()
+        Self::all().iter().copied().filter(|p| p.is_available()).collect()
     }
 
     /// The path the norms use on this CPU: the widest available (detected once, cached).
@@ -389,6 +392,33 @@ impl Stores {
             Stores::Streaming => true,
         }
     }
+
+    /// How an output of `len` elements of `F` is written (as [`stream`](Stores::stream)).
+    ///
+    /// # Example
+    /// ```
+    /// use norm_core::simd::{Store, Stores};
+    ///
+    /// assert_eq!(Stores::Auto.store::<f32>(16), Store::Cached);
+    /// assert_eq!(Stores::Streaming.store::<f32>(16), Store::Streaming);
+    /// ```
+    pub fn store<F>(self, len: usize) -> Store {
+        if self.stream::<F>(len) {
+            Store::Streaming
+        } else {
+            Store::Cached
+        }
+    }
+}
+
+/// How one output is written, as [`Stores`] decided for its size. Never changes a value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Store {
+    /// Plain stores, through the caches.
+    Cached,
+    /// Non-temporal stores for whole cache lines (the writer fences with
+    /// [`stream_fence`] before it returns).
+    Streaming,
 }
 
 /// An operation (one row, or a block of rows) that runs with any backend for its element

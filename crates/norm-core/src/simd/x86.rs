@@ -2,7 +2,7 @@
 //! `#[target_feature]` entry points that run a generic [`SimdOp`] with them.
 //!
 //! The generic bodies (`#[inline(always)]`, in `norm-core`'s and `norm-autograd`'s
-//! `kernels.rs`) are inlined into the entry points here and so compiled for these
+//! `kernels/` and `kernels.rs`) are inlined into the entry points here and so compiled for these
 //! features; callers must have checked the CPU first (a [`Path`](super::Path)).
 
 use std::arch::x86_64::*;

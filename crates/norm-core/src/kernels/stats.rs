@@ -1,0 +1,295 @@
+//! The reductions of the row kernels: what a pass reads ([`Source`]: a plain row, the
+//! row shifted and centered, or the residual sum `x + r`, computed again or written to
+//! `h` as it is read), the prefetch of the rows ahead ([`Ahead`]), and the two sums,
+//! `Σ (v - shift)` and `Σ v²`, each with four independent vector accumulators folded into
+//! fixed blocked [`Totals`] in an order set by the row length alone.
+
+use super::write::put;
+use crate::Float;
+use crate::simd::{Simd, Store};
+#[allow(unused_imports)]
+use num_traits::{Float as _, One as _, Zero as _};
+
+/// What a pass reads at element `i`: a vector (`W` elements) or one scalar.
+pub(super) trait Source<S: Simd> {
+    fn vec(&mut self, s: S, i: usize) -> S::V;
+    fn one(&mut self, i: usize) -> S::E;
+    /// [`vec`](Source::vec) in a write pass whose output vector at `i` is written as
+    /// `store` says (`Streaming`: `i` is at a vector boundary of the output); sources
+    /// that write a side output may stream it too.
+    #[inline(always)]
+    fn vec_to(&mut self, s: S, i: usize, store: Store) -> S::V {
+        let _ = store;
+        self.vec(s, i)
+    }
+}
+
+/// A plain row.
+pub(super) struct Plain<'a, E>(pub(super) &'a [E]);
+
+impl<S: Simd> Source<S> for Plain<'_, S::E> {
+    #[inline(always)]
+    fn vec(&mut self, s: S, i: usize) -> S::V {
+        s.load(&self.0[i..])
+    }
+    #[inline(always)]
+    fn one(&mut self, i: usize) -> S::E {
+        self.0[i]
+    }
+}
+
+/// The row of `src` shifted and centered: `(v_i - shift) - m`.
+pub(super) struct Centered<Src, E> {
+    pub(super) src: Src,
+    pub(super) shift: E,
+    pub(super) m: E,
+}
+
+impl<S: Simd, Src: Source<S>> Source<S> for Centered<Src, S::E> {
+    #[inline(always)]
+    fn vec(&mut self, s: S, i: usize) -> S::V {
+        s.sub(s.sub(self.src.vec(s, i), s.splat(self.shift)), s.splat(self.m))
+    }
+    #[inline(always)]
+    fn one(&mut self, i: usize) -> S::E {
+        (self.src.one(i) - self.shift) - self.m
+    }
+}
+
+/// The residual sum `x + r`, computed again wherever it is read (nothing written): the
+/// streaming fused kernels write `h` only in their last pass.
+pub(super) struct Sum<'a, E> {
+    pub(super) x: &'a [E],
+    pub(super) r: &'a [E],
+}
+
+impl<S: Simd> Source<S> for Sum<'_, S::E> {
+    #[inline(always)]
+    fn vec(&mut self, s: S, i: usize) -> S::V {
+        s.add(s.load(&self.x[i..]), s.load(&self.r[i..]))
+    }
+    #[inline(always)]
+    fn one(&mut self, i: usize) -> S::E {
+        self.x[i] + self.r[i]
+    }
+}
+
+/// The residual sum `h = x + r`, written to `h` as it is read (`r = None`: `h` holds `r`).
+/// With `h_store = Streaming`, vectors that [`Source::vec_to`] is told to stream go to
+/// `h` as non-temporal stores too (set only where `write::stream_h` allows).
+pub(super) struct AddInto<'a, E> {
+    pub(super) x: &'a [E],
+    pub(super) r: Option<&'a [E]>,
+    pub(super) h: &'a mut [E],
+    pub(super) h_store: Store,
+}
+
+impl<S: Simd> Source<S> for AddInto<'_, S::E> {
+    #[inline(always)]
+    fn vec(&mut self, s: S, i: usize) -> S::V {
+        self.vec_to(s, i, Store::Cached)
+    }
+    #[inline(always)]
+    fn vec_to(&mut self, s: S, i: usize, store: Store) -> S::V {
+        let r = match self.r {
+            Some(r) => s.load(&r[i..]),
+            None => s.load(&self.h[i..]),
+        };
+        let v = s.add(s.load(&self.x[i..]), r);
+        let store = match (store, self.h_store) {
+            (Store::Streaming, Store::Streaming) => Store::Streaming,
+            _ => Store::Cached,
+        };
+        put(s, self.h, i, v, store);
+        v
+    }
+    #[inline(always)]
+    fn one(&mut self, i: usize) -> S::E {
+        let v = self.x[i] + self.r.map_or(self.h[i], |r| r[i]);
+        self.h[i] = v;
+        v
+    }
+}
+
+/// The rows after the current one (up to two streams, e.g. `x` and the residual), to
+/// prefetch while the current row is written: a row's first pass reads it from memory
+/// and its write pass mostly writes, so prefetching the next row there keeps reads and
+/// writes in flight together, as in a copy. The pointers are one row past the current
+/// row's start and may point past the end of the data: they are only ever prefetched,
+/// never read.
+#[derive(Clone, Copy)]
+pub(super) struct Ahead<E>([*const E; 2]);
+
+impl<E> Ahead<E> {
+    /// The rows that follow `a` (and `b`) in memory.
+    #[inline(always)]
+    pub(super) fn after(a: &[E], b: Option<&[E]>) -> Self {
+        let next = |r: &[E]| r.as_ptr().wrapping_add(r.len());
+        Ahead([next(a), b.map_or(std::ptr::null(), next)])
+    }
+
+    /// Prefetches elements `[i, i + span)` of the rows ahead.
+    #[inline(always)]
+    pub(super) fn touch<S: Simd<E = E>>(self, s: S, i: usize, span: usize) {
+        let bytes = span * std::mem::size_of::<E>();
+        for p in self.0 {
+            if !p.is_null() {
+                let mut off = 0;
+                while off < bytes {
+                    s.prefetch(p.wrapping_add(i).wrapping_byte_add(off));
+                    off += 64;
+                }
+            }
+        }
+    }
+}
+
+/// Iterations of the four-vector loop between folds of the accumulators into the running
+/// totals (a block is `4 · W · BLOCK_ITERS` elements: 256 f32 on the portable and AVX2
+/// paths, 512 on AVX-512).
+const BLOCK_ITERS: usize = 8;
+/// Blocks folded into the first-level total before it is folded into the second.
+const BLOCKS_PER_GROUP: usize = 16;
+
+/// Blocked totals of the vector accumulators, so that few terms are added in sequence
+/// at the first two levels. A plain accumulator lane sums `d / (4·W)` terms one after
+/// another, and its rounding error grows with `d` (f32 rows of 65536 elements lost
+/// ~1e-5 relative in the variance). Here each accumulator sums `BLOCK_ITERS` terms, the
+/// block total `BLOCKS_PER_GROUP` block sums, and the group total one term per
+/// `4·W·BLOCK_ITERS·BLOCKS_PER_GROUP` elements (2048-8192), in sequence: at that third
+/// level the error still grows with the row length, but 2048-8192 times more slowly
+/// than a plain accumulator's. The order is fixed by the row length alone, so the
+/// result still depends only on the row's values and the path. Rows shorter than one
+/// block never fold: their sums are bit-identical to plain accumulation.
+#[derive(Clone, Copy)]
+struct Totals<V> {
+    block: V,
+    group: V,
+    blocks: usize,
+}
+
+impl<V: Copy> Totals<V> {
+    #[inline(always)]
+    fn new<S: Simd<V = V>>(s: S) -> Self {
+        let z = s.splat(S::E::zero());
+        Totals {
+            block: z,
+            group: z,
+            blocks: 0,
+        }
+    }
+
+    /// Adds one block's accumulators `a`, in the fixed order `(a0 + a1) + (a2 + a3)`.
+    #[inline(always)]
+    fn fold<S: Simd<V = V>>(&mut self, s: S, a: [V; 4]) {
+        self.block = s.add(self.block, s.add(s.add(a[0], a[1]), s.add(a[2], a[3])));
+        self.blocks += 1;
+        if self.blocks == BLOCKS_PER_GROUP {
+            self.group = s.add(self.group, self.block);
+            self.block = s.splat(S::E::zero());
+            self.blocks = 0;
+        }
+    }
+
+    /// The total with the last (partial) block's accumulators `a`, summed across lanes.
+    #[inline(always)]
+    fn finish<S: Simd<V = V>>(self, s: S, a: [V; 4]) -> S::E {
+        let last = s.add(s.add(a[0], a[1]), s.add(a[2], a[3]));
+        s.sum(s.add(self.group, s.add(self.block, last)))
+    }
+}
+
+/// What one term of a reduction adds to its accumulator.
+trait Term<S: Simd>: Copy {
+    /// Accumulator `a` plus the term of vector `v`.
+    fn vec(self, s: S, a: S::V, v: S::V) -> S::V;
+    /// Scalar total `t` plus the term of element `x`.
+    fn one(self, t: S::E, x: S::E) -> S::E;
+}
+
+/// The term `v - shift` of [`sum_shifted`].
+#[derive(Clone, Copy)]
+struct Shifted<S: Simd>(S::V, S::E);
+
+impl<S: Simd> Term<S> for Shifted<S> {
+    #[inline(always)]
+    fn vec(self, s: S, a: S::V, v: S::V) -> S::V {
+        s.add(a, s.sub(v, self.0))
+    }
+    #[inline(always)]
+    fn one(self, t: S::E, x: S::E) -> S::E {
+        t + (x - self.1)
+    }
+}
+
+/// The term `v²` of [`sum_sq`].
+#[derive(Clone, Copy)]
+struct Square;
+
+impl<S: Simd> Term<S> for Square {
+    #[inline(always)]
+    fn vec(self, s: S, a: S::V, v: S::V) -> S::V {
+        s.mul_add(v, v, a)
+    }
+    #[inline(always)]
+    fn one(self, t: S::E, x: S::E) -> S::E {
+        t + x * x
+    }
+}
+
+/// `Σ term(v_i)` over `n` elements of `src`: four vector accumulators folded into blocked
+/// [`Totals`], then single vectors into the first accumulator, then a scalar tail,
+/// combined in a fixed order.
+#[inline(always)]
+fn reduce<S: Simd>(s: S, n: usize, mut src: impl Source<S>, term: impl Term<S>) -> S::E {
+    let w = S::W;
+    let z = s.splat(S::E::zero());
+    let mut totals = Totals::new(s);
+    let mut i = 0;
+    let mut a = [z; 4];
+    while i + 4 * w <= n {
+        if i + 4 * w * BLOCK_ITERS <= n {
+            for _ in 0..BLOCK_ITERS {
+                for (k, acc) in a.iter_mut().enumerate() {
+                    *acc = term.vec(s, *acc, src.vec(s, i + k * w));
+                }
+                i += 4 * w;
+            }
+            totals.fold(s, a);
+            a = [z; 4];
+            continue;
+        }
+        for (k, acc) in a.iter_mut().enumerate() {
+            *acc = term.vec(s, *acc, src.vec(s, i + k * w));
+        }
+        i += 4 * w;
+    }
+    while i + w <= n {
+        a[0] = term.vec(s, a[0], src.vec(s, i));
+        i += w;
+    }
+    let mut t = S::E::zero();
+    while i < n {
+        t = term.one(t, src.one(i));
+        i += 1;
+    }
+    totals.finish(s, a) + t
+}
+
+/// `Σ (v_i - shift)` over `n` elements of `src` (see [`reduce`]).
+#[inline(always)]
+pub(super) fn sum_shifted<S: Simd>(s: S, n: usize, shift: S::E, src: impl Source<S>) -> S::E {
+    reduce(s, n, src, Shifted::<S>(s.splat(shift), shift))
+}
+
+/// `Σ v_i²` over `n` elements of `src` (see [`reduce`]).
+#[inline(always)]
+pub(super) fn sum_sq<S: Simd>(s: S, n: usize, src: impl Source<S>) -> S::E {
+    reduce(s, n, src, Square)
+}
+
+/// `1/d` for a row of length `d`.
+#[inline(always)]
+pub(super) fn inv_len<F: Float>(d: usize) -> F {
+    F::one() / F::from_usize(d).unwrap_or_else(F::one)
+}

@@ -1,0 +1,153 @@
+//! The write pass of both norms, `y = center(h) · (r·w) + b` with `center` the identity
+//! for RmsNorm: its loop over plain or streaming stores ([`write_pass!`]), the cache-line
+//! geometry of streaming stores, and the one store helper ([`put`]).
+
+use super::stats::{Ahead, Source};
+use super::{Coef, Kind, Out, RowParams};
+use crate::simd::{Simd, Store};
+
+/// The loop of a write pass over the `$n` elements of an output row: `$vector` (with
+/// `$i` and `$store` bound) writes elements `$i..$i + W` (`$store`: how; `Streaming`
+/// only at a vector boundary of the output), `$scalar` writes element `$j`. Both must
+/// compute each element with the same operations, so which of them writes an element
+/// never changes a bit.
+///
+/// Plain (`$head = None`): vectors from element 0 on. Streaming (`$head = Some(a)`, `a`
+/// the first element of the output at a cache-line boundary, `$line` elements per line):
+/// scalars before `a`, then vectors, streamed while they fill whole lines, so no line is
+/// written partly by plain and partly by non-temporal stores (that would flush a
+/// half-filled write-combining buffer). Either way the elements after the last full
+/// vector are scalars.
+///
+/// A macro, not a function taking closures: a closure is a function of its own, compiled
+/// without the vector features of the kernel's `#[target_feature]` entry point, and when
+/// the compiler did not inline it, every vector operation inside became a call (the
+/// fused kernels ran 10× slower that way).
+macro_rules! write_pass {
+    ($n:expr, $w:expr, $head:expr, $line:expr, |$i:ident, $store:ident| $vector:expr, |$j:ident| $scalar:expr $(,)?) => {{
+        let (n, w) = ($n, $w);
+        let (start, nt_end) = match $head {
+            Some(a) if a + w <= n => (a, a + (n - a) / $line * $line),
+            _ => (0, 0),
+        };
+        for $j in 0..start {
+            $scalar;
+        }
+        let mut $i = start;
+        while $i + w <= n {
+            let $store = if $i + w <= nt_end {
+                Store::Streaming
+            } else {
+                Store::Cached
+            };
+            $vector;
+            $i += w;
+        }
+        for $j in $i..n {
+            $scalar;
+        }
+    }};
+}
+
+/// Bytes in a cache line.
+const LINE: usize = 64;
+
+/// Where a streaming write pass over `out` starts its vectors: the first element at a
+/// cache-line boundary (also a vector boundary: vectors are at most a line); `None` for
+/// a plain write pass (or an `out` not aligned to its element type, which a slice
+/// always is).
+#[inline(always)]
+fn stream_head<S: Simd>(out: &[S::E], store: Store) -> Option<usize> {
+    let size = std::mem::size_of::<S::E>();
+    let mis = out.as_ptr() as usize % LINE;
+    (store == Store::Streaming && mis.is_multiple_of(size) && S::W * size <= LINE)
+        .then_some((LINE - mis) % LINE / size)
+}
+
+/// Elements of `E` per cache line.
+#[inline(always)]
+fn line<E>() -> usize {
+    LINE / std::mem::size_of::<E>()
+}
+
+/// Stores vector `v` to `out[i..i + W]`, non-temporally when `store` says so (see
+/// [`write_pass!`]).
+#[inline(always)]
+pub(super) fn put<S: Simd>(s: S, out: &mut [S::E], i: usize, v: S::V, store: Store) {
+    match store {
+        Store::Streaming => {
+            assert!(i + S::W <= out.len());
+            // SAFETY: in bounds (checked above); `write_pass!` streams only at vector
+            // boundaries of `out`.
+            unsafe { s.stream_at(out, i, v) }
+        }
+        Store::Cached => s.store(&mut out[i..], v),
+    }
+}
+
+/// How the fused write pass writes `h` beside `out`: streamed only when both sit at the
+/// same offset from a cache line, and in place (`h` also holds the residual, read just
+/// before each store) only when every vector is a whole line. With half-line vectors
+/// (AVX2) the read of a line's second half would follow a non-temporal store to its
+/// first half, which evicts the line and sends a half-filled write buffer to memory.
+#[inline(always)]
+pub(super) fn h_store<S: Simd>(h: *const S::E, out: *const S::E, in_place: bool) -> Store {
+    if h as usize % LINE == out as usize % LINE && (!in_place || S::W * std::mem::size_of::<S::E>() == LINE) {
+        Store::Streaming
+    } else {
+        Store::Cached
+    }
+}
+
+/// `(v - shift) - m` for LayerNorm (`vs`, `vm` splatted), `v` for RmsNorm: a function,
+/// not a closure (see [`write_pass!`]).
+#[inline(always)]
+fn center<K: Kind, S: Simd>(s: S, v: S::V, vs: S::V, vm: S::V) -> S::V {
+    if K::CENTER { s.sub(s.sub(v, vs), vm) } else { v }
+}
+
+/// The write pass: `y = center(h) · (r·w) + b` (`center(h) = (h - shift) - m` for
+/// LayerNorm, `h` for RmsNorm), into `out` as its store policy says. The scalar edges
+/// round exactly like the vector body (fused where it fuses), so the result never
+/// depends on the stores or the alignment.
+#[inline(always)]
+pub(super) fn write<K: Kind, S: Simd>(
+    s: S,
+    mut h: impl Source<S>,
+    p: RowParams<'_, S::E>,
+    c: Coef<S::E>,
+    out: Out<'_, S::E>,
+    ahead: Ahead<S::E>,
+) {
+    let (w, n, weight) = (S::W, p.weight.len(), p.weight);
+    let (vs, vm, vr) = (s.splat(c.shift), s.splat(c.m), s.splat(c.r));
+    let head = stream_head::<S>(out.y, out.store);
+    let y = out.y;
+    match p.bias {
+        Some(b) => write_pass!(
+            n,
+            w,
+            head,
+            line::<S::E>(),
+            |i, store| {
+                ahead.touch(s, i, w);
+                let d = center::<K, S>(s, h.vec_to(s, i, store), vs, vm);
+                let v = s.mul_add(d, s.mul(vr, s.load(&weight[i..])), s.load(&b[i..]));
+                put(s, y, i, v, store);
+            },
+            |j| y[j] = s.mul_add1(c.center::<K>(h.one(j)), c.r * weight[j], b[j]),
+        ),
+        None => write_pass!(
+            n,
+            w,
+            head,
+            line::<S::E>(),
+            |i, store| {
+                ahead.touch(s, i, w);
+                let d = center::<K, S>(s, h.vec_to(s, i, store), vs, vm);
+                put(s, y, i, s.mul(d, s.mul(vr, s.load(&weight[i..]))), store);
+            },
+            |j| y[j] = c.center::<K>(h.one(j)) * (c.r * weight[j]),
+        ),
+    }
+}
