@@ -225,28 +225,34 @@ fn row_sums<F: Float, S: Simd<E = F>, K: Kind>(s: S, x: &[F], dy: &[F], w: &[F],
         Stream::new(s, &dy[..n], z),
         Stream::new(s, &w[..n], z),
     );
-    let mut step = |k: usize, s: S| {
-        let xv = sx.next(s);
-        let xc = if K::CENTER { s.sub(xv, vm) } else { xv };
-        let gg = s.mul(sd.next(s), sw.next(s));
-        if K::CENTER {
-            c[k] = s.add(c[k], xc);
-            g[k] = s.add(g[k], gg);
-        }
-        p[k] = s.mul_add(gg, xc, p[k]);
-    };
+    // A macro, not a closure: a closure is a function of its own, compiled without the
+    // entry point's target features unless it happens to be inlined (the vector
+    // intrinsics then become calls).
+    macro_rules! step {
+        ($k:expr) => {{
+            let k = $k;
+            let xv = sx.next(s);
+            let xc = if K::CENTER { s.sub(xv, vm) } else { xv };
+            let gg = s.mul(sd.next(s), sw.next(s));
+            if K::CENTER {
+                c[k] = s.add(c[k], xc);
+                g[k] = s.add(g[k], gg);
+            }
+            p[k] = s.mul_add(gg, xc, p[k]);
+        }};
+    }
     let mut i = 0;
     while i + u * wd <= n {
         for k in 0..u {
             touch_ahead(s, x.as_ptr(), dy.as_ptr(), i + ahead::<F>() + k * wd);
         }
         for k in 0..u {
-            step(k, s);
+            step!(k);
         }
         i += u * wd;
     }
     while i + wd <= n {
-        step(0, s);
+        step!(0);
         i += wd;
     }
     let (mut tc, mut tg, mut tp) = (F::zero(), F::zero(), F::zero());
@@ -376,7 +382,11 @@ fn rows_at<F: Float, S: Simd<E = F>, K: Kind, const G: usize, const DB: bool>(
     rows: &Rows<'_, F>,
     out: &mut Grads<'_, F>,
 ) {
-    let co: [Coeffs<F>; G] = std::array::from_fn(|k| coeffs::<F, S, K>(s, rows, i + k));
+    // A loop, not `array::from_fn` with a closure (see `row_sums`).
+    let mut co = [Coeffs::<F>::default(); G];
+    for (k, c) in co.iter_mut().enumerate() {
+        *c = coeffs::<F, S, K>(s, rows, i + k);
+    }
     if co.iter().all(Coeffs::usable) {
         row_group::<F, S, K, G, DB>(s, i, rows, out, co);
         return;
@@ -399,7 +409,7 @@ fn rows_at<F: Float, S: Simd<E = F>, K: Kind, const G: usize, const DB: bool>(
 /// with `nc = −c·r` (`c = mean(x − m)`, the rounding of the saved mean), `nb = −mean(g)·r`,
 /// `ne = −mean(g·x̂)·r` for LayerNorm, where `Σ g·x̂ = r·(Σ g·(x − m) − c·Σ g)`; and
 /// `m = nc = nb = 0`, `ne = −mean(g·x̂)·r` with `Σ g·x̂ = r·Σ g·x` for RMSNorm.
-#[derive(Clone, Copy)]
+#[derive(Clone, Copy, Default)]
 struct Coeffs<F> {
     m: F,
     r: F,
@@ -468,11 +478,14 @@ fn row_group<F: Float, S: Simd<E = F>, K: Kind, const G: usize, const DB: bool>(
     let (xs, dys) = (&rows.x[i * d..(i + G) * d], &rows.dy[i * d..(i + G) * d]);
     let dxs = &mut out.dx[i * d..(i + G) * d];
     let (dg, db) = (&mut *out.dgamma, &mut *out.dbeta);
-    let vm: [S::V; G] = std::array::from_fn(|k| s.splat(co[k].m));
-    let vr: [S::V; G] = std::array::from_fn(|k| s.splat(co[k].r));
-    let vnc: [S::V; G] = std::array::from_fn(|k| s.splat(co[k].nc));
-    let vnb: [S::V; G] = std::array::from_fn(|k| s.splat(co[k].nb));
-    let vne: [S::V; G] = std::array::from_fn(|k| s.splat(co[k].ne));
+    let (mut vm, mut vr, mut vnc, mut vnb, mut vne) = ([z; G], [z; G], [z; G], [z; G], [z; G]);
+    for (k, c) in co.iter().enumerate() {
+        vm[k] = s.splat(c.m);
+        vr[k] = s.splat(c.r);
+        vnc[k] = s.splat(c.nc);
+        vnb[k] = s.splat(c.nb);
+        vne[k] = s.splat(c.ne);
+    }
     assert!(dg.len() >= d && (!DB || db.len() >= d));
     // Scalar columns up to the first 64-byte boundary of dx (a vector store that
     // straddles two cache lines costs two) and after the last full vector. Each column
@@ -482,26 +495,33 @@ fn row_group<F: Float, S: Simd<E = F>, K: Kind, const G: usize, const DB: bool>(
     let head = aligned_head::<F>(dxs.as_ptr(), d);
     let body_end = head + (d - head) / wd * wd;
     {
-        let mut column = |j: usize| {
-            for (k, c) in co.iter().enumerate() {
-                let o = k * d + j;
-                let g = dys[o] * w[j];
-                let (xh, dx) = if K::CENTER {
-                    let xh = s.mul_add1(xs[o] - c.m, c.r, c.nc);
-                    (xh, s.mul_add1(xh, c.ne, s.mul_add1(g, c.r, c.nb)))
-                } else {
-                    let xh = xs[o] * c.r;
-                    (xh, s.mul_add1(xh, c.ne, g * c.r))
-                };
-                dxs[o] = dx;
-                dg[j] = s.mul_add1(dys[o], xh, dg[j]);
-                if DB {
-                    db[j] += dys[o];
+        macro_rules! column {
+            ($j:expr) => {{
+                let j = $j;
+                for (k, c) in co.iter().enumerate() {
+                    let o = k * d + j;
+                    let g = dys[o] * w[j];
+                    let (xh, dx) = if K::CENTER {
+                        let xh = s.mul_add1(xs[o] - c.m, c.r, c.nc);
+                        (xh, s.mul_add1(xh, c.ne, s.mul_add1(g, c.r, c.nb)))
+                    } else {
+                        let xh = xs[o] * c.r;
+                        (xh, s.mul_add1(xh, c.ne, g * c.r))
+                    };
+                    dxs[o] = dx;
+                    dg[j] = s.mul_add1(dys[o], xh, dg[j]);
+                    if DB {
+                        db[j] += dys[o];
+                    }
                 }
-            }
-        };
-        (0..head).for_each(&mut column);
-        (body_end..d).for_each(&mut column);
+            }};
+        }
+        for j in 0..head {
+            column!(j);
+        }
+        for j in body_end..d {
+            column!(j);
+        }
     }
     let nt = streamed_rows::<F, G>(out.stores, dxs.as_ptr(), head, d);
     let nt_end = stream_end::<F>(head, d);
