@@ -1,39 +1,42 @@
 //! The rescue path: rows whose variance (LayerNorm) or mean square (RmsNorm) overflowed,
-//! underflowed, is zero, or is not finite are redone in f64 with the row scaled by its
-//! largest magnitude, one body for both norms. Rare, so scalar and out of line.
+//! underflowed, is zero, or is not finite are redone in f64 with the row scaled by a
+//! power of two near its largest magnitude, one body for both norms. Rare, so scalar
+//! and out of line.
+//!
+//! Everything between the scaling and the output is done in the scaled units, where the
+//! values are of order 1: the centered values `x_i − μ` may overflow f64 although the
+//! row and its standard deviation do not (`[−1.1e308, −1.66e308, 1.78e308]`), and the
+//! mean of a row of subnormals is not representable on the subnormal grid (`[1, 2, 3,
+//! 4]·2⁻¹⁰⁷⁴` has mean 2.5·2⁻¹⁰⁷⁴): in scaled units neither happens.
 
 use super::{Kind, RowParams};
 use crate::Float;
 
-/// `1/sqrt(s² · q + eps)` without forming `s²` (which may overflow or underflow).
-fn scaled_rsqrt(s: f64, q: f64, eps: f64) -> f64 {
-    if s == 0.0 {
-        return 1.0 / eps.sqrt();
-    }
-    let t = (eps / s) / s;
-    if t.is_finite() {
-        1.0 / (s * (q + t).sqrt())
+/// `2^⌊log₂ a⌋` for a finite `a > 0` (subnormals included): dividing by it is exact
+/// and leaves the largest magnitude in `[1, 2)`.
+fn pow2_floor(a: f64) -> f64 {
+    let bits = a.to_bits();
+    let exp = (bits >> 52) & 0x7ff;
+    if exp == 0 {
+        // Subnormal: the highest set bit of the mantissa.
+        f64::from_bits(1u64 << (63 - bits.leading_zeros()))
     } else {
-        // s is so small that s²·q is negligible next to eps.
-        1.0 / eps.sqrt()
-    }
-}
-
-/// `c / sqrt(s² · q + eps)` for `|c| <= s`, `s > 0`, without forming `s²` or `1/s`:
-/// for f64 rows of subnormals `1/s` (and so `rstd`) overflows although every output is
-/// an ordinary number.
-fn scaled_div(c: f64, s: f64, q: f64, eps: f64) -> f64 {
-    let t = (eps / s) / s;
-    if t.is_finite() {
-        (c / s) / (q + t).sqrt()
-    } else {
-        // s is so small that s²·q is negligible next to eps.
-        c / eps.sqrt()
+        f64::from_bits(exp << 52)
     }
 }
 
 /// The rescue path of one row: writes `out` and returns the row's statistics
 /// ([`Kind::stats`] of the mean and `1/std`, or of `1/rms`).
+///
+/// ```text
+/// LayerNorm: shift = x_0 (0 if some x_i − x_0 overflows), a = 2^⌊log₂ max |x_i − shift|⌋
+///            u_i = (x_i − shift)/a   (exact),   c_i = u_i − mean(u)
+/// RmsNorm:   a = 2^⌊log₂ max |x_i|⌋,  c_i = x_i/a
+/// s = max |c_i|,  q = mean((c_i/s)²) ∈ [1/D, 1],  t = ε/(a·s)²  (formed without (a·s)²)
+/// y_i = (c_i/s) / √(q + t) · γ_i + β_i,   r = 1/(a·s·√(q + t)),   μ = shift + a·mean(u)
+/// ```
+///
+/// When `t` overflows, `(a·s)²·q` is negligible next to ε and `y_i = a·c_i/√ε`.
 #[cold]
 #[inline(never)]
 pub(super) fn rescue<K: Kind, F: Float>(x: &[F], p: RowParams<'_, F>, out: &mut [F]) -> (F, F) {
@@ -60,38 +63,55 @@ pub(super) fn rescue<K: Kind, F: Float>(x: &[F], p: RowParams<'_, F>, out: &mut 
         0.0
     };
     let dev = |v: F| v.to_f64_exact() - shift;
-    let m = if K::CENTER {
-        let a = x.iter().fold(0.0f64, |a, &v| a.max(dev(v).abs()));
-        if a == 0.0 {
+    let big = x.iter().fold(0.0f64, |a, &v| a.max(dev(v).abs()));
+    let (a, mu) = if big == 0.0 {
+        (1.0, 0.0)
+    } else {
+        let a = pow2_floor(big);
+        let mu = if K::CENTER {
+            x.iter().map(|&v| dev(v) / a).sum::<f64>() / d
+        } else {
             0.0
-        } else {
-            a * (x.iter().map(|&v| dev(v) / a).sum::<f64>() / d)
-        }
-    } else {
-        0.0
-    };
-    let s = x.iter().fold(0.0f64, |s, &v| s.max((dev(v) - m).abs()));
-    let q = if s == 0.0 {
-        0.0
-    } else {
-        x.iter()
-            .map(|&v| {
-                let c = (dev(v) - m) / s;
-                c * c
-            })
-            .sum::<f64>()
-            / d
-    };
-    let r = scaled_rsqrt(s, q, eps);
-    for (i, o) in out.iter_mut().enumerate() {
-        // 0 * inf = NaN for a constant row with eps = 0 (documented).
-        let y = if s == 0.0 && r.is_infinite() {
-            f64::NAN
-        } else {
-            scaled_div(dev(x[i]) - m, s, q, eps)
         };
-        let y = y * p.weight[i].to_f64_exact() + p.bias.map_or(0.0, |b| b[i].to_f64_exact());
-        *o = F::from_f64_round(y);
+        (a, mu)
+    };
+    let mean = F::from_f64_round(shift + a * mu);
+    let c = |v: F| dev(v) / a - mu;
+    let s = x.iter().fold(0.0f64, |s, &v| s.max(c(v).abs()));
+    let affine = |i: usize, z: f64| {
+        F::from_f64_round(z * p.weight[i].to_f64_exact() + p.bias.map_or(0.0, |b| b[i].to_f64_exact()))
+    };
+    if s == 0.0 {
+        // A constant row (LayerNorm) or zeros (RmsNorm): y = 0·r·γ + β, which is NaN
+        // (0·∞) for eps = 0 (documented).
+        let r = 1.0 / eps.sqrt();
+        let z = if r.is_infinite() { f64::NAN } else { 0.0 };
+        for (i, o) in out.iter_mut().enumerate() {
+            *o = affine(i, z);
+        }
+        return K::stats(mean, F::from_f64_round(r));
     }
-    K::stats(F::from_f64_round(shift + m), F::from_f64_round(r))
+    let q = x
+        .iter()
+        .map(|&v| {
+            let z = c(v) / s;
+            z * z
+        })
+        .sum::<f64>()
+        / d;
+    // t = eps / (a·s)², without forming (a·s)².
+    let t = ((eps / a) / s) / a / s;
+    if !t.is_finite() {
+        // (a·s)²·q is negligible next to eps.
+        let root = eps.sqrt();
+        for (i, o) in out.iter_mut().enumerate() {
+            *o = affine(i, (c(x[i]) * a) / root);
+        }
+        return K::stats(mean, F::from_f64_round(1.0 / root));
+    }
+    let root = (q + t).sqrt();
+    for (i, o) in out.iter_mut().enumerate() {
+        *o = affine(i, (c(x[i]) / s) / root);
+    }
+    K::stats(mean, F::from_f64_round(((1.0 / root) / s) / a))
 }

@@ -225,9 +225,10 @@ fn check_extreme_f64(scale: f64, offset: f64, eps: f64, pow2: i32, truth_eps: f6
 fn f64_huge_and_tiny_rows() {
     let p = |e: i32| 2f64.powi(e);
     let tol = tol_for::<f64>(48);
-    // Subnormal inputs: the mean itself is rounded to the subnormal grid (2^-1074), an
-    // error of ~5e-14 relative to a spread of 1e-310.
-    let sub_tol = 4.0 * f64::from_bits(1) / 1e-310;
+    // Subnormal inputs: the rescue path centers them in scaled units, so the mean's
+    // rounding to the subnormal grid (2^-1074, ~5e-14 of a spread of 1e-310) costs
+    // nothing.
+    let sub_tol = tol;
     for (scale, offset, eps, pow2, truth_eps, tol) in [
         (1e300, 0.0, 0.0, -1000, 0.0, tol),
         (1e300, 3.0, 1e-5, -1000, 0.0, tol), // eps/var ~ 1e-605: negligible
@@ -541,5 +542,125 @@ fn huge_eps_with_large_variance() {
                 tol_for::<f64>(8),
             );
         }
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Finite rows at every magnitude (issue 13, item 3).
+
+/// `norm(z)` in f64 for a row `z` of order 1, with `eps` in the row's units (possibly 0
+/// or +inf): the truth for `x = 2^k · z`, since `norm(2^k·z; eps) = norm(z; eps/4^k)`.
+fn scaled_truth(kind: Kind, z: &[f64], eps: f64) -> Vec<f64> {
+    let d = z.len() as f64;
+    let w: Vec<f64> = match kind {
+        Kind::Ln => z.iter().map(|v| v - z[0]).collect(),
+        Kind::Rms => z.to_vec(),
+    };
+    let m = match kind {
+        Kind::Ln => w.iter().sum::<f64>() / d,
+        Kind::Rms => 0.0,
+    };
+    let var = w.iter().map(|v| (v - m) * (v - m)).sum::<f64>() / d;
+    w.iter().map(|v| (v - m) / (var + eps).sqrt()).collect()
+}
+
+/// Rows `2^k · (offset + N(0, 1))` for every `k` (step `step`) that keeps them finite,
+/// both kinds, eps 1e-5 and a tiny eps: every output finite and within `tol_for` of the
+/// scaled truth (relative to the output's scale, |γ| + |β| ≤ 4 here).
+fn check_every_magnitude<F: Float>(ks: std::ops::RangeInclusive<i32>, step: usize, tiny_eps: f64) {
+    let mut rng = Rng::new(13);
+    for k in ks.step_by(step) {
+        // Two exact steps: 2f64.powi(k) itself is 0 below 2^-1022 (it inverts 2^-k).
+        let p2 = 2f64.powi(k / 2) * 2f64.powi(k - k / 2);
+        for (d, offset) in [(3, 0.0), (17, 3.0), (100, 0.0), (100, -3.0)] {
+            let z0 = rng.normals::<f64>(d, offset, 1.0);
+            let x: Vec<F> = z0.iter().map(|v| F::from_f64_round(v * p2)).collect();
+            if x.iter().any(|v| !v.is_finite()) {
+                continue;
+            }
+            // The row actually stored, in units of 2^k (exact: a power of two).
+            let z: Vec<f64> = x.iter().map(|v| v.to_f64_exact() / p2).collect();
+            for kind in KINDS {
+                for eps in [1e-5, tiny_eps] {
+                    let norm = Norm::<F>::random(kind, d, F::from_f64_round(eps), true, &mut rng);
+                    let y = norm.forward_slice(&x);
+                    let what = format!("{kind:?} 2^{k} offset {offset} d {d} eps {eps:e}");
+                    assert!(y.iter().all(|v| v.is_finite()), "{what}: {y:?}");
+                    let e = norm.eps().to_f64_exact() / p2 / p2;
+                    let truth: Vec<f64> = scaled_truth(kind, &z, e)
+                        .iter()
+                        .enumerate()
+                        .map(|(i, v)| {
+                            v * norm.weight()[i].to_f64_exact()
+                                + norm.bias().map_or(0.0, |b| b[i].to_f64_exact())
+                        })
+                        .collect();
+                    assert_close(&what, &y, &truth, |_| 4.0, tol_for::<F>(d));
+                }
+            }
+        }
+    }
+}
+
+/// Finite rows with eps > 0 give finite outputs within the documented error at every
+/// magnitude the type holds, subnormal to near `MAX` (f64 rows near `MAX` used to give
+/// NaN: `x − μ` overflowed in the rescue path before it was scaled).
+#[test]
+fn finite_rows_give_finite_outputs_at_every_magnitude() {
+    check_every_magnitude::<f32>(-149..=125, 1, 1e-38);
+    check_every_magnitude::<f64>(-1074..=1021, 3, 1e-300);
+}
+
+/// The f64 row of issue 13 whose deviations from the mean overflow although the row and
+/// its spread do not: ≈ [−0.513, −0.885, 1.398], not NaN.
+#[test]
+fn f64_row_whose_deviations_overflow() {
+    let x = [-1.1e308, -1.66e308, 1.78e308];
+    // The truth, in units of 2^1023.
+    let z: Vec<f64> = x.iter().map(|v| v / 2f64.powi(1023)).collect();
+    let truth = scaled_truth(Kind::Ln, &z, 0.0);
+    for eps in [1e-5, 0.0] {
+        let y = LayerNorm::<f64>::new(3)
+            .unwrap()
+            .with_eps(eps)
+            .unwrap()
+            .forward(&ndarray::arr2(&[x]))
+            .unwrap();
+        let y = y.as_slice().unwrap();
+        assert_close(&format!("eps {eps}"), y, &truth, |_| 1.0, tol_for::<f64>(3));
+        assert!(
+            (y[0] + 0.513).abs() < 1e-3 && (y[1] + 0.885).abs() < 1e-3 && (y[2] - 1.398).abs() < 1e-3,
+            "{y:?}"
+        );
+    }
+}
+
+/// A row of the smallest subnormals with eps = 0: its mean (2.5 units of 2⁻¹⁰⁷⁴) is not on
+/// the subnormal grid, and rounding it to the grid used to skew the outputs to
+/// [−1.633, −0.816, 0, 0.816]; expected [−1.342, −0.447, 0.447, 1.342].
+#[test]
+fn f64_subnormal_row_mean_off_the_grid() {
+    let s = f64::from_bits(1);
+    let x = [1.0 * s, 2.0 * s, 3.0 * s, 4.0 * s];
+    let want = [
+        -3.0 / 5f64.sqrt(),
+        -1.0 / 5f64.sqrt(),
+        1.0 / 5f64.sqrt(),
+        3.0 / 5f64.sqrt(),
+    ];
+    let ln = LayerNorm::<f64>::new(4).unwrap().with_eps(0.0).unwrap();
+    for path in ForcedPath::all() {
+        let (mut y, mut m, mut r) = ([0.0; 4], [0.0], [0.0]);
+        path.layer_norm_slice(&ln, &x, &mut y, &mut m, &mut r).unwrap();
+        assert_close(
+            &format!("{:?}", path.path()),
+            &y,
+            &want,
+            |_| 1.0,
+            tol_for::<f64>(4),
+        );
+        // The saved mean is on the grid (2 or 3 units); the outputs do not use it.
+        assert!(m[0] == 2.0 * s || m[0] == 3.0 * s, "{}", m[0]);
+        assert!(r[0].is_infinite());
     }
 }
