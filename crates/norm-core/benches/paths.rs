@@ -10,7 +10,7 @@ use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_m
 use norm_core::dispatch::ForcedPath;
 use norm_core::{LayerNorm, RmsNorm, ceiling};
 
-const SHAPES: [(usize, usize); 3] = [(512, 768), (65536, 512), (8192, 4096)];
+const SHAPES: [(usize, usize); 4] = [(64, 768), (512, 768), (65536, 512), (8192, 4096)];
 
 fn data(n: usize) -> Vec<f32> {
     (0..n)

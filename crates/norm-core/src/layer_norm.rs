@@ -18,8 +18,8 @@ use crate::{Float, NormError};
 /// y_i  = (x_i - mean) / sqrt(var + eps) · gamma_i + beta_i
 /// ```
 ///
-/// The default eps is 1e-5 (PyTorch's default, used by BERT and GPT-2; some models use
-/// 1e-6 or 1e-12). The bias is optional: [`LayerNorm::without_bias`] matches PyTorch's
+/// The default eps is 1e-5 (PyTorch's default, used by GPT-2; BERT uses 1e-12, some
+/// models 1e-6). The bias is optional: [`LayerNorm::without_bias`] matches PyTorch's
 /// `bias=False`.
 ///
 /// Non-finite input: a row holding NaN or ±inf gives NaN in that row only. A constant
