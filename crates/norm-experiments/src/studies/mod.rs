@@ -23,4 +23,5 @@ studies! {
     gradient_flow::GradientFlow,
     pre_vs_post_norm::PreVsPostNorm,
     sequence_3d::Sequence3d,
+    training::Training,
 }
