@@ -86,6 +86,12 @@ fn f32_offset_rows_match_f64() {
         (1e6, 1e-2, 768, 6),
         (1e6, 1e-2, 4096, 7),
         (-1e6, 1e-2, 513, 8),
+        // 1e6 + N(0, 1e-2) holds 1-3 distinct f32 values (spacing 0.0625 at 1e6): these
+        // keep many distinct values at the same offset-to-spread ratios.
+        (1e6, 1.0, 768, 12),
+        (1e6, 1.0, 4096, 13),
+        (1e5, 0.1, 768, 14),
+        (1e5, 0.1, 4096, 15),
     ] {
         check_offset_rows(loc, spread, d, seed);
     }
@@ -102,6 +108,8 @@ fn f32_offset_long_rows_match_f64() {
         (-1e6, 1e-2, 16400, 11), // a block-and-a-bit tail on every path
         (1e6, 1e-2, 65536, 10),
         (1e4, 1.0, 65536, 5),
+        (1e6, 1.0, 65536, 16),
+        (1e5, 0.1, 65536, 17),
     ] {
         check_offset_rows(loc, spread, d, seed);
     }
