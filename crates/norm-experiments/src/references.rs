@@ -24,6 +24,9 @@ pub enum Reference {
     /// Kim et al. 2025: Peri-LN: Revisiting Layer Normalization in the Transformer
     /// Architecture.
     Kim2025,
+    /// Schoenholz, Gilmer, Ganguli & Sohl-Dickstein 2017: Deep Information Propagation
+    /// (the mean-field recursion for gradients through deep random nets).
+    Schoenholz2017,
 }
 
 impl Reference {
@@ -38,6 +41,7 @@ impl Reference {
             Self::Liu2020,
             Self::Wang2022,
             Self::Kim2025,
+            Self::Schoenholz2017,
         ]
     }
 
@@ -52,6 +56,7 @@ impl Reference {
             Self::Liu2020 => "liu2020",
             Self::Wang2022 => "wang2022",
             Self::Kim2025 => "kim2025",
+            Self::Schoenholz2017 => "schoenholz2017",
         }
     }
 
@@ -66,6 +71,7 @@ impl Reference {
             Self::Liu2020 => "Liu et al. 2020",
             Self::Wang2022 => "Wang et al. 2022",
             Self::Kim2025 => "Kim et al. 2025",
+            Self::Schoenholz2017 => "Schoenholz et al. 2017",
         }
     }
 
@@ -106,6 +112,10 @@ impl Reference {
                 "Jeonghoon Kim, Byeongchan Lee, Cheonbok Park, Yeontaek Oh, Beomjun Kim, Taehwan \
                  Yoo, Seongjin Shin, Dongyoon Han, Jinwoo Shin, Kang Min Yoo. Peri-LN: Revisiting \
                  Normalization Layer in the Transformer Architecture. ICML 2025. arXiv:2502.02732."
+            }
+            Self::Schoenholz2017 => {
+                "Samuel S. Schoenholz, Justin Gilmer, Surya Ganguli, Jascha Sohl-Dickstein. Deep \
+                 Information Propagation. ICLR 2017. arXiv:1611.01232."
             }
         }
     }
