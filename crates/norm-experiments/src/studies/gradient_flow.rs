@@ -722,9 +722,9 @@ fn findings(cfg: &Config, m: &Measurements) -> Vec<Finding> {
             Some(_) => format!(
                 "{label}: going back one layer multiplies ‖dL/dh‖ of the batch by {} on average \
                  (geometric mean over layers 1 to {}; the top layer, fed by the loss, is left \
-                 out), against √χ = {} from mean field at width {w}. One batch's product over \
-                 the layers falls a little below the expected growth: the factors are random, \
-                 and a product's typical value is below its mean.",
+                 out), against √χ = {} from mean field at width {w}. One batch's product of \
+                 random per-layer factors is a noisy estimate of that; χ row by row (below) is \
+                 the sharper comparison.",
                 sig(p.growth_per_layer, 4),
                 l - 1,
                 sig(p.predicted_growth_per_layer, 4),
@@ -748,7 +748,7 @@ fn findings(cfg: &Config, m: &Measurements) -> Vec<Finding> {
                     "×/layer",
                     format!(
                         "{label}: row by row, ‖dL/dh_l‖²·‖h_l‖² grows by χ = {} ± {} per layer \
-                         going back (mean over {} rows × layers), against χ(d) = {}·(1 + {}/{w}) = \
+                         going back (mean over {} pairs of row and layer), against χ(d) = {}·(1 + {}/{w}) = \
                          {} derived for width {w}: {} standard errors off (the infinite-width {}: \
                          {}).",
                         sig(chi.mean, 4),
