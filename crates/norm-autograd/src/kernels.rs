@@ -135,12 +135,11 @@ fn inv_len<F: Float>(d: usize) -> F {
     F::one() / F::from_usize(d).unwrap_or_else(F::one)
 }
 
-/// Rows per group of the write pass for rows of `d` elements: 4, or fewer when four
-/// rows of x and dy would not fit in half of a 2 MiB L2. gamma, dgamma and dbeta are
-/// loaded and stored once per group instead of once per row (measured faster than
-/// single rows even at d = 4096, where the group's rows are re-read from L2). The
-/// additions into the partials stay in row order, so the group size never changes a
-/// bit.
+/// Rows per group of the write pass for rows of `d` elements in cache: 4, or fewer when
+/// four rows of x and dy would not fit in half of a 2 MiB L2. gamma, dgamma and dbeta
+/// are loaded and stored once per group instead of once per row. Out of cache
+/// ([`run_rows`]) rows go one at a time. The additions into the partials stay in row
+/// order, so the group size never changes a bit.
 #[inline(always)]
 fn group_rows<F>(d: usize) -> usize {
     const BUDGET: usize = 1 << 20;
@@ -352,7 +351,16 @@ fn run_rows<F: Float, S: Simd<E = F>, K: Kind, const DB: bool>(
     out: &mut Grads<'_, F>,
 ) {
     let n = rows.r.len();
-    let group = group_rows::<F>(rows.weight.len());
+    // Out of cache (dx streamed), one row at a time: a group of G rows read column by
+    // column is 2·G + G concurrent streams of x, dy and dx, more than some hardware
+    // prefetchers follow (AMD Zen 3 ran 4-row groups at 0.2-0.35x the bandwidth ceiling,
+    // 2-3x slower than single rows). In cache, where no prefetcher is needed, groups save
+    // the loads and stores of gamma and the partials.
+    let group = if out.stores == Stores::Streaming {
+        1
+    } else {
+        group_rows::<F>(rows.weight.len())
+    };
     let mut i = 0;
     while group >= 4 && i + 4 <= n {
         rows_at::<F, S, K, 4, DB>(s, i, rows, out);
