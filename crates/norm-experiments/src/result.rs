@@ -229,6 +229,9 @@ pub struct Heatmap {
     pub values: Vec<f64>,
     /// Label of the colour bar.
     pub colorbar_label: String,
+    /// The colour scale's `(low, high)` ends (values outside are clamped); `None`: the
+    /// range of the values. Heatmaps meant to be compared side by side share one.
+    pub range: Option<(f64, f64)>,
 }
 
 /// A diagram of columns of stacked blocks with residual skip arrows (study 7).

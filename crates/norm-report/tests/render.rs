@@ -194,12 +194,14 @@ fn degenerate_data_still_renders() {
         cols: 2,
         values: vec![nan; 4],
         colorbar_label: "v".into(),
+        range: None,
     }));
     check(PanelContent::Heatmap(Heatmap {
         rows: 0,
         cols: 0,
         values: vec![],
         colorbar_label: "v".into(),
+        range: None,
     }));
     check(PanelContent::Scatter {
         series: vec![ScatterSeries {
@@ -263,6 +265,7 @@ fn mismatched_lengths_are_typed_errors() {
             cols: 3,
             values: vec![0.0; 5],
             colorbar_label: String::new(),
+            range: None,
         }),
         "2 x 3 but has 5 values",
     );

@@ -20,7 +20,10 @@ fn tick_font() -> Font {
 pub(super) fn draw(panel: &Panel, h: &Heatmap) -> PanelSvg {
     let mut svg = Svg::new();
     let top = title(&mut svg, &panel.title);
-    let (lo, hi) = axis_range(h.values.iter().copied(), Scale::Linear, 0.0);
+    let (lo, hi) = match h.range {
+        Some((lo, hi)) if lo.is_finite() && hi.is_finite() && lo < hi => (lo, hi),
+        _ => axis_range(h.values.iter().copied(), Scale::Linear, 0.0),
+    };
     let span = if hi > lo { hi - lo } else { 1.0 };
     let format = ticks((lo, hi), Scale::Linear);
     let bar_ticks = linear_ticks(lo, hi, 5);
