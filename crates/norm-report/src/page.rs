@@ -42,8 +42,8 @@ html { -webkit-text-size-adjust: 100%; text-size-adjust: 100%; }
 body { margin: 0; color: var(--fg); background: #fff;
   font: 17px/1.6 system-ui, -apple-system, "Segoe UI", Roboto, "DejaVu Sans", sans-serif; }
 main { max-width: 1240px; margin: 0 auto; padding: 1rem clamp(0.75rem, 3vw, 2rem) 3rem; }
-/* Prose stays at a readable measure (about 85 characters); figures may be wider. */
-p, li, h1, h2, h3, figcaption, .formula-note, .measure { max-width: 46rem; }
+/* Prose stays at a readable measure (about 80 characters); figures may be wider. */
+p, li, h1, h2, h3, figcaption, .formula-note, .measure { max-width: 40rem; }
 h1 { font-size: clamp(1.7rem, 5vw, 2.4rem); line-height: 1.2; margin: 0.5rem 0 0.2rem; }
 h2 { font-size: clamp(1.3rem, 3.6vw, 1.7rem); line-height: 1.25; margin: 2.6rem 0 0.8rem;
   padding-bottom: 0.25rem; border-bottom: 1px solid var(--rule); max-width: none; }
@@ -70,18 +70,20 @@ figure.fig { margin: 1.2rem 0 1.4rem; }
 figcaption { color: var(--muted); font-size: 0.98rem; margin-top: 0.7rem; }
 figcaption b { color: var(--fg); }
 .table-wrap { max-width: 100%; overflow-x: auto; }
-table { border-collapse: collapse; margin: 1rem 0; width: 100%; font-size: 0.97rem; }
+table { border-collapse: collapse; margin: 1rem 0; width: 100%; max-width: 72rem; font-size: 0.97rem; }
 th, td { border: 1px solid var(--rule); padding: 0.4rem 0.6rem; text-align: left; vertical-align: top; }
 th { background: var(--soft); }
+table.findings { max-width: 60rem; }
+table.findings td:first-child { width: 24%; }
 td.num { font-family: ui-monospace, "DejaVu Sans Mono", monospace; white-space: nowrap; }
 sup.cite a { text-decoration: none; padding: 0 0.1em; }
 .data { font-size: 0.95rem; color: var(--muted); overflow-wrap: anywhere; }
 .formula { max-width: 100%; overflow-x: auto; padding: 0.2rem 0; }
 math { font-size: 1.15em; }
 .formula-note { color: var(--muted); font-size: 0.97rem; margin: 0.2rem 0; }
-pre { background: var(--soft); padding: 0.7rem; overflow-x: auto; line-height: 1.45; max-width: 46rem; }
+pre { background: var(--soft); padding: 0.7rem; overflow-x: auto; line-height: 1.45; max-width: 40rem; }
 aside.note { border-left: 4px solid #7aa7d6; background: #f2f7fc; padding: 0.6rem 1rem;
-  margin: 1.2rem 0; max-width: 46rem; }
+  margin: 1.2rem 0; max-width: 40rem; }
 aside.note p { margin: 0.4rem 0; }
 ol.refs li { margin-bottom: 0.5rem; }
 ol.refs li:target { background: #fff6d6; }
