@@ -56,16 +56,19 @@ impl GradCheck {
 /// The relative error of an entry is
 ///
 /// ```text
-/// |a − n| / max(|a|, |n|, 1e-3 · s, 1e-4 · max(1, |L|)),
+/// |a − n| / max(|a|, |n|, 1e-3 · s, 1e-3 · max(1, |L|)),
 ///     s = max over the tensor of max(|a|, |n|),  L = the loss at the unperturbed point
 /// ```
 ///
 /// so entries whose gradient is a thousand times smaller than the tensor's largest are
 /// judged against that scale, and gradients that are exactly zero (LayerNorm over two
-/// features with eps = 0, say) against 1e-4·|L|: the finite-difference estimate carries
-/// rounding noise of about 3·2⁻⁵²·|L|/h ≈ 1e-11·|L| at the smaller steps, so below that
-/// floor a relative error of 1e-6 would measure the noise, not the code under test. Such
-/// entries are in effect checked to an absolute 1e-10·|L|.
+/// features with eps = 0, say) against 1e-3·|L|: the finite-difference estimate carries
+/// rounding noise of about 3·2⁻⁵²·|L|/h ≈ 1e-11·|L| at the smaller steps, and up to
+/// 1e-10·|L| where intermediate values exceed the loss (an attention key bias, whose
+/// exact gradient is 0 by softmax's shift invariance, measured −1.05e-10 at |L| ≈ 1; the
+/// proptest seed is kept in tests/transformer.proptest-regressions), so below that floor
+/// a relative error of 1e-6 would measure the noise, not the code under test. Such entries
+/// are in effect checked to an absolute 1e-9·|L|.
 ///
 /// # Example
 /// ```
@@ -253,7 +256,7 @@ fn set_param<M: Module<f64>>(model: &mut M, name: &str, k: usize, t: f64) {
 }
 
 /// Absolute floor of the relative-error denominator (see [`GradChecker`]).
-const LOSS_FLOOR: f64 = 1e-4;
+const LOSS_FLOOR: f64 = 1e-3;
 
 /// Worst relative error between two equally long sequences (see [`GradChecker`]).
 fn compare(
