@@ -97,6 +97,12 @@ pub(crate) fn require_range(
     Ok(())
 }
 
+/// The range of each sample's mean in the input of studies 1 and 2 (and of the second
+/// batch of study 3, "the input of studies 1–2"): means as large as the spread.
+pub(crate) const PER_SAMPLE_MEAN_RANGE: (f64, f64) = (-4.0, 4.0);
+/// The range of each sample's standard deviation in that input.
+pub(crate) const PER_SAMPLE_STD_RANGE: (f64, f64) = (0.5, 3.0);
+
 /// A batch of `n` rows of `d` values where row `i` is `mu_i + sigma_i · z` with
 /// `z ~ N(0, 1)`, `mu_i ~ U(mean_range)`, `sigma_i ~ U(std_range)`: samples that each
 /// have their own mean and spread. Drawn row by row in a fixed order.

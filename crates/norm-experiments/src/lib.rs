@@ -9,6 +9,7 @@ mod config;
 mod dd;
 mod error;
 mod format;
+pub mod kernel_cost;
 pub mod markov;
 pub mod references;
 mod registry;
