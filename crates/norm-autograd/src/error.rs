@@ -81,4 +81,13 @@ pub enum GradError {
         /// What is wrong (missing, shape).
         reason: String,
     },
+    /// A layer's parts do not fit its configuration (e.g. a Peri-LN transformer block
+    /// without its output norms, or another placement with them).
+    #[error("a {placement} block {problem}")]
+    LayerMismatch {
+        /// The configuration (e.g. the block's placement name).
+        placement: &'static str,
+        /// What does not fit.
+        problem: &'static str,
+    },
 }

@@ -1,5 +1,5 @@
 //! The transformer block with its norm placement as a parameter (Post-Norm, Pre-Norm,
-//! DeepNorm) and its norm kind as a parameter (LayerNorm, RmsNorm), and a stack of N
+//! Peri-LN, DeepNorm) and its norm kind as a parameter (LayerNorm, RmsNorm), and a stack of N
 //! blocks with an optional final norm, whose backward reports the gradient of the
 //! residual stream entering every block.
 
@@ -17,6 +17,7 @@ use crate::{
 
 /// Where the norms sit relative to the residual connections.
 #[derive(Debug, Clone, Copy, PartialEq)]
+#[non_exhaustive]
 pub enum Placement {
     /// The original Transformer and BERT: normalize after each residual addition.
     ///
@@ -31,6 +32,15 @@ pub enum Placement {
     /// h = x + Attn(Norm₁(x)),   y = h + FFN(Norm₂(h))
     /// ```
     PreNorm,
+    /// Peri-LN (Kim et al. 2025; Gemma 2, OLMo 2): a norm before and after each
+    /// sublayer, both on the branch; the residual stream is never normalized (a final
+    /// norm usually follows the stack). Four norms per block: `norm1`, `norm2` on the
+    /// sublayer inputs as in Pre-Norm, `norm1_out`, `norm2_out` on their outputs.
+    ///
+    /// ```text
+    /// h = x + Norm₁ₒ(Attn(Norm₁(x))),   y = h + Norm₂ₒ(FFN(Norm₂(h)))
+    /// ```
+    PeriNorm,
     /// DeepNorm (Wang et al. 2022, "DeepNet"): Post-Norm with the residual scaled by
     /// `alpha`, and the value, output-projection and feed-forward weights initialized with
     /// their gain multiplied by `beta`.
@@ -63,11 +73,12 @@ impl Placement {
         }
     }
 
-    /// A short name (`"post-norm"`, `"pre-norm"`, `"deepnorm"`).
+    /// A short name (`"post-norm"`, `"pre-norm"`, `"peri-norm"`, `"deepnorm"`).
     pub fn name(self) -> &'static str {
         match self {
             Placement::PostNorm => "post-norm",
             Placement::PreNorm => "pre-norm",
+            Placement::PeriNorm => "peri-norm",
             Placement::DeepNorm { .. } => "deepnorm",
         }
     }
@@ -78,6 +89,12 @@ impl Placement {
             Placement::DeepNorm { alpha, .. } => alpha,
             _ => 1.0,
         }
+    }
+
+    /// Whether the residual stream passes through no norm inside a block (Pre-Norm,
+    /// Peri-LN): such stacks usually end with a final norm.
+    pub fn unnormalized_stream(self) -> bool {
+        matches!(self, Placement::PreNorm | Placement::PeriNorm)
     }
 }
 
@@ -121,10 +138,10 @@ impl BlockConfig {
 }
 
 /// One transformer block: self-attention and feed-forward sublayers with residual
-/// connections and two norms placed according to [`Placement`].
+/// connections and two norms (four for Peri-LN) placed according to [`Placement`].
 ///
 /// Parameters: `attn.{q,k,v,o}.{weight,bias}`, `ffn.{lin1,lin2}.{weight,bias}`,
-/// `norm1.*`, `norm2.*`.
+/// `norm1.*`, `norm2.*`, and for Peri-LN `norm1_out.*`, `norm2_out.*`.
 ///
 /// # Example
 /// ```
@@ -151,7 +168,12 @@ pub struct TransformerBlock<F: Float> {
     pub norm1: Norm<F>,
     /// The norm around the feed-forward sublayer.
     pub norm2: Norm<F>,
-    /// Norm placement.
+    /// Peri-LN only (`None` otherwise): the norm on the attention output.
+    pub norm1_out: Option<Norm<F>>,
+    /// Peri-LN only (`None` otherwise): the norm on the feed-forward output.
+    pub norm2_out: Option<Norm<F>>,
+    /// Norm placement. Change it with [`TransformerBlock::with_placement`], which adds
+    /// or drops Peri-LN's output norms to match.
     pub placement: Placement,
 }
 
@@ -162,6 +184,8 @@ pub struct BlockCache<F> {
     ffn: FeedForwardCache<F>,
     norm1: NormCache<F, Ix3>,
     norm2: NormCache<F, Ix3>,
+    /// Peri-LN's output norms.
+    out: Option<[NormCache<F, Ix3>; 2]>,
 }
 
 /// Gradients of a [`TransformerBlock`]'s parameters.
@@ -175,6 +199,10 @@ pub struct BlockGrads<F> {
     pub norm1: NormGrads<F>,
     /// Of the second norm.
     pub norm2: NormGrads<F>,
+    /// Of Peri-LN's norm on the attention output (`None` for other placements).
+    pub norm1_out: Option<NormGrads<F>>,
+    /// Of Peri-LN's norm on the feed-forward output (`None` for other placements).
+    pub norm2_out: Option<NormGrads<F>>,
 }
 
 impl<F: Float> TransformerBlock<F> {
@@ -197,7 +225,7 @@ impl<F: Float> TransformerBlock<F> {
             _ => 1.0,
         };
         let scaled = config.init.scaled(beta);
-        Ok(Self {
+        Self {
             attn: MultiHeadAttention::new(
                 config.d_model,
                 config.n_heads,
@@ -209,8 +237,53 @@ impl<F: Float> TransformerBlock<F> {
             ffn: FeedForward::new(config.d_model, config.d_ff, config.activation, scaled, rng)?,
             norm1: Norm::new(config.norm, config.d_model)?,
             norm2: Norm::new(config.norm, config.d_model)?,
-            placement: config.placement,
-        })
+            norm1_out: None,
+            norm2_out: None,
+            placement: Placement::PreNorm,
+        }
+        .with_placement(config.placement)
+    }
+
+    /// The same block with another placement: the weights are kept; Peri-LN's output
+    /// norms are added (fresh, of `norm1`'s kind: weight 1, bias 0) or dropped. Norms
+    /// draw nothing at initialization, so a Peri-LN block built by [`TransformerBlock::new`]
+    /// equals the Pre-Norm block from the same generator state with this applied.
+    ///
+    /// # Errors
+    /// The errors of [`Norm::new`] (none for a block that was built).
+    pub fn with_placement(mut self, placement: Placement) -> Result<Self, GradError> {
+        if placement == Placement::PeriNorm {
+            let (kind, d) = (self.norm1.kind(), self.norm1.dim());
+            if self.norm1_out.is_none() {
+                self.norm1_out = Some(Norm::new(kind, d)?);
+            }
+            if self.norm2_out.is_none() {
+                self.norm2_out = Some(Norm::new(kind, d)?);
+            }
+        } else {
+            self.norm1_out = None;
+            self.norm2_out = None;
+        }
+        self.placement = placement;
+        Ok(self)
+    }
+
+    /// Peri-LN's two output norms, or `None` for the other placements.
+    ///
+    /// # Errors
+    /// [`GradError::LayerMismatch`] if the output norms do not match the placement (a
+    /// Peri-LN block without them, another placement with them).
+    fn out_norms(&self) -> Result<Option<[&Norm<F>; 2]>, GradError> {
+        let mismatch = |problem| GradError::LayerMismatch {
+            placement: self.placement.name(),
+            problem,
+        };
+        match (self.placement, &self.norm1_out, &self.norm2_out) {
+            (Placement::PeriNorm, Some(a), Some(b)) => Ok(Some([a, b])),
+            (Placement::PeriNorm, _, _) => Err(mismatch("lacks an output norm (norm1_out, norm2_out)")),
+            (_, None, None) => Ok(None),
+            _ => Err(mismatch("has Peri-LN output norms (norm1_out, norm2_out)")),
+        }
     }
 
     /// Applies the block to `x` (`(B, L, D)`).
@@ -218,15 +291,29 @@ impl<F: Float> TransformerBlock<F> {
     /// # Errors
     /// [`GradError::ShapeMismatch`] if the last axis is not `D`.
     pub fn forward(&self, x: &ArrayRef3<F>) -> Result<(Array3<F>, BlockCache<F>), GradError> {
+        let out_norms = self.out_norms()?;
         match self.placement {
-            Placement::PreNorm => {
+            Placement::PreNorm | Placement::PeriNorm => {
+                // Peri-LN: each branch output passes through its own norm before the add.
+                let mut out = Vec::with_capacity(2);
+                let mut branch = |v: Array3<F>, i: usize| -> Result<Array3<F>, GradError> {
+                    match out_norms {
+                        Some(norms) => {
+                            let (o, c) = norms[i].forward(&v)?;
+                            out.push(c);
+                            Ok(o)
+                        }
+                        None => Ok(v),
+                    }
+                };
                 let (n1, norm1) = self.norm1.forward(x)?;
                 let (a, attn) = self.attn.forward(&n1)?;
-                let mut h = a;
+                let mut h = branch(a, 0)?;
                 h.zip_mut_with(x, |a, &b| *a += b);
                 let (n2, norm2) = self.norm2.forward(&h)?;
                 let (f, ffn) = self.ffn.forward(&n2)?;
-                let y = f + &h;
+                let y = branch(f, 1)? + &h;
+                let out = <[NormCache<F, Ix3>; 2]>::try_from(out).ok();
                 Ok((
                     y,
                     BlockCache {
@@ -234,6 +321,7 @@ impl<F: Float> TransformerBlock<F> {
                         ffn,
                         norm1,
                         norm2,
+                        out,
                     },
                 ))
             }
@@ -250,6 +338,7 @@ impl<F: Float> TransformerBlock<F> {
                         ffn,
                         norm1,
                         norm2,
+                        out: None,
                     },
                 ))
             }
@@ -260,11 +349,13 @@ impl<F: Float> TransformerBlock<F> {
     ///
     /// ```text
     /// Pre-Norm:  dh = dy + Norm₂ᵀ(FFNᵀ(dy)),        dx = dh + Norm₁ᵀ(Attnᵀ(dh))
+    /// Peri-LN:   dh = dy + Norm₂ᵀ(FFNᵀ(Norm₂ₒᵀ(dy))), dx = dh + Norm₁ᵀ(Attnᵀ(Norm₁ₒᵀ(dh)))
     /// Post/Deep: dz₂ = Norm₂ᵀ(dy), dh = α·dz₂ + FFNᵀ(dz₂),  dz₁ = Norm₁ᵀ(dh), dx = α·dz₁ + Attnᵀ(dz₁)
     /// ```
     ///
     /// # Errors
-    /// [`GradError::ShapeMismatch`] if `dy` does not match the cached forward.
+    /// [`GradError::ShapeMismatch`] if `dy` does not match the cached forward;
+    /// [`GradError::CacheMismatch`] if the cache was made by a block of another placement.
     pub fn backward(
         &self,
         cache: &BlockCache<F>,
@@ -279,12 +370,36 @@ impl<F: Float> TransformerBlock<F> {
                 got: dy.shape().to_vec(),
             });
         }
+        let out = match (self.out_norms()?, &cache.out) {
+            (Some(norms), Some(caches)) => Some((norms, caches)),
+            (None, None) => None,
+            (norms, _) => {
+                let (with, without) = ("Peri-LN block", "block without output norms");
+                return Err(GradError::CacheMismatch {
+                    expected: if norms.is_some() { with } else { without },
+                    got: if norms.is_some() { without } else { with },
+                });
+            }
+        };
         match self.placement {
-            Placement::PreNorm => {
-                let (dn2, ffn) = self.ffn.backward(&cache.ffn, dy)?;
+            Placement::PreNorm | Placement::PeriNorm => {
+                // Through Peri-LN's output norm `i` (identity for Pre-Norm).
+                let branch =
+                    |g: &ArrayRef3<F>, i: usize| -> Result<(Array3<F>, Option<NormGrads<F>>), GradError> {
+                        match out {
+                            Some((norms, caches)) => {
+                                let (d, ng) = norms[i].backward(&caches[i], g)?;
+                                Ok((d, Some(ng)))
+                            }
+                            None => Ok((g.to_owned(), None)),
+                        }
+                    };
+                let (df, norm2_out) = branch(dy, 1)?;
+                let (dn2, ffn) = self.ffn.backward(&cache.ffn, &df)?;
                 let (dh2, norm2) = self.norm2.backward(&cache.norm2, &dn2)?;
                 let dh = dh2 + dy;
-                let (dn1, attn) = self.attn.backward(&cache.attn, &dh)?;
+                let (da, norm1_out) = branch(&dh, 0)?;
+                let (dn1, attn) = self.attn.backward(&cache.attn, &da)?;
                 let (dx1, norm1) = self.norm1.backward(&cache.norm1, &dn1)?;
                 let dx = dx1 + &dh;
                 Ok((
@@ -294,6 +409,8 @@ impl<F: Float> TransformerBlock<F> {
                         ffn,
                         norm1,
                         norm2,
+                        norm1_out,
+                        norm2_out,
                     },
                 ))
             }
@@ -312,6 +429,8 @@ impl<F: Float> TransformerBlock<F> {
                         ffn,
                         norm1,
                         norm2,
+                        norm1_out: None,
+                        norm2_out: None,
                     },
                 ))
             }
@@ -325,6 +444,12 @@ impl<F: Float> Module<F> for TransformerBlock<F> {
         self.ffn.visit_params(&mut |n, v| f(&join("ffn", n), v));
         self.norm1.visit_params(&mut |n, v| f(&join("norm1", n), v));
         self.norm2.visit_params(&mut |n, v| f(&join("norm2", n), v));
+        if let Some(o) = &self.norm1_out {
+            o.visit_params(&mut |n, v| f(&join("norm1_out", n), v));
+        }
+        if let Some(o) = &self.norm2_out {
+            o.visit_params(&mut |n, v| f(&join("norm2_out", n), v));
+        }
     }
 
     fn visit_params_mut(&mut self, f: &mut dyn FnMut(&str, ArrayViewMutD<'_, F>)) {
@@ -332,6 +457,12 @@ impl<F: Float> Module<F> for TransformerBlock<F> {
         self.ffn.visit_params_mut(&mut |n, v| f(&join("ffn", n), v));
         self.norm1.visit_params_mut(&mut |n, v| f(&join("norm1", n), v));
         self.norm2.visit_params_mut(&mut |n, v| f(&join("norm2", n), v));
+        if let Some(o) = &mut self.norm1_out {
+            o.visit_params_mut(&mut |n, v| f(&join("norm1_out", n), v));
+        }
+        if let Some(o) = &mut self.norm2_out {
+            o.visit_params_mut(&mut |n, v| f(&join("norm2_out", n), v));
+        }
     }
 }
 
@@ -341,6 +472,12 @@ impl<F: Float> Gradients<F> for BlockGrads<F> {
         self.ffn.visit_grads(&mut |n, v| f(&join("ffn", n), v));
         self.norm1.visit_grads(&mut |n, v| f(&join("norm1", n), v));
         self.norm2.visit_grads(&mut |n, v| f(&join("norm2", n), v));
+        if let Some(o) = &self.norm1_out {
+            o.visit_grads(&mut |n, v| f(&join("norm1_out", n), v));
+        }
+        if let Some(o) = &self.norm2_out {
+            o.visit_grads(&mut |n, v| f(&join("norm2_out", n), v));
+        }
     }
 }
 
@@ -357,7 +494,8 @@ pub struct StackConfig {
 
 impl StackConfig {
     /// `n_layers` blocks of [`BlockConfig::new`]; DeepNorm placements get
-    /// [`Placement::deepnorm_for`]`(n_layers)`; a final norm for Pre-Norm only.
+    /// [`Placement::deepnorm_for`]`(n_layers)`; a final norm for Pre-Norm and Peri-LN
+    /// (whose residual stream is never normalized inside a block).
     pub fn new(
         n_layers: usize,
         d_model: usize,
@@ -372,7 +510,7 @@ impl StackConfig {
         Self {
             n_layers,
             block: BlockConfig::new(d_model, n_heads, placement, norm),
-            final_norm: matches!(placement, Placement::PreNorm),
+            final_norm: placement.unnormalized_stream(),
         }
     }
 }

@@ -1,5 +1,5 @@
-//! Tests of attention, feed-forward, the transformer block in every placement and norm
-//! kind, and a 3-block stack: gradient checks in f64 over proptest shapes, the causal
+//! Tests of attention, feed-forward, the transformer block in every placement (Post-Norm,
+//! Pre-Norm, DeepNorm, Peri-LN) and norm kind, and a 3-block stack: gradient checks in f64 over proptest shapes, the causal
 //! mask, the reported per-block gradients, DeepNorm's constants, and typed errors.
 //!
 //! The feed-forward activation in gradient checks is GELU or tanh: ReLU's kink would
@@ -16,13 +16,14 @@ use norm_autograd::{
 };
 use proptest::prelude::*;
 
-const PLACEMENTS: [Placement; 3] = [
+const PLACEMENTS: [Placement; 4] = [
     Placement::PostNorm,
     Placement::PreNorm,
     Placement::DeepNorm {
         alpha: 1.681_792_830_507_429,
         beta: 0.42044820762685725,
     },
+    Placement::PeriNorm,
 ];
 
 fn block_config(d_model: usize, n_heads: usize, placement: usize, norm: usize, causal: bool) -> BlockConfig {
@@ -97,7 +98,7 @@ proptest! {
     /// Every placement × norm kind, with and without the causal mask.
     #[test]
     fn block_gradients(
-        placement in 0usize..3, norm in 0usize..2, causal in any::<bool>(),
+        placement in 0usize..4, norm in 0usize..2, causal in any::<bool>(),
         l in 1usize..4, heads in 1usize..3, dh in 2usize..4, seed in any::<u64>(),
     ) {
         let d = heads * dh;
@@ -121,14 +122,14 @@ proptest! {
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(8))]
 
-    /// A 3-block stack in every placement (Pre-Norm with its final norm).
+    /// A 3-block stack in every placement (Pre-Norm and Peri-LN with their final norm).
     #[test]
-    fn three_block_stack_gradients(placement in 0usize..3, norm in 0usize..2, causal in any::<bool>(), seed in any::<u64>()) {
+    fn three_block_stack_gradients(placement in 0usize..4, norm in 0usize..2, causal in any::<bool>(), seed in any::<u64>()) {
         let mut r = rng(seed);
         let cfg = StackConfig {
             n_layers: 3,
             block: block_config(4, 2, placement, norm, causal),
-            final_norm: placement == 1,
+            final_norm: PLACEMENTS[placement].unnormalized_stream(),
         };
         let mut stack = TransformerStack::<f64>::new(&cfg, &mut r).unwrap();
         jitter(&mut stack, seed ^ 11);
@@ -337,4 +338,110 @@ fn transformer_errors_are_typed() {
             value: -1.0
         }
     );
+}
+
+/// Every placement × norm kind: the block gradient-checked in f64 at fixed shapes, so
+/// each placement is checked on every run (the proptests sample placements at random).
+#[test]
+fn every_placement_passes_the_gradient_check() {
+    for (p, placement) in PLACEMENTS.iter().enumerate() {
+        for norm in 0..2 {
+            let mut r = rng(100 + p as u64);
+            let mut block =
+                TransformerBlock::<f64>::new(&block_config(6, 2, p, norm, p % 2 == 0), &mut r).unwrap();
+            jitter(&mut block, 7 + p as u64);
+            let x = uniform(&mut r, (2, 3, 6), -1.5, 1.5);
+            let proj = uniform(&mut r, (2, 3, 6), -1.0, 1.0);
+            let (_, cache) = block.forward(&x).unwrap();
+            let (dx, grads) = block.backward(&cache, &proj).unwrap();
+            let ck = GradChecker::default();
+            let b2 = block.clone();
+            let rep = ck
+                .check_input(&x, &dx, |xp| Ok(project(&proj, &b2.forward(xp)?.0)))
+                .unwrap();
+            assert!(rep.max_rel_error < TOL, "{placement:?} input: {rep:?}");
+            let rep = ck
+                .check_params(&mut block, &grads, |b| Ok(project(&proj, &b.forward(&x)?.0)))
+                .unwrap();
+            assert!(rep.max_rel_error < TOL, "{placement:?} params: {rep:?}");
+            assert_eq!(rep.checked, block.param_count());
+        }
+    }
+}
+
+/// Peri-LN: four norms per block (the two output norms are parameters with gradients),
+/// the same weights as the Pre-Norm block from the same generator state, each branch
+/// output normalized before its add (so the block adds exactly unit-RMS branches at
+/// initialization), and a final norm from `StackConfig::new`.
+#[test]
+fn peri_norm_normalizes_each_branch_output() {
+    let cfg = |p| BlockConfig::new(8, 2, p, NormKind::RmsNorm);
+    let pre = TransformerBlock::<f64>::new(&cfg(Placement::PreNorm), &mut rng(9)).unwrap();
+    let peri = TransformerBlock::<f64>::new(&cfg(Placement::PeriNorm), &mut rng(9)).unwrap();
+    assert_eq!(peri.attn, pre.attn);
+    assert_eq!(peri.ffn, pre.ffn);
+    assert_eq!(pre.clone().with_placement(Placement::PeriNorm).unwrap(), peri);
+    assert_eq!(peri.clone().with_placement(Placement::PreNorm).unwrap(), pre);
+    assert_eq!(peri.param_count(), pre.param_count() + 2 * 8);
+    // A large input: Pre-Norm adds branches of whatever scale the sublayers give;
+    // Peri-LN adds exactly unit-RMS rows (RMSNorm with weight 1), so y - x has
+    // per-row squared norm at most (1 + 1)² · D and the branch sums stay O(1).
+    let x = uniform(&mut rng(2), (1, 4, 8), -50.0, 50.0);
+    let (y, cache) = peri.forward(&x).unwrap();
+    let (a, _) = peri.attn.forward(&peri.norm1.forward(&x).unwrap().0).unwrap();
+    let (o1, _) = peri.norm1_out.as_ref().unwrap().forward(&a).unwrap();
+    let h = &x + &o1;
+    for row in o1.rows() {
+        let rms = (row.iter().map(|v| v * v).sum::<f64>() / 8.0).sqrt();
+        assert!((rms - 1.0).abs() < 1e-3, "branch rms {rms}");
+    }
+    let (f, _) = peri.ffn.forward(&peri.norm2.forward(&h).unwrap().0).unwrap();
+    let (o2, _) = peri.norm2_out.as_ref().unwrap().forward(&f).unwrap();
+    let expect = &h + &o2;
+    assert!(y.iter().zip(expect.iter()).all(|(a, b)| (a - b).abs() < 1e-12));
+    let (_, grads) = peri.backward(&cache, &y).unwrap();
+    assert!(grads.norm1_out.is_some() && grads.norm2_out.is_some());
+    let names: Vec<String> = grads.grad_norms().into_iter().map(|(n, _)| n).collect();
+    assert!(names.iter().any(|n| n == "norm2_out.weight"), "{names:?}");
+    let sc = StackConfig::new(2, 8, 2, Placement::PeriNorm, NormKind::LayerNorm);
+    assert!(sc.final_norm);
+    assert_eq!(Placement::PeriNorm.name(), "peri-norm");
+}
+
+/// A block whose output norms do not match its placement, and a cache from a block of
+/// another placement, are typed errors.
+#[test]
+fn peri_norm_mismatches_are_typed_errors() {
+    let cfg = |p| BlockConfig::new(4, 2, p, NormKind::LayerNorm);
+    let mut peri = TransformerBlock::<f64>::new(&cfg(Placement::PeriNorm), &mut rng(1)).unwrap();
+    let pre = TransformerBlock::<f64>::new(&cfg(Placement::PreNorm), &mut rng(1)).unwrap();
+    let x = Array3::<f64>::from_shape_fn((1, 3, 4), |(_, l, d)| (l * 4 + d) as f64);
+    let (_, peri_cache) = peri.forward(&x).unwrap();
+    let (_, pre_cache) = pre.forward(&x).unwrap();
+    assert!(matches!(
+        pre.backward(&peri_cache, &x),
+        Err(GradError::CacheMismatch { .. })
+    ));
+    assert!(matches!(
+        peri.backward(&pre_cache, &x),
+        Err(GradError::CacheMismatch { .. })
+    ));
+    peri.norm2_out = None;
+    assert_eq!(
+        peri.forward(&x).unwrap_err(),
+        GradError::LayerMismatch {
+            placement: "peri-norm",
+            problem: "lacks an output norm (norm1_out, norm2_out)"
+        }
+    );
+    let mut pre = pre;
+    pre.placement = Placement::PostNorm;
+    pre.norm1_out = peri.norm1_out.clone();
+    assert!(matches!(
+        pre.forward(&x),
+        Err(GradError::LayerMismatch {
+            placement: "post-norm",
+            ..
+        })
+    ));
 }
