@@ -10,9 +10,7 @@
 use norm_core::{LayerNorm, RmsNorm};
 use serde::Serialize;
 
-use crate::common::{
-    finding, normal, require_at_least, require_finite, require_positive, summary_finding,
-};
+use crate::common::{finding, normal, require_at_least, require_finite, require_positive, summary_finding};
 use crate::dd::exact_variance;
 use crate::format::{g, sig};
 use crate::references::Reference;
@@ -679,7 +677,11 @@ impl Study for Epsilon {
             .collect();
         let v = &m.variance;
         let method = |name: &str, value: f64| {
-            format!("{name}: {} ({} digits)", sig(value, 3), sig(digits(value, var), 2))
+            format!(
+                "{name}: {} ({} digits)",
+                sig(value, 3),
+                sig(digits(value, var), 2)
+            )
         };
         let mut cases = Vec::new();
         for c in &m.constant_row {
@@ -904,7 +906,11 @@ mod tests {
         let m = Epsilon::measure(cfg, seed).expect("measures");
         let var = m.variance.exact;
         // √(var/(var+eps)) = 1/2  ⇔  eps = 3·var: the bisection lands there.
-        assert!((m.eps_half / var - 3.0).abs() < 1e-6, "ratio {}", m.eps_half / var);
+        assert!(
+            (m.eps_half / var - 3.0).abs() < 1e-6,
+            "ratio {}",
+            m.eps_half / var
+        );
         assert!(m.ln_pred_max_rel_dev < 1e-9);
         // eps = 0 blows the noise up to unit std: output std 1, amplification 1/std(x).
         assert!((m.ln_std_eps0 - 1.0).abs() < 1e-6, "{}", m.ln_std_eps0);
@@ -964,14 +970,7 @@ mod tests {
         }
         // A noise far above one f32 step keeps the row varied: many distinct values, and
         // LayerNorm with eps = 0 is finite.
-        let m = Epsilon::measure(
-            &Config {
-                noise: 1e-3,
-                ..cfg
-            },
-            42,
-        )
-        .expect("measures");
+        let m = Epsilon::measure(&Config { noise: 1e-3, ..cfg }, 42).expect("measures");
         assert!(m.f32_row.distinct_values > cfg.dim / 2);
         assert_eq!(m.f32_row.cases[0].nan_outputs, 0);
     }
@@ -1015,14 +1014,56 @@ mod tests {
         let run = |cfg: Config| Epsilon::run(&cfg, 1);
         check_invalid(run(Config { dim: 1, ..c() }), "dim");
         check_invalid(run(Config { per_decade: 0, ..c() }), "per_decade");
-        check_invalid(run(Config { shown_features: 0, ..c() }), "shown_features");
+        check_invalid(
+            run(Config {
+                shown_features: 0,
+                ..c()
+            }),
+            "shown_features",
+        );
         check_invalid(run(Config { bins: 0, ..c() }), "bins");
         check_invalid(run(Config { noise: 0.0, ..c() }), "noise");
-        check_invalid(run(Config { eps_min: -1e-20, ..c() }), "eps_min");
-        check_invalid(run(Config { eps_max: 1e-30, ..c() }), "eps_max");
-        check_invalid(run(Config { center: f64::INFINITY, ..c() }), "center");
-        check_invalid(run(Config { framework_eps: -1.0, ..c() }), "framework_eps");
-        check_invalid(run(Config { f32_eps: vec![1e-5, 1e-50], ..c() }), "f32_eps");
-        check_invalid(run(Config { f32_eps: vec![0.0], ..c() }), "f32_eps");
+        check_invalid(
+            run(Config {
+                eps_min: -1e-20,
+                ..c()
+            }),
+            "eps_min",
+        );
+        check_invalid(
+            run(Config {
+                eps_max: 1e-30,
+                ..c()
+            }),
+            "eps_max",
+        );
+        check_invalid(
+            run(Config {
+                center: f64::INFINITY,
+                ..c()
+            }),
+            "center",
+        );
+        check_invalid(
+            run(Config {
+                framework_eps: -1.0,
+                ..c()
+            }),
+            "framework_eps",
+        );
+        check_invalid(
+            run(Config {
+                f32_eps: vec![1e-5, 1e-50],
+                ..c()
+            }),
+            "f32_eps",
+        );
+        check_invalid(
+            run(Config {
+                f32_eps: vec![0.0],
+                ..c()
+            }),
+            "f32_eps",
+        );
     }
 }

@@ -575,10 +575,22 @@ fn run_net(mlp: &Mlp<f32>, x: &Array2<f32>, target: &Array2<f32>) -> Result<RawP
         .d_outputs
         .iter()
         .zip(&cache.outputs)
-        .map(|(g, h)| row_sq_norms(g).iter().zip(row_sq_norms(h)).map(|(a, b)| a * b).collect())
+        .map(|(g, h)| {
+            row_sq_norms(g)
+                .iter()
+                .zip(row_sq_norms(h))
+                .map(|(a, b)| a * b)
+                .collect()
+        })
         .collect();
     let row_ratios = (1..y.len().saturating_sub(1))
-        .flat_map(|l| y[l - 1].iter().zip(&y[l]).map(|(a, b)| a / b).collect::<Vec<f64>>())
+        .flat_map(|l| {
+            y[l - 1]
+                .iter()
+                .zip(&y[l])
+                .map(|(a, b)| a / b)
+                .collect::<Vec<f64>>()
+        })
         .collect();
     Ok(RawProfile {
         act_grad,
@@ -762,7 +774,9 @@ fn findings(cfg: &Config, m: &Measurements) -> Vec<Finding> {
                         sig((chi.mean - m.norm_chi.infinite_width) / chi.std_error, 2),
                     ),
                 )
-                .labelled(&format!("{label}: per-layer factor χ of the squared gradient, per row"))
+                .labelled(&format!(
+                    "{label}: per-layer factor χ of the squared gradient, per row"
+                ))
                 .cite(&[Reference::Schoenholz2017]),
             );
         }
@@ -881,7 +895,11 @@ fn figure(m: &Measurements) -> Figure {
             s.push(LineSeries {
                 label,
                 x: layers.clone(),
-                y: if anchor_it { anchored(pred, meas) } else { pred.to_vec() },
+                y: if anchor_it {
+                    anchored(pred, meas)
+                } else {
+                    pred.to_vec()
+                },
                 style: LineStyle::Dashed,
             });
         }
@@ -955,7 +973,11 @@ mod tests {
         assert!((mf.grad[0] - 0.25).abs() < 1e-9, "{:?}", mf.grad);
         // ... and the weight gradients are then flat: ‖h_{l−1}‖ falls by g per layer as
         // ‖g_l‖ rises by g.
-        assert!(mf.weight_grad.iter().all(|w| (w - 1.0).abs() < 1e-9), "{:?}", mf.weight_grad);
+        assert!(
+            mf.weight_grad.iter().all(|w| (w - 1.0).abs() < 1e-9),
+            "{:?}",
+            mf.weight_grad
+        );
     }
 
     #[test]
@@ -967,7 +989,10 @@ mod tests {
         let c = norm_chi(32);
         assert!((c.infinite_width - 1.177_807).abs() < 2e-6, "{c:?}");
         assert!((c.width_coefficient - 1.096_078).abs() < 2e-5, "{c:?}");
-        assert!((c.chi - 1.2182).abs() < 1e-4 && (c.chi - 1.2205).abs() < 0.004, "{c:?}");
+        assert!(
+            (c.chi - 1.2182).abs() < 1e-4 && (c.chi - 1.2205).abs() < 0.004,
+            "{c:?}"
+        );
         assert!((norm_chi(1_000_000).chi - c.infinite_width).abs() < 2e-6);
     }
 
@@ -994,7 +1019,11 @@ mod tests {
                 orders(spread_ends(&p.act_grad)),
                 orders(spread_ends(&p.predicted_act_grad)),
             );
-            assert!((meas / pred - 1.0).abs() < 0.2, "{:?}: {meas} vs {pred} orders", p.net);
+            assert!(
+                (meas / pred - 1.0).abs() < 0.2,
+                "{:?}: {meas} vs {pred} orders",
+                p.net
+            );
             let rel = p.growth_per_layer / p.predicted_growth_per_layer - 1.0;
             assert!(rel.abs() < 0.04, "{:?}: per-layer {rel}", p.net);
             assert!(p.chi.is_none());
@@ -1014,12 +1043,23 @@ mod tests {
             // χ row by row against χ(d), in its own standard errors.
             let chi = p.chi.as_ref().expect("normed nets measure χ");
             let z = (chi.mean - m.norm_chi.chi) / chi.std_error;
-            assert!(z.abs() < CHI_Z, "{:?}: χ {} ± {} vs {} (z = {z})", p.net, chi.mean, chi.std_error, m.norm_chi.chi);
+            assert!(
+                z.abs() < CHI_Z,
+                "{:?}: χ {} ± {} vs {} (z = {z})",
+                p.net,
+                chi.mean,
+                chi.std_error,
+                m.norm_chi.chi
+            );
             // Spread over the stack against χ^((L−1)/2) (one batch's product over the
             // layers, top step included).
             let pred = spread_ends(&p.predicted_act_grad);
             let ratio = p.act_grad_spread / pred;
-            assert!(ratio > 1.0 / SPREAD && ratio < SPREAD, "{:?}: spread {ratio} of prediction", p.net);
+            assert!(
+                ratio > 1.0 / SPREAD && ratio < SPREAD,
+                "{:?}: spread {ratio} of prediction",
+                p.net
+            );
             for other in [&m.vanishing, &m.exploding] {
                 assert!(
                     orders(other.act_grad_spread) > 2.0 * orders(p.act_grad_spread),
@@ -1044,9 +1084,16 @@ mod tests {
         let f = GradientFlow::findings(cfg, &m);
         assert!(f.iter().all(|f| !f.label.is_empty()));
         let find = |name: &str| f.iter().find(|f| f.name == name).expect(name);
-        assert_eq!(find("layernorm_act_grad_ratio").value, m.layernorm.act_grad_spread);
+        assert_eq!(
+            find("layernorm_act_grad_ratio").value,
+            m.layernorm.act_grad_spread
+        );
         assert_eq!(find("rmsnorm_growth_per_layer").value, m.rmsnorm.growth_per_layer);
-        assert!(find("vanishing_growth_per_layer").refs.contains(&Reference::Schoenholz2017));
+        assert!(
+            find("vanishing_growth_per_layer")
+                .refs
+                .contains(&Reference::Schoenholz2017)
+        );
     }
 
     #[test]
@@ -1061,10 +1108,16 @@ mod tests {
         for (rows, cols) in [(1, 1), (3, 5), (16, 33)] {
             let a = Array2::from_shape_fn((rows, cols), |(i, j)| ((i * 7 + j * 3) as f32).sin() * 1e-3);
             let (mine, lib) = (norm_f64(&a), l2_norm(a.view().into_dyn()));
-            assert!((mine - lib).abs() <= 1e-14 * lib, "{rows}x{cols}: {mine} vs {lib}");
+            assert!(
+                (mine - lib).abs() <= 1e-14 * lib,
+                "{rows}x{cols}: {mine} vs {lib}"
+            );
             // A transposed view (not in memory order when both sides exceed 1) and 3-D input.
             assert!((norm_f64(&a.t()) - mine).abs() <= 1e-14 * lib);
-            let a3 = a.clone().into_shape_with_order((1, rows, cols)).expect("reshapes");
+            let a3 = a
+                .clone()
+                .into_shape_with_order((1, rows, cols))
+                .expect("reshapes");
             assert!((norm_f64(&a3) - mine).abs() <= 1e-14 * lib);
             assert_eq!(norm_f64(&Array2::<f32>::zeros((rows, cols))), 0.0);
         }
@@ -1101,7 +1154,9 @@ mod tests {
                 .num_threads(threads)
                 .build()
                 .expect("thread pool");
-            let r = pool.install(|| GradientFlow::run(&Config::small(), 42)).expect("runs");
+            let r = pool
+                .install(|| GradientFlow::run(&Config::small(), 42))
+                .expect("runs");
             serde_json::to_string(&r).expect("serializes")
         };
         assert_eq!(json(1), json(2));
@@ -1120,12 +1175,48 @@ mod tests {
         check_invalid(run(Config { depth: 2, ..c() }), "depth");
         check_invalid(run(Config { width: 3, ..c() }), "width");
         check_invalid(run(Config { batch: 0, ..c() }), "batch");
-        check_invalid(run(Config { vanishing_gain: 1.2, ..c() }), "vanishing_gain");
-        check_invalid(run(Config { vanishing_gain: -0.5, ..c() }), "vanishing_gain");
-        check_invalid(run(Config { exploding_gain: 0.9, ..c() }), "exploding_gain");
-        check_invalid(run(Config { exploding_gain: f64::INFINITY, ..c() }), "exploding_gain");
-        check_invalid(run(Config { norm_gain: f64::NAN, ..c() }), "norm_gain");
-        check_invalid(run(Config { norm_gain: 0.0, ..c() }), "norm_gain");
+        check_invalid(
+            run(Config {
+                vanishing_gain: 1.2,
+                ..c()
+            }),
+            "vanishing_gain",
+        );
+        check_invalid(
+            run(Config {
+                vanishing_gain: -0.5,
+                ..c()
+            }),
+            "vanishing_gain",
+        );
+        check_invalid(
+            run(Config {
+                exploding_gain: 0.9,
+                ..c()
+            }),
+            "exploding_gain",
+        );
+        check_invalid(
+            run(Config {
+                exploding_gain: f64::INFINITY,
+                ..c()
+            }),
+            "exploding_gain",
+        );
+        check_invalid(
+            run(Config {
+                norm_gain: f64::NAN,
+                ..c()
+            }),
+            "norm_gain",
+        );
+        check_invalid(
+            run(Config {
+                norm_gain: 0.0,
+                ..c()
+            }),
+            "norm_gain",
+        );
     }
 
     /// Mean and standard error.
@@ -1141,7 +1232,13 @@ mod tests {
     /// `Y_l = ‖dL/dh_l‖²·‖h_l‖²` makes `Y_{l−1}/Y_l` a sample of exactly the per-layer
     /// factor (docs/math.md), so its mean estimates χ without the heavy tail of a product
     /// over the stack. Returns (mean, standard error, the study's batch growth factors).
-    fn row_chi_f64(kind: NormKind, width: usize, batch: usize, depth: usize, seeds: u64) -> (f64, f64, Vec<f64>) {
+    fn row_chi_f64(
+        kind: NormKind,
+        width: usize,
+        batch: usize,
+        depth: usize,
+        seeds: u64,
+    ) -> (f64, f64, Vec<f64>) {
         let cfg = Config {
             depth,
             width,
@@ -1186,9 +1283,16 @@ mod tests {
             let (chi, se, _) = row_chi_f64(kind, d, 1, 24, 400);
             // The expansion's O(1/d²) remainder: 0.002 at d = 32 (Monte Carlo), ~4× at 16.
             let tol = 4.0 * se + 3.0 / (d * d) as f64;
-            assert!((chi - pred.chi).abs() < tol, "{kind:?}: {chi} ± {se} vs {}", pred.chi);
+            assert!(
+                (chi - pred.chi).abs() < tol,
+                "{kind:?}: {chi} ± {se} vs {}",
+                pred.chi
+            );
             let old = pred.infinite_width * (1.0 - k / d as f64);
-            assert!((chi - pred.infinite_width).abs() > tol && (chi - old).abs() > tol, "{kind:?}: {chi} ± {se}");
+            assert!(
+                (chi - pred.infinite_width).abs() > tol && (chi - old).abs() > tol,
+                "{kind:?}: {chi} ± {se}"
+            );
         }
     }
 

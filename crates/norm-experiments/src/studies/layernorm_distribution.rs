@@ -353,8 +353,16 @@ mod tests {
         assert!(lo <= hi);
         if cfg.eps > 0.0 {
             assert!(hi < 1.0);
-            assert!(1.0 - hi > cfg.eps / (4.0 * s_hi * s_hi), "shortfall {:e}", 1.0 - hi);
-            assert!(1.0 - lo < cfg.eps / (0.5 * s_lo * s_lo), "shortfall {:e}", 1.0 - lo);
+            assert!(
+                1.0 - hi > cfg.eps / (4.0 * s_hi * s_hi),
+                "shortfall {:e}",
+                1.0 - hi
+            );
+            assert!(
+                1.0 - lo < cfg.eps / (0.5 * s_lo * s_lo),
+                "shortfall {:e}",
+                1.0 - lo
+            );
         } else {
             assert!((hi - 1.0).abs() < tol && (lo - 1.0).abs() < tol, "{lo} {hi}");
         }

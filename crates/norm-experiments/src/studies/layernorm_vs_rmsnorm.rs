@@ -114,13 +114,31 @@ impl StudyConfig for Config {
         require_at_least(ID, "samples", self.samples, 1, "need at least one sample")?;
         require_at_least(ID, "dim", self.dim, 2, features)?;
         require_at_least(ID, "sweep_dim", self.sweep_dim, 2, features)?;
-        require_at_least(ID, "sweep_samples", self.sweep_samples, 2, "need a sample of each sign")?;
+        require_at_least(
+            ID,
+            "sweep_samples",
+            self.sweep_samples,
+            2,
+            "need a sample of each sign",
+        )?;
         let points = self.sweep_ratios.len();
         require_at_least(ID, "sweep_ratios", points, 1, "need at least one sweep point")?;
-        require_at_least(ID, "scatter_points", self.scatter_points, 1, "need at least one point")?;
+        require_at_least(
+            ID,
+            "scatter_points",
+            self.scatter_points,
+            1,
+            "need at least one point",
+        )?;
         require_at_least(ID, "timing_rows", self.timing_rows, 1, "need at least one row")?;
         require_at_least(ID, "timing_dim", self.timing_dim, 1, "need at least one feature")?;
-        require_at_least(ID, "timing_reps", self.timing_reps, 1, "need at least one timed run")?;
+        require_at_least(
+            ID,
+            "timing_reps",
+            self.timing_reps,
+            1,
+            "need at least one timed run",
+        )?;
         require_non_negative(ID, "activation_ratio_max", self.activation_ratio_max)?;
         for &k in &self.sweep_ratios {
             require_non_negative(ID, "sweep_ratios", k)?;
@@ -534,7 +552,13 @@ impl Study for LayerNormVsRmsNorm {
 
     fn findings(cfg: &Config, m: &Measurements) -> Vec<Finding> {
         let (a, w) = (&m.activation, &m.per_sample_gaussian);
-        let highly = |r: f64| if r >= 0.95 { "highly correlated" } else { "only moderately correlated" };
+        let highly = |r: f64| {
+            if r >= 0.95 {
+                "highly correlated"
+            } else {
+                "only moderately correlated"
+            }
+        };
         let sweep_first = m.sweep.first().copied();
         let sweep_last = m.sweep.last().copied();
         let (k_lo, k_hi) = min_max(m.sweep.iter().map(|p| p.ratio));
@@ -744,7 +768,10 @@ impl Study for LayerNormVsRmsNorm {
         let ks: Vec<f64> = m.sweep.iter().map(|p| p.ratio).collect();
         let panels = vec![
             scatter_panel(
-                format!("Activation-Like Input (|mean|/std ≤ {})", g(cfg.activation_ratio_max)),
+                format!(
+                    "Activation-Like Input (|mean|/std ≤ {})",
+                    g(cfg.activation_ratio_max)
+                ),
                 &a.scatter,
                 "LayerNorm output",
                 "RMSNorm output",
@@ -767,10 +794,26 @@ impl Study for LayerNormVsRmsNorm {
                     series: vec![
                         m.law_curve.clone(),
                         m.gap_curve.clone(),
-                        points("r, one k per batch (measured)", ks.clone(), m.sweep.iter().map(|p| p.r).collect()),
-                        points("RMS gap, one k per batch (measured)", ks, m.sweep.iter().map(|p| p.gap).collect()),
-                        points("r, activation-like (measured)", vec![a.effective_ratio], vec![a.r]),
-                        points("r, input of studies 1–2 (measured)", vec![w.effective_ratio], vec![w.r]),
+                        points(
+                            "r, one k per batch (measured)",
+                            ks.clone(),
+                            m.sweep.iter().map(|p| p.r).collect(),
+                        ),
+                        points(
+                            "RMS gap, one k per batch (measured)",
+                            ks,
+                            m.sweep.iter().map(|p| p.gap).collect(),
+                        ),
+                        points(
+                            "r, activation-like (measured)",
+                            vec![a.effective_ratio],
+                            vec![a.r],
+                        ),
+                        points(
+                            "r, input of studies 1–2 (measured)",
+                            vec![w.effective_ratio],
+                            vec![w.r],
+                        ),
                     ],
                     x_scale: Scale::Linear,
                     y_scale: Scale::Linear,
@@ -876,7 +919,8 @@ mod tests {
     fn check(cfg: &Config, seed: u64) {
         let m = S::measure(cfg, seed).expect("measures");
         let rounding = cfg.dim.max(cfg.sweep_dim) as f64 * f64::EPSILON * 10.0;
-        let eps_effect = 10.0 * cfg.eps / (cfg.std_range.0 * cfg.std_range.0).min(cfg.mixed_std_range.0.powi(2));
+        let eps_effect =
+            10.0 * cfg.eps / (cfg.std_range.0 * cfg.std_range.0).min(cfg.mixed_std_range.0.powi(2));
         let left_out = 4.0 / (cfg.dim * cfg.dim) as f64;
         let (a, w) = (&m.activation, &m.per_sample_gaussian);
 
@@ -885,7 +929,12 @@ mod tests {
         for b in [a, w] {
             assert!((b.r - b.r_identity).abs() < 1e-10, "{} vs {}", b.r, b.r_identity);
             let tol = 4.0 * b.r_standard_error + eps_effect + left_out;
-            assert!((b.r - b.r_expected).abs() < tol, "r {} expected {} tol {tol}", b.r, b.r_expected);
+            assert!(
+                (b.r - b.r_expected).abs() < tol,
+                "r {} expected {} tol {tol}",
+                b.r,
+                b.r_expected
+            );
             assert_eq!(b.ratios.len(), cfg.samples);
             // The batch sits on the law at its effective ratio, up to the mean(b)² term.
             assert!((law(b.effective_ratio) - b.r).abs() < 0.05, "{b:?}");
@@ -904,7 +953,11 @@ mod tests {
         assert!(m.identity_max_diff < rounding);
 
         // The sweep follows both closed forms; r falls and the gap grows with k.
-        assert!(m.sweep_r_max_deviation < eps_effect, "{}", m.sweep_r_max_deviation);
+        assert!(
+            m.sweep_r_max_deviation < eps_effect,
+            "{}",
+            m.sweep_r_max_deviation
+        );
         assert!(m.sweep_gap_max_deviation < eps_effect);
         assert!(m.sweep.windows(2).all(|p| p[1].r < p[0].r));
         assert!(m.sweep.windows(2).all(|p| p[1].gap > p[0].gap));

@@ -21,8 +21,7 @@ use crate::common::{
 use crate::format::{g, sig};
 use crate::references::Reference;
 use crate::result::{
-    Figure, Finding, HistogramSeries, LineSeries, LineStyle, Panel, PanelContent, Scale,
-    ScatterSeries,
+    Figure, Finding, HistogramSeries, LineSeries, LineStyle, Panel, PanelContent, Scale, ScatterSeries,
 };
 use crate::stats::{histogram, max_abs, mean, min_max, segment, std_dev};
 use crate::study::{Study, StudyConfig};
@@ -241,7 +240,8 @@ impl Study for LearnableAffine {
             mean: mean(&r_flat),
             std: std_dev(&r_flat),
         };
-        let moment_gap = ((restored_m.mean - input.mean).abs() / sigma).max((restored_m.std - input.std).abs() / sigma);
+        let moment_gap =
+            ((restored_m.mean - input.mean).abs() / sigma).max((restored_m.std - input.std).abs() / sigma);
 
         // Closed forms per feature.
         let fits: Vec<FeatureFit> = (0..d)
@@ -285,7 +285,8 @@ impl Study for LearnableAffine {
                 .fold(0.0, f64::max)
         };
         let gd_vs_closed_form = per_feature(&|f, gm, bt| (gm - f.traj[0]).abs().max((bt - f.traj[1]).abs()));
-        let distance_to_optimum = per_feature(&|f, gm, bt| ((gm - f.opt[0]).powi(2) + (bt - f.opt[1]).powi(2)).sqrt());
+        let distance_to_optimum =
+            per_feature(&|f, gm, bt| ((gm - f.opt[0]).powi(2) + (bt - f.opt[1]).powi(2)).sqrt());
 
         Ok(Measurements {
             shape: (n, d),
@@ -568,7 +569,13 @@ impl Study for LearnableAffine {
                 content: PanelContent::Lines {
                     series: vec![
                         line("loss", &m.losses, LineStyle::Solid),
-                        segment("least-squares minimum", 0.0, m.loss_at_optimum, last, m.loss_at_optimum),
+                        segment(
+                            "least-squares minimum",
+                            0.0,
+                            m.loss_at_optimum,
+                            last,
+                            m.loss_at_optimum,
+                        ),
                     ],
                     x_scale: Scale::Linear,
                     y_scale: Scale::Log,
@@ -616,8 +623,7 @@ impl Study for LearnableAffine {
             },
         ];
         Figure {
-            title: "Learnable Parameters: gamma (scale) and beta (shift) Can Undo Normalization"
-                .to_owned(),
+            title: "Learnable Parameters: gamma (scale) and beta (shift) Can Undo Normalization".to_owned(),
             panels,
             columns: 2,
         }
@@ -701,7 +707,11 @@ mod tests {
         // sample mean over n·d values has relative spread ~1/√n, allow 50%.
         let pred = (1.5 / d).sqrt();
         assert_eq!(m.population_rms_error_pred, pred);
-        assert!((m.population_rms_error / pred - 1.0).abs() < 0.5, "{}", m.population_rms_error);
+        assert!(
+            (m.population_rms_error / pred - 1.0).abs() < 0.5,
+            "{}",
+            m.population_rms_error
+        );
         // Distribution-level moments: mean within a few σ/√(nd); std within rounding of
         // the pooled std (LN output variance is var/(var+eps) per sample, pooled ≈ 1).
         assert!(m.moment_gap < 6.0 / (n * d).sqrt() + 2.0 / d);
@@ -711,12 +721,19 @@ mod tests {
         // distance, ρ = 1 − lr·λ_min (lr·λ_max < 1 here). The start (1, 0) is about
         // √((1−σ)² + μ²) from the optimum; allow 20% for the optimum's offset.
         let (lam, lam_hi) = m.hessian_eigenvalues;
-        assert!(lam > 0.0 && lam <= 2.0 + 1e-9, "λ_min {lam}: at most the β curvature 2");
+        assert!(
+            lam > 0.0 && lam <= 2.0 + 1e-9,
+            "λ_min {lam}: at most the β curvature 2"
+        );
         assert!(lam_hi >= 2.0 - 1e-9 && cfg.lr * lam_hi < 1.0, "λ_max {lam_hi}");
         let start = ((1.0 - sigma).powi(2) + cfg.mean.powi(2)).sqrt() * 1.2;
         assert!(m.start_distance < start);
         let bound = (1.0 - cfg.lr * lam).powi(cfg.steps as i32) * start;
-        assert!(m.distance_to_optimum < bound, "{:e} vs {bound:e}", m.distance_to_optimum);
+        assert!(
+            m.distance_to_optimum < bound,
+            "{:e} vs {bound:e}",
+            m.distance_to_optimum
+        );
         // The optimum is within 6 sampling scales (+ the O(σ/d) bias of the sample std).
         let scale = sigma * (2.0 / (n * d)).sqrt();
         assert!((m.optimum_scale - scale).abs() < 1e-15);
@@ -735,7 +752,10 @@ mod tests {
         // at the closed-form minimum, well below the start.
         let loss = &m.losses;
         assert_eq!(loss.len(), cfg.steps + 1);
-        assert!(loss.windows(2).all(|w| w[1] <= w[0] * (1.0 + 1e-12)), "loss never rises");
+        assert!(
+            loss.windows(2).all(|w| w[1] <= w[0] * (1.0 + 1e-12)),
+            "loss never rises"
+        );
         let fl = loss[cfg.steps];
         assert!((fl / (1.5 * sigma * sigma) - 1.0).abs() < 0.5, "{fl}");
         assert!(fl >= m.loss_at_optimum * (1.0 - 1e-12));
@@ -791,7 +811,13 @@ mod tests {
         check_invalid(run(Config { steps: 0, ..c() }), "steps");
         check_invalid(run(Config { bins: 0, ..c() }), "bins");
         check_invalid(run(Config { std: 0.0, ..c() }), "std");
-        check_invalid(run(Config { mean: f64::NAN, ..c() }), "mean");
+        check_invalid(
+            run(Config {
+                mean: f64::NAN,
+                ..c()
+            }),
+            "mean",
+        );
         check_invalid(run(Config { eps: -1.0, ..c() }), "eps");
         check_invalid(run(Config { lr: 0.0, ..c() }), "lr");
         check_invalid(run(Config { lr: 0.6, ..c() }), "lr");

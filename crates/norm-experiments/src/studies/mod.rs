@@ -1,14 +1,29 @@
-//! The registry: every study of the report, one line each, in report order. A line
-//! declares the study's module and registers its [`Study`](crate::Study) type; nothing
-//! else lists studies. Shared helpers live in `crate::common` and `crate::stats`.
+//! The registry: every study of the report, one line each, in report order, each line
+//! registering a [`Study`](crate::Study) type (its module is declared just above);
+//! nothing else lists studies. Shared helpers live in `crate::common` and `crate::stats`.
 
 use crate::study::Entry;
 
-/// Declares each study module and lists its entry, in report order.
+// The modules are declared here, outside the list, so that rustfmt (which does not
+// look into macro invocations) formats them.
+pub mod epsilon;
+pub mod gradient_flow;
+pub mod layernorm_distribution;
+pub mod layernorm_vs_rmsnorm;
+pub mod learnable_affine;
+pub mod pre_vs_post_norm;
+pub mod rmsnorm_distribution;
+pub mod sequence_3d;
+/// Study 9, "Pre-Norm vs Post-Norm in Training" (issue 11), is built and tested at its
+/// small size but not yet in the report: at its default size the models do not get past
+/// the unigram statistics of the language in 200 steps, so its stability verdict would
+/// outrun its data, and the run takes over a minute. It joins the list below (one line,
+/// `training::Training`) once its default config trains to near the entropy rate.
+pub mod training;
+
+/// Lists each study's entry, in report order.
 macro_rules! studies {
     ($($module:ident :: $study:ident),* $(,)?) => {
-        $(pub mod $module;)*
-
         /// The registered studies, in report order.
         pub(crate) static STUDIES: &[Entry] = &[$(Entry::of::<$module::$study>()),*];
     };
@@ -23,5 +38,4 @@ studies! {
     gradient_flow::GradientFlow,
     pre_vs_post_norm::PreVsPostNorm,
     sequence_3d::Sequence3d,
-    training::Training,
 }

@@ -18,13 +18,13 @@ use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use rayon::prelude::*;
 
-use crate::stats::norm_f64;
 use crate::common::{finding, normal, require_at_least, summary_finding};
 use crate::format::sig;
-use crate::study::{Study, StudyConfig};
 use crate::result::{
     Block, BlockDiagram, BlockKind, DiagramColumn, Figure, LineSeries, LineStyle, Panel, PanelContent, Scale,
 };
+use crate::stats::norm_f64;
+use crate::study::{Study, StudyConfig};
 use crate::{StudyError, StudyResult, study_rng};
 
 /// Stable id.

@@ -15,7 +15,9 @@ use crate::common::{
 use crate::format::{g, sig};
 use crate::kernel_cost::{KERNEL_COSTS, KernelCosts};
 use crate::references::Reference;
-use crate::result::{Figure, Finding, HistogramSeries, LineSeries, Panel, PanelContent, Scale, ScatterSeries};
+use crate::result::{
+    Figure, Finding, HistogramSeries, LineSeries, Panel, PanelContent, Scale, ScatterSeries,
+};
 use crate::stats::{histogram, max_abs, min_max, normal_density, row_stats, segment};
 use crate::study::{Study, StudyConfig};
 use crate::{StudyError, study_rng};
@@ -388,7 +390,11 @@ mod tests {
         let m = S::measure(cfg, seed).expect("measures");
         let tol = cfg.dim as f64 * f64::EPSILON * 10.0;
         let eps_effect = cfg.eps / (2.0 * 0.5 * cfg.std_range.0 * cfg.std_range.0);
-        assert!(m.max_abs_rms_minus_one <= eps_effect + tol, "{:e}", m.max_abs_rms_minus_one);
+        assert!(
+            m.max_abs_rms_minus_one <= eps_effect + tol,
+            "{:e}",
+            m.max_abs_rms_minus_one
+        );
         assert!(m.rms_prediction_gap < tol);
         assert!(m.mean_prediction_gap <= eps_effect + tol);
         assert!(m.mean_prediction_gap_eps < tol);
@@ -414,7 +420,10 @@ mod tests {
         // Statements are written from the values; the kernel counts reach the summary.
         let f = S::findings(cfg, &m);
         assert!(f[0].summary && f[0].statement.contains(&g(m.max_abs_rms_minus_one)));
-        assert!(f[0].statement.contains("2 passes over the row and 3 operations per element"));
+        assert!(
+            f[0].statement
+                .contains("2 passes over the row and 3 operations per element")
+        );
         assert!(f.iter().all(|f| !f.label.is_empty()));
         assert!(f[0].refs.contains(&Reference::ZhangSennrich2019));
         check_shape(&S::run(cfg, seed).expect("runs"), ID);

@@ -13,8 +13,7 @@ use norm_core::{LayerNorm, RmsNorm};
 use serde::Serialize;
 
 use crate::common::{
-    finding, normal, require_at_least, require_non_negative, require_range, summary_finding,
-    uniform,
+    finding, normal, require_at_least, require_non_negative, require_range, summary_finding, uniform,
 };
 use crate::format::{g, sig};
 use crate::references::Reference;
@@ -256,8 +255,12 @@ impl Study for Sequence3d {
             let xi = x.slice(s![i..i + 1, .., ..]);
             let slice = s![i..i + 1, .., ..];
             let a = &mut alone;
-            a.layer_norm = a.layer_norm.max(max_diff(&ln.forward(&xi)?.view(), &y_ln.slice(slice)));
-            a.rms_norm = a.rms_norm.max(max_diff(&rms.forward(&xi)?.view(), &y_rms.slice(slice)));
+            a.layer_norm = a
+                .layer_norm
+                .max(max_diff(&ln.forward(&xi)?.view(), &y_ln.slice(slice)));
+            a.rms_norm = a
+                .rms_norm
+                .max(max_diff(&rms.forward(&xi)?.view(), &y_rms.slice(slice)));
             a.batch_norm = a.batch_norm.max(max_diff(
                 &batch_norm_train(&xi, cfg.bn_eps).view(),
                 &y_bn.slice(slice),
@@ -493,13 +496,24 @@ impl Study for Sequence3d {
         ];
         let mut panels = Vec::new();
         for (what, pick, bar) in [
-            ("Mean", (|p: &PositionStats| p.mean.clone()) as fn(&PositionStats) -> Vec<f64>, "mean over features"),
+            (
+                "Mean",
+                (|p: &PositionStats| p.mean.clone()) as fn(&PositionStats) -> Vec<f64>,
+                "mean over features",
+            ),
             ("Std", |p: &PositionStats| p.std.clone(), "std over features"),
         ] {
             // One colour scale for the four panels of a row.
             let range = min_max(stats.iter().flat_map(|(_, s)| pick(s)));
             for (name, s) in &stats {
-                panels.push(heatmap(&format!("{name}: Per-Position {what}"), b, l, pick(s), bar, range));
+                panels.push(heatmap(
+                    &format!("{name}: Per-Position {what}"),
+                    b,
+                    l,
+                    pick(s),
+                    bar,
+                    range,
+                ));
             }
         }
         let line = |label: &str, x: &[f64], y: &[f64], style| LineSeries {
@@ -520,7 +534,12 @@ impl Study for Sequence3d {
                 series: vec![
                     line("LayerNorm", &pos, &c.layer_norm, LineStyle::Markers),
                     line("RMSNorm", &pos, &c.rms_norm, LineStyle::Markers),
-                    line("BatchNorm (training mode)", &pos, &c.batch_norm, LineStyle::Markers),
+                    line(
+                        "BatchNorm (training mode)",
+                        &pos,
+                        &c.batch_norm,
+                        LineStyle::Markers,
+                    ),
                 ],
                 x_scale: Scale::Linear,
                 y_scale: Scale::Linear,
@@ -610,7 +629,6 @@ fn batch_norm_train(x: &ArrayView3<'_, f64>, eps: f64) -> Array3<f64> {
     let inv = var.mapv(|v| 1.0 / (v + eps).sqrt());
     centered * &inv
 }
-
 
 /// Per-(batch, position) mean and std of a (B, L, D) array, as two B × L matrices.
 fn position_stats(a: &Array3<f64>) -> PositionStats {
@@ -769,7 +787,13 @@ mod tests {
         check_invalid(run(Config { batch: 1, ..c() }), "batch");
         check_invalid(run(Config { seq_len: 0, ..c() }), "seq_len");
         check_invalid(run(Config { dim: 0, ..c() }), "dim");
-        check_invalid(run(Config { outlier_features: 40, ..c() }), "outlier_features");
+        check_invalid(
+            run(Config {
+                outlier_features: 40,
+                ..c()
+            }),
+            "outlier_features",
+        );
         check_invalid(
             run(Config {
                 position_scale_range: (0.0, 4.0),
@@ -778,9 +802,27 @@ mod tests {
             "position_scale_range",
         );
         check_invalid(run(Config { ln_eps: -1.0, ..c() }), "ln_eps");
-        check_invalid(run(Config { rms_eps: f64::NAN, ..c() }), "rms_eps");
+        check_invalid(
+            run(Config {
+                rms_eps: f64::NAN,
+                ..c()
+            }),
+            "rms_eps",
+        );
         check_invalid(run(Config { bn_eps: -1.0, ..c() }), "bn_eps");
-        check_invalid(run(Config { offset_std: -0.1, ..c() }), "offset_std");
-        check_invalid(run(Config { outlier_size: f64::INFINITY, ..c() }), "outlier_size");
+        check_invalid(
+            run(Config {
+                offset_std: -0.1,
+                ..c()
+            }),
+            "offset_std",
+        );
+        check_invalid(
+            run(Config {
+                outlier_size: f64::INFINITY,
+                ..c()
+            }),
+            "outlier_size",
+        );
     }
 }

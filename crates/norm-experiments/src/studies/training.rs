@@ -133,12 +133,26 @@ impl StudyConfig for Config {
         };
         require_at_least(ID, "vocab", self.vocab, 2, "a language needs at least 2 tokens")?;
         if !(self.sharpness.is_finite() && self.sharpness >= 0.0) {
-            return Err(bad("sharpness", self.sharpness.to_string(), "must be finite and >= 0"));
+            return Err(bad(
+                "sharpness",
+                self.sharpness.to_string(),
+                "must be finite and >= 0",
+            ));
         }
-        require_at_least(ID, "placements", self.placements.len(), 1, "need at least one placement")?;
+        require_at_least(
+            ID,
+            "placements",
+            self.placements.len(),
+            1,
+            "need at least one placement",
+        )?;
         for p in &self.placements {
             if placement(p, 1).is_none() {
-                return Err(bad("placements", p.clone(), "each one of post-norm, pre-norm, deepnorm"));
+                return Err(bad(
+                    "placements",
+                    p.clone(),
+                    "each one of post-norm, pre-norm, deepnorm",
+                ));
             }
         }
         require_at_least(ID, "n_layers", self.n_layers, 1, "need at least one block")?;
@@ -151,15 +165,35 @@ impl StudyConfig for Config {
         require_at_least(ID, "seq_len", self.seq_len, 1, "need at least one prediction")?;
         require_at_least(ID, "batch", self.batch, 1, "need at least one sequence")?;
         require_at_least(ID, "steps", self.steps, 1, "need at least one step")?;
-        require_at_least(ID, "lrs", self.lrs.len(), 2, "a sweep needs at least 2 learning rates")?;
+        require_at_least(
+            ID,
+            "lrs",
+            self.lrs.len(),
+            2,
+            "a sweep needs at least 2 learning rates",
+        )?;
         if !self.lrs.iter().all(|l| l.is_finite() && *l > 0.0) || !self.lrs.windows(2).all(|w| w[0] < w[1]) {
-            return Err(bad("lrs", format!("{:?}", self.lrs), "finite, > 0 and strictly increasing"));
+            return Err(bad(
+                "lrs",
+                format!("{:?}", self.lrs),
+                "finite, > 0 and strictly increasing",
+            ));
         }
         if !self.lrs.contains(&self.headline_lr) {
-            return Err(bad("headline_lr", self.headline_lr.to_string(), "must be one of lrs"));
+            return Err(bad(
+                "headline_lr",
+                self.headline_lr.to_string(),
+                "must be one of lrs",
+            ));
         }
         require_at_least(ID, "seeds", self.seeds, 1, "need at least one seed")?;
-        require_at_least(ID, "val_sequences", self.val_sequences, 1, "need held-out sequences")?;
+        require_at_least(
+            ID,
+            "val_sequences",
+            self.val_sequences,
+            1,
+            "need held-out sequences",
+        )?;
         require_at_least(ID, "eval_every", self.eval_every, 1, "must be >= 1")?;
         require_at_least(ID, "grad_steps", self.grad_steps, 1, "record at least step 0")?;
         if self.grad_steps > self.steps {
@@ -171,9 +205,13 @@ impl StudyConfig for Config {
 
 /// The placement named `name` for an `n`-block stack (DeepNorm with its constants for `n`).
 fn placement(name: &str, n: usize) -> Option<Placement> {
-    [Placement::PostNorm, Placement::PreNorm, Placement::deepnorm_for(n)]
-        .into_iter()
-        .find(|p| p.name() == name)
+    [
+        Placement::PostNorm,
+        Placement::PreNorm,
+        Placement::deepnorm_for(n),
+    ]
+    .into_iter()
+    .find(|p| p.name() == name)
 }
 
 /// One training run.
@@ -272,7 +310,12 @@ fn forward_flops(c: &Config) -> f64 {
 }
 
 /// Splits sampled sequences of `seq_len + 1` tokens into inputs and targets.
-fn batch_of(chain: &MarkovChain, n: usize, len: usize, rng: &mut ChaCha8Rng) -> (Array2<usize>, Array2<usize>) {
+fn batch_of(
+    chain: &MarkovChain,
+    n: usize,
+    len: usize,
+    rng: &mut ChaCha8Rng,
+) -> (Array2<usize>, Array2<usize>) {
     let seqs: Vec<Vec<usize>> = (0..n).map(|_| chain.sample(len + 1, rng)).collect();
     (
         Array2::from_shape_fn((n, len), |(b, l)| seqs[b][l]),
@@ -405,7 +448,11 @@ fn median(mut v: Vec<f64>) -> f64 {
     if n == 0 {
         return f64::NAN;
     }
-    if n % 2 == 1 { v[n / 2] } else { 0.5 * (v[n / 2 - 1] + v[n / 2]) }
+    if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        0.5 * (v[n / 2 - 1] + v[n / 2])
+    }
 }
 
 /// The study (registry type).
@@ -476,12 +523,18 @@ impl Study for Training {
                     r.norm,
                     r.lr,
                     if r.warmup { "warmup" } else { "no warmup" },
-                    if r.diverged { "diverged".to_owned() } else { format!("val {:.3}", r.final_val) },
+                    if r.diverged {
+                        "diverged".to_owned()
+                    } else {
+                        format!("val {:.3}", r.final_val)
+                    },
                 );
                 Ok(r)
             })
             .collect::<Result<_, StudyError>>()?;
-        let (rms_runs, runs): (Vec<Run>, Vec<Run>) = results.into_iter().partition(|r| r.norm == NormKind::RmsNorm.name());
+        let (rms_runs, runs): (Vec<Run>, Vec<Run>) = results
+            .into_iter()
+            .partition(|r| r.norm == NormKind::RmsNorm.name());
         let floor = chain.sequence_floor(cfg.seq_len);
         let mut cells = Vec::new();
         for p in &cfg.placements {
@@ -600,7 +653,11 @@ impl Study for Training {
                 ),
             )
             .labelled(&format!("Largest stable learning rate, {}", s.placement));
-            out.push(if has_headline || !out.is_empty() { f } else { f.summary() });
+            out.push(if has_headline || !out.is_empty() {
+                f
+            } else {
+                f.summary()
+            });
         }
         for c in m.cells.iter().filter(|c| c.lr == cfg.headline_lr) {
             out.push(
@@ -729,7 +786,9 @@ impl Study for Training {
                 if let Some(first) = rs.first() {
                     let n = rs.iter().map(|r| r.val_excess.len()).min().unwrap_or(0);
                     let y: Vec<f64> = (0..n)
-                        .map(|k| (rs.iter().map(|r| r.val_excess[k]).sum::<f64>() / rs.len() as f64).max(1e-3))
+                        .map(|k| {
+                            (rs.iter().map(|r| r.val_excess[k]).sum::<f64>() / rs.len() as f64).max(1e-3)
+                        })
                         .filter(|v| v.is_finite())
                         .collect();
                     let x = first.val_steps[..y.len()].iter().map(|&s| s as f64).collect();
@@ -774,7 +833,10 @@ impl Study for Training {
                         .lrs
                         .iter()
                         .map(|&lr| {
-                            let c = m.cells.iter().find(|c| &c.placement == p && c.lr == lr && c.warmup == warmup);
+                            let c = m
+                                .cells
+                                .iter()
+                                .find(|c| &c.placement == p && c.lr == lr && c.warmup == warmup);
                             match c {
                                 Some(c) if c.diverged == 0 => c.median_excess.max(1e-3),
                                 Some(c) => {
@@ -792,7 +854,11 @@ impl Study for Training {
                 title: format!(
                     "Final excess loss by lr, {} (diverged, drawn at the unigram level: {})",
                     if warmup { "with warmup" } else { "without warmup" },
-                    if diverged.is_empty() { "none".to_owned() } else { diverged.join(", ") }
+                    if diverged.is_empty() {
+                        "none".to_owned()
+                    } else {
+                        diverged.join(", ")
+                    }
                 ),
                 x_label: "peak learning rate".into(),
                 y_label: "final validation loss − floor (median of seeds)".into(),
@@ -842,7 +908,10 @@ impl Study for Training {
                     .collect(),
             )
         };
-        let (ln, rms) = (step(NormKind::LayerNorm.name(), &m.runs), step(NormKind::RmsNorm.name(), &m.rms_runs));
+        let (ln, rms) = (
+            step(NormKind::LayerNorm.name(), &m.runs),
+            step(NormKind::RmsNorm.name(), &m.rms_runs),
+        );
         vec![
             Finding::new(
                 "step_ms_pre_norm_layernorm",
@@ -879,7 +948,9 @@ fn grad0(m: &Measurements, p: &str) -> Vec<f64> {
     let g: Vec<&Vec<f64>> = m
         .runs
         .iter()
-        .filter(|r| r.placement == p && !r.warmup && r.lr == m.runs.iter().map(|r| r.lr).fold(f64::INFINITY, f64::min))
+        .filter(|r| {
+            r.placement == p && !r.warmup && r.lr == m.runs.iter().map(|r| r.lr).fold(f64::INFINITY, f64::min)
+        })
         .filter_map(|r| r.block_grad_norms.first())
         .collect();
     let Some(first) = g.first() else {
@@ -913,7 +984,12 @@ mod tests {
         let pre = m.stability.iter().find(|s| s.placement == "pre-norm").unwrap();
         assert_eq!(pre.max_lr_no_warmup, Some(3e-2));
         // lr 3 moves every weight by ~3 per Adam step: every seed of every placement fails.
-        assert!(m.cells.iter().filter(|c| c.lr == 3.0).all(|c| c.diverged == cfg.seeds));
+        assert!(
+            m.cells
+                .iter()
+                .filter(|c| c.lr == 3.0)
+                .all(|c| c.diverged == cfg.seeds)
+        );
         assert!(m.cells.iter().any(|c| c.diverged > 0));
     }
 
@@ -928,7 +1004,10 @@ mod tests {
                 .build()
                 .unwrap()
                 .install(|| Training::measure(&cfg, 7).unwrap());
-            m.runs.iter().map(|r| (r.val_loss.clone(), r.block_grad_norms.clone())).collect::<Vec<_>>()
+            m.runs
+                .iter()
+                .map(|r| (r.val_loss.clone(), r.block_grad_norms.clone()))
+                .collect::<Vec<_>>()
         };
         let a = one(1);
         assert_eq!(format!("{a:?}"), format!("{:?}", one(3)));
@@ -950,7 +1029,10 @@ mod tests {
         for f in cases {
             let mut c = ok.clone();
             f(&mut c);
-            assert!(matches!(c.validate(), Err(StudyError::InvalidConfig { .. })), "{c:?}");
+            assert!(
+                matches!(c.validate(), Err(StudyError::InvalidConfig { .. })),
+                "{c:?}"
+            );
         }
         assert!(ok.validate().is_ok());
     }
