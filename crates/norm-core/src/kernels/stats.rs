@@ -11,16 +11,32 @@ use crate::simd::{Simd, Store};
 use num_traits::{Float as _, One as _, Zero as _};
 
 /// What a pass reads at element `i`: a vector (`W` elements) or one scalar.
+///
+/// The vector reads are unchecked, so that the hot loops carry no bounds check per
+/// vector (each cost a compare and a branch beside one load and one or two arithmetic
+/// operations, and the loops ran at a third of their speed): the passes check
+/// [`len`](Source::len) once per row instead.
 pub(super) trait Source<S: Simd> {
-    fn vec(&mut self, s: S, i: usize) -> S::V;
+    /// Elements that can be read (and, for sources that write a side output, written).
+    fn len(&self) -> usize;
+    /// Elements `i..i + W`.
+    ///
+    /// # Safety
+    /// `i + W <= self.len()`.
+    unsafe fn vec(&mut self, s: S, i: usize) -> S::V;
+    /// Element `i` (checked).
     fn one(&mut self, i: usize) -> S::E;
     /// [`vec`](Source::vec) in a write pass whose output vector at `i` is written as
     /// `store` says (`Streaming`: `i` is at a vector boundary of the output); sources
     /// that write a side output may stream it too.
+    ///
+    /// # Safety
+    /// As [`vec`](Source::vec).
     #[inline(always)]
-    fn vec_to(&mut self, s: S, i: usize, store: Store) -> S::V {
+    unsafe fn vec_to(&mut self, s: S, i: usize, store: Store) -> S::V {
         let _ = store;
-        self.vec(s, i)
+        // SAFETY: the same contract.
+        unsafe { self.vec(s, i) }
     }
 }
 
@@ -29,8 +45,13 @@ pub(super) struct Plain<'a, E>(pub(super) &'a [E]);
 
 impl<S: Simd> Source<S> for Plain<'_, S::E> {
     #[inline(always)]
-    fn vec(&mut self, s: S, i: usize) -> S::V {
-        s.load(&self.0[i..])
+    fn len(&self) -> usize {
+        self.0.len()
+    }
+    #[inline(always)]
+    unsafe fn vec(&mut self, s: S, i: usize) -> S::V {
+        // SAFETY: `i + W <= len` per the contract.
+        unsafe { s.load_at(self.0, i) }
     }
     #[inline(always)]
     fn one(&mut self, i: usize) -> S::E {
@@ -47,8 +68,14 @@ pub(super) struct Centered<Src, E> {
 
 impl<S: Simd, Src: Source<S>> Source<S> for Centered<Src, S::E> {
     #[inline(always)]
-    fn vec(&mut self, s: S, i: usize) -> S::V {
-        s.sub(s.sub(self.src.vec(s, i), s.splat(self.shift)), s.splat(self.m))
+    fn len(&self) -> usize {
+        self.src.len()
+    }
+    #[inline(always)]
+    unsafe fn vec(&mut self, s: S, i: usize) -> S::V {
+        // SAFETY: the same contract.
+        let v = unsafe { self.src.vec(s, i) };
+        s.sub(s.sub(v, s.splat(self.shift)), s.splat(self.m))
     }
     #[inline(always)]
     fn one(&mut self, i: usize) -> S::E {
@@ -65,8 +92,13 @@ pub(super) struct Sum<'a, E> {
 
 impl<S: Simd> Source<S> for Sum<'_, S::E> {
     #[inline(always)]
-    fn vec(&mut self, s: S, i: usize) -> S::V {
-        s.add(s.load(&self.x[i..]), s.load(&self.r[i..]))
+    fn len(&self) -> usize {
+        self.x.len().min(self.r.len())
+    }
+    #[inline(always)]
+    unsafe fn vec(&mut self, s: S, i: usize) -> S::V {
+        // SAFETY: `i + W <= len`, the shorter of the two, per the contract.
+        unsafe { s.add(s.load_at(self.x, i), s.load_at(self.r, i)) }
     }
     #[inline(always)]
     fn one(&mut self, i: usize) -> S::E {
@@ -86,22 +118,33 @@ pub(super) struct AddInto<'a, E> {
 
 impl<S: Simd> Source<S> for AddInto<'_, S::E> {
     #[inline(always)]
-    fn vec(&mut self, s: S, i: usize) -> S::V {
-        self.vec_to(s, i, Store::Cached)
+    fn len(&self) -> usize {
+        let n = self.x.len().min(self.h.len());
+        self.r.map_or(n, |r| n.min(r.len()))
     }
     #[inline(always)]
-    fn vec_to(&mut self, s: S, i: usize, store: Store) -> S::V {
-        let r = match self.r {
-            Some(r) => s.load(&r[i..]),
-            None => s.load(&self.h[i..]),
-        };
-        let v = s.add(s.load(&self.x[i..]), r);
-        let store = match (store, self.h_store) {
-            (Store::Streaming, Store::Streaming) => Store::Streaming,
-            _ => Store::Cached,
-        };
-        put(s, self.h, i, v, store);
-        v
+    unsafe fn vec(&mut self, s: S, i: usize) -> S::V {
+        // SAFETY: the same contract.
+        unsafe { self.vec_to(s, i, Store::Cached) }
+    }
+    #[inline(always)]
+    unsafe fn vec_to(&mut self, s: S, i: usize, store: Store) -> S::V {
+        // SAFETY (the loads and the store): `i + W <= len`, the shortest of x, r and h,
+        // per the contract; `Streaming` only at a vector boundary of `h` (`write::h_store`
+        // streams `h` only where it shares the output's alignment).
+        unsafe {
+            let r = match self.r {
+                Some(r) => s.load_at(r, i),
+                None => s.load_at(self.h, i),
+            };
+            let v = s.add(s.load_at(self.x, i), r);
+            let store = match (store, self.h_store) {
+                (Store::Streaming, Store::Streaming) => Store::Streaming,
+                _ => Store::Cached,
+            };
+            put(s, self.h, i, v, store);
+            v
+        }
     }
     #[inline(always)]
     fn one(&mut self, i: usize) -> S::E {
@@ -242,6 +285,7 @@ impl<S: Simd> Term<S> for Square {
 /// combined in a fixed order.
 #[inline(always)]
 fn reduce<S: Simd>(s: S, n: usize, mut src: impl Source<S>, term: impl Term<S>) -> S::E {
+    assert!(n <= src.len());
     let w = S::W;
     let z = s.splat(S::E::zero());
     let mut totals = Totals::new(s);
@@ -251,7 +295,8 @@ fn reduce<S: Simd>(s: S, n: usize, mut src: impl Source<S>, term: impl Term<S>) 
         if i + 4 * w * BLOCK_ITERS <= n {
             for _ in 0..BLOCK_ITERS {
                 for (k, acc) in a.iter_mut().enumerate() {
-                    *acc = term.vec(s, *acc, src.vec(s, i + k * w));
+                    // SAFETY: i + 4·W <= n <= src.len() (asserted above).
+                    *acc = term.vec(s, *acc, unsafe { src.vec(s, i + k * w) });
                 }
                 i += 4 * w;
             }
@@ -260,12 +305,14 @@ fn reduce<S: Simd>(s: S, n: usize, mut src: impl Source<S>, term: impl Term<S>) 
             continue;
         }
         for (k, acc) in a.iter_mut().enumerate() {
-            *acc = term.vec(s, *acc, src.vec(s, i + k * w));
+            // SAFETY: as above.
+            *acc = term.vec(s, *acc, unsafe { src.vec(s, i + k * w) });
         }
         i += 4 * w;
     }
     while i + w <= n {
-        a[0] = term.vec(s, a[0], src.vec(s, i));
+        // SAFETY: as above.
+        a[0] = term.vec(s, a[0], unsafe { src.vec(s, i) });
         i += w;
     }
     let mut t = S::E::zero();

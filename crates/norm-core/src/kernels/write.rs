@@ -8,9 +8,10 @@ use crate::simd::{Simd, Store};
 
 /// The loop of a write pass over the `$n` elements of an output row: `$vector` (with
 /// `$i` and `$store` bound) writes elements `$i..$i + W` (`$store`: how; `Streaming`
-/// only at a vector boundary of the output), `$scalar` writes element `$j`. Both must
-/// compute each element with the same operations, so which of them writes an element
-/// never changes a bit.
+/// only at a vector boundary of the output), `$scalar` writes element `$j`, `$touch`
+/// (with `$t`, `$span` bound) prefetches what the vectors at `$t..$t + $span` will
+/// want next. `$vector` and `$scalar` must compute each element with the same
+/// operations, so which of them writes an element never changes a bit.
 ///
 /// Plain (`$head = None`): vectors from element 0 on. Streaming (`$head = Some(a)`, `a`
 /// the first element of the output at a cache-line boundary, `$line` elements per line):
@@ -19,12 +20,20 @@ use crate::simd::{Simd, Store};
 /// half-filled write-combining buffer). Either way the elements after the last full
 /// vector are scalars.
 ///
+/// The streamed and the plain vectors are separate loops, each four vectors a step
+/// (one prefetch per step), so the store kind is a constant inside each and the loop
+/// costs little beside the arithmetic. The caller guarantees that every vector
+/// `$i..$i + W` with `$i + W <= $n` is in bounds of what `$vector` reads and writes.
+///
 /// A macro, not a function taking closures: a closure is a function of its own, compiled
 /// without the vector features of the kernel's `#[target_feature]` entry point, and when
 /// the compiler did not inline it, every vector operation inside became a call (the
 /// fused kernels ran 10× slower that way).
 macro_rules! write_pass {
-    ($n:expr, $w:expr, $head:expr, $line:expr, |$i:ident, $store:ident| $vector:expr, |$j:ident| $scalar:expr $(,)?) => {{
+    ($n:expr, $w:expr, $head:expr, $line:expr,
+     |$t:ident, $span:ident| $touch:expr,
+     |$i:ident, $store:ident| $vector:expr,
+     |$j:ident| $scalar:expr $(,)?) => {{
         let (n, w) = ($n, $w);
         let (start, nt_end) = match $head {
             Some(a) if a + w <= n => (a, a + (n - a) / $line * $line),
@@ -33,17 +42,30 @@ macro_rules! write_pass {
         for $j in 0..start {
             $scalar;
         }
-        let mut $i = start;
-        while $i + w <= n {
-            let $store = if $i + w <= nt_end {
-                Store::Streaming
-            } else {
-                Store::Cached
-            };
-            $vector;
-            $i += w;
+        let mut at = start;
+        for (end, $store) in [(nt_end, Store::Streaming), (n, Store::Cached)] {
+            while at + 4 * w <= end {
+                {
+                    let ($t, $span) = (at, 4 * w);
+                    $touch;
+                }
+                for k in 0..4 {
+                    let $i = at + k * w;
+                    $vector;
+                }
+                at += 4 * w;
+            }
+            while at + w <= end {
+                {
+                    let ($t, $span) = (at, w);
+                    $touch;
+                }
+                let $i = at;
+                $vector;
+                at += w;
+            }
         }
-        for $j in $i..n {
+        for $j in at..n {
             $scalar;
         }
     }};
@@ -72,16 +94,16 @@ fn line<E>() -> usize {
 
 /// Stores vector `v` to `out[i..i + W]`, non-temporally when `store` says so (see
 /// [`write_pass!`]).
+///
+/// # Safety
+/// `i + W <= out.len()`, and with `Streaming`, `out[i..]` is aligned to the vector size.
 #[inline(always)]
-pub(super) fn put<S: Simd>(s: S, out: &mut [S::E], i: usize, v: S::V, store: Store) {
+pub(super) unsafe fn put<S: Simd>(s: S, out: &mut [S::E], i: usize, v: S::V, store: Store) {
     match store {
-        Store::Streaming => {
-            assert!(i + S::W <= out.len());
-            // SAFETY: in bounds (checked above); `write_pass!` streams only at vector
-            // boundaries of `out`.
-            unsafe { s.stream_at(out, i, v) }
-        }
-        Store::Cached => s.store(&mut out[i..], v),
+        // SAFETY: per the contract.
+        Store::Streaming => unsafe { s.stream_at(out, i, v) },
+        // SAFETY: per the contract.
+        Store::Cached => unsafe { s.store_at(out, i, v) },
     }
 }
 
@@ -123,16 +145,22 @@ pub(super) fn write<K: Kind, S: Simd>(
     let (vs, vm, vr) = (s.splat(c.shift), s.splat(c.m), s.splat(c.r));
     let head = stream_head::<S>(out.y, out.store);
     let y = out.y;
+    // Once per row, so the vectors below need no checks.
+    assert!(n <= y.len() && n <= h.len() && p.bias.is_none_or(|b| n <= b.len()));
+    // SAFETY (every unchecked load and store below): `write_pass!` calls the vector
+    // body only for `i + W <= n`, and every array read or written holds at least `n`
+    // (asserted above); it streams only from a cache-line boundary of `y` (`head`), so
+    // at vector boundaries.
     match p.bias {
         Some(b) => write_pass!(
             n,
             w,
             head,
             line::<S::E>(),
-            |i, store| {
-                ahead.touch(s, i, w);
+            |t, span| ahead.touch(s, t, span),
+            |i, store| unsafe {
                 let d = center::<K, S>(s, h.vec_to(s, i, store), vs, vm);
-                let v = s.mul_add(d, s.mul(vr, s.load(&weight[i..])), s.load(&b[i..]));
+                let v = s.mul_add(d, s.mul(vr, s.load_at(weight, i)), s.load_at(b, i));
                 put(s, y, i, v, store);
             },
             |j| y[j] = s.mul_add1(c.center::<K>(h.one(j)), c.r * weight[j], b[j]),
@@ -142,10 +170,10 @@ pub(super) fn write<K: Kind, S: Simd>(
             w,
             head,
             line::<S::E>(),
-            |i, store| {
-                ahead.touch(s, i, w);
+            |t, span| ahead.touch(s, t, span),
+            |i, store| unsafe {
                 let d = center::<K, S>(s, h.vec_to(s, i, store), vs, vm);
-                put(s, y, i, s.mul(d, s.mul(vr, s.load(&weight[i..]))), store);
+                put(s, y, i, s.mul(d, s.mul(vr, s.load_at(weight, i))), store);
             },
             |j| y[j] = c.center::<K>(h.one(j)) * (c.r * weight[j]),
         ),
