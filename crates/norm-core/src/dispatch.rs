@@ -6,7 +6,8 @@ use crate::forward::forward_slice;
 use crate::fused::{add_rows, check_add_slices};
 use crate::kernels::{Kind, Layer, Rms, RowParams};
 use crate::simd::{Path, Stores};
-use crate::{Float, KernelPath, LayerNorm, NormError, RmsNorm};
+use crate::storage::{half_add_slice, half_forward_slice};
+use crate::{Float, Half, KernelPath, LayerNorm, NormError, RmsNorm};
 
 /// A kernel path this CPU supports; the only way to force one.
 ///
@@ -250,6 +251,89 @@ impl ForcedPath {
         out: &mut [F],
     ) -> Result<(), NormError> {
         self.add::<Rms, F>(norm.p.row_params(), x, residual, h, out)
+    }
+
+    /// The half-precision [`LayerNorm::forward_slice_with_stats`] (bf16 or f16, f32
+    /// statistics) on this path: conversions and the f32 kernel both run on it.
+    ///
+    /// # Errors
+    /// As [`LayerNorm::forward_slice_with_stats`].
+    ///
+    /// # Example
+    /// ```
+    /// use norm_core::{KernelPath, LayerNorm, bf16, dispatch::ForcedPath};
+    ///
+    /// let ln = LayerNorm::<bf16>::new(2)?;
+    /// let x = [bf16::from_f32(1.0), bf16::from_f32(3.0)];
+    /// let (mut y, mut mean, mut rstd) = ([bf16::ZERO; 2], [0.0f32], [0.0f32]);
+    /// for p in ForcedPath::all() {
+    ///     p.layer_norm_half_slice(&ln, &x, &mut y, &mut mean, &mut rstd)?;
+    ///     assert_eq!((y, mean), ([bf16::from_f32(-1.0), bf16::from_f32(1.0)], [2.0]));
+    /// }
+    /// # Ok::<(), norm_core::NormError>(())
+    /// ```
+    pub fn layer_norm_half_slice<H: Half>(
+        self,
+        norm: &LayerNorm<H>,
+        x: &[H],
+        out: &mut [H],
+        mean: &mut [f32],
+        rstd: &mut [f32],
+    ) -> Result<(), NormError> {
+        half_forward_slice::<Layer, H>(self, &norm.p, x, out, [Some(mean), Some(rstd)])
+    }
+
+    /// The half-precision [`RmsNorm::forward_slice_with_stats`] (f32 `1/rms`) on this
+    /// path.
+    ///
+    /// # Errors
+    /// As [`RmsNorm::forward_slice_with_stats`].
+    pub fn rms_norm_half_slice<H: Half>(
+        self,
+        norm: &RmsNorm<H>,
+        x: &[H],
+        out: &mut [H],
+        rrms: &mut [f32],
+    ) -> Result<(), NormError> {
+        half_forward_slice::<Rms, H>(self, &norm.p, x, out, [Some(rrms), None])
+    }
+
+    /// The half-precision fused LayerNorm on this path (`h = None`: in place, into
+    /// `residual`).
+    ///
+    /// # Errors
+    /// As [`LayerNorm::add_forward_slice`].
+    pub fn layer_norm_half_add_slice<H: Half>(
+        self,
+        norm: &LayerNorm<H>,
+        x: &[H],
+        residual: &mut [H],
+        h: Option<&mut [H]>,
+        out: &mut [H],
+    ) -> Result<(), NormError> {
+        match h {
+            Some(h) => half_add_slice::<Layer, H>(self, &norm.p, (x, Some(residual)), h, out),
+            None => half_add_slice::<Layer, H>(self, &norm.p, (x, None), residual, out),
+        }
+    }
+
+    /// The half-precision fused RmsNorm on this path (`h = None`: in place, into
+    /// `residual`).
+    ///
+    /// # Errors
+    /// As [`RmsNorm::add_forward_slice`].
+    pub fn rms_norm_half_add_slice<H: Half>(
+        self,
+        norm: &RmsNorm<H>,
+        x: &[H],
+        residual: &mut [H],
+        h: Option<&mut [H]>,
+        out: &mut [H],
+    ) -> Result<(), NormError> {
+        match h {
+            Some(h) => half_add_slice::<Rms, H>(self, &norm.p, (x, Some(residual)), h, out),
+            None => half_add_slice::<Rms, H>(self, &norm.p, (x, None), residual, out),
+        }
     }
 
     /// The fused norm `K` on this path (`h = None`: in place, into `residual`).

@@ -1,5 +1,7 @@
-//! The `Float` trait: the element types (`f32`, `f64`) the kernels are written for, and
-//! (in its sealed supertrait) how each one reaches its vector backends.
+//! The element traits: [`Element`], every type a norm stores (`f32`, `f64`, `bf16`,
+//! `f16`) with the type it computes in, and [`Float`], the types the kernels are written
+//! for (`f32`, `f64`), with (in its sealed supertrait) how each one reaches its vector
+//! backends. The storage-only half types and their conversions live in `storage.rs`.
 
 use std::fmt::{Debug, Display};
 use std::iter::Sum;
@@ -26,6 +28,91 @@ mod sealed {
         fn run_on<O: SimdOp<f64>>(path: Path, op: O) -> O::Out {
             on_f64(path, op)
         }
+    }
+
+    /// Closes [`Element`](crate::Element) to `f32`, `f64`, `bf16` and `f16`.
+    pub trait SealedElement {}
+    impl SealedElement for f32 {}
+    impl SealedElement for f64 {}
+    impl SealedElement for half::bf16 {}
+    impl SealedElement for half::f16 {}
+}
+
+/// A type a norm can store its input, output, weight and bias in (sealed): `f32`, `f64`,
+/// [`half::bf16`] or [`half::f16`].
+///
+/// Each has an accumulation type [`Acc`](Element::Acc) the kernels compute in: the type
+/// itself for `f32` and `f64` (the [`Float`] types), `f32` for `bf16` and `f16`, whose
+/// rows are widened to f32 exactly, normalized by the f32 kernels, and rounded back
+/// once per output (to nearest, ties to even). The norm's eps and the statistics of a
+/// half-precision forward are kept in `Acc`.
+///
+/// # Example
+/// ```
+/// use half::bf16;
+/// use norm_core::Element;
+///
+/// assert_eq!(bf16::from_f32(1.5).to_acc(), 1.5f32);
+/// assert_eq!(<bf16 as Element>::from_acc(1.0 + 1.0 / 256.0), bf16::ONE); // a tie: to even
+/// assert_eq!(2.5f64.to_acc(), 2.5);
+/// ```
+pub trait Element:
+    Copy + Debug + Default + PartialEq + Send + Sync + 'static + sealed::SealedElement
+{
+    /// The type the kernels compute in for this element type.
+    type Acc: Float;
+    /// Widens to the accumulation type, exactly.
+    fn to_acc(self) -> Self::Acc;
+    /// Rounds from the accumulation type to nearest, ties to even (NaN stays NaN,
+    /// values beyond the largest finite one become ±∞).
+    fn from_acc(v: Self::Acc) -> Self;
+}
+
+impl Element for f32 {
+    type Acc = f32;
+    #[inline(always)]
+    fn to_acc(self) -> f32 {
+        self
+    }
+    #[inline(always)]
+    fn from_acc(v: f32) -> f32 {
+        v
+    }
+}
+
+impl Element for f64 {
+    type Acc = f64;
+    #[inline(always)]
+    fn to_acc(self) -> f64 {
+        self
+    }
+    #[inline(always)]
+    fn from_acc(v: f64) -> f64 {
+        v
+    }
+}
+
+impl Element for half::bf16 {
+    type Acc = f32;
+    #[inline(always)]
+    fn to_acc(self) -> f32 {
+        self.to_f32()
+    }
+    #[inline(always)]
+    fn from_acc(v: f32) -> Self {
+        half::bf16::from_f32(v)
+    }
+}
+
+impl Element for half::f16 {
+    type Acc = f32;
+    #[inline(always)]
+    fn to_acc(self) -> f32 {
+        self.to_f32()
+    }
+    #[inline(always)]
+    fn from_acc(v: f32) -> Self {
+        half::f16::from_f32(v)
     }
 }
 
@@ -62,6 +149,7 @@ pub trait Float:
     + Send
     + Sync
     + 'static
+    + Element<Acc = Self>
     + sealed::Sealed
 {
     /// Mean squares below this are recomputed with scaling: their squares would have

@@ -30,12 +30,30 @@ pub(crate) fn add_rows<K: Kind, F: Float>(
     h: &mut [F],
     out: &mut [F],
 ) {
-    let d = p.weight.len();
+    let path = how.simd_path();
+    let row = move |xr: &[F], rr: Option<&[F]>, hr: &mut [F], out: Out<'_, F>| {
+        add_row::<K, F>(path, (xr, rr), hr, p, out);
+    };
+    drive_add_rows(how, p.weight.len(), (x, r), h, out, row);
+}
+
+/// Runs `row(x, r, h, out)` (one fused row) over every row of length `d`, serially or in
+/// fixed row blocks on the rayon pool; `how`'s stores decide from the size of `out`
+/// whether `y` is streamed (each block fenced before it returns). The half-precision
+/// fused norms (`storage.rs`) run on it too.
+pub(crate) fn drive_add_rows<E: Copy + Send + Sync>(
+    how: ForcedPath,
+    d: usize,
+    (x, r): (&[E], Option<&[E]>),
+    h: &mut [E],
+    out: &mut [E],
+    row: impl Fn(&[E], Option<&[E]>, &mut [E], Out<'_, E>) + Sync,
+) {
     if d == 0 {
         return;
     }
-    let (path, store) = (how.simd_path(), how.stores().store::<F>(out.len()));
-    let serial = |x: &[F], r: Option<&[F]>, h: &mut [F], out: &mut [F]| {
+    let store = how.stores().store::<E>(out.len());
+    let serial = |x: &[E], r: Option<&[E]>, h: &mut [E], out: &mut [E]| {
         let rows = x
             .chunks_exact(d)
             .zip(h.chunks_exact_mut(d))
@@ -43,16 +61,16 @@ pub(crate) fn add_rows<K: Kind, F: Float>(
         let mut rc = r.map(|r| r.chunks_exact(d));
         for ((xr, hr), y) in rows {
             let rr = rc.as_mut().and_then(Iterator::next);
-            add_row::<K, F>(path, (xr, rr), hr, p, Out { y, store });
+            row(xr, rr, hr, Out { y, store });
         }
         if store == Store::Streaming {
             stream_fence();
         }
     };
     #[cfg(feature = "rayon")]
-    if go_parallel::<F>(x.len()) {
+    if go_parallel::<E>(x.len()) {
         use rayon::prelude::*;
-        let n = rows_per_block(d, std::mem::size_of::<F>()) * d;
+        let n = rows_per_block(d, std::mem::size_of::<E>()) * d;
         let mut rc = r.map(|r| r.chunks(n));
         let blocks: Vec<_> = x
             .chunks(n)
@@ -97,7 +115,7 @@ pub(crate) fn check_add_slices(
 }
 
 /// Checks the arrays of a fused call: the residual and outputs shaped like `x`.
-fn check_add_nd(dim: usize, x: &[usize], r: &[usize], outs: &[&[usize]]) -> Result<(), NormError> {
+pub(crate) fn check_add_nd(dim: usize, x: &[usize], r: &[usize], outs: &[&[usize]]) -> Result<(), NormError> {
     check_nd(x, None, dim)?;
     if r != x {
         return Err(NormError::ResidualShape {

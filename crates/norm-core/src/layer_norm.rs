@@ -7,7 +7,7 @@ use crate::dispatch::ForcedPath;
 use crate::forward::{forward_nd, forward_slice, impl_forward};
 use crate::kernels::Layer;
 use crate::params::{Affine, impl_norm_params};
-use crate::{Float, NormError};
+use crate::{Element, Float, NormError};
 
 /// Layer normalization over the last axis (Ba et al., 2016), as in GPT-2, BERT and
 /// PyTorch's `nn.LayerNorm`.
@@ -37,7 +37,7 @@ use crate::{Float, NormError};
 /// # Ok::<(), norm_core::NormError>(())
 /// ```
 #[derive(Debug, Clone, PartialEq)]
-pub struct LayerNorm<F: Float> {
+pub struct LayerNorm<F: Element> {
     pub(crate) p: Affine<F>,
 }
 

@@ -28,6 +28,7 @@
 
 #[doc(hidden)]
 pub mod ceiling;
+mod convert;
 #[doc(hidden)]
 pub mod dispatch;
 mod error;
@@ -42,9 +43,13 @@ mod rms_norm;
 mod rows;
 #[doc(hidden)]
 pub mod simd;
+mod storage;
 
+pub use convert::Half;
 pub use error::NormError;
-pub use float::Float;
+pub use float::{Element, Float};
+/// The `half` crate's types, re-exported: `bf16` and `f16` are storage types of the norms.
+pub use half::{bf16, f16};
 pub use layer_norm::{LayerNorm, LayerNormStats};
 pub use rms_norm::{RmsNorm, RmsNormStats};
 pub use simd::KernelPath;

@@ -2,14 +2,17 @@
 //! a macro generating the identical constructors and accessors of `LayerNorm`/`RmsNorm`.
 
 use crate::kernels::RowParams;
-use crate::{Float, NormError};
+use crate::{Element, Float, NormError};
 
-/// Weight (gamma), optional bias (beta) and eps, validated together.
+/// Weight (gamma), optional bias (beta) and eps, validated together. Weight and bias are
+/// stored in the element type, eps in its accumulation type (f32 for bf16 and f16:
+/// eps = 1e-5 is a subnormal in f16, and PyTorch too passes eps to its half-precision
+/// kernels in the wider type).
 #[derive(Debug, Clone, PartialEq)]
-pub(crate) struct Affine<F> {
+pub(crate) struct Affine<F: Element> {
     pub(crate) weight: Vec<F>,
     pub(crate) bias: Option<Vec<F>>,
-    pub(crate) eps: F,
+    pub(crate) eps: F::Acc,
 }
 
 pub(crate) fn check_eps<F: Float>(eps: F) -> Result<F, NormError> {
@@ -31,19 +34,21 @@ impl<F: Float> Affine<F> {
             eps: self.eps,
         }
     }
+}
 
+impl<F: Element> Affine<F> {
     pub(crate) fn new(dim: usize, with_bias: bool, eps: f64) -> Result<Self, NormError> {
         if dim == 0 {
             return Err(NormError::ZeroDim);
         }
         Ok(Self {
-            weight: vec![F::one(); dim],
-            bias: with_bias.then(|| vec![F::zero(); dim]),
-            eps: F::from_f64_round(eps),
+            weight: vec![F::from_acc(num_traits::One::one()); dim],
+            bias: with_bias.then(|| vec![F::default(); dim]),
+            eps: F::Acc::from_f64_round(eps),
         })
     }
 
-    pub(crate) fn from_parts(weight: Vec<F>, bias: Option<Vec<F>>, eps: F) -> Result<Self, NormError> {
+    pub(crate) fn from_parts(weight: Vec<F>, bias: Option<Vec<F>>, eps: F::Acc) -> Result<Self, NormError> {
         if weight.is_empty() {
             return Err(NormError::ZeroDim);
         }
@@ -66,7 +71,7 @@ impl<F: Float> Affine<F> {
 /// Generates the constructors and accessors that `LayerNorm` and `RmsNorm` share.
 macro_rules! impl_norm_params {
     ($name:ident, $default_eps:expr, $default_bias:expr, $kind:literal) => {
-        impl<F: Float> $name<F> {
+        impl<F: crate::Element> $name<F> {
             #[doc = concat!("The default eps of a ", $kind, ".")]
             ///
             /// # Example
@@ -100,6 +105,9 @@ macro_rules! impl_norm_params {
 
             #[doc = concat!("A ", $kind, " from a given weight (gamma), optional bias (beta) and eps.")]
             ///
+            /// eps is given in the accumulation type ([`Element::Acc`](crate::Element::Acc):
+            /// f32 for `bf16` and `f16`).
+            ///
             /// # Errors
             /// [`NormError::ZeroDim`] for an empty weight, [`NormError::BiasLen`] if the bias
             /// length differs, [`NormError::InvalidEps`] for a negative, NaN or infinite eps.
@@ -113,7 +121,7 @@ macro_rules! impl_norm_params {
             /// assert!(Norm::from_weights(vec![1.0f32], Some(vec![0.0, 0.0]), 1e-6).is_err());
             /// # Ok::<(), norm_core::NormError>(())
             /// ```
-            pub fn from_weights(weight: Vec<F>, bias: Option<Vec<F>>, eps: F) -> Result<Self, NormError> {
+            pub fn from_weights(weight: Vec<F>, bias: Option<Vec<F>>, eps: F::Acc) -> Result<Self, NormError> {
                 Ok(Self {
                     p: Affine::from_parts(weight, bias, eps)?,
                 })
@@ -132,7 +140,7 @@ macro_rules! impl_norm_params {
             /// assert!(n.with_eps(-1.0).is_err());
             /// # Ok::<(), norm_core::NormError>(())
             /// ```
-            pub fn with_eps(mut self, eps: F) -> Result<Self, NormError> {
+            pub fn with_eps(mut self, eps: F::Acc) -> Result<Self, NormError> {
                 self.p.eps = crate::params::check_eps(eps)?;
                 Ok(self)
             }
@@ -197,7 +205,7 @@ macro_rules! impl_norm_params {
             #[must_use]
             pub fn with_zero_bias(mut self) -> Self {
                 if self.p.bias.is_none() {
-                    self.p.bias = Some(vec![F::zero(); self.p.weight.len()]);
+                    self.p.bias = Some(vec![F::default(); self.p.weight.len()]);
                 }
                 self
             }
@@ -229,7 +237,8 @@ macro_rules! impl_norm_params {
                 self.p.weight.len()
             }
 
-            /// The eps added under the square root.
+            /// The eps added under the square root (in the accumulation type: f32 for
+            /// `bf16` and `f16`).
             ///
             /// # Example
             /// ```
@@ -237,7 +246,7 @@ macro_rules! impl_norm_params {
             /// assert_eq!(Norm::<f64>::new(5)?.with_eps(1e-3)?.eps(), 1e-3);
             /// # Ok::<(), norm_core::NormError>(())
             /// ```
-            pub fn eps(&self) -> F {
+            pub fn eps(&self) -> F::Acc {
                 self.p.eps
             }
 

@@ -7,7 +7,7 @@ use crate::dispatch::ForcedPath;
 use crate::forward::{forward_nd, forward_slice, impl_forward};
 use crate::kernels::Rms;
 use crate::params::{Affine, impl_norm_params};
-use crate::{Float, NormError};
+use crate::{Element, Float, NormError};
 
 /// Root-mean-square normalization over the last axis (Zhang & Sennrich, 2019), as in
 /// LLaMA, Mistral and T5.
@@ -35,7 +35,7 @@ use crate::{Float, NormError};
 /// # Ok::<(), norm_core::NormError>(())
 /// ```
 #[derive(Debug, Clone, PartialEq)]
-pub struct RmsNorm<F: Float> {
+pub struct RmsNorm<F: Element> {
     pub(crate) p: Affine<F>,
 }
 

@@ -1,12 +1,13 @@
 //! Drivers that apply a row kernel to every row: of a flat row-major slice, or of an
 //! ndarray of any rank and layout (contiguous fast path, per-lane path for strided views).
-//! Also the shape checks shared by both norms.
+//! Also the shape checks shared by both norms. Generic over the storage type, so the
+//! half-precision norms (`storage.rs`) run on the same drivers.
 
 use ndarray::{Array, ArrayRef, ArrayView1, ArrayViewMut1, Axis, Dimension};
 
+use crate::NormError;
 use crate::kernels::Out;
 use crate::simd::{Store, Stores, stream_fence};
-use crate::{Float, NormError};
 
 /// Checks a flat row-major input of row length `d` against its output; returns the row count.
 pub(crate) fn check_slices(len: usize, out_len: usize, d: usize) -> Result<usize, NormError> {
@@ -94,20 +95,20 @@ pub(crate) fn go_parallel<F>(len: usize) -> bool {
 /// With the `rayon` feature, large batches are split into fixed blocks of whole rows
 /// ([`rows_per_block`]) run on the current rayon pool. Every row is computed by the same
 /// kernel whichever thread runs it, so the output is bit-identical for any thread count.
-pub(crate) fn run_rows<F: Float>(
-    x: &[F],
-    out: &mut [F],
+pub(crate) fn run_rows<E: Elem, S: Stat>(
+    x: &[E],
+    out: &mut [E],
     d: usize,
-    s0: Option<&mut [F]>,
-    s1: Option<&mut [F]>,
+    s0: Option<&mut [S]>,
+    s1: Option<&mut [S]>,
     stores: Stores,
-    row: impl Fn(&[F], Out<'_, F>) -> (F, F) + Sync,
+    row: impl Fn(&[E], Out<'_, E>) -> (S, S) + Sync,
 ) {
-    let store = stores.store::<F>(out.len());
+    let store = stores.store::<E>(out.len());
     #[cfg(feature = "rayon")]
-    if d > 0 && go_parallel::<F>(x.len()) {
+    if d > 0 && go_parallel::<E>(x.len()) {
         use rayon::prelude::*;
-        let rb = rows_per_block(d, std::mem::size_of::<F>());
+        let rb = rows_per_block(d, std::mem::size_of::<E>());
         let mut c0 = s0.map(|s| s.chunks_mut(rb));
         let mut c1 = s1.map(|s| s.chunks_mut(rb));
         let blocks: Vec<_> = x
@@ -128,14 +129,14 @@ pub(crate) fn run_rows<F: Float>(
 }
 
 /// The serial body of [`run_rows`].
-fn run_rows_serial<F: Float>(
-    x: &[F],
-    out: &mut [F],
+fn run_rows_serial<E: Elem, S: Stat>(
+    x: &[E],
+    out: &mut [E],
     d: usize,
-    mut s0: Option<&mut [F]>,
-    mut s1: Option<&mut [F]>,
+    mut s0: Option<&mut [S]>,
+    mut s1: Option<&mut [S]>,
     store: Store,
-    row: impl Fn(&[F], Out<'_, F>) -> (F, F),
+    row: impl Fn(&[E], Out<'_, E>) -> (S, S),
 ) {
     for (i, (xr, or)) in x.chunks_exact(d).zip(out.chunks_exact_mut(d)).enumerate() {
         let (a, b) = row(xr, Out { y: or, store });
@@ -159,12 +160,12 @@ pub(crate) type StatPair<F, D> = (
 
 /// Applies `row` to every last-axis lane of `x` (any rank, any strides), writing `out`.
 /// Shapes must already be checked (`x.ndim() >= 1`, same shapes). Returns the statistics.
-pub(crate) fn run_nd<F: Float, D: Dimension>(
-    x: &ArrayRef<F, D>,
-    out: &mut ArrayRef<F, D>,
+pub(crate) fn run_nd<E: Elem, S: Stat, D: Dimension>(
+    x: &ArrayRef<E, D>,
+    out: &mut ArrayRef<E, D>,
     want_stats: bool,
-    row: impl Fn(&[F], Out<'_, F>) -> (F, F) + Sync,
-) -> Result<StatPair<F, D>, NormError> {
+    row: impl Fn(&[E], Out<'_, E>) -> (S, S) + Sync,
+) -> Result<StatPair<S, D>, NormError> {
     let ax = Axis(x.ndim() - 1);
     let d = x.len_of(ax);
     let stats_dim = x.raw_dim().try_remove_axis(ax);
@@ -172,11 +173,15 @@ pub(crate) fn run_nd<F: Float, D: Dimension>(
         // Contiguous row-major: the slice layer, no copies.
         if !want_stats {
             run_rows(xs, os, d, None, None, Stores::Auto, row);
-            return Ok((Array::zeros(stats_dim.clone()), Array::zeros(stats_dim)));
+            let z = S::default();
+            return Ok((
+                Array::from_elem(stats_dim.clone(), z),
+                Array::from_elem(stats_dim, z),
+            ));
         }
         let rows = xs.len().checked_div(d).unwrap_or(0);
-        let mut s0 = vec![F::zero(); rows];
-        let mut s1 = vec![F::zero(); rows];
+        let mut s0 = vec![S::default(); rows];
+        let mut s1 = vec![S::default(); rows];
         run_rows(xs, os, d, Some(&mut s0), Some(&mut s1), Stores::Auto, row);
         let shape_err = |_| NormError::StatsShape {
             name: "stats",
@@ -190,18 +195,18 @@ pub(crate) fn run_nd<F: Float, D: Dimension>(
     // Strided: one lane at a time through scratch rows when a lane is not contiguous;
     // large batches in fixed blocks of lanes on the rayon pool (each lane computed by
     // the same kernel whichever thread runs it, so the bits never depend on threads).
-    let mut s0 = Array::zeros(stats_dim.clone());
-    let mut s1 = Array::zeros(stats_dim);
+    let mut s0 = Array::from_elem(stats_dim.clone(), S::default());
+    let mut s1 = Array::from_elem(stats_dim, S::default());
     let lanes = x
         .lanes(ax)
         .into_iter()
         .zip(out.lanes_mut(ax))
         .zip(s0.iter_mut().zip(s1.iter_mut()));
     #[cfg(feature = "rayon")]
-    if d > 0 && go_parallel::<F>(x.len()) {
+    if d > 0 && go_parallel::<E>(x.len()) {
         use rayon::prelude::*;
         let lanes: Vec<_> = lanes.collect();
-        let rb = rows_per_block(d, std::mem::size_of::<F>());
+        let rb = rows_per_block(d, std::mem::size_of::<E>());
         let mut blocks: Vec<_> = Vec::with_capacity(lanes.len().div_ceil(rb));
         let mut it = lanes.into_iter().peekable();
         while it.peek().is_some() {
@@ -226,16 +231,16 @@ const TILE: usize = 16;
 /// element `k` of every lane of the tile before element `k + 1`; outputs that are not
 /// contiguous are scattered back the same way. Each lane still runs the same row kernel on the same
 /// values, so the results are the contiguous ones, bit for bit.
-fn strided_lanes<'a, F: Float + 'a>(
+fn strided_lanes<'a, E: Elem + 'a, S: Stat + 'a>(
     d: usize,
-    lanes: impl IntoIterator<Item = LaneJob<'a, F>>,
-    row: &impl Fn(&[F], Out<'_, F>) -> (F, F),
+    lanes: impl IntoIterator<Item = LaneJob<'a, E, S>>,
+    row: &impl Fn(&[E], Out<'_, E>) -> (S, S),
 ) {
-    let mut xin = vec![F::zero(); TILE * d];
-    let mut yout = vec![F::zero(); TILE * d];
+    let mut xin = vec![E::default(); TILE * d];
+    let mut yout = vec![E::default(); TILE * d];
     let mut lanes = lanes.into_iter().peekable();
     while lanes.peek().is_some() {
-        let mut tile: Vec<LaneJob<'a, F>> = lanes.by_ref().take(TILE).collect();
+        let mut tile: Vec<LaneJob<'a, E, S>> = lanes.by_ref().take(TILE).collect();
         if tile.iter().any(|((xl, _), _)| xl.as_slice().is_none()) {
             for k in 0..d {
                 for (j, ((xl, _), _)) in tile.iter().enumerate() {
@@ -284,4 +289,12 @@ fn strided_lanes<'a, F: Float + 'a>(
 }
 
 /// One strided lane's work: input lane, output lane, and where its two statistics go.
-type LaneJob<'a, F> = ((ArrayView1<'a, F>, ArrayViewMut1<'a, F>), (&'a mut F, &'a mut F));
+type LaneJob<'a, E, S> = ((ArrayView1<'a, E>, ArrayViewMut1<'a, E>), (&'a mut S, &'a mut S));
+
+/// What the drivers move: an element of any storage type (`f32`, `f64`, `bf16`, `f16`).
+pub(crate) trait Elem: Copy + Default + Send + Sync {}
+impl<T: Copy + Default + Send + Sync> Elem for T {}
+
+/// A per-row statistic (the accumulation type).
+pub(crate) trait Stat: Copy + Default + Send + Sync {}
+impl<T: Copy + Default + Send + Sync> Stat for T {}

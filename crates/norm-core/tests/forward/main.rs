@@ -3,6 +3,7 @@
 
 mod common;
 mod errors;
+mod half;
 mod numerics;
 mod properties;
 mod reference_match;
