@@ -2,12 +2,11 @@
 //! instead of the detected one, so every path the CPU supports can be checked against
 //! the reference twins and timed side by side. Not part of the stable API.
 
-use crate::forward::forward_slice;
-use crate::fused::{add_rows, check_add_slices};
-use crate::kernels::{Kind, Layer, Rms, RowParams};
+use crate::fused::check_add_slices;
+use crate::kernels::{Kind, Layer, Rms};
+use crate::params::Affine;
 use crate::simd::{Path, Stores};
-use crate::storage::{half_add_slice, half_forward_slice};
-use crate::{Float, Half, KernelPath, LayerNorm, NormError, RmsNorm};
+use crate::{Element, KernelPath, LayerNorm, NormError, RmsNorm};
 
 /// A kernel path this CPU supports; the only way to force one.
 ///
@@ -157,15 +156,15 @@ impl ForcedPath {
     /// assert!(p.layer_norm_slice(&ln, &[1.0, 3.0], &mut y, &mut [], &mut rstd).is_err());
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
-    pub fn layer_norm_slice<F: Float>(
+    pub fn layer_norm_slice<F: Element>(
         self,
         norm: &LayerNorm<F>,
         x: &[F],
         out: &mut [F],
-        mean: &mut [F],
-        rstd: &mut [F],
+        mean: &mut [F::Acc],
+        rstd: &mut [F::Acc],
     ) -> Result<(), NormError> {
-        forward_slice::<Layer, F>(self, norm.p.row_params(), x, out, [Some(mean), Some(rstd)])
+        F::forward_slice::<Layer>(self, &norm.p, x, out, [Some(mean), Some(rstd)])
     }
 
     /// [`RmsNorm::forward_slice_with_stats`] on this path.
@@ -184,14 +183,14 @@ impl ForcedPath {
     /// assert_eq!(y, [1.0, -1.0]);
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
-    pub fn rms_norm_slice<F: Float>(
+    pub fn rms_norm_slice<F: Element>(
         self,
         norm: &RmsNorm<F>,
         x: &[F],
         out: &mut [F],
-        rrms: &mut [F],
+        rrms: &mut [F::Acc],
     ) -> Result<(), NormError> {
-        forward_slice::<Rms, F>(self, norm.p.row_params(), x, out, [Some(rrms), None])
+        F::forward_slice::<Rms>(self, &norm.p, x, out, [Some(rrms), None])
     }
 
     /// [`LayerNorm::add_forward_slice`] on this path (`residual` overwritten with `h`
@@ -213,7 +212,7 @@ impl ForcedPath {
     /// assert_eq!(res, [1.0, 3.0]);
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
-    pub fn layer_norm_add_slice<F: Float>(
+    pub fn layer_norm_add_slice<F: Element>(
         self,
         norm: &LayerNorm<F>,
         x: &[F],
@@ -221,7 +220,7 @@ impl ForcedPath {
         h: Option<&mut [F]>,
         out: &mut [F],
     ) -> Result<(), NormError> {
-        self.add::<Layer, F>(norm.p.row_params(), x, residual, h, out)
+        self.add::<Layer, F>(&norm.p, x, residual, h, out)
     }
 
     /// [`RmsNorm::add_forward_slice`] on this path (`residual` overwritten with `h`
@@ -242,7 +241,7 @@ impl ForcedPath {
     /// assert!((y[0] - 1.0).abs() < 1e-5);
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
-    pub fn rms_norm_add_slice<F: Float>(
+    pub fn rms_norm_add_slice<F: Element>(
         self,
         norm: &RmsNorm<F>,
         x: &[F],
@@ -250,96 +249,13 @@ impl ForcedPath {
         h: Option<&mut [F]>,
         out: &mut [F],
     ) -> Result<(), NormError> {
-        self.add::<Rms, F>(norm.p.row_params(), x, residual, h, out)
-    }
-
-    /// The half-precision [`LayerNorm::forward_slice_with_stats`] (bf16 or f16, f32
-    /// statistics) on this path: conversions and the f32 kernel both run on it.
-    ///
-    /// # Errors
-    /// As [`LayerNorm::forward_slice_with_stats`].
-    ///
-    /// # Example
-    /// ```
-    /// use norm_core::{KernelPath, LayerNorm, bf16, dispatch::ForcedPath};
-    ///
-    /// let ln = LayerNorm::<bf16>::new(2)?;
-    /// let x = [bf16::from_f32(1.0), bf16::from_f32(3.0)];
-    /// let (mut y, mut mean, mut rstd) = ([bf16::ZERO; 2], [0.0f32], [0.0f32]);
-    /// for p in ForcedPath::all() {
-    ///     p.layer_norm_half_slice(&ln, &x, &mut y, &mut mean, &mut rstd)?;
-    ///     assert_eq!((y, mean), ([bf16::from_f32(-1.0), bf16::from_f32(1.0)], [2.0]));
-    /// }
-    /// # Ok::<(), norm_core::NormError>(())
-    /// ```
-    pub fn layer_norm_half_slice<H: Half>(
-        self,
-        norm: &LayerNorm<H>,
-        x: &[H],
-        out: &mut [H],
-        mean: &mut [f32],
-        rstd: &mut [f32],
-    ) -> Result<(), NormError> {
-        half_forward_slice::<Layer, H>(self, &norm.p, x, out, [Some(mean), Some(rstd)])
-    }
-
-    /// The half-precision [`RmsNorm::forward_slice_with_stats`] (f32 `1/rms`) on this
-    /// path.
-    ///
-    /// # Errors
-    /// As [`RmsNorm::forward_slice_with_stats`].
-    pub fn rms_norm_half_slice<H: Half>(
-        self,
-        norm: &RmsNorm<H>,
-        x: &[H],
-        out: &mut [H],
-        rrms: &mut [f32],
-    ) -> Result<(), NormError> {
-        half_forward_slice::<Rms, H>(self, &norm.p, x, out, [Some(rrms), None])
-    }
-
-    /// The half-precision fused LayerNorm on this path (`h = None`: in place, into
-    /// `residual`).
-    ///
-    /// # Errors
-    /// As [`LayerNorm::add_forward_slice`].
-    pub fn layer_norm_half_add_slice<H: Half>(
-        self,
-        norm: &LayerNorm<H>,
-        x: &[H],
-        residual: &mut [H],
-        h: Option<&mut [H]>,
-        out: &mut [H],
-    ) -> Result<(), NormError> {
-        match h {
-            Some(h) => half_add_slice::<Layer, H>(self, &norm.p, (x, Some(residual)), h, out),
-            None => half_add_slice::<Layer, H>(self, &norm.p, (x, None), residual, out),
-        }
-    }
-
-    /// The half-precision fused RmsNorm on this path (`h = None`: in place, into
-    /// `residual`).
-    ///
-    /// # Errors
-    /// As [`RmsNorm::add_forward_slice`].
-    pub fn rms_norm_half_add_slice<H: Half>(
-        self,
-        norm: &RmsNorm<H>,
-        x: &[H],
-        residual: &mut [H],
-        h: Option<&mut [H]>,
-        out: &mut [H],
-    ) -> Result<(), NormError> {
-        match h {
-            Some(h) => half_add_slice::<Rms, H>(self, &norm.p, (x, Some(residual)), h, out),
-            None => half_add_slice::<Rms, H>(self, &norm.p, (x, None), residual, out),
-        }
+        self.add::<Rms, F>(&norm.p, x, residual, h, out)
     }
 
     /// The fused norm `K` on this path (`h = None`: in place, into `residual`).
-    fn add<K: Kind, F: Float>(
+    fn add<K: Kind, F: Element>(
         self,
-        p: RowParams<'_, F>,
+        p: &Affine<F>,
         x: &[F],
         residual: &mut [F],
         h: Option<&mut [F]>,
@@ -348,8 +264,8 @@ impl ForcedPath {
         let d = p.weight.len();
         check_add_slices(d, x.len(), residual.len(), h.as_ref().map(|h| h.len()), out.len())?;
         match h {
-            Some(h) => add_rows::<K, F>(self, p, (x, Some(residual)), h, out),
-            None => add_rows::<K, F>(self, p, (x, None), residual, out),
+            Some(h) => F::add_rows::<K>(self, p, (x, Some(residual)), h, out),
+            None => F::add_rows::<K>(self, p, (x, None), residual, out),
         }
         Ok(())
     }

@@ -7,7 +7,14 @@ use std::fmt::{Debug, Display};
 use std::iter::Sum;
 
 mod sealed {
+    use ndarray::{ArrayRef, Dimension};
+
+    use crate::dispatch::ForcedPath;
+    use crate::forward::{self, WithStats};
+    use crate::kernels::Kind;
+    use crate::params::Affine;
     use crate::simd::{Path, SimdOp, on_f32, on_f64};
+    use crate::{Element, NormError, fused, storage};
 
     /// Closes [`Float`](crate::Float) to `f32` and `f64`, and routes generic code to the
     /// backends for each (what [`run_on`](crate::simd::run_on) calls).
@@ -30,12 +37,134 @@ mod sealed {
         }
     }
 
-    /// Closes [`Element`](crate::Element) to `f32`, `f64`, `bf16` and `f16`.
-    pub trait SealedElement {}
-    impl SealedElement for f32 {}
-    impl SealedElement for f64 {}
-    impl SealedElement for half::bf16 {}
-    impl SealedElement for half::f16 {}
+    /// Closes [`Element`](crate::Element) to `f32`, `f64`, `bf16` and `f16`, and routes
+    /// the one generic API of `LayerNorm<E>`/`RmsNorm<E>` to the drivers for each: the
+    /// f32/f64 kernels directly, the half types through `storage.rs` (widen, the f32
+    /// kernel, round once). One inherent impl for all four types keeps type inference
+    /// working as it did for f32/f64 alone (`LayerNorm::new(d)?.forward_slice(&x, ..)`).
+    /// The types named here sit in private modules, so none of this is nameable outside.
+    pub trait SealedElement: Sized {
+        /// `norm(x)` over the last axis into a new array (statistics when `want_stats`).
+        fn forward_nd<K: Kind, D: Dimension>(
+            p: &Affine<Self>,
+            x: &ArrayRef<Self, D>,
+            want_stats: bool,
+        ) -> Result<WithStats<Self, D>, NormError>
+        where
+            Self: Element;
+        /// `norm(x)` over the last axis into the caller's `out`.
+        fn forward_into_nd<K: Kind, D: Dimension>(
+            p: &Affine<Self>,
+            x: &ArrayRef<Self, D>,
+            out: &mut ArrayRef<Self, D>,
+        ) -> Result<(), NormError>
+        where
+            Self: Element;
+        /// `norm(x)` over row-major slices on `how`'s path, writing the statistics given.
+        fn forward_slice<K: Kind>(
+            how: ForcedPath,
+            p: &Affine<Self>,
+            x: &[Self],
+            out: &mut [Self],
+            stats: [Option<&mut [<Self as Element>::Acc]>; 2],
+        ) -> Result<(), NormError>
+        where
+            Self: Element;
+        /// The fused `h = x + r`, `out = norm(h)` over checked row-major slices
+        /// (`r = None`: `h` holds the residual).
+        fn add_rows<K: Kind>(
+            how: ForcedPath,
+            p: &Affine<Self>,
+            xr: (&[Self], Option<&[Self]>),
+            h: &mut [Self],
+            out: &mut [Self],
+        ) where
+            Self: Element;
+    }
+
+    /// The routes of a [`Float`](crate::Float) type: its own kernels.
+    macro_rules! float_routes {
+        ($t:ty) => {
+            impl SealedElement for $t {
+                fn forward_nd<K: Kind, D: Dimension>(
+                    p: &Affine<$t>,
+                    x: &ArrayRef<$t, D>,
+                    want_stats: bool,
+                ) -> Result<WithStats<$t, D>, NormError> {
+                    forward::forward_nd::<K, $t, D>(p.row_params(), x, want_stats)
+                }
+                fn forward_into_nd<K: Kind, D: Dimension>(
+                    p: &Affine<$t>,
+                    x: &ArrayRef<$t, D>,
+                    out: &mut ArrayRef<$t, D>,
+                ) -> Result<(), NormError> {
+                    forward::forward_into_nd::<K, $t, D>(p.row_params(), x, out)
+                }
+                fn forward_slice<K: Kind>(
+                    how: ForcedPath,
+                    p: &Affine<$t>,
+                    x: &[$t],
+                    out: &mut [$t],
+                    stats: [Option<&mut [$t]>; 2],
+                ) -> Result<(), NormError> {
+                    forward::forward_slice::<K, $t>(how, p.row_params(), x, out, stats)
+                }
+                fn add_rows<K: Kind>(
+                    how: ForcedPath,
+                    p: &Affine<$t>,
+                    xr: (&[$t], Option<&[$t]>),
+                    h: &mut [$t],
+                    out: &mut [$t],
+                ) {
+                    fused::add_rows::<K, $t>(how, p.row_params(), xr, h, out)
+                }
+            }
+        };
+    }
+    float_routes!(f32);
+    float_routes!(f64);
+
+    /// The routes of a half-precision type: `storage.rs`.
+    macro_rules! half_routes {
+        ($t:ty) => {
+            impl SealedElement for $t {
+                fn forward_nd<K: Kind, D: Dimension>(
+                    p: &Affine<$t>,
+                    x: &ArrayRef<$t, D>,
+                    want_stats: bool,
+                ) -> Result<WithStats<$t, D>, NormError> {
+                    storage::half_forward_nd::<K, $t, D>(p, x, want_stats)
+                }
+                fn forward_into_nd<K: Kind, D: Dimension>(
+                    p: &Affine<$t>,
+                    x: &ArrayRef<$t, D>,
+                    out: &mut ArrayRef<$t, D>,
+                ) -> Result<(), NormError> {
+                    storage::half_forward_into_nd::<K, $t, D>(p, x, out)
+                }
+                fn forward_slice<K: Kind>(
+                    how: ForcedPath,
+                    p: &Affine<$t>,
+                    x: &[$t],
+                    out: &mut [$t],
+                    stats: [Option<&mut [f32]>; 2],
+                ) -> Result<(), NormError> {
+                    storage::half_forward_slice::<K, $t>(how, p, x, out, stats)
+                }
+                fn add_rows<K: Kind>(
+                    how: ForcedPath,
+                    p: &Affine<$t>,
+                    xr: (&[$t], Option<&[$t]>),
+                    h: &mut [$t],
+                    out: &mut [$t],
+                ) {
+                    storage::half_add_rows::<K, $t>(how, p, xr, h, out)
+                }
+            }
+        };
+    }
+    half_routes!(half::bf16);
+    half_routes!(half::f16);
 }
 
 /// A type a norm can store its input, output, weight and bias in (sealed): `f32`, `f64`,

@@ -10,8 +10,8 @@ use crate::kernels::{Kind, Out, RowParams, norm_row};
 use crate::rows::{StatPair, check_nd, check_slices, check_stats_len, run_nd, run_rows};
 use crate::{Float, NormError};
 
-/// An output array and its per-row statistics.
-type WithStats<F, D> = (Array<F, D>, StatPair<F, D>);
+/// An output array and its per-row statistics (in the accumulation type).
+pub type WithStats<E, D> = (Array<E, D>, StatPair<<E as crate::Element>::Acc, D>);
 
 /// `norm(x)` over the last axis into a new array, with the per-row statistics when
 /// `want_stats` (zeros otherwise).
@@ -71,7 +71,7 @@ fn row<K: Kind, F: Float>(
 /// norm `$kind` (a [`Kind`]).
 macro_rules! impl_forward {
     ($name:ident, $kind:ty) => {
-        impl<F: Float> $name<F> {
+        impl<F: Element> $name<F> {
             /// Normalizes `x` over its last axis into a new array of the same shape.
             ///
             /// `x` may have any rank ≥ 1 and any layout (views, transposes, slices).
@@ -95,7 +95,7 @@ macro_rules! impl_forward {
             /// # Ok::<(), norm_core::NormError>(())
             /// ```
             pub fn forward<D: Dimension>(&self, x: &ArrayRef<F, D>) -> Result<Array<F, D>, NormError> {
-                Ok(crate::forward::forward_nd::<$kind, F, D>(self.p.row_params(), x, false)?.0)
+                Ok(F::forward_nd::<$kind, D>(&self.p, x, false)?.0)
             }
 
             /// Normalizes `x` over its last axis into the caller's `out` (same shape, any layout).
@@ -119,7 +119,7 @@ macro_rules! impl_forward {
                 x: &ArrayRef<F, D>,
                 out: &mut ArrayRef<F, D>,
             ) -> Result<(), NormError> {
-                crate::forward::forward_into_nd::<$kind, F, D>(self.p.row_params(), x, out)
+                F::forward_into_nd::<$kind, D>(&self.p, x, out)
             }
 
             /// Plain-slice form: `x` holds rows of length [`dim`](Self::dim), row-major; `out`
@@ -141,7 +141,7 @@ macro_rules! impl_forward {
             /// ```
             pub fn forward_slice(&self, x: &[F], out: &mut [F]) -> Result<(), NormError> {
                 let how = crate::dispatch::ForcedPath::detected();
-                crate::forward::forward_slice::<$kind, F>(how, self.p.row_params(), x, out, [None, None])
+                F::forward_slice::<$kind>(how, &self.p, x, out, [None, None])
             }
         }
     };

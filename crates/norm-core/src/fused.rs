@@ -16,7 +16,7 @@ use crate::rows::{check_nd, check_slices};
 #[cfg(feature = "rayon")]
 use crate::rows::{go_parallel, rows_per_block};
 use crate::simd::{Store, stream_fence};
-use crate::{Float, LayerNorm, NormError, RmsNorm};
+use crate::{Element, Float, LayerNorm, NormError, RmsNorm};
 
 /// Runs the fused kernel of norm `K` over every row on `how`'s path (lengths already
 /// checked; `d = weight.len()`; `r = None`: `h` holds the residual and is overwritten).
@@ -86,6 +86,15 @@ pub(crate) fn drive_add_rows<E: Copy + Send + Sync>(
     serial(x, r, h, out);
 }
 
+/// `a + b` rounded once to the storage type (for `f32`/`f64` the plain sum; for `bf16`/
+/// `f16` the f32 sum of the widened values, which is the correctly rounded sum: f32
+/// carries more than twice their precision plus two bits, so rounding twice is
+/// harmless, and this equals `half`'s own `a + b`).
+#[inline(always)]
+pub(crate) fn add<E: Element>(a: E, b: E) -> E {
+    E::from_acc(a.to_acc() + b.to_acc())
+}
+
 /// Checks the slices of a fused call: `x` whole rows, the others as long as `x`.
 pub(crate) fn check_add_slices(
     d: usize,
@@ -131,7 +140,7 @@ pub(crate) fn check_add_nd(dim: usize, x: &[usize], r: &[usize], outs: &[&[usize
 
 macro_rules! impl_fused {
     ($name:ident, $kind:ty, $title:literal, $formula:literal) => {
-        impl<F: Float> $name<F> {
+        impl<F: Element> $name<F> {
             #[doc = concat!("Fused residual add + ", $title, " over plain row-major slices: writes `h = x + residual` and `out = norm(h)`.")]
             ///
             /// ```text
@@ -161,7 +170,7 @@ macro_rules! impl_fused {
             /// ```
             pub fn add_forward_slice(&self, x: &[F], residual: &[F], h: &mut [F], out: &mut [F]) -> Result<(), NormError> {
                 check_add_slices(self.dim(), x.len(), residual.len(), Some(h.len()), out.len())?;
-                add_rows::<$kind, F>(ForcedPath::detected(), self.p.row_params(), (x, Some(residual)), h, out);
+                F::add_rows::<$kind>(ForcedPath::detected(), &self.p, (x, Some(residual)), h, out);
                 Ok(())
             }
 
@@ -184,7 +193,7 @@ macro_rules! impl_fused {
             /// ```
             pub fn add_forward_slice_inplace(&self, x: &[F], residual: &mut [F], out: &mut [F]) -> Result<(), NormError> {
                 check_add_slices(self.dim(), x.len(), residual.len(), None, out.len())?;
-                add_rows::<$kind, F>(ForcedPath::detected(), self.p.row_params(), (x, None), residual, out);
+                F::add_rows::<$kind>(ForcedPath::detected(), &self.p, (x, None), residual, out);
                 Ok(())
             }
 
@@ -222,8 +231,8 @@ macro_rules! impl_fused {
                 residual: &ArrayRef<F, D>,
             ) -> Result<(Array<F, D>, Array<F, D>), NormError> {
                 check_add_nd(self.dim(), x.shape(), residual.shape(), &[])?;
-                let mut h = Array::zeros(x.raw_dim());
-                let mut y = Array::zeros(x.raw_dim());
+                let mut h = Array::from_elem(x.raw_dim(), F::default());
+                let mut y = Array::from_elem(x.raw_dim(), F::default());
                 self.add_forward_into(x, residual, &mut h, &mut y)?;
                 Ok((h, y))
             }
@@ -257,10 +266,10 @@ macro_rules! impl_fused {
                 if let (Some(xs), Some(rs), Some(hs), Some(os)) =
                     (x.as_slice(), residual.as_slice(), h.as_slice_mut(), out.as_slice_mut())
                 {
-                    add_rows::<$kind, F>(ForcedPath::detected(), self.p.row_params(), (xs, Some(rs)), hs, os);
+                    F::add_rows::<$kind>(ForcedPath::detected(), &self.p, (xs, Some(rs)), hs, os);
                     return Ok(());
                 }
-                Zip::from(&mut *h).and(x).and(residual).for_each(|h, &a, &b| *h = a + b);
+                Zip::from(&mut *h).and(x).and(residual).for_each(|h, &a, &b| *h = add(a, b));
                 self.forward_into(h, out)
             }
 
@@ -290,10 +299,10 @@ macro_rules! impl_fused {
             ) -> Result<(), NormError> {
                 check_add_nd(self.dim(), x.shape(), residual.shape(), &[out.shape()])?;
                 if let (Some(xs), Some(rs), Some(os)) = (x.as_slice(), residual.as_slice_mut(), out.as_slice_mut()) {
-                    add_rows::<$kind, F>(ForcedPath::detected(), self.p.row_params(), (xs, None), rs, os);
+                    F::add_rows::<$kind>(ForcedPath::detected(), &self.p, (xs, None), rs, os);
                     return Ok(());
                 }
-                Zip::from(&mut *residual).and(x).for_each(|r, &a| *r = a + *r);
+                Zip::from(&mut *residual).and(x).for_each(|r, &a| *r = add(a, *r));
                 self.forward_into(residual, out)
             }
         }

@@ -4,10 +4,10 @@
 use ndarray::{Array, ArrayRef, Dimension};
 
 use crate::dispatch::ForcedPath;
-use crate::forward::{forward_nd, forward_slice, impl_forward};
+use crate::forward::impl_forward;
 use crate::kernels::Layer;
 use crate::params::{Affine, impl_norm_params};
-use crate::{Element, Float, NormError};
+use crate::{Element, NormError};
 
 /// Layer normalization over the last axis (Ba et al., 2016), as in GPT-2, BERT and
 /// PyTorch's `nn.LayerNorm`.
@@ -24,6 +24,22 @@ use crate::{Element, Float, NormError};
 ///
 /// Non-finite input: a row holding NaN or ±inf gives NaN in that row only. A constant
 /// row gives `beta` (0 without bias) when eps > 0, and NaN (0/0) when eps = 0.
+///
+/// Element types ([`Element`]): `f32` and `f64` compute in their own precision; `bf16`
+/// and `f16` (weight and bias in the same type) are widened to f32, normalized by the
+/// f32 kernels, and each output rounded once to nearest, ties to even; their eps and
+/// statistics are f32. Within 1 ulp of the f64 result rounded to the storage type.
+///
+/// ```
+/// use ndarray::Array2;
+/// use norm_core::{LayerNorm, bf16};
+///
+/// let x = Array2::from_shape_fn((2, 8), |(i, j)| bf16::from_f32((i * 8 + j) as f32));
+/// let (y, stats) = LayerNorm::<bf16>::new(8)?.forward_with_stats(&x)?;
+/// assert_eq!(y[[0, 0]], bf16::from_f32(-1.5275)); // (0 - 3.5) / sqrt(5.25 + 1e-5), rounded
+/// assert_eq!(stats.mean[1], 11.5f32); // statistics in f32
+/// # Ok::<(), norm_core::NormError>(())
+/// ```
 ///
 /// # Example
 /// ```
@@ -74,7 +90,7 @@ pub struct LayerNormStats<F, D: Dimension> {
     pub rstd: Array<F, D>,
 }
 
-impl<F: Float> LayerNorm<F> {
+impl<F: Element> LayerNorm<F> {
     /// Like [`forward`](Self::forward), also returning the per-row mean and `1/std`.
     ///
     /// # Errors
@@ -95,8 +111,8 @@ impl<F: Float> LayerNorm<F> {
     pub fn forward_with_stats<D: Dimension>(
         &self,
         x: &ArrayRef<F, D>,
-    ) -> Result<(Array<F, D>, LayerNormStats<F, D::Smaller>), NormError> {
-        let (out, (mean, rstd)) = forward_nd::<Layer, F, D>(self.p.row_params(), x, true)?;
+    ) -> Result<(Array<F, D>, LayerNormStats<F::Acc, D::Smaller>), NormError> {
+        let (out, (mean, rstd)) = F::forward_nd::<Layer, D>(&self.p, x, true)?;
         Ok((out, LayerNormStats { mean, rstd }))
     }
 
@@ -121,10 +137,9 @@ impl<F: Float> LayerNorm<F> {
         &self,
         x: &[F],
         out: &mut [F],
-        mean: &mut [F],
-        rstd: &mut [F],
+        mean: &mut [F::Acc],
+        rstd: &mut [F::Acc],
     ) -> Result<(), NormError> {
-        let (p, stats) = (self.p.row_params(), [Some(mean), Some(rstd)]);
-        forward_slice::<Layer, F>(ForcedPath::detected(), p, x, out, stats)
+        F::forward_slice::<Layer>(ForcedPath::detected(), &self.p, x, out, [Some(mean), Some(rstd)])
     }
 }

@@ -1,4 +1,5 @@
-//! `norm-core`: fast LayerNorm and RMSNorm forward kernels for `f32`/`f64`, accurate to
+//! `norm-core`: fast LayerNorm and RMSNorm forward kernels for `f32`/`f64` (and `bf16`/`f16`
+//! storage computed in f32), accurate to
 //! the bounds in `docs/math.md`, over
 //! ndarray arrays of any rank and layout or plain row-major slices. No I/O, no randomness.
 //!

@@ -9,7 +9,7 @@ use crate::{Element, Float, NormError};
 /// eps = 1e-5 is a subnormal in f16, and PyTorch too passes eps to its half-precision
 /// kernels in the wider type).
 #[derive(Debug, Clone, PartialEq)]
-pub(crate) struct Affine<F: Element> {
+pub struct Affine<F: Element> {
     pub(crate) weight: Vec<F>,
     pub(crate) bias: Option<Vec<F>>,
     pub(crate) eps: F::Acc,

@@ -4,10 +4,10 @@
 use ndarray::{Array, ArrayRef, Dimension};
 
 use crate::dispatch::ForcedPath;
-use crate::forward::{forward_nd, forward_slice, impl_forward};
+use crate::forward::impl_forward;
 use crate::kernels::Rms;
 use crate::params::{Affine, impl_norm_params};
-use crate::{Element, Float, NormError};
+use crate::{Element, NormError};
 
 /// Root-mean-square normalization over the last axis (Zhang & Sennrich, 2019), as in
 /// LLaMA, Mistral and T5.
@@ -23,6 +23,9 @@ use crate::{Element, Float, NormError};
 ///
 /// Non-finite input: a row holding NaN or ±inf gives NaN in that row only. An all-zero
 /// row gives 0 (`beta`) when eps > 0, and NaN (0/0) when eps = 0.
+///
+/// Element types: `f32`, `f64`, and `bf16`/`f16` computed in f32 and rounded once per
+/// output, as for [`LayerNorm`](crate::LayerNorm).
 ///
 /// # Example
 /// ```
@@ -69,7 +72,7 @@ pub struct RmsNormStats<F, D: Dimension> {
     pub rrms: Array<F, D>,
 }
 
-impl<F: Float> RmsNorm<F> {
+impl<F: Element> RmsNorm<F> {
     /// Like [`forward`](Self::forward), also returning the per-row `1/rms`.
     ///
     /// # Errors
@@ -89,8 +92,8 @@ impl<F: Float> RmsNorm<F> {
     pub fn forward_with_stats<D: Dimension>(
         &self,
         x: &ArrayRef<F, D>,
-    ) -> Result<(Array<F, D>, RmsNormStats<F, D::Smaller>), NormError> {
-        let (out, (rrms, _)) = forward_nd::<Rms, F, D>(self.p.row_params(), x, true)?;
+    ) -> Result<(Array<F, D>, RmsNormStats<F::Acc, D::Smaller>), NormError> {
+        let (out, (rrms, _)) = F::forward_nd::<Rms, D>(&self.p, x, true)?;
         Ok((out, RmsNormStats { rrms }))
     }
 
@@ -111,8 +114,12 @@ impl<F: Float> RmsNorm<F> {
     /// assert!((y[0] - y[2]).abs() < 1e-15); // RMS(2x) = RMS(x)
     /// # Ok::<(), norm_core::NormError>(())
     /// ```
-    pub fn forward_slice_with_stats(&self, x: &[F], out: &mut [F], rrms: &mut [F]) -> Result<(), NormError> {
-        let (p, stats) = (self.p.row_params(), [Some(rrms), None]);
-        forward_slice::<Rms, F>(ForcedPath::detected(), p, x, out, stats)
+    pub fn forward_slice_with_stats(
+        &self,
+        x: &[F],
+        out: &mut [F],
+        rrms: &mut [F::Acc],
+    ) -> Result<(), NormError> {
+        F::forward_slice::<Rms>(ForcedPath::detected(), &self.p, x, out, [Some(rrms), None])
     }
 }

@@ -153,7 +153,7 @@ fn run_rows_serial<E: Elem, S: Stat>(
 }
 
 /// Per-row statistics arrays, shaped like the input without its last axis.
-pub(crate) type StatPair<F, D> = (
+pub type StatPair<F, D> = (
     Array<F, <D as Dimension>::Smaller>,
     Array<F, <D as Dimension>::Smaller>,
 );

@@ -13,17 +13,17 @@
 
 use std::cell::RefCell;
 
-use half::{bf16, f16};
-use ndarray::{Array, ArrayRef, Dimension, Zip};
+use ndarray::{Array, ArrayRef, Dimension};
 
+use crate::NormError;
 use crate::convert::Half;
 use crate::dispatch::ForcedPath;
-use crate::fused::{check_add_nd, check_add_slices, drive_add_rows};
-use crate::kernels::{Kind, Layer, Out, Rms, RowParams, norm_row};
+use crate::forward::WithStats;
+use crate::fused::drive_add_rows;
+use crate::kernels::{Kind, Out, RowParams, norm_row};
 use crate::params::Affine;
-use crate::rows::{StatPair, check_nd, check_slices, check_stats_len, run_nd, run_rows};
+use crate::rows::{check_nd, check_slices, check_stats_len, run_nd, run_rows};
 use crate::simd::{Path, Store};
-use crate::{Element as _, LayerNorm, LayerNormStats, NormError, RmsNorm, RmsNormStats};
 
 /// A cache line of f32, so that scratch rows start on a line boundary.
 #[derive(Clone, Copy, Default)]
@@ -158,9 +158,6 @@ fn row<K: Kind, H: Half>(
     move |x, out| half_row::<K, H>(path, p, x, out)
 }
 
-/// An output array and its per-row f32 statistics.
-type WithStats<H, D> = (Array<H, D>, StatPair<f32, D>);
-
 /// `norm(x)` over the last axis into a new array (with the statistics when `want_stats`).
 pub(crate) fn half_forward_nd<K: Kind, H: Half, D: Dimension>(
     p: &Affine<H>,
@@ -215,244 +212,20 @@ pub(crate) fn half_forward_slice<K: Kind, H: Half>(
     Ok(())
 }
 
-/// The fused norm `K` over row-major slices on `how`'s path: `h = x + r` rounded, then
-/// the norm of `h` (`r = None`: `h` holds the residual and is overwritten); lengths
-/// checked here.
-pub(crate) fn half_add_slice<K: Kind, H: Half>(
+/// The fused norm `K` over checked row-major slices on `how`'s path: `h = x + r`
+/// rounded, then the norm of that `h` (`r = None`: `h` holds the residual and is
+/// overwritten).
+pub(crate) fn half_add_rows<K: Kind, H: Half>(
     how: ForcedPath,
     p: &Affine<H>,
     (x, r): (&[H], Option<&[H]>),
     h: &mut [H],
     out: &mut [H],
-) -> Result<(), NormError> {
-    let d = p.weight.len();
-    let (rl, hl) = (r.map_or(h.len(), <[H]>::len), r.is_some().then_some(h.len()));
-    check_add_slices(d, x.len(), rl, hl, out.len())?;
+) {
     let p32 = Params32::of(p);
     let (path, pr) = (how.simd_path(), p32.row());
     let row = move |xr: &[H], rr: Option<&[H]>, hr: &mut [H], y: Out<'_, H>| {
         half_add_row::<K, H>(path, pr, (xr, rr), hr, y);
     };
-    drive_add_rows(how, d, (x, r), h, out, row);
-    Ok(())
+    drive_add_rows(how, p.weight.len(), (x, r), h, out, row);
 }
-
-/// The in-place fused norm `K` over arrays (`residual` becomes the rounded `h`): the
-/// one-sweep kernel for contiguous arrays, else the rounded add and then the norm (the
-/// same bits).
-fn half_add_inplace_nd<K: Kind, H: Half, D: Dimension>(
-    p: &Affine<H>,
-    x: &ArrayRef<H, D>,
-    residual: &mut ArrayRef<H, D>,
-    out: &mut ArrayRef<H, D>,
-) -> Result<(), NormError> {
-    check_add_nd(p.weight.len(), x.shape(), residual.shape(), &[out.shape()])?;
-    if let (Some(xs), Some(rs), Some(os)) = (x.as_slice(), residual.as_slice_mut(), out.as_slice_mut()) {
-        return half_add_slice::<K, H>(ForcedPath::detected(), p, (xs, None), rs, os);
-    }
-    Zip::from(&mut *residual)
-        .and(x)
-        .for_each(|r, &a| *r = H::from_acc(a.to_acc() + r.to_acc()));
-    half_forward_into_nd::<K, H, D>(p, residual, out)
-}
-
-/// Generates the methods `LayerNorm<$h>` and `RmsNorm<$h>` share, for norm `$kind`.
-macro_rules! impl_half {
-    ($name:ident, $kind:ty, $h:ident) => {
-        impl $name<$h> {
-            #[doc = concat!("Normalizes `x` (", stringify!($h), ") over its last axis into a new array of the same shape and type.")]
-            ///
-            /// Computed in f32 (the f32 kernels, on rows widened exactly), each output
-            /// rounded once to nearest, ties to even. Any rank ≥ 1 and any layout.
-            ///
-            /// # Errors
-            /// [`NormError::ZeroRank`] for a 0-d input; [`NormError::FeatureMismatch`] if the
-            /// last axis is not [`dim`](Self::dim) long.
-            pub fn forward<D: Dimension>(&self, x: &ArrayRef<$h, D>) -> Result<Array<$h, D>, NormError> {
-                Ok(half_forward_nd::<$kind, $h, D>(&self.p, x, false)?.0)
-            }
-
-            /// Normalizes `x` over its last axis into the caller's `out` (same shape, any layout).
-            ///
-            /// # Errors
-            /// As [`forward`](Self::forward), plus [`NormError::OutputShape`] if `out`'s shape
-            /// differs from `x`'s.
-            pub fn forward_into<D: Dimension>(&self, x: &ArrayRef<$h, D>, out: &mut ArrayRef<$h, D>) -> Result<(), NormError> {
-                half_forward_into_nd::<$kind, $h, D>(&self.p, x, out)
-            }
-
-            /// Plain-slice form: `x` holds rows of length [`dim`](Self::dim), row-major.
-            ///
-            /// # Errors
-            /// [`NormError::SliceLen`] if `x.len()` is not a multiple of `dim`;
-            /// [`NormError::BufferLen`] if `out.len() != x.len()`.
-            pub fn forward_slice(&self, x: &[$h], out: &mut [$h]) -> Result<(), NormError> {
-                half_forward_slice::<$kind, $h>(ForcedPath::detected(), &self.p, x, out, [None, None])
-            }
-
-            /// Fused residual add + norm over plain row-major slices: `h = x + residual`
-            /// rounded to the storage type, `out = norm(h)` of that rounded `h` (bit-identical
-            /// to adding in the storage type and then calling
-            /// [`forward_slice`](Self::forward_slice)).
-            ///
-            /// # Errors
-            /// [`NormError::SliceLen`] if `x.len()` is not a multiple of `dim`;
-            /// [`NormError::BufferLen`] if `residual`, `h` or `out` differ in length from `x`.
-            pub fn add_forward_slice(&self, x: &[$h], residual: &[$h], h: &mut [$h], out: &mut [$h]) -> Result<(), NormError> {
-                half_add_slice::<$kind, $h>(ForcedPath::detected(), &self.p, (x, Some(residual)), h, out)
-            }
-
-            /// In-place fused residual add + norm: `residual` becomes `h = x + residual`
-            /// (rounded), `out = norm(h)`.
-            ///
-            /// # Errors
-            /// [`NormError::SliceLen`] if `x.len()` is not a multiple of `dim`;
-            /// [`NormError::BufferLen`] if `residual` or `out` differ in length from `x`.
-            pub fn add_forward_slice_inplace(&self, x: &[$h], residual: &mut [$h], out: &mut [$h]) -> Result<(), NormError> {
-                half_add_slice::<$kind, $h>(ForcedPath::detected(), &self.p, (x, None), residual, out)
-            }
-
-            /// Fused residual add + norm over the last axis: returns `(h, y)` with
-            /// `h = x + residual` rounded to the storage type and `y = norm(h)`.
-            ///
-            /// # Errors
-            /// [`NormError::ZeroRank`] for 0-d input; [`NormError::FeatureMismatch`] if the
-            /// last axis is not `dim` long; [`NormError::ResidualShape`] if `residual`'s
-            /// shape differs from `x`'s.
-            #[allow(clippy::type_complexity)]
-            pub fn add_forward<D: Dimension>(
-                &self,
-                x: &ArrayRef<$h, D>,
-                residual: &ArrayRef<$h, D>,
-            ) -> Result<(Array<$h, D>, Array<$h, D>), NormError> {
-                check_add_nd(self.dim(), x.shape(), residual.shape(), &[])?;
-                let mut h = residual.to_owned();
-                let mut y = Array::from_elem(x.raw_dim(), $h::default());
-                half_add_inplace_nd::<$kind, $h, D>(&self.p, x, &mut h, &mut y)?;
-                Ok((h, y))
-            }
-
-            /// Fused residual add + norm into the caller's arrays: `h = x + residual`
-            /// (rounded), `out = norm(h)`.
-            ///
-            /// # Errors
-            /// As [`add_forward`](Self::add_forward), plus [`NormError::OutputShape`] if `h` or
-            /// `out` is shaped differently from `x`.
-            pub fn add_forward_into<D: Dimension>(
-                &self,
-                x: &ArrayRef<$h, D>,
-                residual: &ArrayRef<$h, D>,
-                h: &mut ArrayRef<$h, D>,
-                out: &mut ArrayRef<$h, D>,
-            ) -> Result<(), NormError> {
-                check_add_nd(self.dim(), x.shape(), residual.shape(), &[h.shape(), out.shape()])?;
-                if let (Some(xs), Some(rs), Some(hs), Some(os)) =
-                    (x.as_slice(), residual.as_slice(), h.as_slice_mut(), out.as_slice_mut())
-                {
-                    return self.add_forward_slice(xs, rs, hs, os);
-                }
-                Zip::from(&mut *h)
-                    .and(x)
-                    .and(residual)
-                    .for_each(|h, &a, &b| *h = $h::from_acc(a.to_acc() + b.to_acc()));
-                self.forward_into(h, out)
-            }
-
-            /// In-place fused residual add + norm over the last axis: `residual` becomes
-            /// `h = x + residual` (rounded), `out = norm(h)`.
-            ///
-            /// # Errors
-            /// As [`add_forward`](Self::add_forward), plus [`NormError::OutputShape`] if `out`
-            /// is shaped differently from `x`.
-            pub fn add_forward_inplace<D: Dimension>(
-                &self,
-                x: &ArrayRef<$h, D>,
-                residual: &mut ArrayRef<$h, D>,
-                out: &mut ArrayRef<$h, D>,
-            ) -> Result<(), NormError> {
-                half_add_inplace_nd::<$kind, $h, D>(&self.p, x, residual, out)
-            }
-        }
-    };
-}
-
-/// Generates `LayerNorm<$h>`'s statistics forms (mean and `1/std` in f32).
-macro_rules! impl_half_layer_stats {
-    ($h:ident) => {
-        impl LayerNorm<$h> {
-            /// Like [`forward`](Self::forward), also returning the per-row mean and `1/std`,
-            /// in f32 (the precision they were computed in).
-            ///
-            /// # Errors
-            /// As [`forward`](Self::forward).
-            #[allow(clippy::type_complexity)]
-            pub fn forward_with_stats<D: Dimension>(
-                &self,
-                x: &ArrayRef<$h, D>,
-            ) -> Result<(Array<$h, D>, LayerNormStats<f32, D::Smaller>), NormError> {
-                let (out, (mean, rstd)) = half_forward_nd::<Layer, $h, D>(&self.p, x, true)?;
-                Ok((out, LayerNormStats { mean, rstd }))
-            }
-
-            /// Plain-slice form that also writes each row's mean and `1/std` (f32, one per row).
-            ///
-            /// # Errors
-            /// As [`forward_slice`](Self::forward_slice), plus [`NormError::StatsShape`] if
-            /// `mean` or `rstd` does not hold one value per row.
-            pub fn forward_slice_with_stats(
-                &self,
-                x: &[$h],
-                out: &mut [$h],
-                mean: &mut [f32],
-                rstd: &mut [f32],
-            ) -> Result<(), NormError> {
-                let stats = [Some(mean), Some(rstd)];
-                half_forward_slice::<Layer, $h>(ForcedPath::detected(), &self.p, x, out, stats)
-            }
-        }
-    };
-}
-
-/// Generates `RmsNorm<$h>`'s statistics forms (`1/rms` in f32).
-macro_rules! impl_half_rms_stats {
-    ($h:ident) => {
-        impl RmsNorm<$h> {
-            /// Like [`forward`](Self::forward), also returning the per-row `1/rms` in f32.
-            ///
-            /// # Errors
-            /// As [`forward`](Self::forward).
-            #[allow(clippy::type_complexity)]
-            pub fn forward_with_stats<D: Dimension>(
-                &self,
-                x: &ArrayRef<$h, D>,
-            ) -> Result<(Array<$h, D>, RmsNormStats<f32, D::Smaller>), NormError> {
-                let (out, (rrms, _)) = half_forward_nd::<Rms, $h, D>(&self.p, x, true)?;
-                Ok((out, RmsNormStats { rrms }))
-            }
-
-            /// Plain-slice form that also writes each row's `1/rms` (f32, one per row).
-            ///
-            /// # Errors
-            /// As [`forward_slice`](Self::forward_slice), plus [`NormError::StatsShape`] if
-            /// `rrms` does not hold one value per row.
-            pub fn forward_slice_with_stats(
-                &self,
-                x: &[$h],
-                out: &mut [$h],
-                rrms: &mut [f32],
-            ) -> Result<(), NormError> {
-                let stats = [Some(rrms), None];
-                half_forward_slice::<Rms, $h>(ForcedPath::detected(), &self.p, x, out, stats)
-            }
-        }
-    };
-}
-
-impl_half!(LayerNorm, Layer, bf16);
-impl_half!(LayerNorm, Layer, f16);
-impl_half!(RmsNorm, Rms, bf16);
-impl_half!(RmsNorm, Rms, f16);
-impl_half_layer_stats!(bf16);
-impl_half_layer_stats!(f16);
-impl_half_rms_stats!(bf16);
-impl_half_rms_stats!(f16);

@@ -39,9 +39,9 @@ use rescue::rescue;
 use stats::{Ahead, Centered, Plain, Source, inv_len, sum_shifted, sum_sq};
 use write::write;
 
-/// Which norm a kernel computes, at compile time. Crate-private, so closed to the two
-/// norms below.
-pub(crate) trait Kind: Copy + Send + Sync + 'static {
+/// Which norm a kernel computes, at compile time. In a private module (`pub` only so
+/// that the sealed element routes can name it), so closed to the two norms below.
+pub trait Kind: Copy + Send + Sync + 'static {
     /// LayerNorm subtracts the row mean (shifted by the row's first value); RmsNorm
     /// does not.
     const CENTER: bool;

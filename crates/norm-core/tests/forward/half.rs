@@ -123,7 +123,7 @@ fn check<H: H16>(kind: Kind, x: &[H], weight: &[H], bias: Option<&[H]>, eps: f32
             Kind::Ln => {
                 let n =
                     LayerNorm::from_weights(weight.to_vec(), bias.map(<[H]>::to_vec), eps).expect("valid");
-                how.layer_norm_half_slice(&n, x, &mut y, &mut s0, &mut s1)
+                how.layer_norm_slice(&n, x, &mut y, &mut s0, &mut s1)
                     .expect("lengths");
                 let n32 = LayerNorm::from_weights(w32.clone(), b32.clone(), eps).expect("valid");
                 how.layer_norm_slice(&n32, &x32, &mut y32, &mut t0, &mut t1)
@@ -131,7 +131,7 @@ fn check<H: H16>(kind: Kind, x: &[H], weight: &[H], bias: Option<&[H]>, eps: f32
             }
             Kind::Rms => {
                 let n = RmsNorm::from_weights(weight.to_vec(), bias.map(<[H]>::to_vec), eps).expect("valid");
-                how.rms_norm_half_slice(&n, x, &mut y, &mut s0).expect("lengths");
+                how.rms_norm_slice(&n, x, &mut y, &mut s0).expect("lengths");
                 let n32 = RmsNorm::from_weights(w32.clone(), b32.clone(), eps).expect("valid");
                 how.rms_norm_slice(&n32, &x32, &mut y32, &mut t0)
                     .expect("lengths");
@@ -442,7 +442,7 @@ fn fused_h_is_the_correctly_rounded_sum_on_every_path_and_store() {
                 let how = how.with_stores(stores);
                 let (mut h, mut y) = (vec![H::default(); 4 * d], vec![H::default(); 4 * d]);
                 let mut res = r.clone();
-                how.layer_norm_half_add_slice(&ln, &x, &mut res, Some(&mut h), &mut y)
+                how.layer_norm_add_slice(&ln, &x, &mut res, Some(&mut h), &mut y)
                     .expect("lengths");
                 for i in 0..4 * d {
                     let exact = x[i].to_acc() as f64 + r[i].to_acc() as f64;
@@ -456,11 +456,11 @@ fn fused_h_is_the_correctly_rounded_sum_on_every_path_and_store() {
                 }
                 let mut y2 = vec![H::default(); 4 * d];
                 let (mut m, mut s) = (vec![0.0f32; 4], vec![0.0f32; 4]);
-                how.layer_norm_half_slice(&ln, &h, &mut y2, &mut m, &mut s)
+                how.layer_norm_slice(&ln, &h, &mut y2, &mut m, &mut s)
                     .expect("lengths");
                 assert_eq!(y, y2);
                 // In place: the residual becomes h.
-                how.layer_norm_half_add_slice(&ln, &x, &mut res, None, &mut y2)
+                how.layer_norm_add_slice(&ln, &x, &mut res, None, &mut y2)
                     .expect("lengths");
                 assert_eq!((res, &y2), (h, &y));
             }
@@ -499,12 +499,12 @@ fn results_do_not_depend_on_threads_or_stores() {
         let mut a = vec![bf16::ZERO; r * d];
         let (mut m, mut s) = (vec![0.0f32; r], vec![0.0f32; r]);
         how.with_stores(norm_core::simd::Stores::Cached)
-            .layer_norm_half_slice(&ln, flat, &mut a, &mut m, &mut s)
+            .layer_norm_slice(&ln, flat, &mut a, &mut m, &mut s)
             .expect("lengths");
         // Streamed, into an output one element off a cache-line boundary.
         let mut c = vec![bf16::ZERO; r * d + 1];
         how.with_stores(norm_core::simd::Stores::Streaming)
-            .layer_norm_half_slice(&ln, flat, &mut c[1..], &mut m, &mut s)
+            .layer_norm_slice(&ln, flat, &mut c[1..], &mut m, &mut s)
             .expect("lengths");
         let c = &c[1..];
         assert_eq!(&a[..], c, "{:?}", how.path());
