@@ -32,7 +32,7 @@ pub enum Placement {
     /// h = x + Attn(Norm₁(x)),   y = h + FFN(Norm₂(h))
     /// ```
     PreNorm,
-    /// Peri-LN (Kim et al. 2025; Gemma 2, OLMo 2): a norm before and after each
+    /// Peri-LN (Kim et al. 2025; Gemma 2 and 3; OLMo 2 keeps only the output norm): a norm before and after each
     /// sublayer, both on the branch; the residual stream is never normalized (a final
     /// norm usually follows the stack). Four norms per block: `norm1`, `norm2` on the
     /// sublayer inputs as in Pre-Norm, `norm1_out`, `norm2_out` on their outputs.

@@ -4,25 +4,6 @@
 use crate::result::PanelContent;
 use crate::{StudyError, StudyResult};
 
-/// The value of finding `name` (panics with the list of names if absent).
-pub(crate) fn value(r: &StudyResult, name: &str) -> f64 {
-    match r.findings.iter().find(|f| f.name == name) {
-        Some(f) => f.value,
-        None => panic!(
-            "no finding {name:?} in {:?}",
-            r.findings.iter().map(|f| &f.name).collect::<Vec<_>>()
-        ),
-    }
-}
-
-/// The statement of finding `name`.
-pub(crate) fn statement<'a>(r: &'a StudyResult, name: &str) -> &'a str {
-    r.findings
-        .iter()
-        .find(|f| f.name == name)
-        .map_or("", |f| f.statement.as_str())
-}
-
 /// Structural invariants of any result: id, exactly one summary finding, named and
 /// stated findings, titled and labelled panels, consistent series lengths.
 pub(crate) fn check_shape(r: &StudyResult, id: &str) {
