@@ -102,8 +102,9 @@ pub use lm::{Embedding, EmbeddingGrads, LanguageModel, LmCache, LmConfig, LmGrad
 pub use loss::{mse_loss, softmax_cross_entropy, softmax_rows};
 pub use mlp::{Mlp, MlpCache, MlpConfig, MlpGrads, MlpLayer, MlpLayerCache, MlpLayerGrads};
 pub use norm_backward::{
-    GradSlices, NormGrads, REDUCTION_BLOCK_ROWS, layer_norm_backward, layer_norm_backward_into,
-    layer_norm_backward_slice, rms_norm_backward, rms_norm_backward_into, rms_norm_backward_slice,
+    GradSlices, NormGrads, REDUCTION_BLOCK_ROWS, layer_norm_backward, layer_norm_backward_half,
+    layer_norm_backward_half_slice, layer_norm_backward_into, layer_norm_backward_slice, rms_norm_backward,
+    rms_norm_backward_half, rms_norm_backward_half_slice, rms_norm_backward_into, rms_norm_backward_slice,
 };
 pub use norm_layer::{Norm, NormCache, NormKind, NormStats};
 pub use optim::{AdamW, AdamWConfig, Decay, Schedule, StepStats};
@@ -117,7 +118,9 @@ pub use transformer::{
 pub mod __private {
     //! Test and bench hooks: the backward slice driver with a forced kernel path
     //! ([`ForcedPath`], norm-core's) and a chosen split of the row blocks ([`Sweep`]).
-    pub use crate::norm_backward::{BackwardInput, PAR_MIN_BYTES, Saved, Sweep, backward_slice_on};
+    pub use crate::norm_backward::{
+        BackwardInput, PAR_MIN_BYTES, Saved, Sweep, backward_half_slice_on, backward_slice_on,
+    };
     pub use norm_core::dispatch::ForcedPath;
     pub use norm_core::simd::{Stores, stream_min_bytes};
 }

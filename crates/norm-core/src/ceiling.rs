@@ -95,6 +95,62 @@ pub fn add_scale_streaming(x: &[f32], r: &[f32], h: &mut [f32], y: &mut [f32], c
     streaming([x, r], [h, y], AddScale(c));
 }
 
+/// A copy of 16-bit elements (`bf16`/`f16` bytes): `y = x`, as `copy_from_slice` (the
+/// C library's `memcpy`, which picks its own stores; for large copies glibc's are
+/// non-temporal). The ceiling of the half-precision forward.
+///
+/// # Example
+/// ```
+/// let mut y = [0u16; 3];
+/// norm_core::ceiling::copy_u16(&[1, 2, 3], &mut y);
+/// assert_eq!(y, [1, 2, 3]);
+/// ```
+pub fn copy_u16(x: &[u16], y: &mut [u16]) {
+    let n = x.len().min(y.len());
+    y[..n].copy_from_slice(&x[..n]);
+}
+
+/// [`copy_u16`] with non-temporal stores, on the detected vector path (the bytes moved
+/// as f32 lanes, no arithmetic; outputs not at the same offset from an f32 boundary as
+/// the input go through [`copy_u16`]).
+///
+/// # Example
+/// ```
+/// let x: Vec<u16> = (0..77).collect();
+/// let mut y = vec![0u16; 77];
+/// norm_core::ceiling::copy_u16_streaming(&x[1..], &mut y[1..]);
+/// assert_eq!(x[1..], y[1..]);
+/// ```
+pub fn copy_u16_streaming(x: &[u16], y: &mut [u16]) {
+    let n = x.len().min(y.len());
+    let (x, y) = (&x[..n], &mut y[..n]);
+    // SAFETY: every bit pattern is a valid f32, and `align_to` keeps the alignment.
+    let (xa, xm, xb) = unsafe { x.align_to::<f32>() };
+    // SAFETY: as above.
+    let (ya, ym, yb) = unsafe { y.align_to_mut::<f32>() };
+    if xa.len() != ya.len() || xm.len() != ym.len() {
+        return copy_u16(x, y);
+    }
+    ya.copy_from_slice(xa);
+    yb.copy_from_slice(xb);
+    streaming([xm], [ym], Ident);
+}
+
+/// The identity: the bytes of the lanes, moved as they are.
+#[derive(Clone, Copy)]
+struct Ident;
+
+impl Lanes<1, 1> for Ident {
+    #[inline(always)]
+    fn vec<S: Simd<E = f32>>(self, _s: S, v: [S::V; 1]) -> [S::V; 1] {
+        v
+    }
+    #[inline(always)]
+    fn one(self, v: [f32; 1]) -> [f32; 1] {
+        v
+    }
+}
+
 /// An element-wise map from `I` inputs to `O` outputs, as vectors and as scalars.
 trait Lanes<const I: usize, const O: usize>: Copy {
     fn vec<S: Simd<E = f32>>(self, s: S, v: [S::V; I]) -> [S::V; O];

@@ -73,8 +73,10 @@ pub(crate) struct Totals<'a, F> {
 /// The work of one reduction block: `block(rows, weight, dx_rows, partial_dgamma,
 /// partial_dbeta)`, the partials zeroed by the caller (`partial_dbeta` empty when no
 /// dbeta is wanted).
-pub(crate) trait Block<F>: Fn(Range<usize>, &[F], &mut [F], &mut [F], &mut [F]) + Sync {}
-impl<F, T: Fn(Range<usize>, &[F], &mut [F], &mut [F], &mut [F]) + Sync> Block<F> for T {}
+/// `dx` holds elements of `X`: `F` itself, or a half-precision storage type whose
+/// blocks are computed in `F = f32` and rounded (norm-autograd's `half.rs`).
+pub(crate) trait Block<F, X = F>: Fn(Range<usize>, &[F], &mut [X], &mut [F], &mut [F]) + Sync {}
+impl<F, X, T: Fn(Range<usize>, &[F], &mut [X], &mut [F], &mut [F]) + Sync> Block<F, X> for T {}
 
 /// Bytes in a page: loads and stores whose addresses agree in their low 12 bits look
 /// alike to the CPU ("4K aliasing") and a load that seems to follow a store waits.
@@ -99,7 +101,7 @@ struct Layout {
 }
 
 impl Layout {
-    fn new<F>(d: usize, with_dbeta: bool, dx: &[F]) -> Self {
+    fn new<F, X>(d: usize, with_dbeta: bool, dx: &[X]) -> Self {
         let size = std::mem::size_of::<F>();
         let r = (d * size).div_ceil(PAGE / 2) * (PAGE / 2) / size;
         Layout {
@@ -144,7 +146,7 @@ struct Job<'a, F> {
 
 impl<F: Float> Job<'_, F> {
     /// Zeroes block `b`'s partial and runs the block into it.
-    fn run_block(self, block: &impl Block<F>, b: usize, dx_rows: &mut [F], part: &mut [F]) {
+    fn run_block<X>(self, block: &impl Block<F, X>, b: usize, dx_rows: &mut [X], part: &mut [F]) {
         let (pg, pb) = self.lay.split(part);
         zero(pg);
         zero(pb);
@@ -154,15 +156,15 @@ impl<F: Float> Job<'_, F> {
 
 /// Drives `block` over every reduction block of `rows` rows (`dx` holds them all), then
 /// sums the partials in block order into the totals (overwritten).
-pub(crate) fn drive<F: Float>(
+pub(crate) fn drive<F: Float, X: Send>(
     sweep: Sweep,
     rows: usize,
     weight: &[F],
-    dx: &mut [F],
+    dx: &mut [X],
     totals: Totals<'_, F>,
-    block: impl Block<F>,
+    block: impl Block<F, X>,
 ) {
-    let lay = Layout::new(weight.len(), totals.dbeta.is_some(), dx);
+    let lay = Layout::new::<F, X>(weight.len(), totals.dbeta.is_some(), dx);
     let (mut wbuf, ws) = lay.buffer::<F>(lay.d);
     wbuf[ws..ws + lay.d].copy_from_slice(weight);
     let job = Job {
@@ -172,7 +174,7 @@ pub(crate) fn drive<F: Float>(
     };
     match sweep {
         Sweep::Serial => serial(job, dx, totals, &block),
-        Sweep::Auto if !auto_parallel::<F>(dx.len()) => serial(job, dx, totals, &block),
+        Sweep::Auto if !auto_parallel::<X>(dx.len()) => serial(job, dx, totals, &block),
         Sweep::Auto | Sweep::Parallel => parallel(job, dx, totals, &block),
         Sweep::Chunked(per_chunk) => chunked(per_chunk, job, dx, totals, &block),
     }
@@ -180,7 +182,7 @@ pub(crate) fn drive<F: Float>(
 
 /// Block after block on the calling thread, one partial buffer added to the totals
 /// after each block.
-fn serial<F: Float>(job: Job<'_, F>, dx: &mut [F], totals: Totals<'_, F>, block: &impl Block<F>) {
+fn serial<F: Float, X>(job: Job<'_, F>, dx: &mut [X], totals: Totals<'_, F>, block: &impl Block<F, X>) {
     let Totals { dgamma, mut dbeta } = totals;
     zero(dgamma);
     if let Some(db) = dbeta.as_deref_mut() {
@@ -197,12 +199,12 @@ fn serial<F: Float>(job: Job<'_, F>, dx: &mut [F], totals: Totals<'_, F>, block:
 }
 
 /// Groups of `per_chunk` blocks, last group first; partials combined afterwards.
-fn chunked<F: Float>(
+fn chunked<F: Float, X>(
     per_chunk: usize,
     job: Job<'_, F>,
-    dx: &mut [F],
+    dx: &mut [X],
     totals: Totals<'_, F>,
-    block: &impl Block<F>,
+    block: &impl Block<F, X>,
 ) {
     let (lay, per_chunk) = (job.lay, per_chunk.max(1));
     let len = block_count(job.rows) * lay.stride;
@@ -228,11 +230,16 @@ fn chunked<F: Float>(
 /// pool, one partial per block; then the totals, column slices in parallel, each
 /// column summed in block order.
 #[cfg(feature = "rayon")]
-fn parallel<F: Float>(job: Job<'_, F>, dx: &mut [F], totals: Totals<'_, F>, block: &impl Block<F>) {
+fn parallel<F: Float, X: Send>(
+    job: Job<'_, F>,
+    dx: &mut [X],
+    totals: Totals<'_, F>,
+    block: &impl Block<F, X>,
+) {
     use rayon::prelude::*;
     let lay = job.lay;
     let d = lay.d;
-    let per_task = (TASK_BYTES / (REDUCTION_BLOCK_ROWS * d * std::mem::size_of::<F>())).max(1);
+    let per_task = (TASK_BYTES / (REDUCTION_BLOCK_ROWS * d * std::mem::size_of::<X>())).max(1);
     let len = block_count(job.rows) * lay.stride;
     let (mut buf, s0) = lay.buffer::<F>(len);
     let partials = &mut buf[s0..s0 + len];
@@ -269,7 +276,12 @@ fn parallel<F: Float>(job: Job<'_, F>, dx: &mut [F], totals: Totals<'_, F>, bloc
 
 /// Without the `rayon` feature: [`serial`].
 #[cfg(not(feature = "rayon"))]
-fn parallel<F: Float>(job: Job<'_, F>, dx: &mut [F], totals: Totals<'_, F>, block: &impl Block<F>) {
+fn parallel<F: Float, X: Send>(
+    job: Job<'_, F>,
+    dx: &mut [X],
+    totals: Totals<'_, F>,
+    block: &impl Block<F, X>,
+) {
     serial(job, dx, totals, block)
 }
 

@@ -1,16 +1,22 @@
 //! LayerNorm and RmsNorm backward passes, by concern: the plain-slice layer
 //! (`slice.rs`: row-major `&[F]` rows, validation, path and store choice), the block
 //! driver (`blocks.rs`: fixed reduction blocks, serial or on the rayon pool, the same
-//! bits either way) and the ndarray layer (`nd.rs`: any rank, any layout). The row
+//! bits either way), the ndarray layer (`nd.rs`: any rank, any layout) and the
+//! half-precision backward (`half.rs`: bf16/f16 rows around the f32 kernels). The row
 //! kernels they drive are `kernels.rs`.
 
 use ndarray::Array1;
 
 mod blocks;
+mod half;
 mod nd;
 mod slice;
 
 pub use blocks::{PAR_MIN_BYTES, REDUCTION_BLOCK_ROWS, Sweep};
+pub use half::{
+    backward_half_slice_on, layer_norm_backward_half, layer_norm_backward_half_slice, rms_norm_backward_half,
+    rms_norm_backward_half_slice,
+};
 pub use nd::{layer_norm_backward, layer_norm_backward_into, rms_norm_backward, rms_norm_backward_into};
 pub use slice::{
     BackwardInput, GradSlices, Saved, backward_slice_on, layer_norm_backward_slice, rms_norm_backward_slice,

@@ -23,7 +23,7 @@ fn row_major<F: Float, D: Dimension>(a: &ArrayRef<F, D>) -> Cow<'_, [F]> {
 }
 
 /// Checks x, dy, dx and the statistics of an ndarray backward call.
-fn check_nd<F, D: Dimension>(
+pub(super) fn check_nd<F, D: Dimension>(
     dim: usize,
     x: &ArrayRef<F, D>,
     dy: &ArrayRef<F, D>,

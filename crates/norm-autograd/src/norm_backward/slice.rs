@@ -32,20 +32,21 @@ pub enum Saved<'a, F> {
 }
 
 /// What a slice backward reads: gamma, the forward's input, the output gradient and the
-/// saved statistics (row-major rows of `weight.len()`).
+/// saved statistics (row-major rows of `weight.len()`). `A` is the type of eps and of the
+/// statistics: `F` itself for f32/f64, f32 for the half-precision backward.
 #[derive(Debug, Clone, Copy)]
-pub struct BackwardInput<'a, F> {
+pub struct BackwardInput<'a, F, A = F> {
     /// gamma (`d`).
     pub weight: &'a [F],
     /// The norm's eps: read only for rows whose saved statistics left the normal range
     /// (an eps = 0 row of subnormals saves `1/std = +∞`), which are recomputed from `x`.
-    pub eps: F,
+    pub eps: A,
     /// The forward's input (`rows·d`).
     pub x: &'a [F],
     /// dL/dy (`rows·d`).
     pub dy: &'a [F],
     /// The forward's statistics (`rows` each).
-    pub saved: Saved<'a, F>,
+    pub saved: Saved<'a, A>,
 }
 
 /// Where a slice backward writes (every buffer overwritten, none accumulated).
@@ -58,19 +59,25 @@ pub struct BackwardInput<'a, F> {
 /// let grads = GradSlices { dx: &mut dx, dgamma: &mut dgamma, dbeta: None };
 /// assert_eq!(grads.dx.len(), 6);
 /// ```
+///
+/// `A` is the type of dgamma/dbeta: `F` itself for f32/f64, f32 for the half-precision
+/// backward (`dx` in bf16/f16).
 #[derive(Debug)]
-pub struct GradSlices<'a, F> {
+pub struct GradSlices<'a, F, A = F> {
     /// dL/dx (`rows·d`).
     pub dx: &'a mut [F],
     /// dL/dgamma (`d`).
-    pub dgamma: &'a mut [F],
+    pub dgamma: &'a mut [A],
     /// dL/dbeta (`d`), when wanted. It may be asked for even when the norm has no
     /// bias: it is then the gradient a bias would get.
-    pub dbeta: Option<&'a mut [F]>,
+    pub dbeta: Option<&'a mut [A]>,
 }
 
 /// Checks the lengths of a slice-level backward call; returns the number of rows.
-fn check<F>(input: &BackwardInput<'_, F>, grads: &GradSlices<'_, F>) -> Result<usize, GradError> {
+pub(super) fn check<F, A>(
+    input: &BackwardInput<'_, F, A>,
+    grads: &GradSlices<'_, F, A>,
+) -> Result<usize, GradError> {
     let (d, x) = (input.weight.len(), input.x);
     if d == 0 {
         return Err(NormError::ZeroDim.into());
@@ -103,7 +110,7 @@ fn check<F>(input: &BackwardInput<'_, F>, grads: &GradSlices<'_, F>) -> Result<u
             .into());
         }
     }
-    let dbeta = grads.dbeta.as_deref().map(<[F]>::len);
+    let dbeta = grads.dbeta.as_deref().map(<[A]>::len);
     for (what, got) in [("dgamma", Some(grads.dgamma.len())), ("dbeta", dbeta)] {
         if let Some(got) = got
             && got != d

@@ -121,6 +121,36 @@ pub trait Half: crate::Element<Acc = f32> + sealed::Convert {}
 impl Half for bf16 {}
 impl Half for f16 {}
 
+/// `dst[..src.len()] = src` widened to f32 (exact) on `path`: the conversion the
+/// half-precision norms run (hidden, re-exported in `simd` for norm-autograd's backward).
+///
+/// # Example
+/// ```
+/// use norm_core::{bf16, dispatch::ForcedPath, simd::widen};
+///
+/// let mut out = [0.0f32; 2];
+/// widen(ForcedPath::detected().simd_path(), &[bf16::ONE, bf16::NEG_ONE], &mut out);
+/// assert_eq!(out, [1.0, -1.0]);
+/// ```
+pub fn widen<H: Half>(path: Path, src: &[H], dst: &mut [f32]) {
+    H::widen(path, src, dst);
+}
+
+/// `dst = src[..dst.len()]` rounded to `H` (to nearest, ties to even) on `path`, written
+/// as `store` says (`Streaming`: whole cache lines non-temporally; the caller fences).
+///
+/// # Example
+/// ```
+/// use norm_core::{f16, dispatch::ForcedPath, simd::{Store, narrow}};
+///
+/// let mut out = [f16::ZERO; 2];
+/// narrow(ForcedPath::detected().simd_path(), &[1.0f32 + 1.0 / 2048.0, 1e6], &mut out, Store::Cached);
+/// assert_eq!(out, [f16::ONE, f16::INFINITY]); // a tie goes to even; past 65504: ∞
+/// ```
+pub fn narrow<H: Half>(path: Path, src: &[f32], dst: &mut [H], store: Store) {
+    H::narrow(path, src, dst, store);
+}
+
 /// The scalar loops (the portable path and the vector paths' edges).
 #[inline(always)]
 fn widen_scalar(src: &[u16], dst: &mut [f32], f: impl Fn(u16) -> f32) {

@@ -20,6 +20,9 @@ use crate::Float;
 #[cfg(target_arch = "x86_64")]
 mod x86;
 
+/// The half-precision row conversions (widen exactly, round once), per path.
+pub use crate::convert::{narrow, widen};
+
 /// A row-kernel implementation, chosen at run time from the CPU's features.
 ///
 /// Every path computes the same two-pass statistics with the same per-row shift and

@@ -1,0 +1,125 @@
+//! Criterion groups `half/*`: the bf16 and f16 forward (LayerNorm and RmsNorm, one
+//! thread) on the AVX-512 and AVX2 paths (forced), beside the f32 forward of the same
+//! shape on the same path and the copies of the same 16-bit bytes (`copy_u16`: memcpy;
+//! `copy_u16_streaming`: non-temporal stores), out of cache (65536×512, 8192×4096) and
+//! in cache (512×768). Throughput counts bytes read + written (2 per element for the
+//! half types, 4 for f32), so the half rows run at twice the GB/s of f32 rows at equal
+//! rows per second; the rows/s ratio is the f32 time over the half time.
+
+use std::hint::black_box;
+use std::time::{Duration, Instant};
+
+use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
+use norm_core::dispatch::ForcedPath;
+use norm_core::{Element, KernelPath, LayerNorm, RmsNorm, bf16, ceiling, f16};
+
+const SHAPES: [(usize, usize); 3] = [(512, 768), (65536, 512), (8192, 4096)];
+
+fn data(n: usize) -> Vec<f32> {
+    (0..n)
+        .map(|i| ((i as u32).wrapping_mul(2_654_435_761) >> 8) as f32 / (1u32 << 24) as f32 * 4.0 - 2.0)
+        .collect()
+}
+
+/// Times `iters` calls of `f` on a one-thread pool.
+fn on_pool(pool: &rayon::ThreadPool, iters: u64, mut f: impl FnMut() + Send) -> Duration {
+    pool.install(|| {
+        let t = Instant::now();
+        for _ in 0..iters {
+            f();
+        }
+        t.elapsed()
+    })
+}
+
+/// The forward of norm `ln` (else RmsNorm) over `x` of element `E` on path `p`.
+fn forward<E: Element>(
+    p: ForcedPath,
+    ln: bool,
+    d: usize,
+    x: &[E],
+    y: &mut [E],
+    s0: &mut [E::Acc],
+    s1: &mut [E::Acc],
+) {
+    if ln {
+        let n = LayerNorm::<E>::new(d).expect("d > 0");
+        p.layer_norm_slice(&n, x, y, s0, s1)
+    } else {
+        let n = RmsNorm::<E>::new(d).expect("d > 0");
+        p.rms_norm_slice(&n, x, y, s0)
+    }
+    .expect("valid shapes");
+}
+
+fn bench(c: &mut Criterion) {
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(1)
+        .build()
+        .expect("1-thread pool");
+    let paths: Vec<ForcedPath> = [KernelPath::Avx512, KernelPath::Avx2Fma]
+        .into_iter()
+        .filter_map(ForcedPath::new)
+        .collect();
+    for (name, ln) in [("layer_norm", true), ("rms_norm", false)] {
+        let mut g = c.benchmark_group(format!("half/{name}"));
+        for (rows, d) in SHAPES {
+            let n = rows * d;
+            let x32 = data(n);
+            let xb: Vec<bf16> = x32.iter().map(|&v| bf16::from_f32(v)).collect();
+            let xh: Vec<f16> = x32.iter().map(|&v| f16::from_f32(v)).collect();
+            let xu: Vec<u16> = xb.iter().map(|v| v.to_bits()).collect();
+            let (mut y32, mut yb, mut yh, mut yu) = (
+                vec![0.0f32; n],
+                vec![bf16::ZERO; n],
+                vec![f16::ZERO; n],
+                vec![0u16; n],
+            );
+            let (mut s0, mut s1) = (vec![0.0f32; rows], vec![0.0f32; rows]);
+            let id = format!("{rows}x{d}");
+            g.throughput(Throughput::BytesDecimal((2 * n * 2) as u64));
+            g.bench_function(BenchmarkId::new("copy_u16", &id), |b| {
+                b.iter_custom(|it| on_pool(&pool, it, || ceiling::copy_u16(black_box(&xu), &mut yu)))
+            });
+            g.bench_function(BenchmarkId::new("copy_u16_streaming", &id), |b| {
+                b.iter_custom(|it| {
+                    on_pool(&pool, it, || ceiling::copy_u16_streaming(black_box(&xu), &mut yu))
+                })
+            });
+            for &p in &paths {
+                let pn = p.path().name();
+                g.throughput(Throughput::BytesDecimal((2 * n * 2) as u64));
+                g.bench_function(BenchmarkId::new(format!("bf16-{pn}"), &id), |b| {
+                    b.iter_custom(|it| {
+                        on_pool(&pool, it, || {
+                            forward(p, ln, d, black_box(&xb), &mut yb, &mut s0, &mut s1)
+                        })
+                    })
+                });
+                g.bench_function(BenchmarkId::new(format!("f16-{pn}"), &id), |b| {
+                    b.iter_custom(|it| {
+                        on_pool(&pool, it, || {
+                            forward(p, ln, d, black_box(&xh), &mut yh, &mut s0, &mut s1)
+                        })
+                    })
+                });
+                g.throughput(Throughput::BytesDecimal((2 * n * 4) as u64));
+                g.bench_function(BenchmarkId::new(format!("f32-{pn}"), &id), |b| {
+                    b.iter_custom(|it| {
+                        on_pool(&pool, it, || {
+                            forward(p, ln, d, black_box(&x32), &mut y32, &mut s0, &mut s1)
+                        })
+                    })
+                });
+            }
+        }
+        g.finish();
+    }
+}
+
+criterion_group! {
+    name = benches;
+    config = Criterion::default().sample_size(10).warm_up_time(Duration::from_millis(500)).measurement_time(Duration::from_secs(2));
+    targets = bench
+}
+criterion_main!(benches);
