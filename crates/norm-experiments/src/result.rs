@@ -16,6 +16,9 @@ pub struct StudyResult {
     pub explanation: Vec<String>,
     /// The figure, as data.
     pub figure: Figure,
+    /// What to look at in the figure (panels named by letter); see
+    /// [`Study::caption`](crate::Study::caption).
+    pub caption: String,
     /// Measured findings, deterministic for a given seed. Exactly one has `summary: true`:
     /// the one backing the seed's "Summary of Findings" line for this study.
     pub findings: Vec<Finding>,

@@ -59,6 +59,13 @@ pub trait Study {
     /// The figure, as panels of data.
     fn figure(cfg: &Self::Config, m: &Self::Measurements) -> Figure;
 
+    /// What to look at in the figure: a reading guide naming panels by letter ((a), (b),
+    /// ...) and what to compare in them. It points; the findings state the numbers. Every
+    /// registered study gives one (the registry tests check it); empty by default.
+    fn caption(_cfg: &Self::Config, _m: &Self::Measurements) -> String {
+        String::new()
+    }
+
     /// Wall-clock measurements taken during `measure` (vary run to run; they go only to
     /// the timings files). None by default.
     fn timings(_m: &Self::Measurements) -> Vec<Finding> {
@@ -78,6 +85,7 @@ pub trait Study {
             title: Self::TITLE.to_owned(),
             explanation: Self::explanation(cfg, &m),
             figure: Self::figure(cfg, &m),
+            caption: Self::caption(cfg, &m),
             findings: Self::findings(cfg, &m),
             config: config_table(Self::ID, cfg)?,
             timings: Self::timings(&m),

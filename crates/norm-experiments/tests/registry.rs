@@ -42,6 +42,25 @@ fn every_study_runs_small_with_one_summary_finding() {
         assert_eq!(r.findings.iter().filter(|f| f.summary).count(), 1, "{}", s.id);
         assert_eq!(Some(&r.config), s.config(Size::Small).ok().as_ref(), "{}", s.id);
         assert!(r.findings.iter().all(|f| !f.statement.is_empty()), "{}", s.id);
+        // A reading guide that names only panels the figure has: (a) .. up to the count.
+        assert!(!r.caption.is_empty(), "{}: no caption", s.id);
+        // "(b)" names a panel; "var(x)" does not (a letter or digit before the bracket).
+        let chars: Vec<char> = r.caption.chars().collect();
+        let letters: Vec<char> = (0..chars.len().saturating_sub(2))
+            .filter(|&i| chars[i] == '(' && chars[i + 2] == ')' && chars[i + 1].is_ascii_lowercase())
+            .filter(|&i| i == 0 || !chars[i - 1].is_alphanumeric())
+            .map(|i| chars[i + 1])
+            .collect();
+        assert!(!letters.is_empty(), "{}: the caption names no panel", s.id);
+        for l in letters {
+            let i = (l as u8 - b'a') as usize;
+            assert!(
+                i < r.figure.panels.len(),
+                "{}: caption names ({l}) of {} panels",
+                s.id,
+                r.figure.panels.len()
+            );
+        }
     }
 }
 

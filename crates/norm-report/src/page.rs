@@ -189,8 +189,8 @@ fn letter(i: usize) -> String {
     format!("({c})")
 }
 
-/// What the caption tells the reader to look at: each panel by letter, then the
-/// measured finding the figure backs.
+/// What the caption tells the reader to look at: each panel by letter, then the study's
+/// reading guide (or, for a study without one, the measured finding the figure backs).
 fn caption_text(r: &StudyResult) -> (String, String) {
     let panels = if r.figure.panels.len() > 1 {
         let list: Vec<String> = r
@@ -204,9 +204,13 @@ fn caption_text(r: &StudyResult) -> (String, String) {
     } else {
         String::new()
     };
-    let look = summary_finding(r).map_or_else(String::new, |f| {
-        format!("Look for: {} (measured: {}).", f.statement, value_with_unit(f))
-    });
+    let look = if r.caption.is_empty() {
+        summary_finding(r).map_or_else(String::new, |f| {
+            format!("Look for: {} (measured: {}).", f.statement, value_with_unit(f))
+        })
+    } else {
+        r.caption.clone()
+    };
     (panels, look)
 }
 

@@ -71,7 +71,7 @@ fn page_escapes_text_and_links_present_studies() {
         "href=\"#ref-xiong2020\"",
         "id=\"ref-xiong2020\"",
         "Xiong et al. 2020",
-        "Look for: per-sample output mean within 3.2e-8 of 0",
+        "Compare (a) with (b): the caption &lt;points&gt; &amp; names panels.",
         "Seed 42",
     ] {
         assert!(page.contains(needle), "page lacks `{needle}`");
@@ -80,6 +80,7 @@ fn page_escapes_text_and_links_present_studies() {
     assert!(!page.contains("1.7x faster"));
     let md = markdown(&run_info(), &outs);
     assert!(!md.contains("1.7x faster"));
+    assert!(md.contains("Compare (a) with (b): the caption"));
     assert!(timings_markdown(&run_info(), &outs).contains("1.7x faster"));
     // Markdown: PNG preferred, plain characters, anchors for the key points.
     assert!(md.contains("![Every Panel Kind: a Test Figure](figures/epsilon.png)"));

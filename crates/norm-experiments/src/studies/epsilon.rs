@@ -648,6 +648,16 @@ impl Study for Epsilon {
         ]
     }
 
+    fn caption(_: &Config, _: &Measurements) -> String {
+        "(a): the output's standard deviation as eps grows, measured (markers) beside the \
+         closed forms (lines); the line labelled eps = var(x) marks where damping starts. (b) \
+         and (d) show the row itself: noise of order 1e-8 around 5, and the same row rounded \
+         to f32. (c): the row normalized with several eps; with eps = 0 the noise comes out at \
+         unit size. (e) counts the correct digits of the row's variance computed in one pass \
+         and in two; (f) shows what a constant row gives with eps = 0 and with eps > 0."
+            .to_owned()
+    }
+
     fn figure(cfg: &Config, m: &Measurements) -> Figure {
         let var = m.variance.exact;
         let y_all = m.ln_std.iter().chain(&m.rms_std).copied().filter(|v| *v > 0.0);

@@ -353,6 +353,15 @@ impl Study for GradientFlow {
         explanation(cfg, m)
     }
 
+    fn caption(_: &Config, _: &Measurements) -> String {
+        "(a): the gradient with respect to each layer's activations, layer by layer; compare \
+         the nets without a norm (gain 0.8 and 2.5, each beside its mean-field prediction) with \
+         the LayerNorm and RMSNorm nets. (b): the same for the weight gradients; (c): the \
+         activations' standard deviation. (d) sums each curve up as its largest over its \
+         smallest value across the layers."
+            .to_owned()
+    }
+
     fn figure(_: &Config, m: &Measurements) -> Figure {
         figure(m)
     }

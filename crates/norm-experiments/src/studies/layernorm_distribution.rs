@@ -267,6 +267,14 @@ impl Study for LayerNormDistribution {
         ]
     }
 
+    fn caption(_: &Config, _: &Measurements) -> String {
+        "Compare (a) with (b): the input mixes samples of different centres and widths; the \
+         output is one pile around 0. In (c) and (d) each sample is a pair of points at its \
+         index: the input's mean or standard deviation scatters, the output's lies on one \
+         line (mean 0, standard deviation 1)."
+            .to_owned()
+    }
+
     fn figure(cfg: &Config, m: &Measurements) -> Figure {
         let last = cfg.samples.saturating_sub(1) as f64;
         let panels = vec![

@@ -741,6 +741,15 @@ impl Study for LayerNormVsRmsNorm {
         ]
     }
 
+    fn caption(_: &Config, _: &Measurements) -> String {
+        "(a) and (b) plot each element's LayerNorm output against its RMSNorm output: the \
+         closer the cloud hugs the diagonal, the more the two norms agree. Compare its width on \
+         activation-like input (a) with the off-centre input of studies 1–2 (b). In (c) the \
+         measured correlations and gaps (markers) sit on their laws (lines) as |mean|/std \
+         grows; (d) is RMSNorm of the centred input against LayerNorm: one line."
+            .to_owned()
+    }
+
     fn figure(cfg: &Config, m: &Measurements) -> Figure {
         let (a, w) = (&m.activation, &m.per_sample_gaussian);
         let span = |s: &ScatterSeries| {

@@ -540,6 +540,14 @@ impl Study for LearnableAffine {
         ]
     }
 
+    fn caption(_: &Config, _: &Measurements) -> String {
+        "(a): the original data, its LayerNorm output x̂, and σ·x̂ + μ laid over the original. \
+         (b): the training loss against its least-squares minimum; (c): the learned γ and β \
+         (means over features) approaching the reference lines σ and μ; (d): every feature's \
+         learned γ_j and β_j."
+            .to_owned()
+    }
+
     fn figure(cfg: &Config, m: &Measurements) -> Figure {
         let (mu, sigma) = (cfg.mean, cfg.std);
         let d = m.shape.1;

@@ -1322,6 +1322,18 @@ impl Study for PreVsPostNorm {
         explanation(cfg, m)
     }
 
+    fn caption(_: &Config, m: &Measurements) -> String {
+        format!(
+            "(a): where the norm sits in each block. (b) and (c) follow the gradient down the \
+             {}-block stacks, each block relative to block 1: a line that ends below 1 at the \
+             last block means the first block gets the larger gradient. (d): the last block's \
+             FFN gradient against depth, beside Xiong et al.'s scalings (dashed); (e): the \
+             residual stream the final norm divides by, beside linear growth; (f): each \
+             placement's fitted depth exponent, its quartiles beside the predictions.",
+            m.of(Arrangement::PreNorm).deepest().depth
+        )
+    }
+
     fn figure(cfg: &Config, m: &Measurements) -> Figure {
         figure(cfg, m)
     }

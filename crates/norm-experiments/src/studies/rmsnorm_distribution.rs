@@ -315,6 +315,15 @@ impl Study for RmsNormDistribution {
         ]
     }
 
+    fn caption(_: &Config, _: &Measurements) -> String {
+        "Compare (b) with (a): RMSNorm rescales each sample but does not recentre it, so the \
+         output keeps several centres where LayerNorm's (study 1) has one. In (c) the input's \
+         per-sample RMS scatters and the output's lies on one line at 1; in (d) each point is \
+         one sample's output mean against the closed form μ/√(μ²+σ²): points on the diagonal \
+         mean the formula holds."
+            .to_owned()
+    }
+
     fn figure(cfg: &Config, m: &Measurements) -> Figure {
         let last = cfg.samples.saturating_sub(1) as f64;
         let (p_lo, p_hi) = min_max(m.predicted_mean.iter().copied());

@@ -486,6 +486,15 @@ impl Study for Sequence3d {
         ]
     }
 
+    fn caption(_: &Config, _: &Measurements) -> String {
+        "(a)–(d) and (e)–(h) each share one colour scale: compare every norm's per-position \
+         mean and standard deviation with the input's. (i): how much sequence 0's output moves \
+         when the rest of the batch is redrawn; a line at 0 means the output does not depend \
+         on the other sequences. (j): each position's output spread against its input spread. \
+         (k) and (l): the input's outlier features and what each norm leaves of them."
+            .to_owned()
+    }
+
     fn figure(_: &Config, m: &Measurements) -> Figure {
         let (b, l, d) = m.shape;
         let stats = [
