@@ -536,7 +536,15 @@ fn row_group<F: Float, S: Simd<E = F>, K: Kind, const G: usize, const DB: bool>(
     let mut j = head;
     // SAFETY (every `load_at`/`store_at` in this loop): `j + W <= d`, gamma and the
     // partials hold at least d, and xs, dys, dxs hold G rows of d, so `k·d + j + W <= G·d`.
+    // Out of cache (dx streamed), keep reading ahead while dx is written, so reads and
+    // writes are in flight together as in a copy (measured: 10-20% faster out of cache
+    // on both vector paths): the lines that the next row's reduction pass will
+    // prefetch at this column. In cache the reduction pass's prefetch is enough.
+    let read_ahead = out.stores == Stores::Streaming;
     while j < body_end {
+        if read_ahead {
+            touch_ahead(s, xs.as_ptr(), dys.as_ptr(), G * d + j + ahead::<F>());
+        }
         let wv = unsafe { s.load_at(w, j) };
         let mut ga = unsafe { s.load_at(dg, j) };
         let mut ba = if DB { unsafe { s.load_at(db, j) } } else { z };
