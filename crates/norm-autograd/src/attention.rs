@@ -2,12 +2,10 @@
 //! sequences, with an optional causal mask, an output projection, and its full backward
 //! (the softmax backward in the stable `p ⊙ (dp − Σ dp·p)` form).
 
-use ndarray::{Array2, Array3, Array4, ArrayRef3, ArrayViewD, ArrayViewMutD, Axis, s};
+use ndarray::{Array2, Array3, Array4, ArrayRef3, ArrayViewD, ArrayViewMutD};
 use norm_core::Float;
 use rand::Rng;
 
-use crate::linear::matmul;
-use crate::loss::{softmax_rows, softmax_rows_backward};
 use crate::params::join;
 use crate::{GradError, Gradients, Init, Linear, LinearCache, LinearGrads, Module};
 
@@ -113,6 +111,138 @@ pub(crate) fn unflatten3<F: Float>(x: Array2<F>, b: usize, l: usize) -> Result<A
         })
 }
 
+/// The error for an array that should be in standard layout and is not (never happens:
+/// every array here is freshly made).
+const NOT_STANDARD: GradError = GradError::CacheMismatch {
+    expected: "arrays in standard (row-major) layout",
+    got: "a strided array",
+};
+
+/// The row-major slice of a standard-layout matrix.
+fn std_slice<F>(a: &Array2<F>) -> Result<&[F], GradError> {
+    a.as_slice().ok_or(NOT_STANDARD)
+}
+
+/// The per-(sequence, head) products of attention, as plain loops over the row-major
+/// `(B·L, D)` projections: at these sizes (L and d_head in the tens) a general matrix
+/// multiply spends more time packing and allocating than multiplying. Causal rows skip
+/// the masked half (its probabilities are exactly 0). Every sum runs in a fixed order.
+struct Heads {
+    /// Row stride D.
+    d: usize,
+    /// Sequence length L.
+    l: usize,
+    /// Head width.
+    dh: usize,
+    causal: bool,
+}
+
+impl Heads {
+    fn new(d: usize, l: usize, dh: usize, causal: bool) -> Self {
+        Self { d, l, dh, causal }
+    }
+
+    /// Offset of element (row 0, column 0) of head `h` of sequence `bi`.
+    fn at(&self, bi: usize, h: usize) -> usize {
+        bi * self.l * self.d + h * self.dh
+    }
+
+    /// Columns `0..=i` (causal) or all `L` of row `i`.
+    fn cols(&self, i: usize) -> usize {
+        if self.causal { i + 1 } else { self.l }
+    }
+
+    /// Row `i` of the head at `at` in a `(B·L, D)` matrix.
+    fn row<'a, F>(&self, m: &'a [F], at: usize, i: usize) -> &'a [F] {
+        &m[at + i * self.d..at + i * self.d + self.dh]
+    }
+
+    /// `P = softmax(Q_h K_hᵀ · scale)` (masked entries 0) into `p` (`L × L`), and
+    /// `O_h = P V_h` into the head's columns of `out`.
+    fn forward<F: Float>(&self, at: usize, scale: F, [q, k, v]: [&[F]; 3], p: &mut [F], out: &mut [F]) {
+        let (l, dh) = (self.l, self.dh);
+        for i in 0..l {
+            let qi = self.row(q, at, i);
+            let n = self.cols(i);
+            let pr = &mut p[i * l..(i + 1) * l];
+            for (j, e) in pr[..n].iter_mut().enumerate() {
+                let kj = self.row(k, at, j);
+                *e = qi.iter().zip(kj).fold(F::zero(), |a, (&x, &y)| a + x * y) * scale;
+            }
+            let m = pr[..n].iter().fold(F::neg_infinity(), |a, &x| a.max(x));
+            let mut z = F::zero();
+            for e in &mut pr[..n] {
+                *e = (*e - m).exp();
+                z += *e;
+            }
+            let inv = F::one() / z;
+            for e in &mut pr[..n] {
+                *e = *e * inv;
+            }
+            let o = &mut out[at + i * self.d..at + i * self.d + dh];
+            for (j, &pij) in pr[..n].iter().enumerate() {
+                for (o, &vj) in o.iter_mut().zip(self.row(v, at, j)) {
+                    *o += pij * vj;
+                }
+            }
+        }
+    }
+
+    /// From `dO_h` (the head's columns of `dout`) and the saved `P`:
+    ///
+    /// ```text
+    /// dP = dO_h V_hᵀ,  dS = P ⊙ (dP − rowsum(dP ⊙ P)) · scale,
+    /// dQ_h = dS K_h,   dK_h = dSᵀ Q_h,   dV_h = Pᵀ dO_h
+    /// ```
+    #[allow(clippy::too_many_arguments)] // one call site; the arrays travel as two triples
+    fn backward<F: Float>(
+        &self,
+        at: usize,
+        scale: F,
+        [q, k, v]: [&[F]; 3],
+        p: &[F],
+        dout: &[F],
+        ds: &mut [F],
+        [dq, dk, dv]: [&mut [F]; 3],
+    ) {
+        let (l, dh, d) = (self.l, self.dh, self.d);
+        for i in 0..l {
+            let n = self.cols(i);
+            let doi = self.row(dout, at, i);
+            let pr = &p[i * l..i * l + n];
+            let dsr = &mut ds[i * l..i * l + n];
+            let mut dot = F::zero();
+            for (j, (e, &pij)) in dsr.iter_mut().zip(pr).enumerate() {
+                let dp = doi.iter().zip(self.row(v, at, j)).fold(F::zero(), |a, (&x, &y)| a + x * y);
+                *e = dp;
+                dot += dp * pij;
+            }
+            for (e, &pij) in dsr.iter_mut().zip(pr) {
+                *e = pij * (*e - dot) * scale;
+            }
+            for (j, &pij) in pr.iter().enumerate() {
+                let dvj = &mut dv[at + j * d..at + j * d + dh];
+                for (o, &g) in dvj.iter_mut().zip(doi) {
+                    *o += pij * g;
+                }
+            }
+            let dqi = &mut dq[at + i * d..at + i * d + dh];
+            for (j, &s) in dsr.iter().enumerate() {
+                for (o, &kj) in dqi.iter_mut().zip(self.row(k, at, j)) {
+                    *o += s * kj;
+                }
+            }
+            let qi = self.row(q, at, i);
+            for (j, &s) in dsr.iter().enumerate() {
+                let dkj = &mut dk[at + j * d..at + j * d + dh];
+                for (o, &x) in dkj.iter_mut().zip(qi) {
+                    *o += s * x;
+                }
+            }
+        }
+    }
+}
+
 impl<F: Float> MultiHeadAttention<F> {
     /// Attention over `d_model` features with `n_heads` heads (bias in every projection).
     /// `qk_init` initializes the query and key projections, `vo_init` the value and output
@@ -191,25 +321,15 @@ impl<F: Float> MultiHeadAttention<F> {
         let scale = F::one() / F::from_usize(dh).unwrap_or_else(F::one).sqrt();
         let mut probs = Array4::zeros((b, self.n_heads, l, l));
         let mut concat = Array2::zeros((b * l, d));
-        for bi in 0..b {
-            for h in 0..self.n_heads {
-                let (rows, cols) = (bi * l..(bi + 1) * l, h * dh..(h + 1) * dh);
-                let qh = q.slice(s![rows.clone(), cols.clone()]);
-                let kh = k.slice(s![rows.clone(), cols.clone()]);
-                let vh = v.slice(s![rows.clone(), cols.clone()]);
-                let mut sc = matmul("Q·Kᵀ", &qh, &kh.t())?;
-                sc.mapv_inplace(|e| e * scale);
-                if self.causal {
-                    for ((i, j), e) in sc.indexed_iter_mut() {
-                        if j > i {
-                            *e = F::neg_infinity();
-                        }
-                    }
-                }
-                let p = softmax_rows(&sc);
-                let oh = matmul("P·V", &p, &vh)?;
-                concat.slice_mut(s![rows, cols]).assign(&oh);
-                probs.slice_mut(s![bi, h, .., ..]).assign(&p);
+        {
+            let heads = Heads::new(d, l, dh, self.causal);
+            let (q, k, v) = (std_slice(&q)?, std_slice(&k)?, std_slice(&v)?);
+            let concat = concat.as_slice_mut().ok_or(NOT_STANDARD)?;
+            let probs = probs.as_slice_mut().ok_or(NOT_STANDARD)?;
+            for (bh, p) in probs.chunks_exact_mut(l * l).enumerate() {
+                let (bi, h) = (bh / self.n_heads, bh % self.n_heads);
+                let at = heads.at(bi, h);
+                heads.forward(at, scale, [q, k, v], p, concat);
             }
         }
         let (y, o_cache) = self.o.forward(&concat)?;
@@ -261,24 +381,22 @@ impl<F: Float> MultiHeadAttention<F> {
         let mut dq = Array2::zeros((b * l, d));
         let mut dk = Array2::zeros((b * l, d));
         let mut dv = Array2::zeros((b * l, d));
-        for bi in 0..b {
-            for h in 0..self.n_heads {
-                let (rows, cols) = (bi * l..(bi + 1) * l, h * dh..(h + 1) * dh);
-                let qh = cache.q.slice(s![rows.clone(), cols.clone()]);
-                let kh = cache.k.slice(s![rows.clone(), cols.clone()]);
-                let vh = cache.v.slice(s![rows.clone(), cols.clone()]);
-                let doh = dconcat.slice(s![rows.clone(), cols.clone()]);
-                let p = cache.probs.index_axis(Axis(0), bi);
-                let p = p.index_axis(Axis(0), h);
-                let dp = matmul("dO·Vᵀ", &doh, &vh.t())?;
-                dv.slice_mut(s![rows.clone(), cols.clone()])
-                    .assign(&matmul("Pᵀ·dO", &p.t(), &doh)?);
-                let mut ds = softmax_rows_backward(&p, &dp);
-                ds.mapv_inplace(|e| e * scale);
-                dq.slice_mut(s![rows.clone(), cols.clone()])
-                    .assign(&matmul("dS·K", &ds, &kh)?);
-                dk.slice_mut(s![rows, cols])
-                    .assign(&matmul("dSᵀ·Q", &ds.t(), &qh)?);
+        {
+            let heads = Heads::new(d, l, dh, self.causal);
+            let saved = [std_slice(&cache.q)?, std_slice(&cache.k)?, std_slice(&cache.v)?];
+            let dconcat = std_slice(&dconcat)?;
+            let probs = cache.probs.as_slice().ok_or(NOT_STANDARD)?;
+            let (dq, dk, dv) = (
+                dq.as_slice_mut().ok_or(NOT_STANDARD)?,
+                dk.as_slice_mut().ok_or(NOT_STANDARD)?,
+                dv.as_slice_mut().ok_or(NOT_STANDARD)?,
+            );
+            // One scratch row pair per call, reused by every (sequence, head).
+            let mut ds = vec![F::zero(); l * l];
+            for (bh, p) in probs.chunks_exact(l * l).enumerate() {
+                let (bi, h) = (bh / self.n_heads, bh % self.n_heads);
+                let at = heads.at(bi, h);
+                heads.backward(at, scale, saved, p, dconcat, &mut ds, [&mut *dq, &mut *dk, &mut *dv]);
             }
         }
         let (dxq, q) = self.q.backward(&cache.q_cache, &dq)?;

@@ -78,23 +78,6 @@ pub fn softmax_rows<F: Float>(s: &ArrayRef2<F>) -> Array2<F> {
     p
 }
 
-/// Backward of [`softmax_rows`] in the stable form (no division by `p`):
-///
-/// ```text
-/// ds = p ⊙ (dp − Σ_j dp_j·p_j)        per row
-/// ```
-pub(crate) fn softmax_rows_backward<F: Float>(p: &ArrayRef2<F>, dp: &ArrayRef2<F>) -> Array2<F> {
-    let mut ds = Array2::zeros(p.raw_dim());
-    for ((mut o, pr), dr) in ds.rows_mut().into_iter().zip(p.rows()).zip(dp.rows()) {
-        let dot = pr.iter().zip(dr.iter()).fold(F::zero(), |a, (&p, &d)| a + p * d);
-        Zip::from(&mut o)
-            .and(&pr)
-            .and(&dr)
-            .for_each(|o, &p, &d| *o = p * (d - dot));
-    }
-    ds
-}
-
 /// Softmax cross-entropy of `(N, C)` logits against class indices, averaged over rows,
 /// and its gradient.
 ///
