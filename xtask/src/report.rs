@@ -7,7 +7,7 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Instant;
 
-use norm_experiments::{RunConfig, Size};
+use norm_experiments::{Progress, RunConfig, Size};
 use norm_report::{Format, RunInfo, StudyOutput, format_value, write_report};
 
 use crate::flags::Options;
@@ -108,7 +108,7 @@ fn run_studies(opts: &Options, cfg: &RunConfig, out: &Path) -> Result<Vec<StudyO
                 while let Some(&i) = order.get(next.fetch_add(1, Ordering::Relaxed)) {
                     let study = opts.studies[i];
                     let t = Instant::now();
-                    let result = cfg.run(study.id, opts.seed);
+                    let result = cfg.run_with_progress(study.id, opts.seed, &progress_printer(study.id));
                     let run_time = t.elapsed();
                     let output = result
                         .map_err(|e| format!("study `{}` failed: {e}", study.id))
@@ -160,6 +160,23 @@ fn run_studies(opts: &Options, cfg: &RunConfig, out: &Path) -> Result<Vec<StudyO
         Ok(outputs)
     } else {
         Err(errors.join("; "))
+    }
+}
+
+/// Prints a study's progress on stderr (stdout and the report never see it): at most one
+/// line every 2 s, and the last unit, so a long study shows it is alive without flooding
+/// the terminal. Plain lines rather than a progress-bar crate: xtask stays light, and the
+/// lines read the same in a terminal, a CI log or a pipe.
+fn progress_printer(id: &'static str) -> impl Fn(Progress<'_>) + Sync {
+    let last: Mutex<Option<Instant>> = Mutex::new(None);
+    move |p: Progress<'_>| {
+        let Ok(mut last) = last.lock() else {
+            return;
+        };
+        if p.done == p.total || last.is_none_or(|t| t.elapsed().as_secs_f64() >= 2.0) {
+            *last = Some(Instant::now());
+            eprintln!("  {id}: {}/{} done ({})", p.done, p.total, p.what);
+        }
     }
 }
 

@@ -11,7 +11,7 @@ use toml::{Table, Value};
 use crate::StudyError;
 use crate::registry::{find, registry};
 use crate::result::StudyResult;
-use crate::study::{Entry, Size};
+use crate::study::{Entry, ProgressFn, Size};
 
 /// Why a run's configuration was refused.
 #[non_exhaustive]
@@ -235,8 +235,21 @@ impl RunConfig {
     /// # Errors
     /// [`StudyError::ConfigData`] for an unknown id, or the study's own errors.
     pub fn run(&self, id: &str, seed: u64) -> Result<StudyResult, StudyError> {
+        self.run_with_progress(id, seed, &crate::study::no_progress)
+    }
+
+    /// [`RunConfig::run`], telling `progress` how far the study's measurement has got.
+    ///
+    /// # Errors
+    /// As [`RunConfig::run`].
+    pub fn run_with_progress(
+        &self,
+        id: &str,
+        seed: u64,
+        progress: ProgressFn<'_>,
+    ) -> Result<StudyResult, StudyError> {
         match (find(id), self.table(id)) {
-            (Some(entry), Some(table)) => entry.run(table, seed),
+            (Some(entry), Some(table)) => entry.run_with_progress(table, seed, progress),
             _ => Err(StudyError::ConfigData {
                 study: "registry",
                 message: format!("unknown study `{id}`"),

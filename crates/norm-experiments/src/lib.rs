@@ -27,4 +27,4 @@ pub use references::Reference;
 pub use registry::{KEY_POINTS, find, registry};
 pub use result::{Figure, Finding, Panel, PanelContent, StudyResult};
 pub use rng::study_rng;
-pub use study::{Entry, Size, Study, StudyConfig};
+pub use study::{Entry, Progress, ProgressFn, Size, Study, StudyConfig, no_progress};

@@ -8,6 +8,25 @@ use serde::de::DeserializeOwned;
 use crate::StudyError;
 use crate::result::{Figure, Finding, StudyResult};
 
+/// How far a long measurement has got: `done` of `total` units of work (e.g. training
+/// runs), and what the last finished one was. Reported through a [`ProgressFn`]; it never
+/// changes a number, and studies never print it themselves (they do no I/O).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Progress<'a> {
+    /// Units finished so far (counts up to `total`; units may finish in any order).
+    pub done: usize,
+    /// Units in the whole measurement.
+    pub total: usize,
+    /// The unit that just finished, in a few words.
+    pub what: &'a str,
+}
+
+/// Receives [`Progress`] while a study measures; called from any of the study's threads.
+pub type ProgressFn<'a> = &'a (dyn Fn(Progress<'_>) + Sync);
+
+/// A [`ProgressFn`] that ignores everything.
+pub fn no_progress(_: Progress<'_>) {}
+
 /// A study's configuration: plain serde data with defaults, a test size and one
 /// validation step.
 pub trait StudyConfig:
@@ -49,6 +68,21 @@ pub trait Study {
     /// A kernel or layer error (`StudyError::Norm`, `StudyError::Grad`).
     fn measure(cfg: &Self::Config, seed: u64) -> Result<Self::Measurements, StudyError>;
 
+    /// [`Study::measure`], telling `progress` how far it has got. Only long studies
+    /// override it (and then implement `measure` as this with [`no_progress`]); the
+    /// default ignores `progress`. The numbers are the same either way.
+    ///
+    /// # Errors
+    /// As [`Study::measure`].
+    fn measure_with_progress(
+        cfg: &Self::Config,
+        seed: u64,
+        progress: ProgressFn<'_>,
+    ) -> Result<Self::Measurements, StudyError> {
+        let _ = progress;
+        Self::measure(cfg, seed)
+    }
+
     /// The findings: measured values with the statements they support, built from the
     /// typed measurements. Exactly one has `summary: true`.
     fn findings(cfg: &Self::Config, m: &Self::Measurements) -> Vec<Finding>;
@@ -78,8 +112,20 @@ pub trait Study {
     /// [`StudyError::InvalidConfig`] from [`StudyConfig::validate`], or an error of
     /// [`Study::measure`].
     fn run(cfg: &Self::Config, seed: u64) -> Result<StudyResult, StudyError> {
+        Self::run_with_progress(cfg, seed, &no_progress)
+    }
+
+    /// [`Study::run`], passing `progress` to [`Study::measure_with_progress`].
+    ///
+    /// # Errors
+    /// As [`Study::run`].
+    fn run_with_progress(
+        cfg: &Self::Config,
+        seed: u64,
+        progress: ProgressFn<'_>,
+    ) -> Result<StudyResult, StudyError> {
         cfg.validate()?;
-        let m = Self::measure(cfg, seed)?;
+        let m = Self::measure_with_progress(cfg, seed, progress)?;
         Ok(StudyResult {
             id: Self::ID.to_owned(),
             title: Self::TITLE.to_owned(),
@@ -135,7 +181,7 @@ pub struct Entry {
     pub summary: &'static str,
     config: fn(Size) -> Result<toml::Table, StudyError>,
     check: fn(&toml::Table) -> Result<(), StudyError>,
-    run: fn(&toml::Table, u64) -> Result<StudyResult, StudyError>,
+    run: fn(&toml::Table, u64, ProgressFn<'_>) -> Result<StudyResult, StudyError>,
 }
 
 impl Entry {
@@ -175,7 +221,21 @@ impl Entry {
     /// # Errors
     /// As [`Entry::check`], or the study's own errors.
     pub fn run(&self, table: &toml::Table, seed: u64) -> Result<StudyResult, StudyError> {
-        (self.run)(table, seed)
+        (self.run)(table, seed, &no_progress)
+    }
+
+    /// [`Entry::run`], telling `progress` how far the measurement has got (studies that
+    /// report none never call it).
+    ///
+    /// # Errors
+    /// As [`Entry::run`].
+    pub fn run_with_progress(
+        &self,
+        table: &toml::Table,
+        seed: u64,
+        progress: ProgressFn<'_>,
+    ) -> Result<StudyResult, StudyError> {
+        (self.run)(table, seed, progress)
     }
 
     /// Runs the study at its default or small size.
@@ -198,6 +258,6 @@ fn check_of<S: Study>(table: &toml::Table) -> Result<(), StudyError> {
     config_from_table::<S::Config>(S::ID, table)?.validate()
 }
 
-fn run_of<S: Study>(table: &toml::Table, seed: u64) -> Result<StudyResult, StudyError> {
-    S::run(&config_from_table::<S::Config>(S::ID, table)?, seed)
+fn run_of<S: Study>(table: &toml::Table, seed: u64, progress: ProgressFn<'_>) -> Result<StudyResult, StudyError> {
+    S::run_with_progress(&config_from_table::<S::Config>(S::ID, table)?, seed, progress)
 }
