@@ -173,6 +173,11 @@ fn seed_summary(id: &str) -> &'static str {
     find(id).map_or("", |s| s.summary)
 }
 
+/// The registered title of study `id` (the id itself if it is not registered).
+fn study_title(id: &str) -> &str {
+    find(id).map_or(id, |s| s.title)
+}
+
 /// "value unit" as printed in tables.
 fn value_with_unit(f: &Finding) -> String {
     let v = format_value(f.value);
@@ -324,10 +329,15 @@ pub fn html(run: &RunInfo, studies: &[StudyOutput]) -> String {
                     section #key-points {
                         h2 { "Key points" }
                         ol {
-                            @for (text, id) in KEY_POINTS {
+                            @for (text, ids) in KEY_POINTS {
+                                @let shown: Vec<&str> = ids.iter().copied().filter(|id| present(id)).collect();
                                 li {
-                                    @if present(id) { a href={ "#" (id) } { (text) } }
-                                    @else { (text) " (study not in this run)" }
+                                    @if let Some((first, more)) = shown.split_first() {
+                                        a href={ "#" (first) } { (text) }
+                                        @for id in more {
+                                            " · see also " a href={ "#" (id) } { (study_title(id)) }
+                                        }
+                                    } @else { (text) " (study not in this run)" }
                                 }
                             }
                         }
@@ -478,11 +488,17 @@ pub fn markdown(run: &RunInfo, studies: &[StudyOutput]) -> String {
         line(&format!("{}\n", md(p)));
     }
     line("## Key points\n");
-    for (i, (text, id)) in KEY_POINTS.iter().enumerate() {
-        if present(id) {
-            line(&format!("{}. [{}](#{id})", i + 1, md(text)));
-        } else {
-            line(&format!("{}. {} (study not in this run)", i + 1, md(text)));
+    for (i, (text, ids)) in KEY_POINTS.iter().enumerate() {
+        let shown: Vec<&str> = ids.iter().copied().filter(|id| present(id)).collect();
+        match shown.split_first() {
+            Some((first, more)) => {
+                let also: String = more
+                    .iter()
+                    .map(|id| format!(" · see also [{}](#{id})", md(study_title(id))))
+                    .collect();
+                line(&format!("{}. [{}](#{first}){also}", i + 1, md(text)));
+            }
+            None => line(&format!("{}. {} (study not in this run)", i + 1, md(text))),
         }
     }
     line("");

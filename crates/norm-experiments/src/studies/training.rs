@@ -7,6 +7,7 @@
 //! and LayerNorm vs RMSNorm under Pre-Norm. Runs are spread over the rayon pool; each
 //! run is sequential, so results do not depend on the number of threads.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Instant;
 
 use ndarray::Array2;
@@ -27,7 +28,7 @@ fn s3(v: f64) -> String {
 }
 use crate::markov::MarkovChain;
 use crate::result::{BarSeries, Figure, Finding, LineSeries, LineStyle, Panel, PanelContent, Scale};
-use crate::study::{Study, StudyConfig};
+use crate::study::{Progress, ProgressFn, Study, StudyConfig, no_progress};
 use crate::{Reference, StudyError, study_rng};
 
 /// Stable id.
@@ -41,7 +42,7 @@ pub struct Config {
     pub vocab: usize,
     /// Peakedness of the Markov chain's transition rows (`softmax(sharpness · z)`).
     pub sharpness: f64,
-    /// Placements compared (`post-norm`, `pre-norm`, `deepnorm`).
+    /// Placements compared (`post-norm`, `pre-norm`, `peri-norm`, `deepnorm`).
     pub placements: Vec<String>,
     /// Blocks per model.
     pub n_layers: usize,
@@ -63,8 +64,10 @@ pub struct Config {
     pub lrs: Vec<f64>,
     /// The learning rate whose loss curves the figure shows (one of `lrs`).
     pub headline_lr: f64,
-    /// Seeds per (placement, learning rate, warmup) cell.
+    /// Seeds per cell at `headline_lr` (the headline comparison, loss curves, RMSNorm runs).
     pub seeds: usize,
+    /// Seeds per cell at the other learning rates of the sweep.
+    pub sweep_seeds: usize,
     /// Held-out validation sequences.
     pub val_sequences: usize,
     /// Validation every this many steps (and after the last).
@@ -74,26 +77,38 @@ pub struct Config {
 }
 
 impl Default for Config {
-    /// 6 blocks, D = 32, 4 heads, d_ff = 64; 32 tokens; sequences of 16, batch 8; 200
-    /// steps; warmup 40; learning rates 1e-3 … 1e-1; 3 seeds; Post-, Pre-Norm, DeepNorm.
+    /// 6 blocks, D = 32, 4 heads, d_ff = 64; an 8-token language (sharpness 3);
+    /// sequences of 16, batch 8; 300 steps; warmup 60; learning rates 1e-3 … 3e-2, the
+    /// headline 1e-2 with 3 seeds, the others 1; Post-, Pre-, Peri-Norm and DeepNorm.
+    ///
+    /// Chosen by measurement: at 32 tokens an order-2 chain has 1024 contexts, and 200
+    /// steps of 128 tokens did not get past the unigram statistics; at 8 tokens (64
+    /// contexts) Pre-Norm closes most of the gap to H in 300 steps, and Post-Norm without
+    /// warmup stalls at 1e-2, where it trains with warmup.
     fn default() -> Self {
         Self {
-            vocab: 32,
+            vocab: 8,
             sharpness: 3.0,
-            placements: vec!["post-norm".into(), "pre-norm".into(), "deepnorm".into()],
+            placements: vec![
+                "post-norm".into(),
+                "pre-norm".into(),
+                "peri-norm".into(),
+                "deepnorm".into(),
+            ],
             n_layers: 6,
             d_model: 32,
             n_heads: 4,
             d_ff: 64,
             seq_len: 16,
             batch: 8,
-            steps: 200,
-            warmup_steps: 40,
-            lrs: vec![1e-3, 3e-3, 1e-2, 3e-2, 1e-1],
+            steps: 300,
+            warmup_steps: 60,
+            lrs: vec![1e-3, 3e-3, 1e-2, 3e-2],
             headline_lr: 1e-2,
             seeds: 3,
+            sweep_seeds: 1,
             val_sequences: 64,
-            eval_every: 20,
+            eval_every: 25,
             grad_steps: 10,
         }
     }
@@ -118,6 +133,7 @@ impl StudyConfig for Config {
             lrs: vec![3e-2, 3.0],
             headline_lr: 3e-2,
             seeds: 1,
+            sweep_seeds: 1,
             val_sequences: 16,
             eval_every: 10,
             grad_steps: 3,
@@ -151,7 +167,7 @@ impl StudyConfig for Config {
                 return Err(bad(
                     "placements",
                     p.clone(),
-                    "each one of post-norm, pre-norm, deepnorm",
+                    "each one of post-norm, pre-norm, peri-norm, deepnorm",
                 ));
             }
         }
@@ -187,6 +203,7 @@ impl StudyConfig for Config {
             ));
         }
         require_at_least(ID, "seeds", self.seeds, 1, "need at least one seed")?;
+        require_at_least(ID, "sweep_seeds", self.sweep_seeds, 1, "need at least one seed")?;
         require_at_least(
             ID,
             "val_sequences",
@@ -208,10 +225,49 @@ fn placement(name: &str, n: usize) -> Option<Placement> {
     [
         Placement::PostNorm,
         Placement::PreNorm,
+        Placement::PeriNorm,
         Placement::deepnorm_for(n),
     ]
     .into_iter()
     .find(|p| p.name() == name)
+}
+
+/// The share of the gap between the unigram entropy (no context) and the entropy rate H
+/// that a run's final validation loss must close to count as trained. A model that learns
+/// only token frequencies sits at the unigram entropy, and its loss on held-out
+/// sequences scatters around it by sampling noise; a tenth of the gap sits well clear of
+/// that noise (and of the runs that learned the context, which close over half of it).
+pub const LEARNED_FRACTION: f64 = 0.1;
+
+/// The largest final validation loss that counts as trained.
+fn trained_below(unigram: f64, h: f64) -> f64 {
+    unigram - LEARNED_FRACTION * (unigram - h)
+}
+
+/// How a run ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Outcome {
+    /// The final validation loss closed at least [`LEARNED_FRACTION`] of the gap between
+    /// the unigram entropy and the entropy rate: the model used the context.
+    Trained,
+    /// Finite, but the final validation loss closed less than [`LEARNED_FRACTION`] of that
+    /// gap: the model learned little beyond how often each token occurs (it did not learn;
+    /// nothing blew up).
+    Stalled,
+    /// A loss became non-finite, or a validation loss rose above twice its value at step 0.
+    BlewUp,
+}
+
+impl Outcome {
+    /// Plain words for the page.
+    pub fn words(self) -> &'static str {
+        match self {
+            Outcome::Trained => "trained",
+            Outcome::Stalled => "stalled at the unigram loss",
+            Outcome::BlewUp => "blew up",
+        }
+    }
 }
 
 /// One training run.
@@ -231,15 +287,12 @@ pub struct Run {
     pub val_steps: Vec<usize>,
     /// Validation loss (nats/token) at those steps.
     pub val_loss: Vec<f64>,
-    /// Validation excess over the true model on the same tokens (nats/token): the mean
-    /// of `−log q(x) + log p(x | context)`, an unbiased estimate of loss − floor.
-    pub val_excess: Vec<f64>,
     /// Mean training loss over each evaluation window (ending at `val_steps[1..]`).
     pub train_loss: Vec<f64>,
     /// Final validation loss.
     pub final_val: f64,
-    /// Non-finite loss, or final validation loss above the unigram entropy.
-    pub diverged: bool,
+    /// How the run ended.
+    pub outcome: Outcome,
     /// Per-block gradient norms (input side first) at steps `0..grad_steps`.
     pub block_grad_norms: Vec<Vec<f64>>,
     /// Wall-clock seconds per training step (shared cores: for timings only).
@@ -255,11 +308,33 @@ pub struct Cell {
     pub lr: f64,
     /// With warmup.
     pub warmup: bool,
-    /// Seeds that diverged.
-    pub diverged: usize,
-    /// Median over seeds of the final validation excess (infinite if any diverged to a
-    /// non-finite loss).
+    /// Seeds run.
+    pub seeds: usize,
+    /// Seeds that stalled at the unigram loss.
+    pub stalled: usize,
+    /// Seeds that blew up.
+    pub blew_up: usize,
+    /// Median over seeds of the final excess validation loss `loss − H` (a run that blew
+    /// up counts as +∞).
     pub median_excess: f64,
+}
+
+impl Cell {
+    /// Every seed trained.
+    pub fn trained(&self) -> bool {
+        self.stalled == 0 && self.blew_up == 0
+    }
+
+    /// How the cell failed (blowing up outranks stalling), `None` if it trained.
+    pub fn failure(&self) -> Option<Outcome> {
+        if self.blew_up > 0 {
+            Some(Outcome::BlewUp)
+        } else if self.stalled > 0 {
+            Some(Outcome::Stalled)
+        } else {
+            None
+        }
+    }
 }
 
 /// Largest stable learning rate of a placement.
@@ -267,10 +342,14 @@ pub struct Cell {
 pub struct Stability {
     /// Placement name.
     pub placement: String,
-    /// Largest lr (of the sweep) at which no seed diverged, without warmup.
+    /// Largest swept lr at which every seed trained, without warmup.
     pub max_lr_no_warmup: Option<f64>,
     /// The same with warmup.
     pub max_lr_warmup: Option<f64>,
+    /// The smallest swept lr at which a seed failed without warmup, and how.
+    pub first_failure_no_warmup: Option<(f64, Outcome)>,
+    /// The same with warmup.
+    pub first_failure_warmup: Option<(f64, Outcome)>,
 }
 
 /// Everything the study measures.
@@ -282,10 +361,16 @@ pub struct Measurements {
     pub unigram_entropy: f64,
     /// Lowest achievable mean loss over a sequence (first prediction has one token of context).
     pub floor: f64,
-    /// Every Post/Pre/DeepNorm run with LayerNorm.
+    /// The true chain's own loss on the validation tokens (nats/token).
+    pub val_true_loss: f64,
+    /// Every LayerNorm run of the sweep.
     pub runs: Vec<Run>,
     /// Pre-Norm RMSNorm runs at the headline lr (with and without warmup).
     pub rms_runs: Vec<Run>,
+    /// Only when Post-Norm trained at every swept lr without warmup: Post-Norm and
+    /// Pre-Norm runs (no warmup, one seed) at 3×, 10×, 30× the largest swept lr, stopping
+    /// at the first at which Post-Norm fails.
+    pub beyond: Vec<Run>,
     /// Per cell of the sweep.
     pub cells: Vec<Cell>,
     /// Per placement.
@@ -294,6 +379,20 @@ pub struct Measurements {
     pub step_flops: f64,
     /// Wall-clock seconds of the whole measurement.
     pub wall_seconds: f64,
+}
+
+impl Measurements {
+    /// The cell of `placement` at `lr`, with or without warmup.
+    pub fn cell(&self, placement: &str, lr: f64, warmup: bool) -> Option<&Cell> {
+        self.cells
+            .iter()
+            .find(|c| c.placement == placement && c.lr == lr && c.warmup == warmup)
+    }
+
+    /// The stability of `placement`.
+    pub fn stability_of(&self, placement: &str) -> Option<&Stability> {
+        self.stability.iter().find(|s| s.placement == placement)
+    }
 }
 
 /// Matmul FLOPs of one forward pass over `n = batch·seq_len` tokens.
@@ -346,7 +445,6 @@ struct Setup<'a> {
     cfg: &'a Config,
     chain: &'a MarkovChain,
     val: &'a (Array2<usize>, Array2<usize>),
-    val_true: f64,
     seed: u64,
 }
 
@@ -376,7 +474,7 @@ fn train(s: &Setup<'_>, job: Job<'_>) -> Result<Run, StudyError> {
         stack,
         embed_std: 1.0,
     };
-    // Same initial draws and data for every placement of a seed.
+    // Same initial draws and data for every placement and learning rate of a seed.
     let base = s.seed ^ (job.seed as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15);
     let mut init_rng = ChaCha8Rng::seed_from_u64(base);
     let mut data_rng = ChaCha8Rng::seed_from_u64(base ^ 0xda7a);
@@ -395,24 +493,22 @@ fn train(s: &Setup<'_>, job: Job<'_>) -> Result<Run, StudyError> {
         seed: job.seed,
         val_steps: Vec::new(),
         val_loss: Vec::new(),
-        val_excess: Vec::new(),
         train_loss: Vec::new(),
         final_val: f64::NAN,
-        diverged: false,
+        outcome: Outcome::Trained,
         block_grad_norms: Vec::new(),
         step_seconds: 0.0,
     };
-    let eval = |lm: &LanguageModel<f32>, run: &mut Run, step: usize| -> Result<bool, StudyError> {
+    let eval = |lm: &LanguageModel<f32>, run: &mut Run, step: usize| -> Result<f64, StudyError> {
         let l = f64::from(lm.loss(s.val.0.view(), s.val.1.view())?);
         run.val_steps.push(step);
         run.val_loss.push(l);
-        run.val_excess.push(l - s.val_true);
-        Ok(l.is_finite())
+        Ok(l)
     };
-    eval(&lm, &mut run, 0)?;
+    let start = eval(&lm, &mut run, 0)?;
     let (mut window, mut in_window) = (0.0, 0usize);
-    let mut seconds = 0.0;
-    let mut ok = true;
+    let (mut seconds, mut steps_run) = (0.0, 0usize);
+    let mut blew_up = false;
     for step in 0..c.steps {
         let (x, y) = batch_of(s.chain, c.batch, c.seq_len, &mut data_rng);
         let t0 = Instant::now();
@@ -422,23 +518,29 @@ fn train(s: &Setup<'_>, job: Job<'_>) -> Result<Run, StudyError> {
         }
         opt.step(&mut lm, &grads, schedule.lr(step))?;
         seconds += t0.elapsed().as_secs_f64();
+        steps_run += 1;
         window += f64::from(loss);
         in_window += 1;
-        if !loss.is_finite() {
-            ok = false;
-        }
-        if (step + 1) % c.eval_every == 0 || step + 1 == c.steps || !ok {
+        blew_up |= !loss.is_finite();
+        if (step + 1) % c.eval_every == 0 || step + 1 == c.steps || blew_up {
             run.train_loss.push(window / in_window as f64);
             (window, in_window) = (0.0, 0);
-            ok &= eval(&lm, &mut run, step + 1)?;
+            let v = eval(&lm, &mut run, step + 1)?;
+            blew_up |= !(v.is_finite() && v <= 2.0 * start);
         }
-        if !ok {
+        if blew_up {
             break;
         }
     }
-    run.step_seconds = seconds / c.steps as f64;
+    run.step_seconds = seconds / steps_run.max(1) as f64;
     run.final_val = *run.val_loss.last().unwrap_or(&f64::NAN);
-    run.diverged = !ok || !run.final_val.is_finite() || run.final_val > s.chain.unigram_entropy();
+    run.outcome = if blew_up {
+        Outcome::BlewUp
+    } else if run.final_val >= trained_below(s.chain.unigram_entropy(), s.chain.entropy_rate()) {
+        Outcome::Stalled
+    } else {
+        Outcome::Trained
+    };
     Ok(run)
 }
 
@@ -455,6 +557,74 @@ fn median(mut v: Vec<f64>) -> f64 {
     }
 }
 
+/// Final excess validation loss `loss − H` of a run (+∞ if it blew up).
+fn excess(r: &Run, h: f64) -> f64 {
+    if r.outcome == Outcome::BlewUp || !r.final_val.is_finite() {
+        f64::INFINITY
+    } else {
+        r.final_val - h
+    }
+}
+
+/// Runs `jobs` over the rayon pool (each run sequential, so the numbers do not depend
+/// on how the runs are spread), reporting each finished run to `progress` as number
+/// `offset + k` of `total`.
+fn run_all(
+    setup: &Setup<'_>,
+    jobs: &[Job<'_>],
+    progress: ProgressFn<'_>,
+    offset: usize,
+    total: usize,
+) -> Result<Vec<Run>, StudyError> {
+    let done = AtomicUsize::new(offset);
+    jobs.par_iter()
+        .map(|&job| {
+            let r = train(setup, job)?;
+            let k = done.fetch_add(1, Ordering::Relaxed) + 1;
+            let what = format!(
+                "{} {} lr {} {}: {}",
+                r.placement,
+                r.norm,
+                s3(r.lr),
+                if r.warmup { "with warmup" } else { "without warmup" },
+                r.outcome.words(),
+            );
+            progress(Progress {
+                done: k,
+                total: total.max(k),
+                what: &what,
+            });
+            Ok(r)
+        })
+        .collect()
+}
+
+/// The sweep's cells.
+fn cells_of(cfg: &Config, runs: &[Run], h: f64) -> Vec<Cell> {
+    let mut cells = Vec::new();
+    for p in &cfg.placements {
+        for &lr in &cfg.lrs {
+            for warmup in [false, true] {
+                let rs: Vec<&Run> = runs
+                    .iter()
+                    .filter(|r| &r.placement == p && r.lr == lr && r.warmup == warmup)
+                    .collect();
+                let count = |o: Outcome| rs.iter().filter(|r| r.outcome == o).count();
+                cells.push(Cell {
+                    placement: p.clone(),
+                    lr,
+                    warmup,
+                    seeds: rs.len(),
+                    stalled: count(Outcome::Stalled),
+                    blew_up: count(Outcome::BlewUp),
+                    median_excess: median(rs.iter().map(|r| excess(r, h)).collect()),
+                });
+            }
+        }
+    }
+    cells
+}
+
 /// The study (registry type).
 pub struct Training;
 
@@ -468,24 +638,33 @@ impl Study for Training {
     type Measurements = Measurements;
 
     fn measure(cfg: &Config, seed: u64) -> Result<Measurements, StudyError> {
+        Self::measure_with_progress(cfg, seed, &no_progress)
+    }
+
+    fn measure_with_progress(
+        cfg: &Config,
+        seed: u64,
+        progress: ProgressFn<'_>,
+    ) -> Result<Measurements, StudyError> {
         let start = Instant::now();
         let mut rng = study_rng(seed, ID);
         let chain = MarkovChain::random(cfg.vocab, cfg.sharpness, &mut rng)?;
         let val = batch_of(&chain, cfg.val_sequences, cfg.seq_len, &mut rng);
-        let val_true = true_loss(&chain, &val.0, &val.1);
+        let val_true_loss = true_loss(&chain, &val.0, &val.1);
         let run_seed: u64 = rng.random();
         let setup = Setup {
             cfg,
             chain: &chain,
             val: &val,
-            val_true,
             seed: run_seed,
         };
+        let h = chain.entropy_rate();
         let mut jobs = Vec::new();
         for p in &cfg.placements {
             for &lr in &cfg.lrs {
+                let seeds = if lr == cfg.headline_lr { cfg.seeds } else { cfg.sweep_seeds };
                 for warmup in [false, true] {
-                    for s in 0..cfg.seeds {
+                    for s in 0..seeds {
                         jobs.push(Job {
                             placement: p,
                             norm: NormKind::LayerNorm,
@@ -509,80 +688,59 @@ impl Study for Training {
             }
         }
         let total = jobs.len();
-        let done = std::sync::atomic::AtomicUsize::new(0);
-        // Progress on stderr (never in an output file); each run is sequential, so the
-        // results do not depend on how rayon spreads the runs.
-        let results: Vec<Run> = jobs
-            .par_iter()
-            .map(|&job| {
-                let r = train(&setup, job)?;
-                let k = done.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
-                eprintln!(
-                    "  training: run {k}/{total} ({} {} lr {} {}): {}",
-                    r.placement,
-                    r.norm,
-                    r.lr,
-                    if r.warmup { "warmup" } else { "no warmup" },
-                    if r.diverged {
-                        "diverged".to_owned()
-                    } else {
-                        format!("val {:.3}", r.final_val)
-                    },
-                );
-                Ok(r)
-            })
-            .collect::<Result<_, StudyError>>()?;
+        let results = run_all(&setup, &jobs, progress, 0, total)?;
         let (rms_runs, runs): (Vec<Run>, Vec<Run>) = results
             .into_iter()
             .partition(|r| r.norm == NormKind::RmsNorm.name());
-        let floor = chain.sequence_floor(cfg.seq_len);
-        let mut cells = Vec::new();
-        for p in &cfg.placements {
-            for &lr in &cfg.lrs {
-                for warmup in [false, true] {
-                    let rs: Vec<&Run> = runs
-                        .iter()
-                        .filter(|r| &r.placement == p && r.lr == lr && r.warmup == warmup)
-                        .collect();
-                    let excess: Vec<f64> = rs
-                        .iter()
-                        .map(|r| *r.val_excess.last().unwrap_or(&f64::NAN))
-                        .map(|e| if e.is_finite() { e } else { f64::INFINITY })
-                        .collect();
-                    cells.push(Cell {
-                        placement: p.clone(),
-                        lr,
-                        warmup,
-                        diverged: rs.iter().filter(|r| r.diverged).count(),
-                        median_excess: median(excess),
-                    });
-                }
-            }
-        }
-        let stability = cfg
+        let cells = cells_of(cfg, &runs, h);
+        let stability: Vec<Stability> = cfg
             .placements
             .iter()
             .map(|p| {
-                let max = |w: bool| {
-                    cells
-                        .iter()
-                        .filter(|c| &c.placement == p && c.warmup == w && c.diverged == 0)
-                        .map(|c| c.lr)
-                        .fold(None, |a: Option<f64>, l| Some(a.map_or(l, |a| a.max(l))))
-                };
+                let of = |w: bool| cells.iter().filter(move |c| &c.placement == p && c.warmup == w);
+                let max = |w: bool| of(w).filter(|c| c.trained()).map(|c| c.lr).reduce(f64::max);
+                let first = |w: bool| of(w).find_map(|c| c.failure().map(|o| (c.lr, o)));
                 Stability {
                     placement: p.clone(),
                     max_lr_no_warmup: max(false),
                     max_lr_warmup: max(true),
+                    first_failure_no_warmup: first(false),
+                    first_failure_warmup: first(true),
                 }
             })
             .collect();
+        // Post-Norm never failed without warmup: find where it does, above the sweep.
+        let mut beyond = Vec::new();
+        let post_never_failed = stability
+            .iter()
+            .any(|s| s.placement == "post-norm" && s.first_failure_no_warmup.is_none());
+        if post_never_failed {
+            let top = cfg.lrs[cfg.lrs.len() - 1];
+            for (k, factor) in [3.0, 10.0, 30.0].into_iter().enumerate() {
+                let lr = top * factor;
+                let pair = ["post-norm", "pre-norm"].map(|p| Job {
+                    placement: p,
+                    norm: NormKind::LayerNorm,
+                    lr,
+                    warmup: false,
+                    seed: 0,
+                });
+                let rs = run_all(&setup, &pair, progress, total + 2 * k, total + 6)?;
+                let post_failed = rs[0].outcome != Outcome::Trained;
+                beyond.extend(rs);
+                if post_failed {
+                    break;
+                }
+            }
+        }
         Ok(Measurements {
-            entropy_rate: chain.entropy_rate(),
+            entropy_rate: h,
             unigram_entropy: chain.unigram_entropy(),
-            floor,
+            floor: chain.sequence_floor(cfg.seq_len),
+            val_true_loss,
             runs,
             rms_runs,
+            beyond,
             cells,
             stability,
             step_flops: 3.0 * forward_flops(cfg),
@@ -591,75 +749,136 @@ impl Study for Training {
     }
 
     fn findings(cfg: &Config, m: &Measurements) -> Vec<Finding> {
+        let h = m.entropy_rate;
         let lr_text = |l: Option<f64>| l.map_or("none of the swept rates".to_owned(), s3);
-        let get = |p: &str| m.stability.iter().find(|s| s.placement == p);
-        let mut out = Vec::new();
-        let (post, pre) = (get("post-norm"), get("pre-norm"));
-        let headline = match (post, pre) {
-            (Some(a), Some(b)) => {
-                let ratio = match (a.max_lr_no_warmup, b.max_lr_no_warmup) {
-                    (Some(x), Some(y)) => y / x,
-                    (None, Some(_)) => f64::INFINITY,
-                    _ => f64::NAN,
-                };
-                let verdict = if ratio > 1.0 {
-                    "Pre-Norm trains at a larger learning rate than Post-Norm without warmup".to_owned()
-                } else if ratio == 1.0 {
-                    "Post-Norm does not fail earlier than Pre-Norm in this sweep without warmup".to_owned()
-                } else {
-                    "Pre-Norm does not train at a larger learning rate than Post-Norm here".to_owned()
-                };
-                Some(
-                    Finding::new(
-                        "max_stable_lr_ratio_pre_over_post",
-                        if ratio.is_finite() { ratio } else { 0.0 },
-                        "x",
-                        format!(
-                            "Without warmup, the largest swept learning rate at which all {} seeds train \
-                             is {} for Post-Norm and {} for Pre-Norm ({} blocks, AdamW, {} steps): {verdict}. \
-                             With {} warmup steps: {} and {}.",
-                            cfg.seeds,
-                            lr_text(a.max_lr_no_warmup),
-                            lr_text(b.max_lr_no_warmup),
-                            cfg.n_layers,
-                            cfg.steps,
-                            cfg.warmup_steps,
-                            lr_text(a.max_lr_warmup),
-                            lr_text(b.max_lr_warmup),
-                        ),
-                    )
-                    .labelled("Largest stable learning rate without warmup, Pre-Norm over Post-Norm")
-                    .cite(&[Reference::Xiong2020, Reference::Liu2020])
-                    .summary(),
-                )
-            }
-            _ => None,
+        let fail_text = |f: Option<(f64, Outcome)>| {
+            f.map_or("it failed at none of them".to_owned(), |(lr, o)| {
+                format!("it first failed at {} ({})", s3(lr), o.words())
+            })
         };
-        let has_headline = headline.is_some();
-        out.extend(headline);
-        for s in &m.stability {
-            let f = Finding::new(
-                &format!("max_stable_lr_no_warmup_{}", s.placement),
-                s.max_lr_no_warmup.unwrap_or(0.0),
-                "",
-                format!(
-                    "{}: largest stable swept learning rate {} without warmup, {} with {} warmup steps \
-                     (stable = every seed's final validation loss finite and below the unigram entropy {}).",
-                    s.placement,
-                    lr_text(s.max_lr_no_warmup),
-                    lr_text(s.max_lr_warmup),
-                    cfg.warmup_steps,
-                    s3(m.unigram_entropy),
+        let mut out = Vec::new();
+        // The headline: Post-Norm against Pre-Norm without warmup.
+        if let (Some(post), Some(pre)) = (m.stability_of("post-norm"), m.stability_of("pre-norm")) {
+            let top = cfg.lrs[cfg.lrs.len() - 1];
+            let (verdict, value) = match (post.max_lr_no_warmup, pre.max_lr_no_warmup) {
+                (None, Some(y)) => (
+                    format!(
+                        "Post-Norm trained at none of the swept rates without warmup ({}), Pre-Norm up to {}",
+                        fail_text(post.first_failure_no_warmup),
+                        s3(y)
+                    ),
+                    f64::INFINITY,
                 ),
-            )
-            .labelled(&format!("Largest stable learning rate, {}", s.placement));
-            out.push(if has_headline || !out.is_empty() {
-                f
-            } else {
-                f.summary()
-            });
+                (Some(x), Some(y)) if post.first_failure_no_warmup.is_none() => (
+                    format!(
+                        "Post-Norm trained at every swept rate without warmup (up to {}; Pre-Norm up to {}), so this \
+                         sweep does not show it failing; {}",
+                        s3(x),
+                        s3(y),
+                        beyond_text(m, top)
+                    ),
+                    y / x,
+                ),
+                (Some(x), Some(y)) if y > x => (
+                    format!(
+                        "without warmup Pre-Norm trained at learning rates up to {}, Post-Norm only up to {} ({})",
+                        s3(y),
+                        s3(x),
+                        fail_text(post.first_failure_no_warmup)
+                    ),
+                    y / x,
+                ),
+                (Some(x), Some(y)) => (
+                    format!(
+                        "without warmup Post-Norm trained up to {} and Pre-Norm up to {}: Pre-Norm did not tolerate a \
+                         larger rate here",
+                        s3(x),
+                        s3(y)
+                    ),
+                    y / x,
+                ),
+                (_, None) => (
+                    format!(
+                        "Pre-Norm itself trained at none of the swept rates without warmup ({}), so this run cannot \
+                         compare the placements",
+                        fail_text(pre.first_failure_no_warmup)
+                    ),
+                    f64::NAN,
+                ),
+            };
+            out.push(
+                Finding::new(
+                    "max_stable_lr_ratio_pre_over_post",
+                    value,
+                    "×",
+                    format!(
+                        "In {} {}-block models trained for {} steps with AdamW on the Markov language: {verdict}. \
+                         With {} warmup steps Post-Norm trained up to {} and Pre-Norm up to {}.",
+                        cfg.placements.len(),
+                        cfg.n_layers,
+                        cfg.steps,
+                        cfg.warmup_steps,
+                        lr_text(post.max_lr_warmup),
+                        lr_text(pre.max_lr_warmup),
+                    ),
+                )
+                .labelled("Largest learning rate that trains without warmup, Pre-Norm over Post-Norm")
+                .cite(&[Reference::Xiong2020, Reference::Liu2020])
+                .summary(),
+            );
+        }
+        // How close the best Pre-Norm run came to the entropy rate.
+        if let Some(best) = m
+            .runs
+            .iter()
+            .filter(|r| r.placement == "pre-norm" && r.outcome == Outcome::Trained)
+            .min_by(|a, b| a.final_val.total_cmp(&b.final_val))
+        {
+            let closed = (m.unigram_entropy - best.final_val) / (m.unigram_entropy - h);
+            out.push(
+                Finding::new(
+                    "pre_norm_gap_closed",
+                    closed,
+                    "fraction",
+                    format!(
+                        "The best Pre-Norm run (lr {}, {}) reached a validation loss of {} nats/token: it closed {}% \
+                         of the gap between the unigram entropy {} (no context) and the entropy rate H = {} (the \
+                         loss of the true chain; {} over a sequence whose first prediction sees one token).",
+                        s3(best.lr),
+                        if best.warmup { "with warmup" } else { "without warmup" },
+                        s3(best.final_val),
+                        s3(100.0 * closed),
+                        s3(m.unigram_entropy),
+                        s3(h),
+                        s3(m.floor),
+                    ),
+                )
+                .labelled("Share of the context the best Pre-Norm model learned"),
+            );
+        }
+        for s in &m.stability {
+            out.push(
+                Finding::new(
+                    &format!("max_stable_lr_no_warmup_{}", s.placement),
+                    s.max_lr_no_warmup.unwrap_or(0.0),
+                    "",
+                    format!(
+                        "{}: largest swept learning rate at which every seed trained: {} without warmup ({}), {} with \
+                         {} warmup steps ({}).",
+                        s.placement,
+                        lr_text(s.max_lr_no_warmup),
+                        fail_text(s.first_failure_no_warmup),
+                        lr_text(s.max_lr_warmup),
+                        cfg.warmup_steps,
+                        fail_text(s.first_failure_warmup),
+                    ),
+                )
+                .labelled(&format!("Largest learning rate that trains, {}", s.placement))
+                .cite(placement_refs(&s.placement)),
+            );
         }
         for c in m.cells.iter().filter(|c| c.lr == cfg.headline_lr) {
+            let when = if c.warmup { "with warmup" } else { "without warmup" };
             out.push(
                 Finding::new(
                     &format!(
@@ -667,38 +886,44 @@ impl Study for Training {
                         c.placement,
                         if c.warmup { "warmup" } else { "no_warmup" }
                     ),
-                    if c.median_excess.is_finite() { c.median_excess } else { -1.0 },
+                    c.median_excess,
                     "nats/token",
                     format!(
-                        "{} at lr {} {}: final validation loss exceeds the floor by {} nats/token (median of {} seeds; {} diverged; floor {} , entropy rate H = {}).",
+                        "{} at lr {} {when}: final validation loss − H = {} nats/token (median of {} seeds; {} \
+                         stalled, {} blew up; the unigram entropy is {} above H, the best possible sequence loss {}).",
                         c.placement,
                         s3(c.lr),
-                        if c.warmup { "with warmup" } else { "without warmup" },
-                        if c.median_excess.is_finite() { s3(c.median_excess) } else { "∞".to_owned() },
-                        cfg.seeds,
-                        c.diverged,
-                        s3(m.floor),
-                        s3(m.entropy_rate),
+                        s3(c.median_excess),
+                        c.seeds,
+                        c.stalled,
+                        c.blew_up,
+                        s3(m.unigram_entropy - h),
+                        s3(m.floor - h),
                     ),
                 )
-                .labelled(&format!(
-                    "Final excess loss, {} {}",
-                    c.placement,
-                    if c.warmup { "with warmup" } else { "without warmup" }
-                )),
+                .labelled(&format!("Final excess loss, {} {when}", c.placement))
+                .cite(placement_refs(&c.placement)),
             );
         }
         for p in &cfg.placements {
-            let g0 = grad0(m, p);
+            let g0 = grad0(cfg, m, p);
             if let (Some(first), Some(last)) = (g0.first(), g0.last()) {
+                let ratio = last / first;
+                let side = if ratio > 1.0 {
+                    "larger near the output"
+                } else {
+                    "larger near the input"
+                };
                 out.push(
                     Finding::new(
                         &format!("grad0_last_over_first_{p}"),
-                        last / first,
-                        "x",
+                        ratio,
+                        "×",
                         format!(
-                            "{p}: at step 0 the gradient norm of the last block is {} times that of the first (mean over seeds).",
-                            s3(last / first)
+                            "{p}: at step 0 the gradient norm of the last block is {} times that of the first (mean \
+                             over {} seeds): {side}.",
+                            s3(ratio),
+                            cfg.seeds,
                         ),
                     )
                     .labelled(&format!("Step-0 gradient, last block over first, {p}"))
@@ -711,15 +936,11 @@ impl Study for Training {
                 m.rms_runs
                     .iter()
                     .filter(|r| r.warmup == w)
-                    .map(|r| *r.val_excess.last().unwrap_or(&f64::NAN))
+                    .map(|r| excess(r, h))
                     .collect(),
             )
         };
-        if let Some(c) = m
-            .cells
-            .iter()
-            .find(|c| c.placement == "pre-norm" && c.lr == cfg.headline_lr && c.warmup)
-        {
+        if let Some(c) = m.cell("pre-norm", cfg.headline_lr, true) {
             let r = rms_excess(true);
             out.push(
                 Finding::new(
@@ -727,21 +948,18 @@ impl Study for Training {
                     r - c.median_excess,
                     "nats/token",
                     format!(
-                        "Pre-Norm with warmup at lr {}: final excess loss {} with RMSNorm vs {} with LayerNorm (medians of {} seeds).",
+                        "Pre-Norm with warmup at lr {}: final validation loss − H = {} with RMSNorm and {} with \
+                         LayerNorm (medians of {} seeds): a difference of {} nats/token.",
                         s3(cfg.headline_lr),
                         s3(r),
                         s3(c.median_excess),
-                        cfg.seeds
+                        cfg.seeds,
+                        s3(r - c.median_excess),
                     ),
                 )
                 .labelled("Pre-Norm final excess loss, RMSNorm minus LayerNorm")
                 .cite(&[Reference::ZhangSennrich2019]),
             );
-        }
-        if !out.iter().any(|f| f.summary)
-            && let Some(f) = out.first_mut()
-        {
-            f.summary = true;
         }
         out
     }
@@ -751,30 +969,60 @@ impl Study for Training {
             format!(
                 "Each model is a causal decoder-only transformer ({} blocks, width {}, {} heads, feed-forward {}) \
                  with a learned token embedding, sinusoidal positions and an untied output head, trained with AdamW \
-                 (β = 0.9, 0.999, no weight decay, no clipping) on fresh batches of {} sequences of {} tokens.",
-                cfg.n_layers, cfg.d_model, cfg.n_heads, cfg.d_ff, cfg.batch, cfg.seq_len
+                 (β = 0.9, 0.999, no weight decay, no clipping, constant learning rate after any warmup) on fresh \
+                 batches of {} sequences of {} tokens for {} steps.",
+                cfg.n_layers, cfg.d_model, cfg.n_heads, cfg.d_ff, cfg.batch, cfg.seq_len, cfg.steps
             ),
             format!(
-                "The language is a random order-2 Markov chain over {} tokens. Its entropy rate H = {} nats/token is \
-                 the loss of a perfect model; since the first prediction of a sequence sees one token only, the best \
-                 mean loss is {} (the floor). A model that ignores context reaches the unigram entropy {}; a run \
-                 counts as diverged if its final validation loss is above that or not finite.",
+                "The language is a random order-2 Markov chain over {} tokens: the next token depends on the two \
+                 before it. Its entropy rate H = {} nats/token is the loss of a perfect model (the first prediction \
+                 of a sequence sees one token only, so the best mean loss over a sequence is {}). A model that \
+                 ignores the context reaches the unigram entropy {}. Excess loss is validation loss − H, on {} \
+                 held-out sequences (the true chain scores {} − H = {} on them).",
                 cfg.vocab,
                 s3(m.entropy_rate),
                 s3(m.floor),
-                s3(m.unigram_entropy)
+                s3(m.unigram_entropy),
+                cfg.val_sequences,
+                s3(m.val_true_loss),
+                s3(m.val_true_loss - m.entropy_rate),
             ),
             format!(
-                "Validation uses {} held-out sequences; excess loss is measured against the true chain's loss on the \
-                 same tokens. The sweep covers learning rates {:?}, each with no warmup and with {} linear warmup steps, \
-                 {} seeds each.",
-                cfg.val_sequences, cfg.lrs, cfg.warmup_steps, cfg.seeds
+                "A run trained if its final validation loss closed at least {}% of the gap between the unigram \
+                 entropy and H (below {} nats/token). It stalled if it stayed above that (it learned token \
+                 frequencies, not the context), and it blew up if a loss became non-finite or rose above twice its \
+                 value at step 0. The sweep covers learning rates {}, each without warmup and with {} linear warmup \
+                 steps; the rate {} has {} seeds per cell, the others {}.",
+                s3(100.0 * LEARNED_FRACTION),
+                s3(trained_below(m.unigram_entropy, m.entropy_rate)),
+                cfg.lrs.iter().map(|&l| s3(l)).collect::<Vec<_>>().join(", "),
+                cfg.warmup_steps,
+                s3(cfg.headline_lr),
+                cfg.seeds,
+                cfg.sweep_seeds,
             ),
         ]
     }
 
     fn figure(cfg: &Config, m: &Measurements) -> Figure {
+        let h = m.entropy_rate;
         let mut panels = Vec::new();
+        let reference_lines = |end: f64| {
+            vec![
+                LineSeries {
+                    label: "unigram entropy − H (no context)".into(),
+                    x: vec![0.0, end],
+                    y: vec![m.unigram_entropy - h; 2],
+                    style: LineStyle::Dashed,
+                },
+                LineSeries {
+                    label: "best sequence loss − H".into(),
+                    x: vec![0.0, end],
+                    y: vec![m.floor - h; 2],
+                    style: LineStyle::Dashed,
+                },
+            ]
+        };
         for warmup in [false, true] {
             let mut series = Vec::new();
             for p in &cfg.placements {
@@ -784,12 +1032,11 @@ impl Study for Training {
                     .filter(|r| &r.placement == p && r.lr == cfg.headline_lr && r.warmup == warmup)
                     .collect();
                 if let Some(first) = rs.first() {
-                    let n = rs.iter().map(|r| r.val_excess.len()).min().unwrap_or(0);
+                    // Runs that blew up stop early: the mean runs while every seed has a point.
+                    let n = rs.iter().map(|r| r.val_loss.len()).min().unwrap_or(0);
                     let y: Vec<f64> = (0..n)
-                        .map(|k| {
-                            (rs.iter().map(|r| r.val_excess[k]).sum::<f64>() / rs.len() as f64).max(1e-3)
-                        })
-                        .filter(|v| v.is_finite())
+                        .map(|k| rs.iter().map(|r| r.val_loss[k] - h).sum::<f64>() / rs.len() as f64)
+                        .take_while(|v| v.is_finite() && *v > 0.0)
                         .collect();
                     let x = first.val_steps[..y.len()].iter().map(|&s| s as f64).collect();
                     series.push(LineSeries {
@@ -800,21 +1047,19 @@ impl Study for Training {
                     });
                 }
             }
-            let unigram_gap = (m.unigram_entropy - m.floor).max(1e-3);
-            series.push(LineSeries {
-                label: "unigram entropy − floor".into(),
-                x: vec![0.0, cfg.steps as f64],
-                y: vec![unigram_gap, unigram_gap],
-                style: LineStyle::Dashed,
-            });
+            series.extend(reference_lines(cfg.steps as f64));
             panels.push(Panel {
                 title: format!(
-                    "Validation excess loss, lr {} {}",
+                    "Validation loss − H at lr {}, {}",
                     s3(cfg.headline_lr),
-                    if warmup { "with warmup" } else { "without warmup" }
+                    if warmup {
+                        format!("{} warmup steps", cfg.warmup_steps)
+                    } else {
+                        "no warmup".to_owned()
+                    }
                 ),
-                x_label: "step".into(),
-                y_label: "loss − floor (nats/token, mean of seeds, ≥ 1e-3)".into(),
+                x_label: "training step".into(),
+                y_label: format!("loss − H (nats/token, mean of {} seeds)", cfg.seeds),
                 content: PanelContent::Lines {
                     series,
                     x_scale: Scale::Linear,
@@ -822,8 +1067,10 @@ impl Study for Training {
                 },
             });
         }
+        // The stability map: final excess (loss − H) per placement and learning rate.
+        let cap = 2.0 * (cfg.vocab as f64).ln() - h;
         for warmup in [false, true] {
-            let mut diverged = Vec::new();
+            let mut notes = Vec::new();
             let series = cfg
                 .placements
                 .iter()
@@ -832,36 +1079,34 @@ impl Study for Training {
                     values: cfg
                         .lrs
                         .iter()
-                        .map(|&lr| {
-                            let c = m
-                                .cells
-                                .iter()
-                                .find(|c| &c.placement == p && c.lr == lr && c.warmup == warmup);
-                            match c {
-                                Some(c) if c.diverged == 0 => c.median_excess.max(1e-3),
-                                Some(c) => {
-                                    diverged.push(format!("{p} @ {}", s3(lr)));
-                                    let _ = c;
-                                    (m.unigram_entropy - m.floor).max(1e-3)
+                        .map(|&lr| match m.cell(p, lr, warmup) {
+                            Some(c) => {
+                                if let Some(o) = c.failure() {
+                                    notes.push(format!("{p} at {}: {}", s3(lr), o.words()));
                                 }
-                                None => 1e-3,
+                                if c.median_excess.is_finite() {
+                                    c.median_excess
+                                } else {
+                                    cap
+                                }
                             }
+                            None => f64::NAN,
                         })
                         .collect(),
                 })
                 .collect();
             panels.push(Panel {
                 title: format!(
-                    "Final excess loss by lr, {} (diverged, drawn at the unigram level: {})",
-                    if warmup { "with warmup" } else { "without warmup" },
-                    if diverged.is_empty() {
+                    "Final loss − H by learning rate, {}. Failed: {}",
+                    if warmup { "with warmup" } else { "no warmup" },
+                    if notes.is_empty() {
                         "none".to_owned()
                     } else {
-                        diverged.join(", ")
+                        notes.join("; ")
                     }
                 ),
                 x_label: "peak learning rate".into(),
-                y_label: "final validation loss − floor (median of seeds)".into(),
+                y_label: "final validation loss − H (median of seeds; blew up: drawn at 2 ln V − H)".into(),
                 content: PanelContent::Bars {
                     categories: cfg.lrs.iter().map(|&l| s3(l)).collect(),
                     series,
@@ -873,7 +1118,7 @@ impl Study for Training {
             .placements
             .iter()
             .map(|p| {
-                let g = grad0(m, p);
+                let g = grad0(cfg, m, p);
                 LineSeries {
                     label: p.clone(),
                     x: (1..=g.len()).map(|i| i as f64).collect(),
@@ -885,7 +1130,7 @@ impl Study for Training {
         panels.push(Panel {
             title: "Per-block gradient norm at step 0".into(),
             x_label: "block (1 = input side)".into(),
-            y_label: "‖dL/dθ_block‖ (mean of seeds)".into(),
+            y_label: format!("‖dL/dθ_block‖ (mean of {} seeds)", cfg.seeds),
             content: PanelContent::Lines {
                 series,
                 x_scale: Scale::Linear,
@@ -918,39 +1163,82 @@ impl Study for Training {
                 ln * 1e3,
                 "ms",
                 format!(
-                    "Pre-Norm LayerNorm training step: {} ms ({} GFLOP/s; runs share the cores).",
+                    "Pre-Norm LayerNorm training step (forward, backward, AdamW): {} ms, {} GFLOP/s of matmul work \
+                     (median over runs; the runs share the cores).",
                     s3(ln * 1e3),
                     s3(m.step_flops / ln / 1e9)
                 ),
-            ),
+            )
+            .labelled("Training step, Pre-Norm LayerNorm"),
             Finding::new(
                 "step_ms_pre_norm_rmsnorm",
                 rms * 1e3,
                 "ms",
                 format!(
-                    "Pre-Norm RMSNorm training step: {} ms ({} GFLOP/s).",
+                    "Pre-Norm RMSNorm training step: {} ms, {} GFLOP/s ({}× the LayerNorm step time).",
                     s3(rms * 1e3),
-                    s3(m.step_flops / rms / 1e9)
+                    s3(m.step_flops / rms / 1e9),
+                    s3(rms / ln),
                 ),
-            ),
+            )
+            .labelled("Training step, Pre-Norm RMSNorm"),
             Finding::new(
                 "wall_seconds",
                 m.wall_seconds,
                 "s",
                 format!("The study's measurements took {} s.", s3(m.wall_seconds)),
-            ),
+            )
+            .labelled("Training study wall time"),
         ]
     }
 }
 
-/// Mean over seeds of the per-block gradient norms at step 0 for placement `p`.
-fn grad0(m: &Measurements, p: &str) -> Vec<f64> {
+/// What a placement's findings rest on.
+fn placement_refs(p: &str) -> &'static [Reference] {
+    match p {
+        "post-norm" => &[Reference::Xiong2020, Reference::Liu2020],
+        "pre-norm" => &[Reference::Xiong2020],
+        "peri-norm" => &[Reference::Kim2025],
+        "deepnorm" => &[Reference::Wang2022],
+        _ => &[],
+    }
+}
+
+/// What the runs beyond the sweep showed (only when Post-Norm never failed in it).
+fn beyond_text(m: &Measurements, top: f64) -> String {
+    let post_fail = m
+        .beyond
+        .iter()
+        .find(|r| r.placement == "post-norm" && r.outcome != Outcome::Trained);
+    match post_fail {
+        Some(r) => {
+            let pre = m
+                .beyond
+                .iter()
+                .find(|q| q.placement == "pre-norm" && q.lr == r.lr)
+                .map_or("was not run", |q| q.outcome.words());
+            format!(
+                "beyond it, without warmup, Post-Norm {} at {} ({}× the largest swept rate), where Pre-Norm {}",
+                r.outcome.words(),
+                s3(r.lr),
+                s3(r.lr / top),
+                pre
+            )
+        }
+        None => format!(
+            "it still trained at {} without warmup, the largest rate tried",
+            s3(m.beyond.iter().map(|r| r.lr).fold(top, f64::max))
+        ),
+    }
+}
+
+/// Mean over seeds of the per-block gradient norms at step 0 for placement `p` (the
+/// headline runs: step 0 comes before any update, so the learning rate plays no part).
+fn grad0(cfg: &Config, m: &Measurements, p: &str) -> Vec<f64> {
     let g: Vec<&Vec<f64>> = m
         .runs
         .iter()
-        .filter(|r| {
-            r.placement == p && !r.warmup && r.lr == m.runs.iter().map(|r| r.lr).fold(f64::INFINITY, f64::min)
-        })
+        .filter(|r| r.placement == p && !r.warmup && r.lr == cfg.headline_lr)
         .filter_map(|r| r.block_grad_norms.first())
         .collect();
     let Some(first) = g.first() else {
@@ -966,31 +1254,102 @@ mod tests {
     use super::*;
     use crate::testing::check_shape;
 
+    /// The outcome rules, checked on every run.
+    fn check_outcomes(m: &Measurements) {
+        for r in m.runs.iter().chain(&m.rms_runs).chain(&m.beyond) {
+            let start = r.val_loss[0];
+            let exploded = r.val_loss.iter().any(|v| !(v.is_finite() && *v <= 2.0 * start))
+                || r.train_loss.iter().any(|v| !v.is_finite());
+            let expected = if exploded {
+                Outcome::BlewUp
+            } else if r.final_val >= trained_below(m.unigram_entropy, m.entropy_rate) {
+                Outcome::Stalled
+            } else {
+                Outcome::Trained
+            };
+            assert_eq!(r.outcome, expected, "{} lr {} {:?}", r.placement, r.lr, r.val_loss);
+        }
+    }
+
     #[test]
-    fn small_study_measures_and_post_or_pre_diverge_at_a_huge_lr() {
+    fn small_study_learns_at_a_modest_lr_and_fails_at_a_huge_one() {
         let cfg = Config::small();
         let m = Training::measure(&cfg, 42).unwrap();
         assert!(m.entropy_rate < m.floor && m.floor < m.unigram_entropy);
         assert_eq!(m.runs.len(), 2 * 2 * 2);
         assert_eq!(m.rms_runs.len(), 2);
-        // lr 3e-2 with 40 steps learns: validation loss falls below its start; Pre-Norm
-        // also gets below the unigram entropy (not diverged).
+        check_outcomes(&m);
+        // lr 3e-2 for 40 steps learns: validation loss falls below its start, and
+        // Pre-Norm gets below the unigram entropy (it used the context).
         for r in m.runs.iter().filter(|r| r.lr == 3e-2) {
             assert!(r.final_val < r.val_loss[0], "{} {:?}", r.placement, r.val_loss);
-            assert_eq!(r.diverged, r.final_val >= m.unigram_entropy);
             assert_eq!(r.block_grad_norms.len(), 3);
             assert!(r.block_grad_norms[0].iter().all(|g| g.is_finite() && *g > 0.0));
         }
-        let pre = m.stability.iter().find(|s| s.placement == "pre-norm").unwrap();
+        let pre = m.stability_of("pre-norm").unwrap();
         assert_eq!(pre.max_lr_no_warmup, Some(3e-2));
-        // lr 3 moves every weight by ~3 per Adam step: every seed of every placement fails.
-        assert!(
-            m.cells
+        // lr 3 moves every weight by ~3 per Adam step: every cell fails, and the first
+        // failure of each placement is recorded at that rate.
+        assert!(m.cells.iter().filter(|c| c.lr == 3.0).all(|c| !c.trained()));
+        for s in &m.stability {
+            assert_eq!(s.first_failure_no_warmup.map(|f| f.0), Some(3.0), "{s:?}");
+        }
+        // Post-Norm failed inside the sweep, so nothing ran beyond it.
+        assert!(m.beyond.is_empty());
+        // The cells count exactly the runs' outcomes, and bars and findings share loss − H.
+        for c in &m.cells {
+            let rs: Vec<&Run> = m
+                .runs
                 .iter()
-                .filter(|c| c.lr == 3.0)
-                .all(|c| c.diverged == cfg.seeds)
-        );
-        assert!(m.cells.iter().any(|c| c.diverged > 0));
+                .filter(|r| r.placement == c.placement && r.lr == c.lr && r.warmup == c.warmup)
+                .collect();
+            assert_eq!(c.seeds, rs.len());
+            assert_eq!(c.blew_up, rs.iter().filter(|r| r.outcome == Outcome::BlewUp).count());
+            if c.seeds == 1 && c.blew_up == 0 {
+                assert_eq!(c.median_excess, rs[0].final_val - m.entropy_rate);
+            }
+        }
+    }
+
+    #[test]
+    fn a_post_norm_stable_everywhere_is_said_and_pushed_until_it_fails() {
+        // Two gentle rates: both placements train at both, so the study runs above the sweep.
+        let cfg = Config {
+            lrs: vec![1e-2, 3e-2],
+            headline_lr: 3e-2,
+            ..Config::small()
+        };
+        let m = Training::measure(&cfg, 42).unwrap();
+        check_outcomes(&m);
+        let post = m.stability_of("post-norm").unwrap();
+        assert_eq!(post.first_failure_no_warmup, None);
+        assert!(!m.beyond.is_empty() && m.beyond.len() <= 6 && m.beyond.len() % 2 == 0);
+        for pair in m.beyond.chunks(2) {
+            assert_eq!((pair[0].placement.as_str(), pair[1].placement.as_str()), ("post-norm", "pre-norm"));
+            assert!(pair[0].lr > 3e-2 && pair[0].lr == pair[1].lr && !pair[0].warmup);
+        }
+        // Only the last pair may hold a Post-Norm failure.
+        let n = m.beyond.len();
+        assert!(m.beyond[..n - 2].iter().all(|r| r.placement != "post-norm" || r.outcome == Outcome::Trained));
+        let f = Training::findings(&cfg, &m);
+        let head = f.iter().find(|f| f.summary).unwrap();
+        assert_eq!(head.name, "max_stable_lr_ratio_pre_over_post");
+    }
+
+    #[test]
+    fn the_headline_handles_a_post_norm_that_never_trains() {
+        let cfg = Config::small();
+        let mut m = Training::measure(&cfg, 42).unwrap();
+        for s in &mut m.stability {
+            if s.placement == "post-norm" {
+                s.max_lr_no_warmup = None;
+                s.first_failure_no_warmup = Some((cfg.lrs[0], Outcome::Stalled));
+            }
+        }
+        let f = Training::findings(&cfg, &m);
+        let head = f.iter().find(|f| f.summary).unwrap();
+        assert_eq!(head.value, f64::INFINITY);
+        assert_eq!(f.iter().filter(|f| f.summary).count(), 1);
     }
 
     #[test]
@@ -1006,7 +1365,7 @@ mod tests {
                 .install(|| Training::measure(&cfg, 7).unwrap());
             m.runs
                 .iter()
-                .map(|r| (r.val_loss.clone(), r.block_grad_norms.clone()))
+                .map(|r| (r.val_loss.clone(), r.block_grad_norms.clone(), r.outcome))
                 .collect::<Vec<_>>()
         };
         let a = one(1);
@@ -1016,13 +1375,14 @@ mod tests {
     #[test]
     fn invalid_configs_are_refused() {
         let ok = Config::small();
-        let cases: [fn(&mut Config); 8] = [
+        let cases: [fn(&mut Config); 9] = [
             |c| c.vocab = 1,
             |c| c.placements = vec!["side-norm".into()],
             |c| c.n_heads = 3,
             |c| c.lrs = vec![1e-2, 1e-3],
             |c| c.headline_lr = 0.5,
             |c| c.seeds = 0,
+            |c| c.sweep_seeds = 0,
             |c| c.grad_steps = 1000,
             |c| c.sharpness = f64::NAN,
         ];
