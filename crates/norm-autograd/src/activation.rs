@@ -184,9 +184,11 @@ impl Activation {
                 .and(dy)
                 .for_each(|o, &x, &t, &g| *o = g * self.derivative_apply_with_tanh(x, t)),
             // ReLU: the same product as `derivative`, without its per-element dispatch.
-            _ if self == Activation::Relu => Zip::from(&mut dx).and(&cache.x).and(dy).for_each(|o, &x, &g| {
-                *o = g * if x > F::zero() { F::one() } else { F::zero() };
-            }),
+            _ if self == Activation::Relu => {
+                Zip::from(&mut dx).and(&cache.x).and(dy).for_each(|o, &x, &g| {
+                    *o = g * if x > F::zero() { F::one() } else { F::zero() };
+                })
+            }
             _ => Zip::from(&mut dx)
                 .and(&cache.x)
                 .and(dy)

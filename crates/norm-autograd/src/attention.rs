@@ -213,7 +213,10 @@ impl Heads {
             let dsr = &mut ds[i * l..i * l + n];
             let mut dot = F::zero();
             for (j, (e, &pij)) in dsr.iter_mut().zip(pr).enumerate() {
-                let dp = doi.iter().zip(self.row(v, at, j)).fold(F::zero(), |a, (&x, &y)| a + x * y);
+                let dp = doi
+                    .iter()
+                    .zip(self.row(v, at, j))
+                    .fold(F::zero(), |a, (&x, &y)| a + x * y);
                 *e = dp;
                 dot += dp * pij;
             }
@@ -396,7 +399,15 @@ impl<F: Float> MultiHeadAttention<F> {
             for (bh, p) in probs.chunks_exact(l * l).enumerate() {
                 let (bi, h) = (bh / self.n_heads, bh % self.n_heads);
                 let at = heads.at(bi, h);
-                heads.backward(at, scale, saved, p, dconcat, &mut ds, [&mut *dq, &mut *dk, &mut *dv]);
+                heads.backward(
+                    at,
+                    scale,
+                    saved,
+                    p,
+                    dconcat,
+                    &mut ds,
+                    [&mut *dq, &mut *dk, &mut *dv],
+                );
             }
         }
         let (dxq, q) = self.q.backward(&cache.q_cache, &dq)?;

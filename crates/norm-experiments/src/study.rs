@@ -258,6 +258,10 @@ fn check_of<S: Study>(table: &toml::Table) -> Result<(), StudyError> {
     config_from_table::<S::Config>(S::ID, table)?.validate()
 }
 
-fn run_of<S: Study>(table: &toml::Table, seed: u64, progress: ProgressFn<'_>) -> Result<StudyResult, StudyError> {
+fn run_of<S: Study>(
+    table: &toml::Table,
+    seed: u64,
+    progress: ProgressFn<'_>,
+) -> Result<StudyResult, StudyError> {
     S::run_with_progress(&config_from_table::<S::Config>(S::ID, table)?, seed, progress)
 }
