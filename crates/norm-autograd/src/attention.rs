@@ -177,7 +177,7 @@ impl Heads {
             }
             let inv = F::one() / z;
             for e in &mut pr[..n] {
-                *e = *e * inv;
+                *e *= inv;
             }
             let o = &mut out[at + i * self.d..at + i * self.d + dh];
             for (j, &pij) in pr[..n].iter().enumerate() {
