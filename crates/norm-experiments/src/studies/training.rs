@@ -1339,7 +1339,7 @@ mod tests {
             assert!(m.beyond.is_empty());
             return;
         }
-        assert!(!m.beyond.is_empty() && m.beyond.len() <= 6 && m.beyond.len() % 2 == 0);
+        assert!(!m.beyond.is_empty() && m.beyond.len() <= 6 && m.beyond.len().is_multiple_of(2));
         for pair in m.beyond.chunks(2) {
             assert_eq!(
                 (pair[0].placement.as_str(), pair[1].placement.as_str()),
