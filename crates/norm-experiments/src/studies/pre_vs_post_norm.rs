@@ -1217,7 +1217,9 @@ fn explanation(cfg: &Config, m: &Measurements) -> Vec<String> {
          back to an un-normalized stream: from the loss to the first block there is a path of \
          plain additions, the \"gradient highway\". Peri-LN (Kim et al. 2025) also normalizes \
          each sublayer's output before it is added, so every block adds branches of fixed \
-         scale. Pre-Norm and Peri-LN stacks end with a final norm."
+         scale. Pre-Norm and Peri-LN stacks end with a final norm. Everything here is measured \
+         at initialization; study 9 (Pre-Norm vs Post-Norm in Training) trains the same \
+         placements and shows which of them train at which learning rates."
             .to_owned(),
         format!(
             "Setup: stacks of L = {} real blocks at initialization: D = {}, {} heads of softmax \

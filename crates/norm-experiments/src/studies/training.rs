@@ -1009,6 +1009,19 @@ impl Study for Training {
         ]
     }
 
+    fn caption(cfg: &Config, _: &Measurements) -> String {
+        format!(
+            "(a) and (b): validation loss above the floor H while training at learning rate {}, \
+             without and with warmup, on a log axis; the dashed lines mark what a model that \
+             ignores context reaches (the unigram entropy) and the best loss any model of these \
+             sequences can reach. (c) and (d): the final loss − H of every placement at every \
+             learning rate; the higher the bar, the less the run learned, and the panel titles \
+             name the runs that failed. (e): each block's gradient norm at step 0, input side \
+             on the left.",
+            s3(cfg.headline_lr)
+        )
+    }
+
     fn figure(cfg: &Config, m: &Measurements) -> Figure {
         let h = m.entropy_rate;
         let mut panels = Vec::new();
