@@ -13,7 +13,7 @@ use std::marker::PhantomData;
 use ndarray::{Array, Array1, ArrayRef, Dimension};
 use norm_core::dispatch::ForcedPath;
 use norm_core::simd::{Store, Stores, narrow, run_on, widen};
-use norm_core::{Half, LayerNorm, LayerNormStats, NormError, RmsNorm, RmsNormStats};
+use norm_core::{Half, LayerNorm, LayerNormStats, RmsNorm, RmsNormStats};
 
 use super::NormGrads;
 use super::blocks::{Sweep, Totals, drive};
@@ -254,7 +254,13 @@ fn half_nd<H: Half, D: Dimension>(
         dbeta: dbeta.as_deref_mut(),
     };
     backward_half_slice_on(ForcedPath::detected(), Sweep::Auto, input, grads)?;
-    let dx = Array::from_shape_vec(x.raw_dim(), dx).map_err(|_| NormError::ZeroRank)?;
+    // Cannot fail (dx has x's length), but if it did it would name the arrays.
+    let got = vec![dx.len()];
+    let dx = Array::from_shape_vec(x.raw_dim(), dx).map_err(|_| GradError::ShapeMismatch {
+        what: "dx",
+        expected: x.shape().to_vec(),
+        got,
+    })?;
     Ok((
         dx,
         NormGrads {
