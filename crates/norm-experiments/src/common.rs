@@ -7,7 +7,8 @@ use rand_chacha::ChaCha8Rng;
 use rand_distr::StandardNormal;
 
 use crate::StudyError;
-use crate::result::{Finding, ScatterSeries};
+use crate::result::{Finding, HistogramSeries, LineSeries, Panel, PanelContent, Scale, ScatterSeries};
+use crate::stats::segment;
 
 /// A finding that does not back the summary line.
 pub(crate) fn finding(name: &str, value: f64, unit: &str, statement: String) -> Finding {
@@ -150,5 +151,54 @@ pub(crate) fn by_index(label: &str, values: &[f64]) -> ScatterSeries {
         label: label.to_owned(),
         x: (0..values.len()).map(|i| i as f64).collect(),
         y: values.to_vec(),
+    }
+}
+
+/// Studies 1 and 2's first panel: every input value, pooled over samples.
+pub(crate) fn input_histogram_panel(input: &HistogramSeries) -> Panel {
+    Panel {
+        title: "Input: Each Sample Has Its Own Mean and Spread".to_owned(),
+        x_label: "value".to_owned(),
+        y_label: "density".to_owned(),
+        content: PanelContent::Histogram {
+            series: vec![input.clone()],
+            overlays: vec![],
+        },
+    }
+}
+
+/// Studies 1 and 2's second panel: every output value, with a reference density.
+pub(crate) fn output_histogram_panel(title: &str, output: &HistogramSeries, overlay: &LineSeries) -> Panel {
+    Panel {
+        title: title.to_owned(),
+        x_label: "normalized value".to_owned(),
+        y_label: "density".to_owned(),
+        content: PanelContent::Histogram {
+            series: vec![output.clone()],
+            overlays: vec![overlay.clone()],
+        },
+    }
+}
+
+/// A per-sample statistic before and after a norm, by sample index, with a horizontal
+/// reference line (`reference` = (label, level)).
+pub(crate) fn before_after_panel(
+    title: &str,
+    y_label: &str,
+    (input, output): (&[f64], &[f64]),
+    output_label: &str,
+    (reference, level): (&str, f64),
+) -> Panel {
+    let last = input.len().saturating_sub(1) as f64;
+    Panel {
+        title: title.to_owned(),
+        x_label: "sample index".to_owned(),
+        y_label: y_label.to_owned(),
+        content: PanelContent::Scatter {
+            series: vec![by_index("input", input), by_index(output_label, output)],
+            lines: vec![segment(reference, 0.0, level, last, level)],
+            x_scale: Scale::Linear,
+            y_scale: Scale::Linear,
+        },
     }
 }

@@ -8,13 +8,14 @@ use norm_core::LayerNorm;
 use serde::Serialize;
 
 use crate::common::{
-    PER_SAMPLE_MEAN_RANGE, PER_SAMPLE_STD_RANGE, PerSampleGaussian, by_index, finding, require_at_least,
+    PER_SAMPLE_MEAN_RANGE, PER_SAMPLE_STD_RANGE, PerSampleGaussian, finding, require_at_least,
     require_non_negative, require_range, summary_finding,
 };
+use crate::common::{before_after_panel, input_histogram_panel, output_histogram_panel};
 use crate::format::{g, sig};
 use crate::references::Reference;
-use crate::result::{Figure, Finding, HistogramSeries, LineSeries, Panel, PanelContent, Scale};
-use crate::stats::{histogram, max_abs, min_max, normal_density, row_stats, segment};
+use crate::result::{Figure, Finding, HistogramSeries, LineSeries};
+use crate::stats::{histogram, max_abs, min_max, normal_density, row_stats};
 use crate::study::{Study, StudyConfig};
 use crate::{StudyError, study_rng};
 
@@ -275,55 +276,28 @@ impl Study for LayerNormDistribution {
             .to_owned()
     }
 
-    fn figure(cfg: &Config, m: &Measurements) -> Figure {
-        let last = cfg.samples.saturating_sub(1) as f64;
+    fn figure(_: &Config, m: &Measurements) -> Figure {
         let panels = vec![
-            Panel {
-                title: "Input: Each Sample Has Its Own Mean and Spread".to_owned(),
-                x_label: "value".to_owned(),
-                y_label: "density".to_owned(),
-                content: PanelContent::Histogram {
-                    series: vec![m.input_histogram.clone()],
-                    overlays: vec![],
-                },
-            },
-            Panel {
-                title: "Output: Zero Mean, Unit Variance".to_owned(),
-                x_label: "normalized value".to_owned(),
-                y_label: "density".to_owned(),
-                content: PanelContent::Histogram {
-                    series: vec![m.output_histogram.clone()],
-                    overlays: vec![m.normal_curve.clone()],
-                },
-            },
-            Panel {
-                title: "Per-Sample Mean: Before vs After".to_owned(),
-                x_label: "sample index".to_owned(),
-                y_label: "mean over features".to_owned(),
-                content: PanelContent::Scatter {
-                    series: vec![
-                        by_index("input", &m.input_mean),
-                        by_index("LayerNorm output", &m.output_mean),
-                    ],
-                    lines: vec![segment("mean = 0", 0.0, 0.0, last, 0.0)],
-                    x_scale: Scale::Linear,
-                    y_scale: Scale::Linear,
-                },
-            },
-            Panel {
-                title: "Per-Sample Std: Before vs After".to_owned(),
-                x_label: "sample index".to_owned(),
-                y_label: "standard deviation over features".to_owned(),
-                content: PanelContent::Scatter {
-                    series: vec![
-                        by_index("input", &m.input_std),
-                        by_index("LayerNorm output", &m.output_std),
-                    ],
-                    lines: vec![segment("std = 1", 0.0, 1.0, last, 1.0)],
-                    x_scale: Scale::Linear,
-                    y_scale: Scale::Linear,
-                },
-            },
+            input_histogram_panel(&m.input_histogram),
+            output_histogram_panel(
+                "Output: Zero Mean, Unit Variance",
+                &m.output_histogram,
+                &m.normal_curve,
+            ),
+            before_after_panel(
+                "Per-Sample Mean: Before vs After",
+                "mean over features",
+                (&m.input_mean, &m.output_mean),
+                "LayerNorm output",
+                ("mean = 0", 0.0),
+            ),
+            before_after_panel(
+                "Per-Sample Std: Before vs After",
+                "standard deviation over features",
+                (&m.input_std, &m.output_std),
+                "LayerNorm output",
+                ("std = 1", 1.0),
+            ),
         ];
         Figure {
             title: "LayerNorm: Normalizes to Zero Mean, Unit Variance".to_owned(),

@@ -9,9 +9,10 @@ use norm_core::RmsNorm;
 use serde::Serialize;
 
 use crate::common::{
-    PER_SAMPLE_MEAN_RANGE, PER_SAMPLE_STD_RANGE, PerSampleGaussian, by_index, finding, require_at_least,
+    PER_SAMPLE_MEAN_RANGE, PER_SAMPLE_STD_RANGE, PerSampleGaussian, finding, require_at_least,
     require_non_negative, require_range, summary_finding,
 };
+use crate::common::{before_after_panel, input_histogram_panel, output_histogram_panel};
 use crate::format::{g, sig};
 use crate::kernel_cost::{KERNEL_COSTS, KernelCosts};
 use crate::references::Reference;
@@ -324,42 +325,18 @@ impl Study for RmsNormDistribution {
             .to_owned()
     }
 
-    fn figure(cfg: &Config, m: &Measurements) -> Figure {
-        let last = cfg.samples.saturating_sub(1) as f64;
+    fn figure(_: &Config, m: &Measurements) -> Figure {
         let (p_lo, p_hi) = min_max(m.predicted_mean.iter().copied());
         let panels = vec![
-            Panel {
-                title: "Input: Each Sample Has Its Own Mean and Spread".to_owned(),
-                x_label: "value".to_owned(),
-                y_label: "density".to_owned(),
-                content: PanelContent::Histogram {
-                    series: vec![m.input_histogram.clone()],
-                    overlays: vec![],
-                },
-            },
-            Panel {
-                title: "Output: RMS 1, Mean Kept".to_owned(),
-                x_label: "normalized value".to_owned(),
-                y_label: "density".to_owned(),
-                content: PanelContent::Histogram {
-                    series: vec![m.output_histogram.clone()],
-                    overlays: vec![m.normal_curve.clone()],
-                },
-            },
-            Panel {
-                title: "Per-Sample RMS: Before vs After".to_owned(),
-                x_label: "sample index".to_owned(),
-                y_label: "root mean square over features".to_owned(),
-                content: PanelContent::Scatter {
-                    series: vec![
-                        by_index("input", &m.input_rms),
-                        by_index("RMSNorm output", &m.output_rms),
-                    ],
-                    lines: vec![segment("RMS = 1", 0.0, 1.0, last, 1.0)],
-                    x_scale: Scale::Linear,
-                    y_scale: Scale::Linear,
-                },
-            },
+            input_histogram_panel(&m.input_histogram),
+            output_histogram_panel("Output: RMS 1, Mean Kept", &m.output_histogram, &m.normal_curve),
+            before_after_panel(
+                "Per-Sample RMS: Before vs After",
+                "root mean square over features",
+                (&m.input_rms, &m.output_rms),
+                "RMSNorm output",
+                ("RMS = 1", 1.0),
+            ),
             Panel {
                 title: "Per-Sample Output Mean vs μ/√(μ²+σ²)".to_owned(),
                 x_label: "μ/√(μ²+σ²) of the input sample".to_owned(),
