@@ -1,17 +1,14 @@
 //! The half-precision norms, `LayerNorm<bf16>`, `LayerNorm<f16>`, `RmsNorm<bf16>` and
-//! `RmsNorm<f16>`: a thin layer around the f32 row kernels. Each row is widened into an
-//! f32 scratch row that stays in L1 (thread-local, reused across rows and calls, never
-//! allocated per row), normalized by the f32 kernel of the path (the same shifted,
-//! blocked statistics, rescue and write pass as `LayerNorm<f32>`), and each output is
-//! rounded once, to nearest with ties to even, into the storage type. Weight and bias
-//! are widened to f32 once per call; eps and the statistics are f32.
+//! `RmsNorm<f16>`: the drivers around the half-precision rows of `kernels/half.rs`,
+//! which run the f32 bodies (the same shifted, blocked statistics, rescue and write pass
+//! as `LayerNorm<f32>`) on 16-bit rows, widening as they load and rounding each output
+//! once, to nearest with ties to even, as they store. Weight and bias are widened to
+//! f32 once per call; eps and the statistics are f32.
 //!
 //! The fused residual add rounds `h = x + residual` to the storage type (as `x + r` on
 //! `half`'s types does: the f32 sum of two bf16 or f16 values, rounded once, is the
 //! correctly rounded sum) and normalizes that rounded `h`, so `y` is bit-identical to
 //! what a user's unfused code computes: `h = x + r` stored, then `norm(h)`.
-
-use std::cell::RefCell;
 
 use ndarray::{Array, ArrayRef, Dimension};
 
@@ -20,51 +17,10 @@ use crate::convert::Half;
 use crate::dispatch::ForcedPath;
 use crate::forward::WithStats;
 use crate::fused::drive_add_rows;
-use crate::kernels::{Kind, Out, RowParams, norm_row};
+use crate::kernels::{Kind, Out, RowParams, half_add_row, half_row};
 use crate::params::Affine;
 use crate::rows::{check_nd, check_slices, check_stats_len, run_nd, run_rows};
-use crate::simd::{Path, Store};
-
-/// A cache line of f32, so that scratch rows start on a line boundary.
-#[derive(Clone, Copy, Default)]
-#[repr(C, align(64))]
-struct Line([f32; 16]);
-
-thread_local! {
-    /// Two f32 rows per thread: the widened input, then the kernel's output (for the
-    /// fused norms, first the residual).
-    static SCRATCH: RefCell<Vec<Line>> = const { RefCell::new(Vec::new()) };
-}
-
-/// Runs `f` on two f32 scratch rows of `d` elements each, each starting on a cache line.
-#[inline(always)]
-fn with_scratch<R>(d: usize, f: impl FnOnce(&mut [f32], &mut [f32]) -> R) -> R {
-    SCRATCH.with(|cell| {
-        let mut lines = cell.borrow_mut();
-        let per = d.div_ceil(16);
-        if lines.len() < 2 * per {
-            lines.resize(2 * per, Line::default());
-        }
-        let (a, b) = lines[..2 * per].split_at_mut(per);
-        let (a, b) = (a.as_flattened_mut_f32(), b.as_flattened_mut_f32());
-        f(&mut a[..d], &mut b[..d])
-    })
-}
-
-/// `&mut [Line]` as the f32 it holds.
-trait Flatten {
-    fn as_flattened_mut_f32(&mut self) -> &mut [f32];
-}
-
-impl Flatten for [Line] {
-    #[inline(always)]
-    fn as_flattened_mut_f32(&mut self) -> &mut [f32] {
-        let n = self.len() * 16;
-        // SAFETY: `Line` is `repr(C)` over `[f32; 16]` with no padding (64 bytes, align
-        // 64), so `len` lines are `16·len` contiguous, initialized f32.
-        unsafe { std::slice::from_raw_parts_mut(self.as_mut_ptr().cast::<f32>(), n) }
-    }
-}
+use crate::simd::Path;
 
 /// A half-precision norm's weight and bias widened to f32 (once per call), with eps.
 pub(crate) struct Params32 {
@@ -97,65 +53,13 @@ impl Params32 {
     }
 }
 
-/// One half-precision row of norm `K` on `path`: widen `x`, run the f32 kernel into
-/// scratch, round into `out`; returns the f32 statistics.
-#[inline(always)]
-fn half_row<K: Kind, H: Half>(path: Path, p: RowParams<'_, f32>, x: &[H], out: Out<'_, H>) -> (f32, f32) {
-    with_scratch(x.len(), |xs, ys| {
-        H::widen(path, x, xs);
-        let stats = norm_row::<K, f32>(
-            path,
-            xs,
-            p,
-            Out {
-                y: ys,
-                store: Store::Cached,
-            },
-        );
-        H::narrow(path, ys, out.y, out.store);
-        stats
-    })
-}
-
-/// One fused half-precision row: `h = round(x + r)` (`r = None`: `h` holds the
-/// residual), then [`half_row`] of the rounded `h`.
-#[inline(always)]
-fn half_add_row<K: Kind, H: Half>(
-    path: Path,
-    p: RowParams<'_, f32>,
-    (x, r): (&[H], Option<&[H]>),
-    h: &mut [H],
-    out: Out<'_, H>,
-) {
-    with_scratch(x.len(), |xs, ys| {
-        H::widen(path, x, xs);
-        H::widen(path, r.unwrap_or(h), ys);
-        for (a, b) in xs.iter_mut().zip(ys.iter()) {
-            *a += *b;
-        }
-        H::narrow(path, xs, h, Store::Cached);
-        // The norm reads the rounded h (from L1), as unfused code would.
-        H::widen(path, h, xs);
-        norm_row::<K, f32>(
-            path,
-            xs,
-            p,
-            Out {
-                y: ys,
-                store: Store::Cached,
-            },
-        );
-        H::narrow(path, ys, out.y, out.store);
-    });
-}
-
 /// The row kernel of norm `K` for storage type `H` on `path`.
 #[inline(always)]
 fn row<K: Kind, H: Half>(
     path: Path,
     p: RowParams<'_, f32>,
 ) -> impl Fn(&[H], Out<'_, H>) -> (f32, f32) + Sync {
-    move |x, out| half_row::<K, H>(path, p, x, out)
+    move |x, out| half_row::<K, H>(path, x, p, out)
 }
 
 /// `norm(x)` over the last axis into a new array (with the statistics when `want_stats`).
@@ -225,7 +129,7 @@ pub(crate) fn half_add_rows<K: Kind, H: Half>(
     let p32 = Params32::of(p);
     let (path, pr) = (how.simd_path(), p32.row());
     let row = move |xr: &[H], rr: Option<&[H]>, hr: &mut [H], y: Out<'_, H>| {
-        half_add_row::<K, H>(path, pr, (xr, rr), hr, y);
+        half_add_row::<K, H>(path, (xr, rr), hr, pr, y);
     };
     drive_add_rows(how, p.weight.len(), (x, r), h, out, row);
 }

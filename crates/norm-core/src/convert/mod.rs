@@ -11,7 +11,7 @@ use half::{bf16, f16};
 use crate::simd::{Path, Store};
 
 #[cfg(target_arch = "x86_64")]
-mod x86;
+pub(crate) mod x86;
 
 /// Scalar conversions, written with integer operations so the portable loops
 /// vectorize; each equals the `half` crate's own conversion bit for bit (tested).
@@ -93,7 +93,14 @@ pub(crate) mod scalar {
 mod sealed {
     /// Closes [`Half`](super::Half) to `bf16` and `f16`, and carries their row
     /// conversions on each kernel path.
-    pub trait Convert: Sized {
+    pub trait Convert: Sized + Copy {
+        /// `bf16` (else `f16`): picks the vector conversions of the fused kernels
+        /// (`Simd::load_half`, `Simd::store_half`) at compile time.
+        const BF16: bool;
+        /// One value widened to f32 (exact; the scalar form every path's edges use).
+        fn widen1(self) -> f32;
+        /// One f32 rounded to `Self` (to nearest, ties to even; as every path rounds).
+        fn narrow1(v: f32) -> Self;
         /// `dst = src` widened to f32 (exact), on `path`.
         fn widen(path: crate::simd::Path, src: &[Self], dst: &mut [f32]);
         /// `dst = src` rounded to `Self` (to nearest, ties to even), on `path`, written
@@ -167,6 +174,15 @@ fn narrow_scalar(src: &[f32], dst: &mut [u16], f: impl Fn(f32) -> u16) {
 }
 
 impl sealed::Convert for bf16 {
+    const BF16: bool = true;
+    #[inline(always)]
+    fn widen1(self) -> f32 {
+        scalar::bf16_to_f32(self.to_bits())
+    }
+    #[inline(always)]
+    fn narrow1(v: f32) -> Self {
+        bf16::from_bits(scalar::f32_to_bf16(v))
+    }
     #[inline]
     fn widen(path: Path, src: &[bf16], dst: &mut [f32]) {
         let (src, dst) = (src.reinterpret_cast(), &mut dst[..src.len()]);
@@ -190,6 +206,15 @@ impl sealed::Convert for bf16 {
 }
 
 impl sealed::Convert for f16 {
+    const BF16: bool = false;
+    #[inline(always)]
+    fn widen1(self) -> f32 {
+        scalar::f16_to_f32(self.to_bits())
+    }
+    #[inline(always)]
+    fn narrow1(v: f32) -> Self {
+        f16::from_bits(scalar::f32_to_f16(v))
+    }
     #[inline]
     fn widen(path: Path, src: &[f16], dst: &mut [f32]) {
         let (src, dst) = (src.reinterpret_cast(), &mut dst[..src.len()]);

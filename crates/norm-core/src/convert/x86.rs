@@ -159,7 +159,7 @@ unsafe fn bf16_widen_avx2(src: &[u16], dst: &mut [f32]) {
 /// Eight f32 rounded to bf16 (ties to even, NaN quieted), in the low 16 bits of each
 /// 32-bit lane.
 #[inline(always)]
-fn rne_bf16_avx2(v: __m256) -> __m256i {
+pub(crate) fn rne_bf16_avx2(v: __m256) -> __m256i {
     // SAFETY (all): called only from functions with AVX2 enabled.
     unsafe {
         let b = _mm256_castps_si256(v);
@@ -264,7 +264,7 @@ unsafe fn bf16_widen_avx512(src: &[u16], dst: &mut [f32]) {
 
 /// Sixteen f32 rounded to bf16 by integer operations (ties to even, NaN quieted).
 #[inline(always)]
-fn rne_bf16_avx512(v: __m512) -> __m256i {
+pub(crate) fn rne_bf16_avx512(v: __m512) -> __m256i {
     // SAFETY (all): called only from functions with AVX-512F enabled.
     unsafe {
         let b = _mm512_castps_si512(v);
@@ -311,7 +311,7 @@ unsafe fn bf16_narrow_avx512(src: &[f32], dst: &mut [u16], store: Store) {
 /// quiets NaNs like the scalar form but flushes f32 subnormals to zero: a vector holding
 /// one (nonzero, exponent field 0) takes the integer form instead.
 #[inline(always)]
-fn cvt_bf16_avx512bf16(v: __m512) -> __m256i {
+pub(crate) fn cvt_bf16_avx512bf16(v: __m512) -> __m256i {
     // SAFETY (all): called only from functions with AVX-512F and AVX512-BF16 enabled.
     unsafe {
         let b = _mm512_castps_si512(v);

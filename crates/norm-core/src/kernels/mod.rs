@@ -9,6 +9,8 @@
 //! - `write.rs`: the write pass `y = center(x) · (r·w) + b`, plain or streaming;
 //! - `rescue.rs`: rows whose squares overflow or underflow, redone scaled in f64;
 //! - `fused.rs`: the residual-add variants (`h = x + r`, then the norm of `h`);
+//! - `half.rs`: the bf16/f16 rows on the same bodies (16-bit loads widened in
+//!   registers, outputs rounded once as they are stored);
 //! - here: the kinds, the parameter structs, and the forward row itself.
 //!
 //! Per row: the first pass reads the row from memory (for the fused variants: reads
@@ -25,11 +27,13 @@
 //! (a mismatch panics in a bounds check, it is never undefined behaviour).
 
 mod fused;
+mod half;
 mod rescue;
 mod stats;
 mod write;
 
 pub(crate) use fused::add_row;
+pub(crate) use half::{half_add_row, half_row};
 
 use crate::Float;
 use crate::simd::{Path, Simd, SimdOp, Store, run_on};
@@ -174,7 +178,7 @@ fn finish<K: Kind, S: Simd>(
         return rescue::<K, S::E>(h, p, out.y);
     }
     let r = S::E::one() / (var + p.eps).sqrt();
-    write::<K, S>(s, Plain(h), p, Coef { shift, m, r }, out, ahead);
+    write::<K, S, S::E>(s, Plain(h), p, Coef { shift, m, r }, out, ahead);
     K::stats(shift + m, r)
 }
 

@@ -41,6 +41,7 @@ pub(super) trait Source<S: Simd> {
 }
 
 /// A plain row.
+#[derive(Clone, Copy)]
 pub(super) struct Plain<'a, E>(pub(super) &'a [E]);
 
 impl<S: Simd> Source<S> for Plain<'_, S::E> {
@@ -171,15 +172,16 @@ impl<E> Ahead<E> {
         Ahead([next(a), b.map_or(std::ptr::null(), next)])
     }
 
-    /// Prefetches elements `[i, i + span)` of the rows ahead.
+    /// Prefetches elements `[i, i + span)` of the rows ahead (rows of `E`, which for
+    /// the half-precision kernels is not the backend's element type).
     #[inline(always)]
-    pub(super) fn touch<S: Simd<E = E>>(self, s: S, i: usize, span: usize) {
+    pub(super) fn touch<S: Simd>(self, s: S, i: usize, span: usize) {
         let bytes = span * std::mem::size_of::<E>();
         for p in self.0 {
             if !p.is_null() {
                 let mut off = 0;
                 while off < bytes {
-                    s.prefetch(p.wrapping_add(i).wrapping_byte_add(off));
+                    s.prefetch(p.wrapping_add(i).wrapping_byte_add(off).cast::<S::E>());
                     off += 64;
                 }
             }

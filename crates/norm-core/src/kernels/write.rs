@@ -71,6 +71,50 @@ macro_rules! write_pass {
     }};
 }
 
+/// Where a write pass puts its output row: [`Out`], a row of the backend's own element
+/// type, or a half-precision row (`half.rs`) whose values are rounded as they are
+/// stored. Both store the same f32 (f64) values; only the rounding into the row differs.
+pub(super) trait Sink<S: Simd> {
+    /// Elements that can be written.
+    fn len(&self) -> usize;
+    /// How the row is written.
+    fn store(&self) -> Store;
+    /// The row's address and element size, for the cache-line geometry of streaming.
+    fn geometry(&self) -> (usize, usize);
+    /// Writes vector `v` to elements `i..i + W`, as `store` says.
+    ///
+    /// # Safety
+    /// As [`put`]: `i + W <= self.len()`, and with `Streaming`, element `i` sits at a
+    /// multiple of `W` elements from a cache-line boundary.
+    unsafe fn put(&mut self, s: S, i: usize, v: S::V, store: Store);
+    /// Writes element `j` (checked).
+    fn set(&mut self, j: usize, v: S::E);
+}
+
+impl<S: Simd> Sink<S> for Out<'_, S::E> {
+    #[inline(always)]
+    fn len(&self) -> usize {
+        self.y.len()
+    }
+    #[inline(always)]
+    fn store(&self) -> Store {
+        self.store
+    }
+    #[inline(always)]
+    fn geometry(&self) -> (usize, usize) {
+        (self.y.as_ptr() as usize, std::mem::size_of::<S::E>())
+    }
+    #[inline(always)]
+    unsafe fn put(&mut self, s: S, i: usize, v: S::V, store: Store) {
+        // SAFETY: the same contract.
+        unsafe { put(s, self.y, i, v, store) }
+    }
+    #[inline(always)]
+    fn set(&mut self, j: usize, v: S::E) {
+        self.y[j] = v;
+    }
+}
+
 /// Bytes in a cache line.
 const LINE: usize = 64;
 
@@ -79,17 +123,10 @@ const LINE: usize = 64;
 /// a plain write pass (or an `out` not aligned to its element type, which a slice
 /// always is).
 #[inline(always)]
-fn stream_head<S: Simd>(out: &[S::E], store: Store) -> Option<usize> {
-    let size = std::mem::size_of::<S::E>();
-    let mis = out.as_ptr() as usize % LINE;
+fn stream_head<S: Simd>((addr, size): (usize, usize), store: Store) -> Option<usize> {
+    let mis = addr % LINE;
     (store == Store::Streaming && mis.is_multiple_of(size) && S::W * size <= LINE)
         .then_some((LINE - mis) % LINE / size)
-}
-
-/// Elements of `E` per cache line.
-#[inline(always)]
-fn line<E>() -> usize {
-    LINE / std::mem::size_of::<E>()
 }
 
 /// Stores vector `v` to `out[i..i + W]`, non-temporally when `store` says so (see
@@ -133,18 +170,18 @@ fn center<K: Kind, S: Simd>(s: S, v: S::V, vs: S::V, vm: S::V) -> S::V {
 /// round exactly like the vector body (fused where it fuses), so the result never
 /// depends on the stores or the alignment.
 #[inline(always)]
-pub(super) fn write<K: Kind, S: Simd>(
+pub(super) fn write<K: Kind, S: Simd, A: Copy>(
     s: S,
     mut h: impl Source<S>,
     p: RowParams<'_, S::E>,
     c: Coef<S::E>,
-    out: Out<'_, S::E>,
-    ahead: Ahead<S::E>,
+    mut y: impl Sink<S>,
+    ahead: Ahead<A>,
 ) {
     let (w, n, weight) = (S::W, p.weight.len(), p.weight);
     let (vs, vm, vr) = (s.splat(c.shift), s.splat(c.m), s.splat(c.r));
-    let head = stream_head::<S>(out.y, out.store);
-    let y = out.y;
+    let geometry = y.geometry();
+    let head = stream_head::<S>(geometry, y.store());
     // Once per row, so the vectors below need no checks.
     assert!(n <= y.len() && n <= h.len() && p.bias.is_none_or(|b| n <= b.len()));
     // SAFETY (every unchecked load and store below): `write_pass!` calls the vector
@@ -156,26 +193,26 @@ pub(super) fn write<K: Kind, S: Simd>(
             n,
             w,
             head,
-            line::<S::E>(),
+            LINE / geometry.1,
             |t, span| ahead.touch(s, t, span),
             |i, store| unsafe {
                 let d = center::<K, S>(s, h.vec_to(s, i, store), vs, vm);
                 let v = s.mul_add(d, s.mul(vr, s.load_at(weight, i)), s.load_at(b, i));
-                put(s, y, i, v, store);
+                y.put(s, i, v, store);
             },
-            |j| y[j] = s.mul_add1(c.center::<K>(h.one(j)), c.r * weight[j], b[j]),
+            |j| y.set(j, s.mul_add1(c.center::<K>(h.one(j)), c.r * weight[j], b[j])),
         ),
         None => write_pass!(
             n,
             w,
             head,
-            line::<S::E>(),
+            LINE / geometry.1,
             |t, span| ahead.touch(s, t, span),
             |i, store| unsafe {
                 let d = center::<K, S>(s, h.vec_to(s, i, store), vs, vm);
-                put(s, y, i, s.mul(d, s.mul(vr, s.load_at(weight, i))), store);
+                y.put(s, i, s.mul(d, s.mul(vr, s.load_at(weight, i))), store);
             },
-            |j| y[j] = c.center::<K>(h.one(j)) * (c.r * weight[j]),
+            |j| y.set(j, c.center::<K>(h.one(j)) * (c.r * weight[j])),
         ),
     }
 }

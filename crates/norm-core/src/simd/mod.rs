@@ -16,6 +16,7 @@
 use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
 
 use crate::Float;
+use crate::convert::Half;
 
 #[cfg(target_arch = "x86_64")]
 mod x86;
@@ -44,7 +45,8 @@ pub enum KernelPath {
     /// Plain Rust over fixed-size arrays, vectorized by the compiler for the baseline
     /// target (SSE2 on x86-64); no FMA. Runs everywhere.
     Portable,
-    /// 256-bit AVX2 with fused multiply-add (x86-64 with `avx2` and `fma`).
+    /// 256-bit AVX2 with fused multiply-add (x86-64 with `avx2` and `fma`, and `f16c`
+    /// for the f16 conversions, which every CPU with the other two has).
     Avx2Fma,
     /// 512-bit AVX-512F (which implies FMA) on x86-64.
     Avx512,
@@ -79,7 +81,9 @@ impl KernelPath {
             KernelPath::Portable => true,
             #[cfg(target_arch = "x86_64")]
             KernelPath::Avx2Fma => {
-                std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
+                std::arch::is_x86_feature_detected!("avx2")
+                    && std::arch::is_x86_feature_detected!("fma")
+                    && std::arch::is_x86_feature_detected!("f16c")
             }
             #[cfg(target_arch = "x86_64")]
             KernelPath::Avx512 => {
@@ -260,7 +264,48 @@ pub trait Simd: Copy {
     fn prefetch(self, p: *const Self::E) {
         let _ = p;
     }
+    /// Loads `W` half-precision values from `p`, widened to `E` in registers (exact).
+    /// The f32 backends of x86-64 override it with vector conversions (integer shift
+    /// for bf16, `vcvtph2ps` for f16); the default converts lane by lane (the portable
+    /// backend). The half-precision kernels run only on f32 backends.
+    ///
+    /// # Safety
+    /// `p..p + W` must be valid for reads.
+    #[inline(always)]
+    unsafe fn load_half<H: Half>(self, p: *const H) -> Self::V {
+        let mut t = [<Self::E as num_traits::Zero>::zero(); MAX_W];
+        for (l, t) in t.iter_mut().take(Self::W).enumerate() {
+            // SAFETY: l < W, in bounds per the contract.
+            let h = unsafe { p.add(l).read_unaligned() };
+            *t = Self::E::from_f64_round(f64::from(h.widen1()));
+        }
+        // SAFETY: `t` holds MAX_W >= W elements.
+        unsafe { self.loadp(t.as_ptr()) }
+    }
+    /// Rounds each lane of `v` once to `H` (to nearest, ties to even; NaN stays NaN,
+    /// overflow goes to ±∞, exactly as [`narrow`] rounds) and stores the `W` values at
+    /// `p`, non-temporally when `store` says so and the backend has such stores. The
+    /// default rounds lane by lane (for an f64 backend it would round through f32, so
+    /// the half-precision kernels run only on f32 backends).
+    ///
+    /// # Safety
+    /// `p..p + W` must be valid for writes, and with `Streaming` aligned to `2·W`
+    /// bytes.
+    #[inline(always)]
+    unsafe fn store_half<H: Half>(self, p: *mut H, v: Self::V, store: Store) {
+        let _ = store;
+        let mut t = [<Self::E as num_traits::Zero>::zero(); MAX_W];
+        // SAFETY: `t` holds MAX_W >= W elements.
+        unsafe { self.storep(t.as_mut_ptr(), v) };
+        for (l, &t) in t.iter().take(Self::W).enumerate() {
+            // SAFETY: l < W, in bounds per the contract.
+            unsafe { p.add(l).write_unaligned(H::narrow1(t.to_f64_exact() as f32)) };
+        }
+    }
 }
+
+/// The most lanes any backend has (AVX-512 f32).
+const MAX_W: usize = 16;
 
 /// Orders the non-temporal stores of [`Simd::stream_at`] made so far by this thread
 /// before its later stores (`sfence` on x86-64, where those stores are weakly ordered;
@@ -467,6 +512,27 @@ pub(crate) fn on_f64<O: SimdOp<f64>>(path: Path, op: O) -> O::Out {
         #[cfg(target_arch = "x86_64")]
         KernelPath::Avx2Fma => unsafe { x86::avx2_f64(op) },
         _ => op.run(Portable::<f64>::new()),
+    }
+}
+
+/// [`run_on`] for the half-precision kernels (`f32` backends whose
+/// [`Simd::load_half`] and [`Simd::store_half`] convert in registers): on the AVX-512
+/// path, the backend that rounds to bf16 with `vcvtneps2bf16` where the CPU has
+/// `avx512bf16`; otherwise the path's `f32` backend. Same arithmetic as [`run_on`] for
+/// `f32` on the same path, so the same bits.
+pub(crate) fn on_half<O: SimdOp<f32>>(path: Path, op: O) -> O::Out {
+    match path.0 {
+        // SAFETY: a `Path` exists only for paths this CPU supports, and the extra
+        // features were checked.
+        #[cfg(target_arch = "x86_64")]
+        KernelPath::Avx512 if crate::convert::x86::has_avx512bf16() => unsafe { x86::avx512bf16_f32(op) },
+        // SAFETY: as above.
+        #[cfg(target_arch = "x86_64")]
+        KernelPath::Avx512 => unsafe { x86::avx512_f32(op) },
+        // SAFETY: as above.
+        #[cfg(target_arch = "x86_64")]
+        KernelPath::Avx2Fma => unsafe { x86::avx2_f32(op) },
+        _ => op.run(Portable::<f32>::new()),
     }
 }
 

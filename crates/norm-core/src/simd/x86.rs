@@ -7,7 +7,10 @@
 
 use std::arch::x86_64::*;
 
-use super::{Simd, SimdOp};
+use super::{Simd, SimdOp, Store};
+use crate::convert::Half;
+#[allow(unused_imports)]
+use crate::convert::x86::{cvt_bf16_avx512bf16, rne_bf16_avx2, rne_bf16_avx512};
 
 /// The two-source shuffle of a backend ([`Simd::combine`] and its helpers): `copy`
 /// goes through memory (two stores, one unaligned load); `permute $idx, $perm` is one
@@ -49,11 +52,87 @@ macro_rules! shift_impl {
     };
 }
 
+/// The half-precision loads and stores of a backend ([`Simd::load_half`],
+/// [`Simd::store_half`]): `none` keeps the lane-by-lane defaults (f64); `avx2` widens
+/// bf16 by a zero-extension and a shift and f16 with F16C, and rounds with the integer
+/// ties-to-even form or F16C; `avx512` likewise with 512-bit vectors; `avx512bf16`
+/// rounds to bf16 with `vcvtneps2bf16` (same bits). The conversions are the ones
+/// `convert/x86.rs` runs over whole rows, so the fused kernels round exactly like
+/// [`narrow`](super::narrow).
+macro_rules! half_impl {
+    (none) => {};
+    (avx2) => {
+        #[inline(always)]
+        unsafe fn load_half<H: Half>(self, p: *const H) -> __m256 {
+            // SAFETY: `p..p + 8` readable per the contract; AVX2 and F16C enabled by the
+            // entry points (a `Path` checked them).
+            unsafe {
+                let h = _mm_loadu_si128(p.cast());
+                if H::BF16 {
+                    _mm256_castsi256_ps(_mm256_slli_epi32::<16>(_mm256_cvtepu16_epi32(h)))
+                } else {
+                    _mm256_cvtph_ps(h)
+                }
+            }
+        }
+        #[inline(always)]
+        unsafe fn store_half<H: Half>(self, p: *mut H, v: __m256, store: Store) {
+            // SAFETY: `p..p + 8` writable per the contract, 16-byte aligned when
+            // streaming; features as above.
+            unsafe {
+                let h = if H::BF16 {
+                    let r = rne_bf16_avx2(v);
+                    _mm_packus_epi32(_mm256_castsi256_si128(r), _mm256_extracti128_si256::<1>(r))
+                } else {
+                    _mm256_cvtps_ph::<_MM_FROUND_TO_NEAREST_INT>(v)
+                };
+                match store {
+                    Store::Streaming => _mm_stream_si128(p.cast(), h),
+                    Store::Cached => _mm_storeu_si128(p.cast(), h),
+                }
+            }
+        }
+    };
+    (avx512 $($bf16:ident)?) => {
+        #[inline(always)]
+        unsafe fn load_half<H: Half>(self, p: *const H) -> __m512 {
+            // SAFETY: `p..p + 16` readable per the contract; AVX-512F enabled by the
+            // entry points (a `Path` checked it).
+            unsafe {
+                let h = _mm256_loadu_si256(p.cast());
+                if H::BF16 {
+                    _mm512_castsi512_ps(_mm512_slli_epi32::<16>(_mm512_cvtepu16_epi32(h)))
+                } else {
+                    _mm512_cvtph_ps(h)
+                }
+            }
+        }
+        #[inline(always)]
+        unsafe fn store_half<H: Half>(self, p: *mut H, v: __m512, store: Store) {
+            // SAFETY: `p..p + 16` writable per the contract, 32-byte aligned when
+            // streaming; features as above.
+            unsafe {
+                let h = if H::BF16 {
+                    half_impl!(@bf16 v $($bf16)?)
+                } else {
+                    _mm512_cvtps_ph::<_MM_FROUND_TO_NEAREST_INT>(v)
+                };
+                match store {
+                    Store::Streaming => _mm256_stream_si256(p.cast(), h),
+                    Store::Cached => _mm256_storeu_si256(p.cast(), h),
+                }
+            }
+        }
+    };
+    (@bf16 $v:ident) => { rne_bf16_avx512($v) };
+    (@bf16 $v:ident avx512bf16) => { cvt_bf16_avx512bf16($v) };
+}
+
 macro_rules! backend {
     ($name:ident, $e:ty, $v:ty, $w:expr, $feat:literal,
      splat = $splat:ident, load = $load:ident, store = $store:ident,
      add = $add:ident, sub = $sub:ident, mul = $mul:ident, fma = $fma:ident,
-     stream = $stream:ident, shift = $($shift:tt)*) => {
+     stream = $stream:ident, half = [$($half:tt)*], shift = $($shift:tt)*) => {
         #[doc = concat!("Token for the `", $feat, "` backend over `", stringify!($e), "`.")]
         #[derive(Clone, Copy, Debug)]
         pub(super) struct $name(());
@@ -129,6 +208,7 @@ macro_rules! backend {
                 unsafe { _mm_prefetch::<_MM_HINT_T0>(p.cast::<i8>()) }
             }
             shift_impl!($($shift)*);
+            half_impl!($($half)*);
             #[inline(always)]
             fn sum(self, v: $v) -> $e {
                 let mut a = [0.0 as $e; $w];
@@ -161,6 +241,7 @@ backend!(
     mul = _mm256_mul_ps,
     fma = _mm256_fmadd_ps,
     stream = _mm256_stream_ps,
+    half = [avx2],
     shift = copy
 );
 backend!(
@@ -177,6 +258,7 @@ backend!(
     mul = _mm256_mul_pd,
     fma = _mm256_fmadd_pd,
     stream = _mm256_stream_pd,
+    half = [none],
     shift = copy
 );
 backend!(
@@ -193,6 +275,7 @@ backend!(
     mul = _mm512_mul_ps,
     fma = _mm512_fmadd_ps,
     stream = _mm512_stream_ps,
+    half = [avx512],
     shift = permute i32, _mm512_permutex2var_ps
 );
 backend!(
@@ -209,14 +292,33 @@ backend!(
     mul = _mm512_mul_pd,
     fma = _mm512_fmadd_pd,
     stream = _mm512_stream_pd,
+    half = [none],
     shift = permute i64, _mm512_permutex2var_pd
+);
+
+backend!(
+    Avx512Bf16F32,
+    f32,
+    __m512,
+    16,
+    "avx512f,avx512bf16,avx512vl",
+    splat = _mm512_set1_ps,
+    load = _mm512_loadu_ps,
+    store = _mm512_storeu_ps,
+    add = _mm512_add_ps,
+    sub = _mm512_sub_ps,
+    mul = _mm512_mul_ps,
+    fma = _mm512_fmadd_ps,
+    stream = _mm512_stream_ps,
+    half = [avx512 avx512bf16],
+    shift = permute i32, _mm512_permutex2var_ps
 );
 
 /// Runs `op` with the AVX2+FMA `f32` backend.
 ///
 /// # Safety
-/// The CPU must support `avx2` and `fma`.
-#[target_feature(enable = "avx2,fma")]
+/// The CPU must support `avx2`, `fma` and `f16c` (a `Path` for `Avx2Fma` checked them).
+#[target_feature(enable = "avx2,fma,f16c")]
 pub(super) unsafe fn avx2_f32<O: SimdOp<f32>>(op: O) -> O::Out {
     op.run(Avx2F32(()))
 }
@@ -246,4 +348,14 @@ pub(super) unsafe fn avx512_f32<O: SimdOp<f32>>(op: O) -> O::Out {
 #[target_feature(enable = "avx512f,avx2,fma")]
 pub(super) unsafe fn avx512_f64<O: SimdOp<f64>>(op: O) -> O::Out {
     op.run(Avx512F64(()))
+}
+
+/// Runs `op` with the AVX-512F `f32` backend that rounds to bf16 with `vcvtneps2bf16`
+/// (the half-precision kernels, [`on_half`](super::on_half)).
+///
+/// # Safety
+/// The CPU must support `avx512f`, `fma`, `avx512bf16` and `avx512vl`.
+#[target_feature(enable = "avx512f,avx512bf16,avx512vl,avx2,fma,f16c")]
+pub(super) unsafe fn avx512bf16_f32<O: SimdOp<f32>>(op: O) -> O::Out {
+    op.run(Avx512Bf16F32(()))
 }

@@ -1,0 +1,227 @@
+//! The half-precision rows (`bf16`, `f16` storage, f32 arithmetic): the f32 bodies of
+//! both norms, reading 16-bit rows and widening them in registers as they load
+//! ([`Halfs`], and [`HalfAddInto`] for the fused residual add), and writing each output
+//! rounded once into 16 bits as it stores ([`HalfOut`]). No scratch row and no
+//! conversion pass: a half row costs the f32 kernel's passes over half the bytes.
+//!
+//! The values are the f32 kernel's: the widening is exact, so every pass sees the f32
+//! row the f32 kernel would see, sums it in the same order, and computes each output
+//! with the same operations; only the store rounds (to nearest, ties to even, as
+//! [`narrow`](crate::simd::narrow)). So each output is bit-identical to the f32
+//! kernel's output for the widened row, rounded once. Rows that need the rescue path
+//! (overflow, underflow, non-finite) are widened into an f32 row for it (rare, `#[cold]`).
+//!
+//! The vector conversions are the backend's ([`Simd::load_half`], [`Simd::store_half`]),
+//! run on [`on_half`]'s backends.
+
+use super::rescue::rescue;
+use super::stats::{Ahead, Source};
+use super::write::{Sink, write};
+use super::{Coef, Kind, Out, RowParams, first_pass, moments, needs_rescue, shift_of};
+use crate::convert::Half;
+use crate::simd::{Path, Simd, SimdOp, Store, on_half};
+
+/// A half-precision row, widened to f32 as it is read.
+#[derive(Clone, Copy)]
+pub(super) struct Halfs<'a, H>(pub(super) &'a [H]);
+
+impl<S: Simd<E = f32>, H: Half> Source<S> for Halfs<'_, H> {
+    #[inline(always)]
+    fn len(&self) -> usize {
+        self.0.len()
+    }
+    #[inline(always)]
+    unsafe fn vec(&mut self, s: S, i: usize) -> S::V {
+        // SAFETY: `i + W <= len` per the contract.
+        unsafe { s.load_half(self.0.as_ptr().add(i)) }
+    }
+    #[inline(always)]
+    fn one(&mut self, i: usize) -> f32 {
+        self.0[i].widen1()
+    }
+}
+
+/// The residual sum `h = x + r` of half-precision rows: summed in f32, rounded once to
+/// `H` and written to `h` as it is read; the pass sees the rounded `h` (widened again),
+/// as the norm of a stored `h` would (`r = None`: `h` holds `r`).
+pub(super) struct HalfAddInto<'a, H> {
+    x: &'a [H],
+    r: Option<&'a [H]>,
+    h: &'a mut [H],
+}
+
+impl<S: Simd<E = f32>, H: Half> Source<S> for HalfAddInto<'_, H> {
+    #[inline(always)]
+    fn len(&self) -> usize {
+        let n = self.x.len().min(self.h.len());
+        self.r.map_or(n, |r| n.min(r.len()))
+    }
+    #[inline(always)]
+    unsafe fn vec(&mut self, s: S, i: usize) -> S::V {
+        // SAFETY: `i + W <= len`, the shortest of x, r and h, per the contract. The
+        // rounded `h` is read back from where it was just stored (store-to-load
+        // forwarding), which is its widening.
+        unsafe {
+            let hp = self.h.as_mut_ptr().add(i);
+            let r = match self.r {
+                Some(r) => s.load_half(r.as_ptr().add(i)),
+                None => s.load_half(hp.cast_const()),
+            };
+            let v = s.add(s.load_half(self.x.as_ptr().add(i)), r);
+            s.store_half(hp, v, Store::Cached);
+            s.load_half(hp.cast_const())
+        }
+    }
+    #[inline(always)]
+    fn one(&mut self, i: usize) -> f32 {
+        let r = self.r.map_or(self.h[i], |r| r[i]);
+        let h = H::narrow1(self.x[i].widen1() + r.widen1());
+        self.h[i] = h;
+        h.widen1()
+    }
+}
+
+/// A half-precision output row: each f32 output rounded once as it is stored.
+struct HalfOut<'a, H>(Out<'a, H>);
+
+impl<S: Simd<E = f32>, H: Half> Sink<S> for HalfOut<'_, H> {
+    #[inline(always)]
+    fn len(&self) -> usize {
+        self.0.y.len()
+    }
+    #[inline(always)]
+    fn store(&self) -> Store {
+        self.0.store
+    }
+    #[inline(always)]
+    fn geometry(&self) -> (usize, usize) {
+        (self.0.y.as_ptr() as usize, std::mem::size_of::<H>())
+    }
+    #[inline(always)]
+    unsafe fn put(&mut self, s: S, i: usize, v: S::V, store: Store) {
+        // SAFETY: `i + W <= len` per the contract; with `Streaming`, element `i` is a
+        // multiple of `W` elements from a cache-line boundary, so aligned to `2·W` bytes.
+        unsafe { s.store_half(self.0.y.as_mut_ptr().add(i), v, store) }
+    }
+    #[inline(always)]
+    fn set(&mut self, j: usize, v: f32) {
+        self.0.y[j] = H::narrow1(v);
+    }
+}
+
+/// The end of a half row, from its moments: the rescue path (on the widened row) if
+/// they call for it, else the write pass into 16 bits. Returns the row's statistics.
+#[inline(always)]
+fn finish<K: Kind, S: Simd<E = f32>, H: Half>(
+    s: S,
+    h: &[H],
+    (shift, m, var): (f32, f32, f32),
+    p: RowParams<'_, f32>,
+    out: Out<'_, H>,
+    ahead: Ahead<H>,
+) -> (f32, f32) {
+    if needs_rescue(var, p.eps) {
+        return rescue_half::<K, H>(h, p, out.y);
+    }
+    let r = 1.0 / (var + p.eps).sqrt();
+    write::<K, S, H>(s, Halfs(h), p, Coef { shift, m, r }, HalfOut(out), ahead);
+    K::stats(shift + m, r)
+}
+
+/// The rescue path for a half row: widened into an f32 row, rescued, rounded once.
+#[cold]
+#[inline(never)]
+fn rescue_half<K: Kind, H: Half>(h: &[H], p: RowParams<'_, f32>, y: &mut [H]) -> (f32, f32) {
+    let hs: Vec<f32> = h.iter().map(|v| v.widen1()).collect();
+    let mut ys = vec![0.0f32; y.len()];
+    let stats = rescue::<K, f32>(&hs, p, &mut ys);
+    for (y, v) in y.iter_mut().zip(ys) {
+        *y = H::narrow1(v);
+    }
+    stats
+}
+
+/// One half-precision row of either norm: `out = norm(x)`, as the f32 `Row`.
+struct HalfRow<'a, K, H> {
+    x: &'a [H],
+    p: RowParams<'a, f32>,
+    out: Out<'a, H>,
+    kind: std::marker::PhantomData<K>,
+}
+
+impl<K: Kind, H: Half> SimdOp<f32> for HalfRow<'_, K, H> {
+    type Out = (f32, f32);
+    #[inline(always)]
+    fn run<S: Simd<E = f32>>(self, s: S) -> (f32, f32) {
+        let (x, n) = (self.x, self.x.len());
+        let shift = shift_of::<K, f32>(x[0].widen1());
+        let first = first_pass::<K, S>(s, n, shift, Halfs(x));
+        let (m, var) = moments::<K, S>(s, n, shift, first, Halfs(x));
+        finish::<K, S, H>(s, x, (shift, m, var), self.p, self.out, Ahead::after(x, None))
+    }
+}
+
+/// One fused half-precision row: `h = x + r` rounded once (`r = None`: `h` holds the
+/// residual), then the norm of that rounded `h`.
+struct HalfAddRow<'a, K, H> {
+    x: &'a [H],
+    r: Option<&'a [H]>,
+    h: &'a mut [H],
+    p: RowParams<'a, f32>,
+    out: Out<'a, H>,
+    kind: std::marker::PhantomData<K>,
+}
+
+impl<K: Kind, H: Half> SimdOp<f32> for HalfAddRow<'_, K, H> {
+    type Out = (f32, f32);
+    /// The first pass writes the rounded `h` as it sums; the later passes read it from
+    /// L1; the write pass writes `y` as the row's store says.
+    #[inline(always)]
+    fn run<S: Simd<E = f32>>(self, s: S) -> (f32, f32) {
+        let (x, r, h) = (self.x, self.r, self.h);
+        let n = x.len();
+        let h0 = H::narrow1(x[0].widen1() + r.map_or(h[0], |r| r[0]).widen1());
+        let shift = shift_of::<K, f32>(h0.widen1());
+        let ahead = Ahead::after(x, Some(r.unwrap_or(&*h)));
+        let first = first_pass::<K, S>(s, n, shift, HalfAddInto { x, r, h: &mut *h });
+        let (m, var) = moments::<K, S>(s, n, shift, first, Halfs(h));
+        finish::<K, S, H>(s, h, (shift, m, var), self.p, self.out, ahead)
+    }
+}
+
+/// One half-precision row of norm `K` on `path`: `out = norm(x)`; returns the f32
+/// statistics (as `norm_row`).
+#[inline(always)]
+pub(crate) fn half_row<K: Kind, H: Half>(
+    path: Path,
+    x: &[H],
+    p: RowParams<'_, f32>,
+    out: Out<'_, H>,
+) -> (f32, f32) {
+    let kind = std::marker::PhantomData::<K>;
+    on_half(path, HalfRow { x, p, out, kind })
+}
+
+/// `h = x + r` rounded, then norm `K` of `h`, on `path` (`r = None`: the residual is
+/// `h`, in place); returns the row's statistics.
+#[inline(always)]
+pub(crate) fn half_add_row<K: Kind, H: Half>(
+    path: Path,
+    (x, r): (&[H], Option<&[H]>),
+    h: &mut [H],
+    p: RowParams<'_, f32>,
+    out: Out<'_, H>,
+) -> (f32, f32) {
+    let kind = std::marker::PhantomData::<K>;
+    on_half(
+        path,
+        HalfAddRow {
+            x,
+            r,
+            h,
+            p,
+            out,
+            kind,
+        },
+    )
+}
