@@ -2,7 +2,8 @@
 //! thread) on the AVX-512 and AVX2 paths (forced), beside the f32 forward of the same
 //! shape on the same path and the copies of the same 16-bit bytes (`copy_u16`: memcpy;
 //! `copy_u16_streaming`: non-temporal stores), out of cache (65536×512, 8192×4096) and
-//! in cache (512×768). Throughput counts bytes read + written (2 per element for the
+//! in cache (512×768), and out of cache the bf16 norm again with every output streamed
+//! (`bf16-PATH-streaming`, to judge `Stores::Auto`'s choice). Throughput counts bytes read + written (2 per element for the
 //! half types, 4 for f32), so the half rows run at twice the GB/s of f32 rows at equal
 //! rows per second; the rows/s ratio is the f32 time over the half time.
 
@@ -11,6 +12,7 @@ use std::time::{Duration, Instant};
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use norm_core::dispatch::ForcedPath;
+use norm_core::simd::Stores;
 use norm_core::{Element, KernelPath, LayerNorm, RmsNorm, bf16, ceiling, f16};
 
 const SHAPES: [(usize, usize); 3] = [(512, 768), (65536, 512), (8192, 4096)];
@@ -103,6 +105,18 @@ fn bench(c: &mut Criterion) {
                         })
                     })
                 });
+                if rows * d * 2 >= 32 << 20 {
+                    // The same bf16 norm with every output streamed, whatever `Stores::Auto`
+                    // decides for this size: what the store policy costs or saves here.
+                    let ps = p.with_stores(Stores::Streaming);
+                    g.bench_function(BenchmarkId::new(format!("bf16-{pn}-streaming"), &id), |b| {
+                        b.iter_custom(|it| {
+                            on_pool(&pool, it, || {
+                                forward(ps, ln, d, black_box(&xb), &mut yb, &mut s0, &mut s1)
+                            })
+                        })
+                    });
+                }
                 g.throughput(Throughput::BytesDecimal((2 * n * 4) as u64));
                 g.bench_function(BenchmarkId::new(format!("f32-{pn}"), &id), |b| {
                     b.iter_custom(|it| {
