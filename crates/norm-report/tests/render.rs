@@ -118,6 +118,32 @@ fn png_text_uses_the_embedded_font() {
     assert!(dark > 100, "text was not drawn ({dark} dark pixels)");
 }
 
+/// Decoded RGB pixels of a PNG.
+fn pixels(png: &[u8]) -> Vec<u8> {
+    let mut reader = png::Decoder::new(std::io::Cursor::new(png)).read_info().unwrap();
+    let mut buf = vec![0; reader.output_buffer_size().unwrap()];
+    reader.next_frame(&mut buf).unwrap();
+    buf
+}
+
+#[test]
+fn tooltips_do_not_change_the_png() {
+    // The rasterizer drops `<title>` tooltips before parsing: the pixels must be those of
+    // the same document without them, and text elsewhere must still be drawn.
+    let body = |t: &str| {
+        format!(
+            r##"<svg xmlns="http://www.w3.org/2000/svg" width="120" height="40"><title>doc</title><rect x="2" y="2" width="30" height="30" fill="#d00">{t}</rect><text x="40" y="30" font-size="20">a&lt;b</text><title>unclosed"##
+        )
+    };
+    let with = format!("{}</title></svg>", body("<title>x = 1, y = 2</title>"));
+    let without = format!("{}</title></svg>", body(""));
+    let a = pixels(&svg_to_png(&with).unwrap());
+    assert_eq!(a, pixels(&svg_to_png(&without).unwrap()));
+    let red = a.chunks(3).filter(|p| p[0] > 200 && p[1] < 50).count();
+    let dark = a.chunks(3).filter(|p| p[0] < 100 && p[1] < 100).count();
+    assert!(red > 500 && dark > 20, "red {red}, dark {dark}");
+}
+
 #[test]
 fn rendering_is_deterministic() {
     let fig = fixtures::all_kinds_figure();

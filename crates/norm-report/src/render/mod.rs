@@ -115,8 +115,8 @@ pub fn render_png(fig: &Figure) -> Result<Vec<u8>, ReportError> {
 /// # Errors
 /// [`ReportError::Png`] if the SVG cannot be parsed or the PNG cannot be encoded.
 pub fn svg_to_png(svg: &str) -> Result<Vec<u8>, ReportError> {
-    let tree =
-        usvg::Tree::from_str(svg, options()).map_err(|e| ReportError::Png(format!("parsing SVG: {e}")))?;
+    let tree = usvg::Tree::from_str(&without_titles(svg), options())
+        .map_err(|e| ReportError::Png(format!("parsing SVG: {e}")))?;
     let size = tree.size().to_int_size();
     let mut pixmap = tiny_skia::Pixmap::new(size.width(), size.height())
         .ok_or_else(|| ReportError::Png(format!("empty image {}x{}", size.width(), size.height())))?;
@@ -125,18 +125,44 @@ pub fn svg_to_png(svg: &str) -> Result<Vec<u8>, ReportError> {
     encode_rgb(&pixmap)
 }
 
+/// `svg` without its `<title>` elements: tooltips a raster image cannot show, and which
+/// resvg would parse only to drop (they are up to 40% of a figure's bytes, one per point,
+/// bar and cell). Titles hold text only (the writer escapes `<`), so the first
+/// `</title>` after a `<title>` closes it.
+fn without_titles(svg: &str) -> std::borrow::Cow<'_, str> {
+    const OPEN: &str = "<title>";
+    const CLOSE: &str = "</title>";
+    if !svg.contains(OPEN) {
+        return svg.into();
+    }
+    let mut out = String::with_capacity(svg.len());
+    let mut rest = svg;
+    while let Some(i) = rest.find(OPEN) {
+        let Some(j) = rest[i..].find(CLOSE) else { break };
+        out.push_str(&rest[..i]);
+        rest = &rest[i + j + CLOSE.len()..];
+    }
+    out.push_str(rest);
+    out.into()
+}
+
 /// The pixmap (opaque: filled white first) as an 8-bit RGB PNG.
+///
+/// fdeflate with the Paeth filter on every row: on the report's figures (mostly white,
+/// flat colours, anti-aliased edges) that is within 4% of the size that `Compression::Fast`'s
+/// adaptive per-row filter choice gives, at a fifth of its encoding time.
 fn encode_rgb(pixmap: &tiny_skia::Pixmap) -> Result<Vec<u8>, ReportError> {
-    let rgb: Vec<u8> = pixmap
-        .data()
-        .chunks_exact(4)
-        .flat_map(|p| [p[0], p[1], p[2]])
-        .collect();
+    let rgba = pixmap.data();
+    let mut rgb = vec![0u8; rgba.len() / 4 * 3];
+    for (d, s) in rgb.chunks_exact_mut(3).zip(rgba.chunks_exact(4)) {
+        d.copy_from_slice(&s[..3]);
+    }
     let mut out = Vec::new();
     let mut enc = png::Encoder::new(&mut out, pixmap.width(), pixmap.height());
     enc.set_color(png::ColorType::Rgb);
     enc.set_depth(png::BitDepth::Eight);
-    enc.set_compression(png::Compression::Fast);
+    enc.set_deflate_compression(png::DeflateCompression::FdeflateUltraFast);
+    enc.set_filter(png::Filter::Paeth);
     let png_err = |e: png::EncodingError| ReportError::Png(e.to_string());
     let mut writer = enc.write_header().map_err(png_err)?;
     writer.write_image_data(&rgb).map_err(png_err)?;
