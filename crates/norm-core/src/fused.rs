@@ -21,8 +21,8 @@ use crate::{Element, Float, LayerNorm, NormError, RmsNorm};
 /// Runs the fused kernel of norm `K` over every row on `how`'s path (lengths already
 /// checked; `d = weight.len()`; `r = None`: `h` holds the residual and is overwritten).
 /// Large batches are split into fixed row blocks on the rayon pool, like the plain norms;
-/// `how`'s stores decide from the size of `out` whether `y` is written with
-/// non-temporal stores (each block fenced before it returns).
+/// `how`'s stores decide from the bytes the call moves (`x`, `r`, `h`, `y`) whether `y`
+/// is written with non-temporal stores (each block fenced before it returns).
 pub(crate) fn add_rows<K: Kind, F: Float>(
     how: ForcedPath,
     p: RowParams<'_, F>,
@@ -38,8 +38,8 @@ pub(crate) fn add_rows<K: Kind, F: Float>(
 }
 
 /// Runs `row(x, r, h, out)` (one fused row) over every row of length `d`, serially or in
-/// fixed row blocks on the rayon pool; `how`'s stores decide from the size of `out`
-/// whether `y` is streamed (each block fenced before it returns). The half-precision
+/// fixed row blocks on the rayon pool; `how`'s stores decide from the bytes the call
+/// moves (`x`, `r`, `h`, `y`) whether `y` is streamed (each block fenced before it returns). The half-precision
 /// fused norms (`storage.rs`) run on it too.
 pub(crate) fn drive_add_rows<E: Copy + Send + Sync>(
     how: ForcedPath,
@@ -52,7 +52,11 @@ pub(crate) fn drive_add_rows<E: Copy + Send + Sync>(
     if d == 0 {
         return;
     }
-    let store = how.stores().store::<E>(out.len());
+    // From the bytes the call moves: x and the residual read, h and y written.
+    let moved = x.len() + r.map_or(h.len(), <[E]>::len) + h.len() + out.len();
+    let store = how
+        .stores()
+        .store_moved(std::mem::size_of::<E>().saturating_mul(moved));
     let serial = |x: &[E], r: Option<&[E]>, h: &mut [E], out: &mut [E]| {
         let rows = x
             .chunks_exact(d)

@@ -104,7 +104,8 @@ pub(crate) fn run_rows<E: Elem, S: Stat>(
     stores: Stores,
     row: impl Fn(&[E], Out<'_, E>) -> (S, S) + Sync,
 ) {
-    let store = stores.store::<E>(out.len());
+    // Decided once for the whole call from the bytes it moves (x read, y written).
+    let store = stores.store_moved(std::mem::size_of::<E>().saturating_mul(x.len() + out.len()));
     #[cfg(feature = "rayon")]
     if d > 0 && go_parallel::<E>(x.len()) {
         use rayon::prelude::*;

@@ -82,7 +82,12 @@ fn run<H: Half, K: Kind>(
     grads: GradSlices<'_, H, f32>,
 ) {
     let d = weight.len();
-    let store = if path.stores().stream::<H>(grads.dx.len()) {
+    // From the bytes the call moves (x and dy read, dx written), once for the whole call.
+    let moved = all.x.len() + all.dy.len() + grads.dx.len();
+    let store = if path
+        .stores()
+        .stream_moved(std::mem::size_of::<H>().saturating_mul(moved))
+    {
         Store::Streaming
     } else {
         Store::Cached

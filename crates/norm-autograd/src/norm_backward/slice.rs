@@ -167,7 +167,12 @@ fn run<F: Float, K: Kind>(
 ) {
     let d = all.weight.len();
     // Whether dx streams is decided once for the whole array, never per block or thread.
-    let stores = if path.stores().stream::<F>(grads.dx.len()) {
+    // From the bytes the call moves (x and dy read, dx written), once for the whole call.
+    let moved = all.x.len() + all.dy.len() + grads.dx.len();
+    let stores = if path
+        .stores()
+        .stream_moved(std::mem::size_of::<F>().saturating_mul(moved))
+    {
         Stores::Streaming
     } else {
         Stores::Cached

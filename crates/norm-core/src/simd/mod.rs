@@ -411,8 +411,10 @@ fn last_level_cache_bytes() -> Option<usize> {
 /// element is computed the same way whichever store writes it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Stores {
-    /// Non-temporal stores for outputs of at least [`stream_min_bytes`], plain ones
-    /// below (what the public functions do).
+    /// Non-temporal stores for calls that move at least twice [`stream_min_bytes`]
+    /// (every array read and written, [`stream_moved`](Stores::stream_moved)): for a
+    /// forward, outputs of at least [`stream_min_bytes`]; plain stores below (what the
+    /// public functions do).
     #[default]
     Auto,
     /// Always plain stores.
@@ -438,6 +440,45 @@ impl Stores {
             Stores::Auto => len.saturating_mul(std::mem::size_of::<F>()) >= stream_min_bytes(),
             Stores::Cached => false,
             Stores::Streaming => true,
+        }
+    }
+
+    /// Whether a call that moves `bytes` streams its outputs: `bytes` counts every array
+    /// the call reads and every array it writes, each once (a forward: `x` and `y`; a
+    /// backward: `x`, `dy` and `dx`; a fused forward: `x`, the residual, `h` and `y`).
+    /// [`Auto`](Stores::Auto) streams from twice [`stream_min_bytes`] on: for a forward
+    /// (as many bytes in as out) that is an output of [`stream_min_bytes`], as
+    /// [`stream`](Stores::stream) decides; calls that move more arrays stream at a
+    /// smaller output, and a bf16/f16 output streams at the same bytes as an f32 one (at
+    /// twice its rows). Depends only on the sizes (and the machine's cache), never on
+    /// the thread count.
+    ///
+    /// # Example
+    /// ```
+    /// use norm_core::simd::{Stores, stream_min_bytes};
+    ///
+    /// let t = stream_min_bytes();
+    /// // A forward whose output is `t` bytes moves 2t: it streams, as `stream` says.
+    /// assert!(Stores::Auto.stream_moved(2 * t) && Stores::Auto.stream::<f32>(t / 4));
+    /// // A backward (three arrays) streams from 2t/3 per array on.
+    /// assert!(Stores::Auto.stream_moved(3 * (2 * t / 3 + 1)));
+    /// assert!(!Stores::Auto.stream_moved(2 * t - 1) && Stores::Streaming.stream_moved(0));
+    /// ```
+    pub fn stream_moved(self, bytes: usize) -> bool {
+        match self {
+            Stores::Auto => bytes >= stream_min_bytes().saturating_mul(2),
+            Stores::Cached => false,
+            Stores::Streaming => true,
+        }
+    }
+
+    /// How the outputs of a call that moves `bytes` are written (as
+    /// [`stream_moved`](Stores::stream_moved)).
+    pub fn store_moved(self, bytes: usize) -> Store {
+        if self.stream_moved(bytes) {
+            Store::Streaming
+        } else {
+            Store::Cached
         }
     }
 
