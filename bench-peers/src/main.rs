@@ -3,7 +3,11 @@
 //! composition (`mean_axis` + broadcasting), and a copy kernel (`y = x · c`, the memory
 //! bandwidth ceiling, with plain and with non-temporal stores) — on 1 and 2 rayon threads. Before timing, it checks that all of them
 //! agree on the input (max abs difference) and measures each one's error against the f64
-//! reference on rows with a large offset. Prints a Markdown table and writes JSON.
+//! reference on rows with a large offset. Then the same for the half-precision storage
+//! types (bf16, f16): norm-core's `LayerNorm<bf16>`/`RmsNorm<bf16>` (and f16) against
+//! candle-nn's ops on BF16/F16 tensors and the copies of the same 16-bit bytes, after
+//! checking that the two agree (in units in the last place of the storage type).
+//! Prints Markdown tables and writes JSON.
 //!
 //! ```text
 //! cargo run --release --manifest-path bench-peers/Cargo.toml -- [--out DIR] [--budget-ms N] [--quick]
@@ -22,7 +26,7 @@ use std::time::{Duration, Instant};
 use candle_core::{Device, Tensor};
 use ndarray::{Array1, Array2, Axis};
 use norm_core::reference::{layer_norm_reference, rms_norm_reference};
-use norm_core::{KernelPath, LayerNorm, RmsNorm};
+use norm_core::{Half, KernelPath, LayerNorm, RmsNorm, bf16, f16};
 use rayon::prelude::*;
 use serde_json::json;
 
@@ -501,12 +505,30 @@ fn main() -> Res<()> {
             "norm_core_vs_naive_ndarray": g("norm-core") / g("naive ndarray"),
         }));
     }
+    println!(
+        "\n## Half precision: bf16 and f16 storage (GB/s = 2 bytes read + 2 written per element / time)\n"
+    );
+    println!(
+        "norm-core computes in f32 and rounds each output once; candle-nn's LayerNorm computes in f32 too (its variance is E[x²] − E[x]²) and rounds once, its RmsNorm rounds the rms to the storage type and divides and multiplies in it. \"max ulps\": the largest difference between the two outputs in units in the last place of the storage type at the larger output's magnitude (at least 1; same input, weights and bias rounded to it). Ratios: norm-core / peer.\n"
+    );
+    println!(
+        "| type | kind | rows×d | threads | copy | copy (streaming) | norm-core | ×copy | ×copy (streaming) | norm-core (alloc) | candle-nn | vs candle-nn | max ulps |"
+    );
+    println!("|---|---|---|---|---|---|---|---|---|---|---|---|---|");
+    let mut half_rows = Vec::new();
+    for &(rows, d) in shapes {
+        let p = Params::new(d);
+        let x = activations(rows, d, 1);
+        half_rows.extend(half_section::<bf16>("bf16", &args, &pools, &p, &x, rows)?);
+        half_rows.extend(half_section::<f16>("f16", &args, &pools, &p, &x, rows)?);
+    }
     let doc = json!({
         "machine": machine,
         "budget_ms_per_entry": args.budget.as_millis() as u64,
         "accuracy_offset_rows": accuracy,
         "agreement": agreement,
         "results": json_rows,
+        "half_results": half_rows,
     });
     std::fs::create_dir_all(&args.out)?;
     let path = args.out.join("bench-peers.json");
@@ -515,4 +537,199 @@ fn main() -> Res<()> {
     std::fs::rename(&tmp, &path)?;
     println!("\nJSON: {}", path.display());
     Ok(())
+}
+
+/// The bits of a 16-bit float.
+trait Bits16: Copy {
+    /// Explicit mantissa bits (7 for bf16, 10 for f16).
+    const MANT: i32;
+    fn bits(self) -> u16;
+}
+
+impl Bits16 for bf16 {
+    const MANT: i32 = 7;
+    fn bits(self) -> u16 {
+        self.to_bits()
+    }
+}
+
+impl Bits16 for f16 {
+    const MANT: i32 = 10;
+    fn bits(self) -> u16 {
+        self.to_bits()
+    }
+}
+
+/// `y = x` over 16-bit values, split like the norms on more than one thread, with plain
+/// stores (memcpy) or non-temporal ones (`norm_core::ceiling`).
+fn copy16(x: &[u16], y: &mut [u16], d: usize, streaming: bool) {
+    const BLOCK: usize = 64 * 1024 / 2;
+    let kernel = |x: &[u16], y: &mut [u16]| {
+        if streaming {
+            norm_core::ceiling::copy_u16_streaming(x, y)
+        } else {
+            norm_core::ceiling::copy_u16(x, y)
+        }
+    };
+    if rayon::current_num_threads() > 1 {
+        let n = (BLOCK / d).max(1) * d;
+        y.par_chunks_mut(n)
+            .zip(x.par_chunks(n))
+            .for_each(|(y, x)| kernel(x, y));
+    } else {
+        kernel(x, y);
+    }
+}
+
+/// The largest difference between two outputs of storage type `H` (widened), in units
+/// of the storage type's ulp at the larger magnitude, at least 1: candle-nn's f32 error
+/// is relative to the row's spread, so near-zero outputs (whose own ulp is tiny) are
+/// measured against the ulp at 1. NaN against NaN is no difference.
+fn diff_ulps<H: Half + Bits16>(a: &[H], b: &[H]) -> f64 {
+    a.iter()
+        .zip(b)
+        .map(|(p, q)| {
+            let (p, q) = (f64::from(p.to_acc()), f64::from(q.to_acc()));
+            if p.is_nan() && q.is_nan() {
+                return 0.0;
+            }
+            let scale = p.abs().max(q.abs()).max(1.0);
+            let ulp = 2f64.powi(scale.log2().floor() as i32 - H::MANT);
+            (p - q).abs() / ulp
+        })
+        .fold(0.0, f64::max)
+}
+
+/// The half-precision rows of one shape for storage type `H` (`name`): both kinds, on
+/// every pool, after checking that norm-core and candle-nn agree within 4 ulps (of the
+/// storage type, at magnitudes of at least 1; see [`diff_ulps`]): norm-core rounds each
+/// output once, candle-nn's RmsNorm rounds the rms to the storage type and divides and
+/// multiplies in it (three roundings), its LayerNorm rounds once. Prints
+/// the table rows and returns their JSON.
+fn half_section<H>(
+    name: &str,
+    args: &Args,
+    pools: &[(usize, rayon::ThreadPool)],
+    p: &Params,
+    x: &[f32],
+    rows: usize,
+) -> Res<Vec<serde_json::Value>>
+where
+    H: Half + Bits16 + candle_core::WithDType,
+{
+    let d = p.d;
+    let dev = Device::Cpu;
+    let to_h = |v: &[f32]| v.iter().map(|&f| H::from_acc(f)).collect::<Vec<H>>();
+    let bits = |v: &[H]| v.iter().map(|h| h.bits()).collect::<Vec<u16>>();
+    let (xh, wh, bh) = (to_h(x), to_h(&p.w), to_h(&p.b));
+    let xa = Array2::from_shape_vec((rows, d), xh.clone())?;
+    let xt = Tensor::from_slice(&xh, (rows, d), &dev)?;
+    let (wt, bt) = (
+        Tensor::from_slice(&wh, d, &dev)?,
+        Tensor::from_slice(&bh, d, &dev)?,
+    );
+    let xu = bits(&xh);
+    let mut y = Array2::from_elem((rows, d), H::default());
+    let (mut yc, mut ys) = (vec![0u16; rows * d], vec![0u16; rows * d]);
+    let mut out = Vec::new();
+    for kind in [Kind::Layer, Kind::Rms] {
+        let ln = LayerNorm::<H>::from_weights(wh.clone(), Some(bh.clone()), LN_EPS)?;
+        let rms = RmsNorm::<H>::from_weights(wh.clone(), None, RMS_EPS)?;
+        let ours = |x: &Array2<H>, y: &mut Array2<H>| -> Res<()> {
+            match kind {
+                Kind::Layer => ln.forward_into(x, y)?,
+                Kind::Rms => rms.forward_into(x, y)?,
+            }
+            Ok(())
+        };
+        let ours_alloc = |x: &Array2<H>| -> Res<Array2<H>> {
+            Ok(match kind {
+                Kind::Layer => ln.forward(x)?,
+                Kind::Rms => rms.forward(x)?,
+            })
+        };
+        let candle = |x: &Tensor| -> Res<Tensor> {
+            Ok(match kind {
+                Kind::Layer => candle_nn::ops::layer_norm(x, &wt, &bt, LN_EPS)?,
+                Kind::Rms => candle_nn::ops::rms_norm(x, &wt, RMS_EPS)?,
+            })
+        };
+        ours(&xa, &mut y)?;
+        let theirs = candle(&xt)?.flatten_all()?.to_vec1::<H>()?;
+        let worst = diff_ulps(y.as_slice().ok_or("layout")?, &theirs);
+        eprintln!(
+            "{name} {} {rows}x{d}: norm-core vs candle-nn, max {worst:.2} ulps",
+            kind.name()
+        );
+        if worst > 4.0 {
+            return Err(format!(
+                "{name} {} {rows}x{d}: norm-core and candle-nn differ by {worst} ulps",
+                kind.name()
+            )
+            .into());
+        }
+        for (threads, pool) in pools {
+            let times = pool.install(|| -> Res<Vec<(&'static str, f64)>> {
+                let (y, yc, ys) = (&mut y, &mut yc, &mut ys);
+                let mut entries: Vec<Entry<'_>> = vec![
+                    (
+                        "copy",
+                        Box::new(|| {
+                            copy16(&xu, yc, d, false);
+                            std::hint::black_box(&yc);
+                            Ok(())
+                        }),
+                    ),
+                    (
+                        "copy (streaming)",
+                        Box::new(|| {
+                            copy16(&xu, ys, d, true);
+                            std::hint::black_box(&ys);
+                            Ok(())
+                        }),
+                    ),
+                    ("norm-core", Box::new(|| ours(&xa, y))),
+                    (
+                        "norm-core (alloc)",
+                        Box::new(|| {
+                            std::hint::black_box(ours_alloc(&xa)?);
+                            Ok(())
+                        }),
+                    ),
+                    (
+                        "candle-nn",
+                        Box::new(|| {
+                            std::hint::black_box(candle(&xt)?);
+                            Ok(())
+                        }),
+                    ),
+                ];
+                time_interleaved(args.budget, &mut entries)
+            })?;
+            let secs = |n: &str| times.iter().find(|t| t.0 == n).map_or(f64::NAN, |t| t.1);
+            let g = |n: &str| 2.0 * (rows * d * 2) as f64 / secs(n) / 1e9;
+            println!(
+                "| {name} | {} | {rows}×{d} | {threads} | {:.2} | {:.2} | {:.2} | {:.2} | {:.2} | {:.2} | {:.2} | {:.1}× / {:.1}× | {worst:.2} |",
+                kind.name(),
+                g("copy"),
+                g("copy (streaming)"),
+                g("norm-core"),
+                g("norm-core") / g("copy"),
+                g("norm-core") / g("copy (streaming)"),
+                g("norm-core (alloc)"),
+                g("candle-nn"),
+                g("norm-core") / g("candle-nn"),
+                g("norm-core (alloc)") / g("candle-nn"),
+            );
+            out.push(json!({
+                "type": name, "kind": kind.name(), "rows": rows, "d": d, "threads": threads,
+                "seconds_per_call": times.iter().map(|(n, s)| (n.to_string(), json!(s))).collect::<serde_json::Map<_, _>>(),
+                "gbps": times.iter().map(|(n, _)| (n.to_string(), json!(g(n)))).collect::<serde_json::Map<_, _>>(),
+                "norm_core_vs_candle_nn": g("norm-core") / g("candle-nn"),
+                "norm_core_alloc_vs_candle_nn": g("norm-core (alloc)") / g("candle-nn"),
+                "max_ulps_vs_candle_nn": worst,
+            }));
+        }
+    }
+    Ok(out)
 }
