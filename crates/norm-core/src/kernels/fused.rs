@@ -51,7 +51,7 @@ impl<K: Kind, F: Float> SimdOp<F> for AddRow<'_, K, F> {
             return rescue::<K, F>(h, p, out.y);
         }
         let rr = F::one() / (var + p.eps).sqrt();
-        let h_store = h_store::<S>(h.as_ptr(), out.y.as_ptr(), r.is_none());
+        let h_store = h_store::<S, F>(h.as_ptr(), out.y.as_ptr(), r.is_none());
         let src = AddInto { x, r, h, h_store };
         write::<K, S, F>(s, src, p, Coef { shift, m, r: rr }, out, ahead);
         K::stats(shift + m, rr)

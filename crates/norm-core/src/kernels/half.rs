@@ -16,7 +16,7 @@
 
 use super::rescue::rescue;
 use super::stats::{Ahead, Source};
-use super::write::{Sink, write};
+use super::write::{Sink, h_store, write};
 use super::{Coef, Kind, Out, RowParams, first_pass, moments, needs_rescue, shift_of};
 use crate::convert::Half;
 use crate::simd::{Path, Simd, SimdOp, Store, on_half};
@@ -48,6 +48,9 @@ pub(super) struct HalfAddInto<'a, H> {
     x: &'a [H],
     r: Option<&'a [H]>,
     h: &'a mut [H],
+    /// `Streaming`: vectors the write pass streams go to `h` non-temporally too (set
+    /// only where `write::h_store` allows).
+    h_store: Store,
 }
 
 impl<S: Simd<E = f32>, H: Half> Source<S> for HalfAddInto<'_, H> {
@@ -58,9 +61,16 @@ impl<S: Simd<E = f32>, H: Half> Source<S> for HalfAddInto<'_, H> {
     }
     #[inline(always)]
     unsafe fn vec(&mut self, s: S, i: usize) -> S::V {
-        // SAFETY: `i + W <= len`, the shortest of x, r and h, per the contract. The
-        // rounded `h` is read back from where it was just stored (store-to-load
-        // forwarding), which is its widening.
+        // SAFETY: the same contract.
+        unsafe { self.vec_to(s, i, Store::Cached) }
+    }
+    #[inline(always)]
+    unsafe fn vec_to(&mut self, s: S, i: usize, store: Store) -> S::V {
+        // SAFETY: `i + W <= len`, the shortest of x, r and h, per the contract;
+        // `Streaming` only at a vector boundary of the output, which `h` shares when
+        // `h_store` is `Streaming`. The rounded `h` is widened again from a copy of what
+        // was stored (`round`), not read back from `h`, which a non-temporal store
+        // would have sent to memory.
         unsafe {
             let hp = self.h.as_mut_ptr().add(i);
             let r = match self.r {
@@ -68,8 +78,17 @@ impl<S: Simd<E = f32>, H: Half> Source<S> for HalfAddInto<'_, H> {
                 None => s.load_half(hp.cast_const()),
             };
             let v = s.add(s.load_half(self.x.as_ptr().add(i)), r);
-            s.store_half(hp, v, Store::Cached);
-            s.load_half(hp.cast_const())
+            let store = match (store, self.h_store) {
+                (Store::Streaming, Store::Streaming) => Store::Streaming,
+                _ => Store::Cached,
+            };
+            if store == Store::Cached {
+                s.store_half(hp, v, Store::Cached);
+                return s.load_half(hp.cast_const());
+            }
+            let v = round::<S, H>(s, v);
+            s.store_half(hp, v, Store::Streaming);
+            v
         }
     }
     #[inline(always)]
@@ -78,6 +97,48 @@ impl<S: Simd<E = f32>, H: Half> Source<S> for HalfAddInto<'_, H> {
         let h = H::narrow1(self.x[i].widen1() + r.widen1());
         self.h[i] = h;
         h.widen1()
+    }
+}
+
+/// The lanes of `v` rounded to `H` and widened again (through a copy on the stack).
+#[inline(always)]
+fn round<S: Simd<E = f32>, H: Half>(s: S, v: S::V) -> S::V {
+    let mut t = [H::default(); 16];
+    debug_assert!(S::W <= t.len());
+    // SAFETY: `t` holds 16 >= W values, written before they are read.
+    unsafe {
+        s.store_half(t.as_mut_ptr(), v, Store::Cached);
+        s.load_half(t.as_ptr())
+    }
+}
+
+/// The residual sum `h = x + r` rounded to `H`, computed again wherever it is read
+/// (nothing written): the streaming fused rows write `h` only in their write pass.
+#[derive(Clone, Copy)]
+pub(super) struct HalfSum<'a, H> {
+    x: &'a [H],
+    r: &'a [H],
+}
+
+impl<S: Simd<E = f32>, H: Half> Source<S> for HalfSum<'_, H> {
+    #[inline(always)]
+    fn len(&self) -> usize {
+        self.x.len().min(self.r.len())
+    }
+    #[inline(always)]
+    unsafe fn vec(&mut self, s: S, i: usize) -> S::V {
+        // SAFETY: `i + W <= len`, the shorter of the two, per the contract.
+        let v = unsafe {
+            s.add(
+                s.load_half(self.x.as_ptr().add(i)),
+                s.load_half(self.r.as_ptr().add(i)),
+            )
+        };
+        round::<S, H>(s, v)
+    }
+    #[inline(always)]
+    fn one(&mut self, i: usize) -> f32 {
+        H::narrow1(self.x[i].widen1() + self.r[i].widen1()).widen1()
     }
 }
 
@@ -174,18 +235,44 @@ struct HalfAddRow<'a, K, H> {
 
 impl<K: Kind, H: Half> SimdOp<f32> for HalfAddRow<'_, K, H> {
     type Out = (f32, f32);
-    /// The first pass writes the rounded `h` as it sums; the later passes read it from
-    /// L1; the write pass writes `y` as the row's store says.
+    /// With plain stores the first pass writes the rounded `h` as it sums, the later
+    /// passes read it from L1 and the write pass writes `y`. With streaming stores (as
+    /// the f32 fused row) the passes before the write pass compute the rounded `x + r`
+    /// again, and the write pass writes `h` beside `y`, streamed when the two share an
+    /// alignment. The same rounded values either way, so the same bits.
     #[inline(always)]
     fn run<S: Simd<E = f32>>(self, s: S) -> (f32, f32) {
-        let (x, r, h) = (self.x, self.r, self.h);
+        let (x, r, h, p, out) = (self.x, self.r, self.h, self.p, self.out);
         let n = x.len();
         let h0 = H::narrow1(x[0].widen1() + r.map_or(h[0], |r| r[0]).widen1());
         let shift = shift_of::<K, f32>(h0.widen1());
         let ahead = Ahead::after(x, Some(r.unwrap_or(&*h)));
-        let first = first_pass::<K, S>(s, n, shift, HalfAddInto { x, r, h: &mut *h });
-        let (m, var) = moments::<K, S>(s, n, shift, first, Halfs(h));
-        finish::<K, S, H>(s, h, (shift, m, var), self.p, self.out, ahead)
+        let plain = |h| HalfAddInto {
+            x,
+            r,
+            h,
+            h_store: Store::Cached,
+        };
+        if out.store == Store::Cached {
+            let first = first_pass::<K, S>(s, n, shift, plain(&mut *h));
+            let (m, var) = moments::<K, S>(s, n, shift, first, Halfs(h));
+            return finish::<K, S, H>(s, h, (shift, m, var), p, out, ahead);
+        }
+        let sum = HalfSum {
+            x,
+            r: r.unwrap_or(&*h),
+        };
+        let first = first_pass::<K, S>(s, n, shift, sum);
+        let (m, var) = moments::<K, S>(s, n, shift, first, sum);
+        if needs_rescue(var, p.eps) {
+            first_pass::<K, S>(s, n, shift, plain(&mut *h));
+            return rescue_half::<K, H>(h, p, out.y);
+        }
+        let rr = 1.0 / (var + p.eps).sqrt();
+        let h_store = h_store::<S, H>(h.as_ptr(), out.y.as_ptr(), r.is_none());
+        let src = HalfAddInto { x, r, h, h_store };
+        write::<K, S, H>(s, src, p, Coef { shift, m, r: rr }, HalfOut(out), ahead);
+        K::stats(shift + m, rr)
     }
 }
 

@@ -150,8 +150,8 @@ pub(super) unsafe fn put<S: Simd>(s: S, out: &mut [S::E], i: usize, v: S::V, sto
 /// (AVX2) the read of a line's second half would follow a non-temporal store to its
 /// first half, which evicts the line and sends a half-filled write buffer to memory.
 #[inline(always)]
-pub(super) fn h_store<S: Simd>(h: *const S::E, out: *const S::E, in_place: bool) -> Store {
-    if h as usize % LINE == out as usize % LINE && (!in_place || S::W * std::mem::size_of::<S::E>() == LINE) {
+pub(super) fn h_store<S: Simd, T>(h: *const T, out: *const T, in_place: bool) -> Store {
+    if h as usize % LINE == out as usize % LINE && (!in_place || S::W * std::mem::size_of::<T>() == LINE) {
         Store::Streaming
     } else {
         Store::Cached
