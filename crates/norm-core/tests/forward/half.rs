@@ -470,6 +470,55 @@ fn fused_h_is_the_correctly_rounded_sum_on_every_path_and_store() {
     go::<f16>(&mut rng, d);
 }
 
+/// The streaming fused rows write `h` in their write pass, streamed where `h` and `y` sit
+/// at the same offset from a cache line: carve both from one buffer so that they do (and,
+/// shifted by one element, so that they do not), and check `h` and `y` against the
+/// plain-store call, with and without a bias.
+#[test]
+fn streamed_fused_h_matches_plain_stores_at_shared_and_different_alignments() {
+    fn go<H: H16>(rng: &mut Rng) {
+        let d = 256;
+        let n = 5 * d;
+        let x = rows::<H>(rng, n, 0.5, 2.0);
+        let r: Vec<H> = (0..n).map(|_| H::from_f64(rng.normal())).collect();
+        let (w, b) = params::<H>(rng, d, true);
+        let ln = LayerNorm::from_weights(w, b, 1e-5).expect("valid");
+        for how in ForcedPath::all() {
+            let (mut h0, mut y0) = (vec![H::default(); n], vec![H::default(); n]);
+            how.with_stores(norm_core::simd::Stores::Cached)
+                .layer_norm_add_slice(&ln, &x, &mut r.clone(), Some(&mut h0), &mut y0)
+                .expect("lengths");
+            // n + 32 elements of 2 bytes apart: the same offset from a cache line.
+            for skew in [0, 1] {
+                let mut buf = vec![H::default(); 2 * n + 64];
+                let (a, rest) = buf.split_at_mut(n + 32 + skew);
+                let (h, y) = (&mut a[..n], &mut rest[..n]);
+                how.with_stores(norm_core::simd::Stores::Streaming)
+                    .layer_norm_add_slice(&ln, &x, &mut r.clone(), Some(h), y)
+                    .expect("lengths");
+                let bits = |v: &[H]| v.iter().map(|e| e.bits()).collect::<Vec<_>>();
+                assert_eq!(
+                    bits(&buf[..n]),
+                    bits(&h0),
+                    "{} {:?} skew {skew}: h",
+                    H::NAME,
+                    how.path()
+                );
+                assert_eq!(
+                    bits(&buf[n + 32 + skew..2 * n + 32 + skew]),
+                    bits(&y0),
+                    "{} {:?} skew {skew}: y",
+                    H::NAME,
+                    how.path()
+                );
+            }
+        }
+    }
+    let mut rng = Rng::new(31);
+    go::<bf16>(&mut rng);
+    go::<f16>(&mut rng);
+}
+
 #[test]
 fn results_do_not_depend_on_threads_or_stores() {
     // 512 KiB of bf16: above the parallel threshold.
