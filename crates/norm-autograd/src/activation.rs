@@ -4,6 +4,7 @@ use ndarray::{Array, ArrayRef, Dimension, Zip};
 use norm_core::Float;
 
 use crate::GradError;
+use crate::linear::fit;
 
 /// An elementwise activation function.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -34,6 +35,17 @@ pub struct ActivationCache<F, D: Dimension> {
     t: Option<Array<F, D>>,
     /// The activation that made the cache (`t` is used only by the same one).
     act: Activation,
+}
+
+impl<F: Float, D: Dimension> ActivationCache<F, D> {
+    /// An empty cache for `act` (filled by [`Activation::forward_into`]).
+    pub fn empty(act: Activation) -> Self {
+        Self {
+            x: Array::zeros(D::zeros(D::NDIM.unwrap_or(1))),
+            t: None,
+            act,
+        }
+    }
 }
 
 const GELU_C: f64 = 0.044_715;
@@ -131,33 +143,47 @@ impl Activation {
         self,
         x: &ArrayRef<F, D>,
     ) -> Result<(Array<F, D>, ActivationCache<F, D>), GradError> {
-        let x = x.to_owned();
+        let mut y = Array::zeros(x.raw_dim());
+        let mut cache = ActivationCache::empty(self);
+        self.forward_into(x, &mut y, &mut cache)?;
+        Ok((y, cache))
+    }
+
+    /// [`forward`](Self::forward) into the caller's output and cache (reshaped only when
+    /// the shape of `x` changes).
+    ///
+    /// # Errors
+    /// None today (as [`forward`](Self::forward)).
+    pub fn forward_into<F: Float, D: Dimension>(
+        self,
+        x: &ArrayRef<F, D>,
+        y: &mut Array<F, D>,
+        cache: &mut ActivationCache<F, D>,
+    ) -> Result<(), GradError> {
+        fit(&mut cache.x, x.raw_dim());
+        cache.x.assign(x);
+        cache.act = self;
+        fit(y, x.raw_dim());
         match self {
-            Activation::Identity | Activation::Relu => Ok((
-                x.mapv(|v| self.apply(v)),
-                ActivationCache {
-                    x,
-                    t: None,
-                    act: self,
-                },
-            )),
+            Activation::Identity | Activation::Relu => {
+                cache.t = None;
+                Zip::from(&mut *y)
+                    .and(&cache.x)
+                    .for_each(|y, &x| *y = self.apply(x));
+            }
             Activation::Tanh | Activation::Gelu => {
-                let t = x.mapv(|v| self.tanh_of(v));
-                let mut y = Array::zeros(x.raw_dim());
-                Zip::from(&mut y)
-                    .and(&x)
-                    .and(&t)
+                let t = cache.t.get_or_insert_with(|| Array::zeros(x.raw_dim()));
+                fit(t, x.raw_dim());
+                Zip::from(&mut *t)
+                    .and(&cache.x)
+                    .for_each(|t, &x| *t = self.tanh_of(x));
+                Zip::from(&mut *y)
+                    .and(&cache.x)
+                    .and(&*t)
                     .for_each(|y, &x, &t| *y = self.apply_with_tanh(x, t));
-                Ok((
-                    y,
-                    ActivationCache {
-                        x,
-                        t: Some(t),
-                        act: self,
-                    },
-                ))
             }
         }
+        Ok(())
     }
 
     /// `dx = dy ⊙ f'(x)`.
@@ -169,6 +195,22 @@ impl Activation {
         cache: &ActivationCache<F, D>,
         dy: &ArrayRef<F, D>,
     ) -> Result<Array<F, D>, GradError> {
+        let mut dx = Array::zeros(cache.x.raw_dim());
+        self.backward_into(cache, dy, &mut dx)?;
+        Ok(dx)
+    }
+
+    /// [`backward`](Self::backward) into the caller's `dx` (reshaped only when its shape
+    /// differs).
+    ///
+    /// # Errors
+    /// As [`backward`](Self::backward).
+    pub fn backward_into<F: Float, D: Dimension>(
+        self,
+        cache: &ActivationCache<F, D>,
+        dy: &ArrayRef<F, D>,
+        dx: &mut Array<F, D>,
+    ) -> Result<(), GradError> {
         if dy.shape() != cache.x.shape() {
             return Err(GradError::ShapeMismatch {
                 what: "dy",
@@ -176,24 +218,25 @@ impl Activation {
                 got: dy.shape().to_vec(),
             });
         }
-        let mut dx = Array::zeros(cache.x.raw_dim());
+        fit(dx, cache.x.raw_dim());
+        let dx = &mut *dx;
         match &cache.t {
-            Some(t) if cache.act == self && t.shape() == cache.x.shape() => Zip::from(&mut dx)
+            Some(t) if cache.act == self && t.shape() == cache.x.shape() => Zip::from(&mut *dx)
                 .and(&cache.x)
                 .and(t)
                 .and(dy)
                 .for_each(|o, &x, &t, &g| *o = g * self.derivative_apply_with_tanh(x, t)),
             // ReLU: the same product as `derivative`, without its per-element dispatch.
             _ if self == Activation::Relu => {
-                Zip::from(&mut dx).and(&cache.x).and(dy).for_each(|o, &x, &g| {
+                Zip::from(&mut *dx).and(&cache.x).and(dy).for_each(|o, &x, &g| {
                     *o = g * if x > F::zero() { F::one() } else { F::zero() };
                 })
             }
-            _ => Zip::from(&mut dx)
+            _ => Zip::from(&mut *dx)
                 .and(&cache.x)
                 .and(dy)
                 .for_each(|o, &x, &g| *o = g * self.derivative(x)),
         }
-        Ok(dx)
+        Ok(())
     }
 }

@@ -2,10 +2,12 @@
 //! sequences, with an optional causal mask, an output projection, and its full backward
 //! (the softmax backward in the stable `p ⊙ (dp − Σ dp·p)` form).
 
-use ndarray::{Array2, Array3, Array4, ArrayRef3, ArrayViewD, ArrayViewMutD};
+use ndarray::{Array2, Array3, Array4, ArrayRef3, ArrayViewD, ArrayViewMutD, Ix2, Ix3, Ix4};
 use norm_core::Float;
 use rand::Rng;
 
+use crate::ffn::{copy_rows_into, rows_of};
+use crate::linear::fit;
 use crate::params::join;
 use crate::{GradError, Gradients, Init, Linear, LinearCache, LinearGrads, Module};
 
@@ -51,7 +53,7 @@ pub struct MultiHeadAttention<F> {
     causal: bool,
 }
 
-/// What [`MultiHeadAttention::forward`] saves.
+/// What [`MultiHeadAttention::forward`] saves, and the buffers its `_into` forms reuse.
 #[derive(Debug, Clone, PartialEq)]
 pub struct AttentionCache<F> {
     q_cache: LinearCache<F>,
@@ -62,6 +64,56 @@ pub struct AttentionCache<F> {
     k: Array2<F>,
     v: Array2<F>,
     probs: Array4<F>,
+    /// Scratch, all `(B·L, D)` but `ds` (`L·L`): the heads' outputs, the projection's
+    /// output, and the backward's intermediate gradients.
+    concat: Array2<F>,
+    y: Array2<F>,
+    dconcat: Array2<F>,
+    dq: Array2<F>,
+    dk: Array2<F>,
+    dv: Array2<F>,
+    dxq: Array2<F>,
+    dxk: Array2<F>,
+    dxv: Array2<F>,
+    ds: Vec<F>,
+}
+
+impl<F: Float> Default for AttentionCache<F> {
+    fn default() -> Self {
+        let e = || Array2::zeros((0, 0));
+        Self {
+            q_cache: LinearCache::default(),
+            k_cache: LinearCache::default(),
+            v_cache: LinearCache::default(),
+            o_cache: LinearCache::default(),
+            q: e(),
+            k: e(),
+            v: e(),
+            probs: Array4::zeros((0, 0, 0, 0)),
+            concat: e(),
+            y: e(),
+            dconcat: e(),
+            dq: e(),
+            dk: e(),
+            dv: e(),
+            dxq: e(),
+            dxk: e(),
+            dxv: e(),
+            ds: Vec::new(),
+        }
+    }
+}
+
+impl<F: Float> AttentionGrads<F> {
+    /// Empty gradients (filled by [`MultiHeadAttention::backward_into`]).
+    pub fn empty() -> Self {
+        Self {
+            q: LinearGrads::empty(),
+            k: LinearGrads::empty(),
+            v: LinearGrads::empty(),
+            o: LinearGrads::empty(),
+        }
+    }
 }
 
 impl<F> AttentionCache<F> {
@@ -83,32 +135,6 @@ pub struct AttentionGrads<F> {
     pub v: LinearGrads<F>,
     /// Of the output projection.
     pub o: LinearGrads<F>,
-}
-
-/// `(B, L, D)` → `(B·L, D)` in row-major order (a copy only when `x` is not in
-/// standard layout).
-pub(crate) fn flatten3<F: Float>(x: &ArrayRef3<F>) -> Result<Array2<F>, GradError> {
-    let (b, l, d) = x.dim();
-    x.to_shape((b * l, d))
-        .map(|c| c.into_owned())
-        .map_err(|_| GradError::ShapeMismatch {
-            what: "activations",
-            expected: vec![b * l, d],
-            got: vec![b, l, d],
-        })
-}
-
-/// `(B·L, D)` → `(B, L, D)`.
-pub(crate) fn unflatten3<F: Float>(x: Array2<F>, b: usize, l: usize) -> Result<Array3<F>, GradError> {
-    let d = x.ncols();
-    let got = x.shape().to_vec();
-    let x = x.as_standard_layout().into_owned();
-    x.into_shape_with_order((b, l, d))
-        .map_err(|_| GradError::ShapeMismatch {
-            what: "activations",
-            expected: vec![b * l, d],
-            got,
-        })
 }
 
 /// The error for an array that should be in standard layout and is not (never happens:
@@ -314,39 +340,50 @@ impl<F: Float> MultiHeadAttention<F> {
     /// # Errors
     /// [`GradError::ShapeMismatch`] if the last axis is not `d_model`.
     pub fn forward(&self, x: &ArrayRef3<F>) -> Result<(Array3<F>, AttentionCache<F>), GradError> {
+        let (mut y, mut cache) = (Array3::zeros((0, 0, 0)), AttentionCache::default());
+        self.forward_into(x, &mut y, &mut cache)?;
+        Ok((y, cache))
+    }
+
+    /// [`forward`](Self::forward) into the caller's output and cache (reshaped only when
+    /// the shape of `x` changes; then nothing is allocated).
+    ///
+    /// # Errors
+    /// As [`forward`](Self::forward).
+    pub fn forward_into(
+        &self,
+        x: &ArrayRef3<F>,
+        y: &mut Array3<F>,
+        cache: &mut AttentionCache<F>,
+    ) -> Result<(), GradError> {
         self.check_x("x", x)?;
         let (b, l, d) = x.dim();
-        let x2 = flatten3(x)?;
-        let (q, q_cache) = self.q.forward(&x2)?;
-        let (k, k_cache) = self.k.forward(&x2)?;
-        let (v, v_cache) = self.v.forward(&x2)?;
+        let c = cache;
+        {
+            let x2 = rows_of(x)?;
+            self.q.forward_into(&x2, &mut c.q, &mut c.q_cache)?;
+            self.k.forward_into(&x2, &mut c.k, &mut c.k_cache)?;
+            self.v.forward_into(&x2, &mut c.v, &mut c.v_cache)?;
+        }
         let dh = d / self.n_heads;
         let scale = F::one() / F::from_usize(dh).unwrap_or_else(F::one).sqrt();
-        let mut probs = Array4::zeros((b, self.n_heads, l, l));
-        let mut concat = Array2::zeros((b * l, d));
+        fit(&mut c.probs, Ix4(b, self.n_heads, l, l));
+        c.probs.fill(F::zero());
+        fit(&mut c.concat, Ix2(b * l, d));
+        c.concat.fill(F::zero());
         {
             let heads = Heads::new(d, l, dh, self.causal);
-            let (q, k, v) = (std_slice(&q)?, std_slice(&k)?, std_slice(&v)?);
-            let concat = concat.as_slice_mut().ok_or(NOT_STANDARD)?;
-            let probs = probs.as_slice_mut().ok_or(NOT_STANDARD)?;
+            let (q, k, v) = (std_slice(&c.q)?, std_slice(&c.k)?, std_slice(&c.v)?);
+            let concat = c.concat.as_slice_mut().ok_or(NOT_STANDARD)?;
+            let probs = c.probs.as_slice_mut().ok_or(NOT_STANDARD)?;
             for (bh, p) in probs.chunks_exact_mut(l * l).enumerate() {
                 let (bi, h) = (bh / self.n_heads, bh % self.n_heads);
                 let at = heads.at(bi, h);
                 heads.forward(at, scale, [q, k, v], p, concat);
             }
         }
-        let (y, o_cache) = self.o.forward(&concat)?;
-        let cache = AttentionCache {
-            q_cache,
-            k_cache,
-            v_cache,
-            o_cache,
-            q,
-            k,
-            v,
-            probs,
-        };
-        Ok((unflatten3(y, b, l)?, cache))
+        self.o.forward_into(&c.concat, &mut c.y, &mut c.o_cache)?;
+        copy_rows_into(&c.y, b, l, y)
     }
 
     /// Backward of [`forward`](Self::forward) from `dy` (`(B, L, D)`).
@@ -363,9 +400,27 @@ impl<F: Float> MultiHeadAttention<F> {
         cache: &AttentionCache<F>,
         dy: &ArrayRef3<F>,
     ) -> Result<(Array3<F>, AttentionGrads<F>), GradError> {
-        let (b, nh, l, _) = cache.probs.dim();
+        let (mut dx, mut grads) = (Array3::zeros((0, 0, 0)), AttentionGrads::empty());
+        self.backward_into(&mut cache.clone(), dy, &mut dx, &mut grads)?;
+        Ok((dx, grads))
+    }
+
+    /// [`backward`](Self::backward) into the caller's `dx` and gradients; the cache's
+    /// scratch buffers hold the intermediate gradients.
+    ///
+    /// # Errors
+    /// As [`backward`](Self::backward).
+    pub fn backward_into(
+        &self,
+        cache: &mut AttentionCache<F>,
+        dy: &ArrayRef3<F>,
+        dx: &mut Array3<F>,
+        grads: &mut AttentionGrads<F>,
+    ) -> Result<(), GradError> {
+        let c = cache;
+        let (b, nh, l, _) = c.probs.dim();
         let d = self.d_model();
-        if nh != self.n_heads || cache.q.dim() != (b * l, d) {
+        if nh != self.n_heads || c.q.dim() != (b * l, d) {
             return Err(GradError::CacheMismatch {
                 expected: "attention of this width and head count",
                 got: "attention of another shape",
@@ -378,24 +433,27 @@ impl<F: Float> MultiHeadAttention<F> {
                 got: dy.shape().to_vec(),
             });
         }
-        let (dconcat, o) = self.o.backward(&cache.o_cache, &flatten3(dy)?)?;
+        self.o
+            .backward_into(&c.o_cache, &rows_of(dy)?, &mut c.dconcat, &mut grads.o)?;
         let dh = d / self.n_heads;
         let scale = F::one() / F::from_usize(dh).unwrap_or_else(F::one).sqrt();
-        let mut dq = Array2::zeros((b * l, d));
-        let mut dk = Array2::zeros((b * l, d));
-        let mut dv = Array2::zeros((b * l, d));
+        for g in [&mut c.dq, &mut c.dk, &mut c.dv] {
+            fit(g, Ix2(b * l, d));
+            g.fill(F::zero());
+        }
+        c.ds.clear();
+        c.ds.resize(l * l, F::zero());
         {
             let heads = Heads::new(d, l, dh, self.causal);
-            let saved = [std_slice(&cache.q)?, std_slice(&cache.k)?, std_slice(&cache.v)?];
-            let dconcat = std_slice(&dconcat)?;
-            let probs = cache.probs.as_slice().ok_or(NOT_STANDARD)?;
+            let saved = [std_slice(&c.q)?, std_slice(&c.k)?, std_slice(&c.v)?];
+            let dconcat = std_slice(&c.dconcat)?;
+            let probs = c.probs.as_slice().ok_or(NOT_STANDARD)?;
             let (dq, dk, dv) = (
-                dq.as_slice_mut().ok_or(NOT_STANDARD)?,
-                dk.as_slice_mut().ok_or(NOT_STANDARD)?,
-                dv.as_slice_mut().ok_or(NOT_STANDARD)?,
+                c.dq.as_slice_mut().ok_or(NOT_STANDARD)?,
+                c.dk.as_slice_mut().ok_or(NOT_STANDARD)?,
+                c.dv.as_slice_mut().ok_or(NOT_STANDARD)?,
             );
-            // One scratch row pair per call, reused by every (sequence, head).
-            let mut ds = vec![F::zero(); l * l];
+            // One scratch row pair, reused by every (sequence, head).
             for (bh, p) in probs.chunks_exact(l * l).enumerate() {
                 let (bi, h) = (bh / self.n_heads, bh % self.n_heads);
                 let at = heads.at(bi, h);
@@ -405,20 +463,41 @@ impl<F: Float> MultiHeadAttention<F> {
                     saved,
                     p,
                     dconcat,
-                    &mut ds,
+                    &mut c.ds,
                     [&mut *dq, &mut *dk, &mut *dv],
                 );
             }
         }
-        let (dxq, q) = self.q.backward(&cache.q_cache, &dq)?;
-        let (dxk, k) = self.k.backward(&cache.k_cache, &dk)?;
-        let (dxv, v) = self.v.backward(&cache.v_cache, &dv)?;
-        let dx = dxq + dxk + dxv;
-        Ok((unflatten3(dx, b, l)?, AttentionGrads { q, k, v, o }))
+        self.q
+            .backward_into(&c.q_cache, &c.dq, &mut c.dxq, &mut grads.q)?;
+        self.k
+            .backward_into(&c.k_cache, &c.dk, &mut c.dxk, &mut grads.k)?;
+        self.v
+            .backward_into(&c.v_cache, &c.dv, &mut c.dxv, &mut grads.v)?;
+        // dx = (dxq + dxk) + dxv, in that order.
+        fit(dx, Ix3(b, l, d));
+        let out = dx.as_slice_mut().ok_or(NOT_STANDARD)?;
+        let (a, k, v) = (std_slice(&c.dxq)?, std_slice(&c.dxk)?, std_slice(&c.dxv)?);
+        for (((o, &a), &k), &v) in out.iter_mut().zip(a).zip(k).zip(v) {
+            *o = a + k + v;
+        }
+        Ok(())
     }
 }
 
 impl<F: Float> Module<F> for MultiHeadAttention<F> {
+    fn for_each_param(&self, f: &mut dyn FnMut(ArrayViewD<'_, F>)) {
+        for l in [&self.q, &self.k, &self.v, &self.o] {
+            l.for_each_param(f);
+        }
+    }
+
+    fn for_each_param_mut(&mut self, f: &mut dyn FnMut(ArrayViewMutD<'_, F>)) {
+        for l in [&mut self.q, &mut self.k, &mut self.v, &mut self.o] {
+            l.for_each_param_mut(f);
+        }
+    }
+
     fn visit_params(&self, f: &mut dyn FnMut(&str, ArrayViewD<'_, F>)) {
         for (name, lin) in [("q", &self.q), ("k", &self.k), ("v", &self.v), ("o", &self.o)] {
             lin.visit_params(&mut |n, v| f(&join(name, n), v));
@@ -438,6 +517,12 @@ impl<F: Float> Module<F> for MultiHeadAttention<F> {
 }
 
 impl<F: Float> Gradients<F> for AttentionGrads<F> {
+    fn for_each_grad(&self, f: &mut dyn FnMut(ArrayViewD<'_, F>)) {
+        for g in [&self.q, &self.k, &self.v, &self.o] {
+            g.for_each_grad(f);
+        }
+    }
+
     fn visit_grads(&self, f: &mut dyn FnMut(&str, ArrayViewD<'_, F>)) {
         for (name, g) in [("q", &self.q), ("k", &self.k), ("v", &self.v), ("o", &self.o)] {
             g.visit_grads(&mut |n, v| f(&join(name, n), v));

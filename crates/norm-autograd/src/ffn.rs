@@ -1,12 +1,12 @@
 //! `FeedForward<F>`: the position-wise `Linear → activation → Linear` sublayer of a
 //! transformer block, over `(B, L, D)` sequences.
 
-use ndarray::{Array3, ArrayRef3, ArrayViewD, ArrayViewMutD, Ix2};
+use ndarray::{Array2, Array3, ArrayRef3, ArrayViewD, ArrayViewMutD, CowArray, Ix2, Ix3};
 use norm_core::Float;
 use rand::Rng;
 
 use crate::activation::ActivationCache;
-use crate::attention::{flatten3, unflatten3};
+use crate::linear::{fit, slice_mut, slice_of};
 use crate::params::join;
 use crate::{Activation, GradError, Gradients, Init, Linear, LinearCache, LinearGrads, Module};
 
@@ -41,13 +41,70 @@ pub struct FeedForward<F> {
     pub lin2: Linear<F>,
 }
 
-/// What [`FeedForward::forward`] saves.
+/// What [`FeedForward::forward`] saves, and the buffers its `_into` forms reuse.
 #[derive(Debug, Clone, PartialEq)]
 pub struct FeedForwardCache<F> {
     lin1: LinearCache<F>,
     act: ActivationCache<F, Ix2>,
     lin2: LinearCache<F>,
     shape: (usize, usize),
+    /// Scratch: `z = x·W₁ + b₁`, `a = act(z)`, `y`, `da`, `dz`, `dx` as `(B·L, ·)`.
+    z: Array2<F>,
+    a: Array2<F>,
+    y: Array2<F>,
+    da: Array2<F>,
+    dz: Array2<F>,
+    dx: Array2<F>,
+}
+
+impl<F: Float> Default for FeedForwardCache<F> {
+    fn default() -> Self {
+        let e = || Array2::zeros((0, 0));
+        Self {
+            lin1: LinearCache::default(),
+            act: ActivationCache::empty(Activation::Identity),
+            lin2: LinearCache::default(),
+            shape: (0, 0),
+            z: e(),
+            a: e(),
+            y: e(),
+            da: e(),
+            dz: e(),
+            dx: e(),
+        }
+    }
+}
+
+impl<F: Float> FeedForwardGrads<F> {
+    /// Empty gradients (filled by [`FeedForward::backward_into`]).
+    pub fn empty() -> Self {
+        Self {
+            lin1: LinearGrads::empty(),
+            lin2: LinearGrads::empty(),
+        }
+    }
+}
+
+/// `(B, L, D)` as a `(B·L, D)` view (a copy only when `x` is not in standard layout).
+pub(crate) fn rows_of<F: Float>(x: &ArrayRef3<F>) -> Result<CowArray<'_, F, Ix2>, GradError> {
+    let (b, l, d) = x.dim();
+    x.to_shape((b * l, d)).map_err(|_| GradError::ShapeMismatch {
+        what: "activations",
+        expected: vec![b * l, d],
+        got: vec![b, l, d],
+    })
+}
+
+/// Copies `(B·L, D)` rows into a `(B, L, D)` array (reshaped only when its shape differs).
+pub(crate) fn copy_rows_into<F: Float>(
+    src: &Array2<F>,
+    b: usize,
+    l: usize,
+    dst: &mut Array3<F>,
+) -> Result<(), GradError> {
+    fit(dst, Ix3(b, l, src.ncols()));
+    slice_mut(dst)?.copy_from_slice(slice_of(src)?);
+    Ok(())
 }
 
 /// Gradients of a [`FeedForward`]'s parameters.
@@ -83,19 +140,29 @@ impl<F: Float> FeedForward<F> {
     /// # Errors
     /// [`GradError::MatMul`] if the last axis is not `D`.
     pub fn forward(&self, x: &ArrayRef3<F>) -> Result<(Array3<F>, FeedForwardCache<F>), GradError> {
+        let (mut y, mut cache) = (Array3::zeros((0, 0, 0)), FeedForwardCache::default());
+        self.forward_into(x, &mut y, &mut cache)?;
+        Ok((y, cache))
+    }
+
+    /// [`forward`](Self::forward) into the caller's output and cache (reshaped only when
+    /// the shape of `x` changes; then nothing is allocated).
+    ///
+    /// # Errors
+    /// As [`forward`](Self::forward).
+    pub fn forward_into(
+        &self,
+        x: &ArrayRef3<F>,
+        y: &mut Array3<F>,
+        cache: &mut FeedForwardCache<F>,
+    ) -> Result<(), GradError> {
         let (b, l, _) = x.dim();
-        let (z, lin1) = self.lin1.forward(&flatten3(x)?)?;
-        let (a, act) = self.activation.forward(&z)?;
-        let (y, lin2) = self.lin2.forward(&a)?;
-        Ok((
-            unflatten3(y, b, l)?,
-            FeedForwardCache {
-                lin1,
-                act,
-                lin2,
-                shape: (b, l),
-            },
-        ))
+        let c = cache;
+        self.lin1.forward_into(&rows_of(x)?, &mut c.z, &mut c.lin1)?;
+        self.activation.forward_into(&c.z, &mut c.a, &mut c.act)?;
+        self.lin2.forward_into(&c.a, &mut c.y, &mut c.lin2)?;
+        c.shape = (b, l);
+        copy_rows_into(&c.y, b, l, y)
     }
 
     /// Backward of [`forward`](Self::forward) from `dy` (`(B, L, D)`).
@@ -107,15 +174,45 @@ impl<F: Float> FeedForward<F> {
         cache: &FeedForwardCache<F>,
         dy: &ArrayRef3<F>,
     ) -> Result<(Array3<F>, FeedForwardGrads<F>), GradError> {
+        let (mut dx, mut grads) = (Array3::zeros((0, 0, 0)), FeedForwardGrads::empty());
+        self.backward_into(&mut cache.clone(), dy, &mut dx, &mut grads)?;
+        Ok((dx, grads))
+    }
+
+    /// [`backward`](Self::backward) into the caller's `dx` and gradients; the cache's
+    /// scratch buffers hold the intermediate gradients.
+    ///
+    /// # Errors
+    /// As [`backward`](Self::backward).
+    pub fn backward_into(
+        &self,
+        cache: &mut FeedForwardCache<F>,
+        dy: &ArrayRef3<F>,
+        dx: &mut Array3<F>,
+        grads: &mut FeedForwardGrads<F>,
+    ) -> Result<(), GradError> {
         let (b, l) = cache.shape;
-        let (da, lin2) = self.lin2.backward(&cache.lin2, &flatten3(dy)?)?;
-        let dz = self.activation.backward(&cache.act, &da)?;
-        let (dx, lin1) = self.lin1.backward(&cache.lin1, &dz)?;
-        Ok((unflatten3(dx, b, l)?, FeedForwardGrads { lin1, lin2 }))
+        let c = cache;
+        self.lin2
+            .backward_into(&c.lin2, &rows_of(dy)?, &mut c.da, &mut grads.lin2)?;
+        self.activation.backward_into(&c.act, &c.da, &mut c.dz)?;
+        self.lin1
+            .backward_into(&c.lin1, &c.dz, &mut c.dx, &mut grads.lin1)?;
+        copy_rows_into(&c.dx, b, l, dx)
     }
 }
 
 impl<F: Float> Module<F> for FeedForward<F> {
+    fn for_each_param(&self, f: &mut dyn FnMut(ArrayViewD<'_, F>)) {
+        self.lin1.for_each_param(f);
+        self.lin2.for_each_param(f);
+    }
+
+    fn for_each_param_mut(&mut self, f: &mut dyn FnMut(ArrayViewMutD<'_, F>)) {
+        self.lin1.for_each_param_mut(f);
+        self.lin2.for_each_param_mut(f);
+    }
+
     fn visit_params(&self, f: &mut dyn FnMut(&str, ArrayViewD<'_, F>)) {
         self.lin1.visit_params(&mut |n, v| f(&join("lin1", n), v));
         self.lin2.visit_params(&mut |n, v| f(&join("lin2", n), v));
@@ -128,6 +225,11 @@ impl<F: Float> Module<F> for FeedForward<F> {
 }
 
 impl<F: Float> Gradients<F> for FeedForwardGrads<F> {
+    fn for_each_grad(&self, f: &mut dyn FnMut(ArrayViewD<'_, F>)) {
+        self.lin1.for_each_grad(f);
+        self.lin2.for_each_grad(f);
+    }
+
     fn visit_grads(&self, f: &mut dyn FnMut(&str, ArrayViewD<'_, F>)) {
         self.lin1.visit_grads(&mut |n, v| f(&join("lin1", n), v));
         self.lin2.visit_grads(&mut |n, v| f(&join("lin2", n), v));

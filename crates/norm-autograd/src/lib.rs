@@ -79,6 +79,7 @@ mod activation;
 mod attention;
 mod error;
 mod ffn;
+mod gemm;
 mod gradcheck;
 mod kernels;
 mod linear;
@@ -99,7 +100,9 @@ pub use ffn::{FeedForward, FeedForwardCache, FeedForwardGrads};
 pub use gradcheck::{GradCheck, GradChecker};
 pub use linear::{Init, Linear, LinearCache, LinearGrads};
 pub use lm::{Embedding, EmbeddingGrads, LanguageModel, LmCache, LmConfig, LmGrads};
-pub use loss::{mse_loss, softmax_cross_entropy, softmax_rows};
+pub use loss::{
+    mse_loss, softmax_cross_entropy, softmax_cross_entropy_into, softmax_rows, softmax_rows_into,
+};
 pub use mlp::{Mlp, MlpCache, MlpConfig, MlpGrads, MlpLayer, MlpLayerCache, MlpLayerGrads};
 pub use norm_backward::{
     GradSlices, NormGrads, REDUCTION_BLOCK_ROWS, layer_norm_backward, layer_norm_backward_half,

@@ -2,11 +2,12 @@
 //! weight initializations (Xavier/Glorot uniform and normal, normal with a gain over
 //! fan-in) drawn from an RNG the caller passes in.
 
-use ndarray::{Array1, Array2, ArrayRef2, ArrayViewD, ArrayViewMutD, Axis};
+use ndarray::{Array1, Array2, ArrayRef2, ArrayViewD, ArrayViewMutD};
 use norm_core::Float;
 use rand::{Rng, RngExt};
 use rand_distr::{Distribution, StandardNormal};
 
+use crate::gemm::{gemm_into, strided};
 use crate::{GradError, Gradients, Module};
 
 /// How a weight matrix of shape `(fan_in, fan_out)` is initialized. Biases start at 0.
@@ -135,11 +136,60 @@ pub struct Linear<F> {
     bias: Option<Array1<F>>,
 }
 
-/// What [`Linear::forward`] saves: its input.
+/// What [`Linear::forward`] saves: its input, and the weight transposed (so the
+/// backward's `dy·Wᵀ` reads rows; it is the weight the forward used).
 #[derive(Debug, Clone, PartialEq)]
 pub struct LinearCache<F> {
     /// The input `x`, `(rows, in)`.
     pub x: Array2<F>,
+    /// `Wᵀ`, `(out, in)`.
+    wt: Array2<F>,
+}
+
+impl<F: Float> Default for LinearCache<F> {
+    /// An empty cache, shaped by the first [`Linear::forward_into`].
+    fn default() -> Self {
+        Self {
+            x: Array2::zeros((0, 0)),
+            wt: Array2::zeros((0, 0)),
+        }
+    }
+}
+
+impl<F: Float> LinearGrads<F> {
+    /// Empty gradients, shaped by the first [`Linear::backward_into`].
+    pub fn empty() -> Self {
+        Self {
+            weight: Array2::zeros((0, 0)),
+            bias: None,
+        }
+    }
+}
+
+/// Makes `a` a `shape` array, reallocating only when its shape differs (its contents are
+/// then overwritten by the caller).
+pub(crate) fn fit<A: Clone + Default, D: ndarray::Dimension>(a: &mut ndarray::Array<A, D>, shape: D) {
+    if a.raw_dim() != shape {
+        *a = ndarray::Array::from_elem(shape, A::default());
+    }
+}
+
+/// The row-major slice of an array this crate made (standard layout by construction).
+pub(crate) fn slice_of<F, D: ndarray::Dimension>(a: &ndarray::ArrayRef<F, D>) -> Result<&[F], GradError> {
+    a.as_slice().ok_or(GradError::CacheMismatch {
+        expected: "arrays in standard (row-major) layout",
+        got: "a strided array",
+    })
+}
+
+/// The mutable row-major slice of an array this crate made.
+pub(crate) fn slice_mut<F, D: ndarray::Dimension>(
+    a: &mut ndarray::ArrayRef<F, D>,
+) -> Result<&mut [F], GradError> {
+    a.as_slice_mut().ok_or(GradError::CacheMismatch {
+        expected: "arrays in standard (row-major) layout",
+        got: "a strided array",
+    })
 }
 
 /// Gradients of a [`Linear`] layer's parameters.
@@ -149,22 +199,6 @@ pub struct LinearGrads<F> {
     pub weight: Array2<F>,
     /// dL/db, `(out)`, when the layer has a bias.
     pub bias: Option<Array1<F>>,
-}
-
-/// Checks `a · b` and returns the product.
-pub(crate) fn matmul<F: Float>(
-    what: &'static str,
-    a: &ArrayRef2<F>,
-    b: &ArrayRef2<F>,
-) -> Result<Array2<F>, GradError> {
-    if a.ncols() != b.nrows() {
-        return Err(GradError::MatMul {
-            what,
-            left: a.shape().to_vec(),
-            right: b.shape().to_vec(),
-        });
-    }
-    Ok(a.dot(b))
 }
 
 impl<F: Float> Linear<F> {
@@ -231,11 +265,49 @@ impl<F: Float> Linear<F> {
     /// # Errors
     /// [`GradError::MatMul`] if `x` does not have `in` columns.
     pub fn forward(&self, x: &ArrayRef2<F>) -> Result<(Array2<F>, LinearCache<F>), GradError> {
-        let mut y = matmul("x · weight", x, &self.weight)?;
-        if let Some(b) = &self.bias {
-            y += b;
+        let (mut y, mut cache) = (Array2::zeros((0, 0)), LinearCache::default());
+        self.forward_into(x, &mut y, &mut cache)?;
+        Ok((y, cache))
+    }
+
+    /// [`forward`](Self::forward) into the caller's output and cache, which are reshaped
+    /// only when the shape of `x` changes (so repeated calls allocate nothing).
+    ///
+    /// # Errors
+    /// As [`forward`](Self::forward).
+    pub fn forward_into(
+        &self,
+        x: &ArrayRef2<F>,
+        y: &mut Array2<F>,
+        cache: &mut LinearCache<F>,
+    ) -> Result<(), GradError> {
+        if x.ncols() != self.in_dim() {
+            return Err(GradError::MatMul {
+                what: "x · weight",
+                left: x.shape().to_vec(),
+                right: self.weight.shape().to_vec(),
+            });
         }
-        Ok((y, LinearCache { x: x.to_owned() }))
+        let (rows, n_in, n_out) = (x.nrows(), self.in_dim(), self.out_dim());
+        fit(&mut cache.x, ndarray::Ix2(rows, n_in));
+        cache.x.assign(x);
+        fit(&mut cache.wt, ndarray::Ix2(n_out, n_in));
+        cache.wt.assign(&self.weight.t());
+        fit(y, ndarray::Ix2(rows, n_out));
+        let xs = slice_of(&cache.x)?;
+        gemm_into(
+            rows,
+            n_out,
+            n_in,
+            strided(xs, n_in, false),
+            slice_of(&self.weight)?,
+            n_out,
+            slice_mut(y)?,
+        );
+        if let Some(b) = &self.bias {
+            *y += b;
+        }
+        Ok(())
     }
 
     /// `dx = dy·Wᵀ`, `dW = xᵀ·dy`, `db = Σ_rows dy`.
@@ -248,14 +320,33 @@ impl<F: Float> Linear<F> {
         cache: &LinearCache<F>,
         dy: &ArrayRef2<F>,
     ) -> Result<(Array2<F>, LinearGrads<F>), GradError> {
-        if cache.x.ncols() != self.in_dim() {
+        let (mut dx, mut grads) = (Array2::zeros((0, 0)), LinearGrads::empty());
+        self.backward_into(cache, dy, &mut dx, &mut grads)?;
+        Ok((dx, grads))
+    }
+
+    /// [`backward`](Self::backward) into the caller's `dx` and gradients (reshaped only
+    /// when their shapes differ).
+    ///
+    /// # Errors
+    /// As [`backward`](Self::backward).
+    pub fn backward_into(
+        &self,
+        cache: &LinearCache<F>,
+        dy: &ArrayRef2<F>,
+        dx: &mut Array2<F>,
+        grads: &mut LinearGrads<F>,
+    ) -> Result<(), GradError> {
+        let (n_in, n_out) = (self.in_dim(), self.out_dim());
+        if cache.x.ncols() != n_in || cache.wt.dim() != (n_out, n_in) {
             return Err(GradError::ShapeMismatch {
                 what: "cache.x",
-                expected: vec![cache.x.nrows(), self.in_dim()],
+                expected: vec![cache.x.nrows(), n_in],
                 got: cache.x.shape().to_vec(),
             });
         }
-        let expected = [cache.x.nrows(), self.out_dim()];
+        let rows = cache.x.nrows();
+        let expected = [rows, n_out];
         if dy.shape() != expected {
             return Err(GradError::ShapeMismatch {
                 what: "dy",
@@ -263,10 +354,41 @@ impl<F: Float> Linear<F> {
                 got: dy.shape().to_vec(),
             });
         }
-        let dx = matmul("dy · weightᵀ", dy, &self.weight.t())?;
-        let dw = matmul("xᵀ · dy", &cache.x.t(), dy)?;
-        let db = self.bias.as_ref().map(|_| dy.sum_axis(Axis(0)));
-        Ok((dx, LinearGrads { weight: dw, bias: db }))
+        let dy = dy.as_standard_layout();
+        let dys = slice_of(&dy)?;
+        fit(dx, ndarray::Ix2(rows, n_in));
+        gemm_into(
+            rows,
+            n_in,
+            n_out,
+            strided(dys, n_out, false),
+            slice_of(&cache.wt)?,
+            n_in,
+            slice_mut(dx)?,
+        );
+        fit(&mut grads.weight, ndarray::Ix2(n_in, n_out));
+        let xs = slice_of(&cache.x)?;
+        gemm_into(
+            n_in,
+            n_out,
+            rows,
+            strided(xs, n_in, true),
+            dys,
+            n_out,
+            slice_mut(&mut grads.weight)?,
+        );
+        match &self.bias {
+            Some(_) => {
+                let db = grads.bias.get_or_insert_with(|| Array1::zeros(n_out));
+                fit(db, ndarray::Ix1(n_out));
+                db.fill(F::zero());
+                for row in dy.rows() {
+                    *db += &row;
+                }
+            }
+            None => grads.bias = None,
+        }
+        Ok(())
     }
 }
 

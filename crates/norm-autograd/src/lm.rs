@@ -3,16 +3,18 @@
 //! [`TransformerStack`] of any placement and norm kind, an untied linear output head, and
 //! token-level softmax cross-entropy ([`LanguageModel`]). Optimizers live in `optim.rs`.
 
-use ndarray::{Array2, Array3, ArrayView2, ArrayViewD, ArrayViewMutD};
+use ndarray::{Array2, Array3, ArrayRef3, ArrayView2, ArrayViewD, ArrayViewMutD, Ix3};
 use norm_core::Float;
 use rand::Rng;
 use rand_distr::{Distribution, StandardNormal};
 
-use crate::attention::{flatten3, unflatten3};
+use crate::ffn::{copy_rows_into, rows_of};
+use crate::linear::fit;
+use crate::loss::softmax_cross_entropy_into;
 use crate::params::join;
 use crate::{
     GradError, Gradients, Init, Linear, LinearCache, LinearGrads, Module, StackCache, StackConfig,
-    StackGrads, TransformerStack, l2_norm, softmax_cross_entropy,
+    StackGrads, TransformerStack, l2_norm,
 };
 
 /// Token embedding (learned, `(V, D)`) plus sinusoidal positions (fixed, not learned).
@@ -129,9 +131,20 @@ impl<F: Float> Embedding<F> {
     /// [`GradError::ZeroSize`] for no tokens, [`GradError::ShapeMismatch`] for `L >
     /// max_len`, [`GradError::ClassOutOfRange`] for a token `≥ V`.
     pub fn forward(&self, tokens: ArrayView2<'_, usize>) -> Result<Array3<F>, GradError> {
+        let mut x = Array3::zeros((0, 0, 0));
+        self.forward_into(tokens, &mut x)?;
+        Ok(x)
+    }
+
+    /// [`forward`](Self::forward) into the caller's `x` (reshaped only when its shape
+    /// differs).
+    ///
+    /// # Errors
+    /// As [`forward`](Self::forward).
+    pub fn forward_into(&self, tokens: ArrayView2<'_, usize>, x: &mut Array3<F>) -> Result<(), GradError> {
         self.check(tokens)?;
         let (b, l) = tokens.dim();
-        let mut x = Array3::zeros((b, l, self.d_model()));
+        fit(x, Ix3(b, l, self.d_model()));
         for ((bi, li), &t) in tokens.indexed_iter() {
             let e = self.table.row(t);
             let p = self.positions.row(li);
@@ -139,7 +152,7 @@ impl<F: Float> Embedding<F> {
                 *o = e + p;
             }
         }
-        Ok(x)
+        Ok(())
     }
 
     /// Scatter-adds `dx` (`(B, L, D)`) into the rows of the table its tokens picked.
@@ -149,8 +162,26 @@ impl<F: Float> Embedding<F> {
     pub fn backward(
         &self,
         tokens: ArrayView2<'_, usize>,
-        dx: &Array3<F>,
+        dx: &ArrayRef3<F>,
     ) -> Result<EmbeddingGrads<F>, GradError> {
+        let mut grads = EmbeddingGrads {
+            table: Array2::zeros((0, 0)),
+        };
+        self.backward_into(tokens, dx, &mut grads)?;
+        Ok(grads)
+    }
+
+    /// [`backward`](Self::backward) into the caller's gradients (reshaped only when their
+    /// shape differs).
+    ///
+    /// # Errors
+    /// As [`backward`](Self::backward).
+    pub fn backward_into(
+        &self,
+        tokens: ArrayView2<'_, usize>,
+        dx: &ArrayRef3<F>,
+        grads: &mut EmbeddingGrads<F>,
+    ) -> Result<(), GradError> {
         self.check(tokens)?;
         let (b, l) = tokens.dim();
         if dx.dim() != (b, l, self.d_model()) {
@@ -160,12 +191,14 @@ impl<F: Float> Embedding<F> {
                 got: dx.shape().to_vec(),
             });
         }
-        let mut table = Array2::zeros(self.table.raw_dim());
+        let table = &mut grads.table;
+        fit(table, self.table.raw_dim());
+        table.fill(F::zero());
         for ((bi, li), &t) in tokens.indexed_iter() {
             let mut row = table.row_mut(t);
             row += &dx.slice(ndarray::s![bi, li, ..]);
         }
-        Ok(EmbeddingGrads { table })
+        Ok(())
     }
 }
 
@@ -274,12 +307,64 @@ impl<F: Float> LmGrads<F> {
     }
 }
 
-/// What [`LanguageModel::forward`] saves.
+/// What [`LanguageModel::forward`] saves, and the buffers the `_into` forms reuse: with
+/// one cache and one [`LmGrads`] kept across steps, a training step allocates nothing
+/// after the first (see [`LanguageModel::loss_and_grads_into`]).
 #[derive(Debug, Clone, PartialEq)]
 pub struct LmCache<F> {
     tokens: Array2<usize>,
     stack: StackCache<F>,
     head: LinearCache<F>,
+    /// Scratch: the embedded input, the stack output, the logits, the targets as a
+    /// row-major list, and the backward's `dz`, `dh` (`(B·L, ·)`) and `dh`, `dx` (`(B, L, D)`).
+    x: Array3<F>,
+    h: Array3<F>,
+    z: Array2<F>,
+    targets: Vec<usize>,
+    dz: Array2<F>,
+    dh: Array2<F>,
+    dh3: Array3<F>,
+    dx: Array3<F>,
+}
+
+impl<F: Float> Default for LmCache<F> {
+    /// An empty cache, shaped by the first forward that uses it.
+    fn default() -> Self {
+        let (e2, e3) = (|| Array2::zeros((0, 0)), || Array3::zeros((0, 0, 0)));
+        Self {
+            tokens: Array2::zeros((0, 0)),
+            stack: StackCache::default(),
+            head: LinearCache::default(),
+            x: e3(),
+            h: e3(),
+            z: e2(),
+            targets: Vec::new(),
+            dz: e2(),
+            dh: e2(),
+            dh3: e3(),
+            dx: e3(),
+        }
+    }
+}
+
+impl<F: Float> LmCache<F> {
+    /// The logits of the last forward, `(B·L, V)`.
+    pub fn logits(&self) -> &Array2<F> {
+        &self.z
+    }
+}
+
+impl<F: Float> LmGrads<F> {
+    /// Empty gradients, shaped by the first [`LanguageModel::loss_and_grads_into`].
+    pub fn empty() -> Self {
+        Self {
+            embedding: EmbeddingGrads {
+                table: Array2::zeros((0, 0)),
+            },
+            stack: StackGrads::empty(),
+            head: LinearGrads::empty(),
+        }
+    }
 }
 
 impl<F: Float> LanguageModel<F> {
@@ -306,17 +391,28 @@ impl<F: Float> LanguageModel<F> {
     /// # Errors
     /// As [`Embedding::forward`].
     pub fn forward(&self, tokens: ArrayView2<'_, usize>) -> Result<(Array2<F>, LmCache<F>), GradError> {
-        let x = self.embedding.forward(tokens)?;
-        let (h, stack) = self.stack.forward(&x)?;
-        let (z, head) = self.head.forward(&flatten3(&h)?)?;
-        Ok((
-            z,
-            LmCache {
-                tokens: tokens.to_owned(),
-                stack,
-                head,
-            },
-        ))
+        let mut cache = LmCache::default();
+        self.forward_into(tokens, &mut cache)?;
+        let z = std::mem::replace(&mut cache.z, Array2::zeros((0, 0)));
+        Ok((z, cache))
+    }
+
+    /// [`forward`](Self::forward) into `cache`, whose buffers are reshaped only when the
+    /// batch shape changes; the logits are [`LmCache::logits`].
+    ///
+    /// # Errors
+    /// As [`forward`](Self::forward).
+    pub fn forward_into(
+        &self,
+        tokens: ArrayView2<'_, usize>,
+        cache: &mut LmCache<F>,
+    ) -> Result<(), GradError> {
+        let c = cache;
+        self.embedding.forward_into(tokens, &mut c.x)?;
+        fit(&mut c.tokens, tokens.raw_dim());
+        c.tokens.assign(&tokens);
+        self.stack.forward_into(&c.x, &mut c.h, &mut c.stack)?;
+        self.head.forward_into(&rows_of(&c.h)?, &mut c.z, &mut c.head)
     }
 
     fn check_targets(
@@ -344,10 +440,26 @@ impl<F: Float> LanguageModel<F> {
         inputs: ArrayView2<'_, usize>,
         targets: ArrayView2<'_, usize>,
     ) -> Result<F, GradError> {
+        self.loss_into(inputs, targets, &mut LmCache::default())
+    }
+
+    /// [`loss`](Self::loss) with the caller's cache (nothing is allocated once it has
+    /// this batch's shape).
+    ///
+    /// # Errors
+    /// As [`loss`](Self::loss).
+    pub fn loss_into(
+        &self,
+        inputs: ArrayView2<'_, usize>,
+        targets: ArrayView2<'_, usize>,
+        cache: &mut LmCache<F>,
+    ) -> Result<F, GradError> {
         self.check_targets(inputs, targets)?;
-        let (z, _) = self.forward(inputs)?;
-        let t: Vec<usize> = targets.iter().copied().collect();
-        Ok(softmax_cross_entropy(&z, &t)?.0)
+        self.forward_into(inputs, cache)?;
+        let c = cache;
+        c.targets.clear();
+        c.targets.extend(targets.iter().copied());
+        softmax_cross_entropy_into(&c.z, &c.targets, &mut c.dz)
     }
 
     /// The loss and the gradient of every parameter.
@@ -363,11 +475,28 @@ impl<F: Float> LanguageModel<F> {
         inputs: ArrayView2<'_, usize>,
         targets: ArrayView2<'_, usize>,
     ) -> Result<(F, LmGrads<F>), GradError> {
-        self.check_targets(inputs, targets)?;
-        let (z, cache) = self.forward(inputs)?;
-        let t: Vec<usize> = targets.iter().copied().collect();
-        let (loss, dz) = softmax_cross_entropy(&z, &t)?;
-        self.backward(&cache, &dz).map(|g| (loss, g))
+        let mut grads = LmGrads::empty();
+        let loss = self.loss_and_grads_into(inputs, targets, &mut LmCache::default(), &mut grads)?;
+        Ok((loss, grads))
+    }
+
+    /// [`loss_and_grads`](Self::loss_and_grads) into the caller's cache and gradients.
+    /// Kept across steps of one batch shape, they make a step allocate nothing after
+    /// the first: every layer writes into buffers the cache or the gradients already
+    /// hold, and the matrix products need no packing buffer.
+    ///
+    /// # Errors
+    /// As [`loss`](Self::loss).
+    pub fn loss_and_grads_into(
+        &self,
+        inputs: ArrayView2<'_, usize>,
+        targets: ArrayView2<'_, usize>,
+        cache: &mut LmCache<F>,
+        grads: &mut LmGrads<F>,
+    ) -> Result<F, GradError> {
+        let loss = self.loss_into(inputs, targets, cache)?;
+        self.backward_from(cache, grads)?;
+        Ok(loss)
     }
 
     /// Backward from `dz = dL/dlogits` (`(B·L, V)`).
@@ -375,19 +504,41 @@ impl<F: Float> LanguageModel<F> {
     /// # Errors
     /// [`GradError::ShapeMismatch`] if `dz` does not match the cached forward.
     pub fn backward(&self, cache: &LmCache<F>, dz: &Array2<F>) -> Result<LmGrads<F>, GradError> {
-        let (b, l) = cache.tokens.dim();
-        let (dh, head) = self.head.backward(&cache.head, dz)?;
-        let (dx, stack) = self.stack.backward(&cache.stack, &unflatten3(dh, b, l)?)?;
-        let embedding = self.embedding.backward(cache.tokens.view(), &dx)?;
-        Ok(LmGrads {
-            embedding,
-            stack,
-            head,
-        })
+        let mut c = cache.clone();
+        fit(&mut c.dz, dz.raw_dim());
+        c.dz.assign(dz);
+        let mut grads = LmGrads::empty();
+        self.backward_from(&mut c, &mut grads)?;
+        Ok(grads)
+    }
+
+    /// Backward from the cache's `dz`.
+    fn backward_from(&self, cache: &mut LmCache<F>, grads: &mut LmGrads<F>) -> Result<(), GradError> {
+        let c = cache;
+        let (b, l) = c.tokens.dim();
+        self.head
+            .backward_into(&c.head, &c.dz, &mut c.dh, &mut grads.head)?;
+        copy_rows_into(&c.dh, b, l, &mut c.dh3)?;
+        self.stack
+            .backward_into(&mut c.stack, &c.dh3, &mut c.dx, &mut grads.stack)?;
+        self.embedding
+            .backward_into(c.tokens.view(), &c.dx, &mut grads.embedding)
     }
 }
 
 impl<F: Float> Module<F> for LanguageModel<F> {
+    fn for_each_param(&self, f: &mut dyn FnMut(ArrayViewD<'_, F>)) {
+        self.embedding.for_each_param(f);
+        self.stack.for_each_param(f);
+        self.head.for_each_param(f);
+    }
+
+    fn for_each_param_mut(&mut self, f: &mut dyn FnMut(ArrayViewMutD<'_, F>)) {
+        self.embedding.for_each_param_mut(f);
+        self.stack.for_each_param_mut(f);
+        self.head.for_each_param_mut(f);
+    }
+
     fn visit_params(&self, f: &mut dyn FnMut(&str, ArrayViewD<'_, F>)) {
         self.embedding
             .visit_params(&mut |n, v| f(&join("embedding", n), v));
@@ -404,6 +555,12 @@ impl<F: Float> Module<F> for LanguageModel<F> {
 }
 
 impl<F: Float> Gradients<F> for LmGrads<F> {
+    fn for_each_grad(&self, f: &mut dyn FnMut(ArrayViewD<'_, F>)) {
+        self.embedding.for_each_grad(f);
+        self.stack.for_each_grad(f);
+        self.head.for_each_grad(f);
+    }
+
     fn visit_grads(&self, f: &mut dyn FnMut(&str, ArrayViewD<'_, F>)) {
         self.embedding
             .visit_grads(&mut |n, v| f(&join("embedding", n), v));

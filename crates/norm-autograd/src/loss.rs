@@ -5,6 +5,7 @@ use ndarray::{Array, Array2, ArrayRef, ArrayRef2, Axis, Dimension, Zip};
 use norm_core::Float;
 
 use crate::GradError;
+use crate::linear::fit;
 
 /// Mean squared error over all entries and its gradient.
 ///
@@ -60,7 +61,15 @@ pub fn mse_loss<F: Float, D: Dimension>(
 /// assert_eq!(p, array![[0.5, 0.5], [1.0, 0.0]]);
 /// ```
 pub fn softmax_rows<F: Float>(s: &ArrayRef2<F>) -> Array2<F> {
-    let mut p = s.to_owned();
+    let mut p = Array2::zeros(s.raw_dim());
+    softmax_rows_into(s, &mut p);
+    p
+}
+
+/// [`softmax_rows`] into the caller's `p` (reshaped only when its shape differs).
+pub fn softmax_rows_into<F: Float>(s: &ArrayRef2<F>, p: &mut Array2<F>) {
+    fit(p, s.raw_dim());
+    p.assign(s);
     for mut row in p.rows_mut() {
         let m = row.iter().fold(F::neg_infinity(), |a, &v| a.max(v));
         if m == F::neg_infinity() {
@@ -75,7 +84,6 @@ pub fn softmax_rows<F: Float>(s: &ArrayRef2<F>) -> Array2<F> {
         let inv = F::one() / z;
         row.mapv_inplace(|v| v * inv);
     }
-    p
 }
 
 /// Softmax cross-entropy of `(N, C)` logits against class indices, averaged over rows,
@@ -104,6 +112,21 @@ pub fn softmax_cross_entropy<F: Float>(
     logits: &ArrayRef2<F>,
     targets: &[usize],
 ) -> Result<(F, Array2<F>), GradError> {
+    let mut grad = Array2::zeros(logits.raw_dim());
+    let loss = softmax_cross_entropy_into(logits, targets, &mut grad)?;
+    Ok((loss, grad))
+}
+
+/// [`softmax_cross_entropy`] with the gradient written into the caller's `grad`
+/// (reshaped only when its shape differs); returns the loss.
+///
+/// # Errors
+/// As [`softmax_cross_entropy`].
+pub fn softmax_cross_entropy_into<F: Float>(
+    logits: &ArrayRef2<F>,
+    targets: &[usize],
+    grad: &mut Array2<F>,
+) -> Result<F, GradError> {
     let (n, c) = logits.dim();
     if targets.len() != n {
         return Err(GradError::ShapeMismatch {
@@ -126,7 +149,7 @@ pub fn softmax_cross_entropy<F: Float>(
         });
     }
     let nf = F::from_usize(n).unwrap_or_else(F::one);
-    let mut grad = softmax_rows(logits);
+    softmax_rows_into(logits, grad);
     let mut loss = F::zero();
     for ((i, row), &t) in logits.axis_iter(Axis(0)).enumerate().zip(targets) {
         let m = row.iter().fold(F::neg_infinity(), |a, &v| a.max(v));
@@ -135,5 +158,5 @@ pub fn softmax_cross_entropy<F: Float>(
         grad[[i, t]] -= F::one();
     }
     grad.mapv_inplace(|v| v / nf);
-    Ok((loss / nf, grad))
+    Ok(loss / nf)
 }

@@ -2,10 +2,13 @@
 //! `backward(cache, dy) -> (dx, grads)`), with named parameters. The kernels it calls
 //! live in `norm-core` (forward) and `norm_backward/` (backward).
 
-use ndarray::{Array, ArrayRef, ArrayView1, ArrayViewD, ArrayViewMut1, ArrayViewMutD, Dimension};
+use ndarray::{
+    Array, Array1, ArrayRef, ArrayView1, ArrayViewD, ArrayViewMut1, ArrayViewMutD, Dimension, Ix1,
+};
 use norm_core::{Float, LayerNorm, LayerNormStats, RmsNorm, RmsNormStats};
 
-use crate::norm_backward::{layer_norm_backward, rms_norm_backward};
+use crate::linear::{fit, slice_mut, slice_of};
+use crate::norm_backward::{layer_norm_backward_into, rms_norm_backward_into};
 use crate::{GradError, Gradients, Module, NormGrads};
 
 /// Which normalization a layer uses.
@@ -125,23 +128,71 @@ impl<F: Float> Norm<F> {
         &self,
         x: &ArrayRef<F, D>,
     ) -> Result<(Array<F, D>, NormCache<F, D>), GradError> {
-        let (y, stats) = match self {
-            Norm::Layer(n) => {
-                let (y, s) = n.forward_with_stats(x)?;
-                (y, NormStats::Layer(s))
+        let mut y = Array::zeros(x.raw_dim());
+        let mut cache = NormCache::empty();
+        self.forward_into(x, &mut y, &mut cache)?;
+        Ok((y, cache))
+    }
+
+    /// [`forward`](Self::forward) into the caller's output and cache (reshaped only when
+    /// the shape of `x` changes; then nothing is allocated).
+    ///
+    /// # Errors
+    /// As [`forward`](Self::forward).
+    pub fn forward_into<D: Dimension>(
+        &self,
+        x: &ArrayRef<F, D>,
+        y: &mut Array<F, D>,
+        cache: &mut NormCache<F, D>,
+    ) -> Result<(), GradError> {
+        let lead = match x.shape().split_last() {
+            Some((&last, lead)) if last == self.dim() => {
+                let mut d = D::Smaller::zeros(lead.len());
+                d.slice_mut().copy_from_slice(lead);
+                d
             }
-            Norm::Rms(n) => {
-                let (y, s) = n.forward_with_stats(x)?;
-                (y, NormStats::Rms(s))
+            _ => {
+                // The norm-core errors name the shapes.
+                return match self {
+                    Norm::Layer(n) => n.forward(x).map(|_| ()),
+                    Norm::Rms(n) => n.forward(x).map(|_| ()),
+                }
+                .map_err(GradError::from);
             }
         };
-        Ok((
-            y,
-            NormCache {
-                x: x.to_owned(),
-                stats,
-            },
-        ))
+        fit(&mut cache.x, x.raw_dim());
+        cache.x.assign(x);
+        fit(y, x.raw_dim());
+        let (xs, ys) = (slice_of(&cache.x)?, slice_mut(y)?);
+        match self {
+            Norm::Layer(n) => {
+                if !matches!(cache.stats, NormStats::Layer(_)) {
+                    cache.stats = NormStats::Layer(LayerNormStats {
+                        mean: Array::zeros(lead.clone()),
+                        rstd: Array::zeros(lead.clone()),
+                    });
+                }
+                let NormStats::Layer(st) = &mut cache.stats else {
+                    unreachable!("set just above")
+                };
+                fit(&mut st.mean, lead.clone());
+                fit(&mut st.rstd, lead);
+                n.forward_slice_with_stats(xs, ys, slice_mut(&mut st.mean)?, slice_mut(&mut st.rstd)?)?;
+            }
+            Norm::Rms(n) => {
+                if !matches!(cache.stats, NormStats::Rms(_)) {
+                    cache.stats = NormStats::Rms(RmsNormStats {
+                        rrms: Array::zeros(lead.clone()),
+                    });
+                }
+                let NormStats::Rms(st) = &mut cache.stats else {
+                    unreachable!("set just above")
+                };
+                fit(&mut st.rrms, lead);
+                n.forward_slice_with_stats(xs, ys, slice_mut(&mut st.rrms)?)?;
+            }
+        }
+        Ok(())
     }
 
     /// Gradients of the loss with respect to the input and the parameters, from the
@@ -160,9 +211,45 @@ impl<F: Float> Norm<F> {
         cache: &NormCache<F, D>,
         dy: &ArrayRef<F, D>,
     ) -> Result<(Array<F, D>, NormGrads<F>), GradError> {
+        let mut dx = Array::zeros(cache.x.raw_dim());
+        let mut grads = NormGrads::empty();
+        self.backward_into(cache, dy, &mut dx, &mut grads)?;
+        Ok((dx, grads))
+    }
+
+    /// [`backward`](Self::backward) into the caller's `dx` and gradients (reshaped only
+    /// when their shapes differ).
+    ///
+    /// # Errors
+    /// As [`backward`](Self::backward).
+    pub fn backward_into<D: Dimension>(
+        &self,
+        cache: &NormCache<F, D>,
+        dy: &ArrayRef<F, D>,
+        dx: &mut Array<F, D>,
+        grads: &mut NormGrads<F>,
+    ) -> Result<(), GradError> {
+        let d = self.dim();
+        fit(dx, cache.x.raw_dim());
+        fit(&mut grads.dgamma, Ix1(d));
+        if self.bias().is_some() {
+            let db = grads.dbeta.get_or_insert_with(|| Array1::zeros(d));
+            fit(db, Ix1(d));
+        } else {
+            grads.dbeta = None;
+        }
+        let dgamma = slice_mut(&mut grads.dgamma)?;
+        let dbeta = match grads.dbeta.as_mut() {
+            Some(b) => Some(slice_mut(b)?),
+            None => None,
+        };
         match (self, &cache.stats) {
-            (Norm::Layer(n), NormStats::Layer(s)) => layer_norm_backward(n, &cache.x, s, dy),
-            (Norm::Rms(n), NormStats::Rms(s)) => rms_norm_backward(n, &cache.x, s, dy),
+            (Norm::Layer(n), NormStats::Layer(s)) => {
+                layer_norm_backward_into(n, &cache.x, s, dy, dx, dgamma, dbeta)
+            }
+            (Norm::Rms(n), NormStats::Rms(s)) => {
+                rms_norm_backward_into(n, &cache.x, s, dy, dx, dgamma, dbeta)
+            }
             (Norm::Layer(_), NormStats::Rms(_)) => Err(GradError::CacheMismatch {
                 expected: "LayerNorm",
                 got: "RmsNorm",
@@ -171,6 +258,29 @@ impl<F: Float> Norm<F> {
                 expected: "RmsNorm",
                 got: "LayerNorm",
             }),
+        }
+    }
+}
+
+impl<F: Float, D: Dimension> NormCache<F, D> {
+    /// An empty cache (filled by [`Norm::forward_into`]).
+    pub fn empty() -> Self {
+        let n = D::NDIM.unwrap_or(1);
+        Self {
+            x: Array::zeros(D::zeros(n)),
+            stats: NormStats::Rms(RmsNormStats {
+                rrms: Array::zeros(D::Smaller::zeros(n.saturating_sub(1))),
+            }),
+        }
+    }
+}
+
+impl<F: Float> NormGrads<F> {
+    /// Empty gradients (filled by [`Norm::backward_into`]).
+    pub fn empty() -> Self {
+        Self {
+            dgamma: Array1::zeros(0),
+            dbeta: None,
         }
     }
 }

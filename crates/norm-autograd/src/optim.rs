@@ -128,38 +128,63 @@ impl<F: Float> AdamW<F> {
     }
 
     /// Checks that `model` and `grads` list the same parameters (names, sizes, order) as
-    /// the optimizer state, creating the state on the first call.
+    /// the optimizer state, creating the state on the first call; returns the global
+    /// gradient norm. After the first call the names are not built again (that would
+    /// allocate on every step): the number, order and sizes are checked.
     fn check(&mut self, model: &impl Module<F>, grads: &impl Gradients<F>) -> Result<f64, GradError> {
         if self.names.is_empty() {
-            model.visit_params(&mut |n, p| {
-                self.names.push(n.to_owned());
-                self.m.push(vec![F::zero(); p.len()]);
-                self.v.push(vec![F::zero(); p.len()]);
-            });
+            return self.check_named(model, grads);
         }
-        let mut err = None;
+        let n = self.m.len();
+        let mut bad: Option<usize> = None;
         let mut k = 0;
-        model.visit_params(&mut |n, p| {
-            if err.is_none() {
-                match self.names.get(k) {
-                    Some(s) if s == n && self.m[k].len() == p.len() => {}
-                    _ => err = Some(mismatch(n, "parameter not in the optimizer state (or resized)")),
-                }
+        model.for_each_param(&mut |p| {
+            if bad.is_none() && self.m.get(k).is_none_or(|m| m.len() != p.len()) {
+                bad = Some(k);
             }
             k += 1;
         });
-        if err.is_none() && k != self.names.len() {
-            err = Some(mismatch(
-                "",
-                "the model has fewer parameters than the optimizer state",
+        if bad.is_some() || k != n {
+            let at = bad.unwrap_or(k.min(n.saturating_sub(1)));
+            return Err(mismatch(
+                self.names.get(at).map_or("", String::as_str),
+                "the model's parameters changed in number or size since the first step",
             ));
         }
         let mut k = 0;
         let mut sq = 0.0;
+        grads.for_each_grad(&mut |g| {
+            match self.m.get(k) {
+                Some(m) if bad.is_none() && m.len() == g.len() => sq += l2_norm(g).powi(2),
+                _ => bad = bad.or(Some(k)),
+            }
+            k += 1;
+        });
+        if bad.is_some() || k != n {
+            let at = bad.unwrap_or(k.min(n.saturating_sub(1)));
+            return Err(mismatch(
+                self.names.get(at).map_or("", String::as_str),
+                "gradient does not match the parameter at its position",
+            ));
+        }
+        Ok(sq.sqrt())
+    }
+
+    /// The first step's check, by name.
+    fn check_named(&mut self, model: &impl Module<F>, grads: &impl Gradients<F>) -> Result<f64, GradError> {
+        let mut names = Vec::new();
+        let mut sizes = Vec::new();
+        model.visit_params(&mut |n, p| {
+            names.push(n.to_owned());
+            sizes.push(p.len());
+        });
+        let mut err = None;
+        let mut k = 0;
+        let mut sq = 0.0;
         grads.visit_grads(&mut |n, g| {
             if err.is_none() {
-                match self.names.get(k) {
-                    Some(s) if s == n && self.m[k].len() == g.len() => sq += l2_norm(g).powi(2),
+                match names.get(k) {
+                    Some(s) if s == n && sizes[k] == g.len() => sq += l2_norm(g).powi(2),
                     _ => {
                         err = Some(mismatch(
                             n,
@@ -170,13 +195,16 @@ impl<F: Float> AdamW<F> {
             }
             k += 1;
         });
-        if err.is_none() && k != self.names.len() {
+        if err.is_none() && k != names.len() {
             err = Some(mismatch("", "fewer gradients than parameters"));
         }
-        match err {
-            Some(e) => Err(e),
-            None => Ok(sq.sqrt()),
+        if let Some(e) = err {
+            return Err(e);
         }
+        self.m = sizes.iter().map(|&n| vec![F::zero(); n]).collect();
+        self.v = sizes.iter().map(|&n| vec![F::zero(); n]).collect();
+        self.names = names;
+        Ok(sq.sqrt())
     }
 
     /// One update of `model` with `grads` at learning rate `lr`. Nothing changes when an
@@ -185,7 +213,9 @@ impl<F: Float> AdamW<F> {
     /// # Errors
     /// [`GradError::InvalidValue`] for a negative or non-finite `lr`;
     /// [`GradError::ParamMismatch`] if the gradients or the model do not list the same
-    /// parameters in the same order with the same sizes as on the first step.
+    /// parameters in the same order with the same sizes as on the first step (names are
+    /// compared on the first step; later steps compare the number, order and sizes and
+    /// allocate nothing).
     pub fn step(
         &mut self,
         model: &mut impl Module<F>,
@@ -210,7 +240,7 @@ impl<F: Float> AdamW<F> {
         let (a1, a2) = (F::from_f64_round(1.0 - c.beta1), F::from_f64_round(1.0 - c.beta2));
         let scale = F::from_f64_round(clip_scale);
         let mut k = 0;
-        grads.visit_grads(&mut |_, g: ArrayViewD<'_, F>| {
+        grads.for_each_grad(&mut |g: ArrayViewD<'_, F>| {
             for ((m, v), &g) in self.m[k].iter_mut().zip(self.v[k].iter_mut()).zip(g.iter()) {
                 let g = g * scale;
                 *m = b1 * *m + a1 * g;
@@ -226,7 +256,7 @@ impl<F: Float> AdamW<F> {
             F::from_f64_round(c.eps),
         );
         let mut k = 0;
-        model.visit_params_mut(&mut |_, mut p: ArrayViewMutD<'_, F>| {
+        model.for_each_param_mut(&mut |mut p: ArrayViewMutD<'_, F>| {
             for ((p, &m), &v) in p.iter_mut().zip(&self.m[k]).zip(&self.v[k]) {
                 let mh = m * inv_c1;
                 let vh = v * inv_c2;

@@ -17,6 +17,18 @@ pub trait Module<F> {
     /// Calls `f(name, view)` for every parameter, mutably, in the same order.
     fn visit_params_mut(&mut self, f: &mut dyn FnMut(&str, ArrayViewMutD<'_, F>));
 
+    /// Calls `f(view)` for every parameter in the order of
+    /// [`visit_params`](Self::visit_params), without building names (containers
+    /// override it so that a training step allocates nothing).
+    fn for_each_param(&self, f: &mut dyn FnMut(ArrayViewD<'_, F>)) {
+        self.visit_params(&mut |_, v| f(v));
+    }
+
+    /// [`for_each_param`](Self::for_each_param), mutably.
+    fn for_each_param_mut(&mut self, f: &mut dyn FnMut(ArrayViewMutD<'_, F>)) {
+        self.visit_params_mut(&mut |_, v| f(v));
+    }
+
     /// The parameter names, in visiting order.
     fn param_names(&self) -> Vec<String> {
         let mut names = Vec::new();
@@ -36,6 +48,12 @@ pub trait Module<F> {
 pub trait Gradients<F> {
     /// Calls `f(name, view)` for every parameter gradient, in a fixed order.
     fn visit_grads(&self, f: &mut dyn FnMut(&str, ArrayViewD<'_, F>));
+
+    /// Calls `f(view)` for every gradient in the order of
+    /// [`visit_grads`](Self::visit_grads), without building names.
+    fn for_each_grad(&self, f: &mut dyn FnMut(ArrayViewD<'_, F>)) {
+        self.visit_grads(&mut |_, v| f(v));
+    }
 
     /// `(name, ‖grad‖₂)` for every gradient tensor, in visiting order (computed in f64).
     ///

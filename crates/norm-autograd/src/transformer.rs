@@ -3,12 +3,13 @@
 //! blocks with an optional final norm, whose backward reports the gradient of the
 //! residual stream entering every block.
 
-use ndarray::{Array3, ArrayRef3, ArrayViewD, ArrayViewMutD, Ix3};
+use ndarray::{Array3, ArrayRef3, ArrayViewD, ArrayViewMutD, Ix3, Zip};
 use norm_core::Float;
 use rand::Rng;
 
 use crate::attention::AttentionCache;
 use crate::ffn::FeedForwardCache;
+use crate::linear::fit;
 use crate::params::join;
 use crate::{
     Activation, AttentionGrads, FeedForward, FeedForwardGrads, GradError, Gradients, Init, Module,
@@ -177,7 +178,7 @@ pub struct TransformerBlock<F: Float> {
     pub placement: Placement,
 }
 
-/// What [`TransformerBlock::forward`] saves.
+/// What [`TransformerBlock::forward`] saves, and the buffers its `_into` forms reuse.
 #[derive(Debug, Clone, PartialEq)]
 pub struct BlockCache<F> {
     attn: AttentionCache<F>,
@@ -186,6 +187,66 @@ pub struct BlockCache<F> {
     norm2: NormCache<F, Ix3>,
     /// Peri-LN's output norms.
     out: Option<[NormCache<F, Ix3>; 2]>,
+    /// Scratch `(B, L, D)` arrays: the forward's intermediates (`n1` … `s2`) and the
+    /// backward's (`g1` … `g5`).
+    n1: Array3<F>,
+    a: Array3<F>,
+    a2: Array3<F>,
+    h: Array3<F>,
+    n2: Array3<F>,
+    f: Array3<F>,
+    f2: Array3<F>,
+    g: [Array3<F>; 6],
+}
+
+impl<F: Float> Default for BlockCache<F> {
+    fn default() -> Self {
+        let e = || Array3::zeros((0, 0, 0));
+        Self {
+            attn: AttentionCache::default(),
+            ffn: FeedForwardCache::default(),
+            norm1: NormCache::empty(),
+            norm2: NormCache::empty(),
+            out: None,
+            n1: e(),
+            a: e(),
+            a2: e(),
+            h: e(),
+            n2: e(),
+            f: e(),
+            f2: e(),
+            g: std::array::from_fn(|_| e()),
+        }
+    }
+}
+
+impl<F: Float> BlockGrads<F> {
+    /// Empty gradients (filled by [`TransformerBlock::backward_into`]).
+    pub fn empty() -> Self {
+        Self {
+            attn: AttentionGrads::empty(),
+            ffn: FeedForwardGrads::empty(),
+            norm1: NormGrads::empty(),
+            norm2: NormGrads::empty(),
+            norm1_out: None,
+            norm2_out: None,
+        }
+    }
+}
+
+/// `out = a + b` elementwise (reshaped only when its shape differs).
+fn add_into<F: Float>(a: &Array3<F>, b: &ArrayRef3<F>, out: &mut Array3<F>) {
+    fit(out, a.raw_dim());
+    Zip::from(out).and(a).and(b).for_each(|o, &a, &b| *o = a + b);
+}
+
+/// `out = alpha·a + b` elementwise, rounded as `(a·alpha) + b`.
+fn scale_add_into<F: Float>(alpha: F, a: &ArrayRef3<F>, b: &Array3<F>, out: &mut Array3<F>) {
+    fit(out, b.raw_dim());
+    Zip::from(out)
+        .and(a)
+        .and(b)
+        .for_each(|o, &a, &b| *o = a * alpha + b);
 }
 
 /// Gradients of a [`TransformerBlock`]'s parameters.
@@ -291,56 +352,65 @@ impl<F: Float> TransformerBlock<F> {
     /// # Errors
     /// [`GradError::ShapeMismatch`] if the last axis is not `D`.
     pub fn forward(&self, x: &ArrayRef3<F>) -> Result<(Array3<F>, BlockCache<F>), GradError> {
+        let (mut y, mut cache) = (Array3::zeros((0, 0, 0)), BlockCache::default());
+        self.forward_into(x, &mut y, &mut cache)?;
+        Ok((y, cache))
+    }
+
+    /// [`forward`](Self::forward) into the caller's output and cache (reshaped only when
+    /// the shape of `x` changes; then nothing is allocated).
+    ///
+    /// # Errors
+    /// As [`forward`](Self::forward).
+    pub fn forward_into(
+        &self,
+        x: &ArrayRef3<F>,
+        y: &mut Array3<F>,
+        cache: &mut BlockCache<F>,
+    ) -> Result<(), GradError> {
         let out_norms = self.out_norms()?;
+        let c = cache;
         match self.placement {
             Placement::PreNorm | Placement::PeriNorm => {
+                self.norm1.forward_into(x, &mut c.n1, &mut c.norm1)?;
+                self.attn.forward_into(&c.n1, &mut c.a, &mut c.attn)?;
                 // Peri-LN: each branch output passes through its own norm before the add.
-                let mut out = Vec::with_capacity(2);
-                let mut branch = |v: Array3<F>, i: usize| -> Result<Array3<F>, GradError> {
-                    match out_norms {
-                        Some(norms) => {
-                            let (o, c) = norms[i].forward(&v)?;
-                            out.push(c);
-                            Ok(o)
-                        }
-                        None => Ok(v),
+                let oc = match out_norms {
+                    Some(norms) => {
+                        let oc = c
+                            .out
+                            .get_or_insert_with(|| [NormCache::empty(), NormCache::empty()]);
+                        norms[0].forward_into(&c.a, &mut c.a2, &mut oc[0])?;
+                        Some((norms, oc))
+                    }
+                    None => {
+                        c.out = None;
+                        None
                     }
                 };
-                let (n1, norm1) = self.norm1.forward(x)?;
-                let (a, attn) = self.attn.forward(&n1)?;
-                let mut h = branch(a, 0)?;
-                h.zip_mut_with(x, |a, &b| *a += b);
-                let (n2, norm2) = self.norm2.forward(&h)?;
-                let (f, ffn) = self.ffn.forward(&n2)?;
-                let y = branch(f, 1)? + &h;
-                let out = <[NormCache<F, Ix3>; 2]>::try_from(out).ok();
-                Ok((
-                    y,
-                    BlockCache {
-                        attn,
-                        ffn,
-                        norm1,
-                        norm2,
-                        out,
-                    },
-                ))
+                let branch = if oc.is_some() { &c.a2 } else { &c.a };
+                add_into(branch, x, &mut c.h);
+                self.norm2.forward_into(&c.h, &mut c.n2, &mut c.norm2)?;
+                self.ffn.forward_into(&c.n2, &mut c.f, &mut c.ffn)?;
+                let branch = match oc {
+                    Some((norms, oc)) => {
+                        norms[1].forward_into(&c.f, &mut c.f2, &mut oc[1])?;
+                        &c.f2
+                    }
+                    None => &c.f,
+                };
+                add_into(branch, &c.h, y);
+                Ok(())
             }
             Placement::PostNorm | Placement::DeepNorm { .. } => {
+                c.out = None;
                 let alpha = F::from_f64_round(self.placement.alpha());
-                let (a, attn) = self.attn.forward(x)?;
-                let (h, norm1) = self.norm1.forward(&(x.mapv(|v| v * alpha) + a))?;
-                let (f, ffn) = self.ffn.forward(&h)?;
-                let (y, norm2) = self.norm2.forward(&(h.mapv(|v| v * alpha) + f))?;
-                Ok((
-                    y,
-                    BlockCache {
-                        attn,
-                        ffn,
-                        norm1,
-                        norm2,
-                        out: None,
-                    },
-                ))
+                self.attn.forward_into(x, &mut c.a, &mut c.attn)?;
+                scale_add_into(alpha, x, &c.a, &mut c.a2);
+                self.norm1.forward_into(&c.a2, &mut c.h, &mut c.norm1)?;
+                self.ffn.forward_into(&c.h, &mut c.f, &mut c.ffn)?;
+                scale_add_into(alpha, &c.h, &c.f, &mut c.f2);
+                self.norm2.forward_into(&c.f2, y, &mut c.norm2)
             }
         }
     }
@@ -361,6 +431,23 @@ impl<F: Float> TransformerBlock<F> {
         cache: &BlockCache<F>,
         dy: &ArrayRef3<F>,
     ) -> Result<(Array3<F>, BlockGrads<F>), GradError> {
+        let (mut dx, mut grads) = (Array3::zeros((0, 0, 0)), BlockGrads::empty());
+        self.backward_into(&mut cache.clone(), dy, &mut dx, &mut grads)?;
+        Ok((dx, grads))
+    }
+
+    /// [`backward`](Self::backward) into the caller's `dx` and gradients; the cache's
+    /// scratch buffers hold the intermediate gradients.
+    ///
+    /// # Errors
+    /// As [`backward`](Self::backward).
+    pub fn backward_into(
+        &self,
+        cache: &mut BlockCache<F>,
+        dy: &ArrayRef3<F>,
+        dx: &mut Array3<F>,
+        grads: &mut BlockGrads<F>,
+    ) -> Result<(), GradError> {
         // The block output has the shape of its input, which norm1 saw (both placements).
         let shape = cache.norm1.x.shape();
         if dy.shape() != shape {
@@ -370,8 +457,9 @@ impl<F: Float> TransformerBlock<F> {
                 got: dy.shape().to_vec(),
             });
         }
-        let out = match (self.out_norms()?, &cache.out) {
-            (Some(norms), Some(caches)) => Some((norms, caches)),
+        let c = cache;
+        let out = match (self.out_norms()?, &c.out) {
+            (Some(norms), Some(_)) => Some(norms),
             (None, None) => None,
             (norms, _) => {
                 let (with, without) = ("Peri-LN block", "block without output norms");
@@ -381,64 +469,76 @@ impl<F: Float> TransformerBlock<F> {
                 });
             }
         };
+        let [g0, g1, g2, g3, g4, g5] = &mut c.g;
         match self.placement {
             Placement::PreNorm | Placement::PeriNorm => {
                 // Through Peri-LN's output norm `i` (identity for Pre-Norm).
-                let branch =
-                    |g: &ArrayRef3<F>, i: usize| -> Result<(Array3<F>, Option<NormGrads<F>>), GradError> {
-                        match out {
-                            Some((norms, caches)) => {
-                                let (d, ng) = norms[i].backward(&caches[i], g)?;
-                                Ok((d, Some(ng)))
-                            }
-                            None => Ok((g.to_owned(), None)),
-                        }
-                    };
-                let (df, norm2_out) = branch(dy, 1)?;
-                let (dn2, ffn) = self.ffn.backward(&cache.ffn, &df)?;
-                let (dh2, norm2) = self.norm2.backward(&cache.norm2, &dn2)?;
-                let dh = dh2 + dy;
-                let (da, norm1_out) = branch(&dh, 0)?;
-                let (dn1, attn) = self.attn.backward(&cache.attn, &da)?;
-                let (dx1, norm1) = self.norm1.backward(&cache.norm1, &dn1)?;
-                let dx = dx1 + &dh;
-                Ok((
-                    dx,
-                    BlockGrads {
-                        attn,
-                        ffn,
-                        norm1,
-                        norm2,
-                        norm1_out,
-                        norm2_out,
-                    },
-                ))
+                let (oc, og) = match (out, c.out.as_ref()) {
+                    (Some(norms), Some(oc)) => {
+                        let og2 = grads.norm2_out.get_or_insert_with(NormGrads::empty);
+                        norms[1].backward_into(&oc[1], dy, g0, og2)?;
+                        (Some((norms, oc)), true)
+                    }
+                    _ => {
+                        grads.norm1_out = None;
+                        grads.norm2_out = None;
+                        (None, false)
+                    }
+                };
+                let df: &ArrayRef3<F> = if og { &*g0 } else { dy };
+                self.ffn.backward_into(&mut c.ffn, df, g1, &mut grads.ffn)?;
+                self.norm2.backward_into(&c.norm2, &*g1, g2, &mut grads.norm2)?;
+                add_into(&*g2, dy, g3); // dh = dh2 + dy
+                let da: &ArrayRef3<F> = match oc {
+                    Some((norms, oc)) => {
+                        let og0 = grads.norm1_out.get_or_insert_with(NormGrads::empty);
+                        norms[0].backward_into(&oc[0], &*g3, g4, og0)?;
+                        &*g4
+                    }
+                    None => &*g3,
+                };
+                self.attn.backward_into(&mut c.attn, da, g5, &mut grads.attn)?;
+                self.norm1.backward_into(&c.norm1, &*g5, g1, &mut grads.norm1)?;
+                add_into(&*g1, &*g3, dx); // dx = dx1 + dh
+                Ok(())
             }
             Placement::PostNorm | Placement::DeepNorm { .. } => {
+                grads.norm1_out = None;
+                grads.norm2_out = None;
                 let alpha = F::from_f64_round(self.placement.alpha());
-                let (dz2, norm2) = self.norm2.backward(&cache.norm2, dy)?;
-                let (dhf, ffn) = self.ffn.backward(&cache.ffn, &dz2)?;
-                let dh = dz2.mapv(|v| v * alpha) + dhf;
-                let (dz1, norm1) = self.norm1.backward(&cache.norm1, &dh)?;
-                let (dxa, attn) = self.attn.backward(&cache.attn, &dz1)?;
-                let dx = dz1.mapv(|v| v * alpha) + dxa;
-                Ok((
-                    dx,
-                    BlockGrads {
-                        attn,
-                        ffn,
-                        norm1,
-                        norm2,
-                        norm1_out: None,
-                        norm2_out: None,
-                    },
-                ))
+                self.norm2.backward_into(&c.norm2, dy, g0, &mut grads.norm2)?;
+                self.ffn.backward_into(&mut c.ffn, &*g0, g1, &mut grads.ffn)?;
+                scale_add_into(alpha, &*g0, &*g1, g2); // dh = α·dz₂ + dhf
+                self.norm1.backward_into(&c.norm1, &*g2, g3, &mut grads.norm1)?;
+                self.attn.backward_into(&mut c.attn, &*g3, g4, &mut grads.attn)?;
+                scale_add_into(alpha, &*g3, &*g4, dx);
+                Ok(())
             }
         }
     }
 }
 
 impl<F: Float> Module<F> for TransformerBlock<F> {
+    fn for_each_param(&self, f: &mut dyn FnMut(ArrayViewD<'_, F>)) {
+        self.attn.for_each_param(f);
+        self.ffn.for_each_param(f);
+        self.norm1.for_each_param(f);
+        self.norm2.for_each_param(f);
+        for o in [&self.norm1_out, &self.norm2_out].into_iter().flatten() {
+            o.for_each_param(f);
+        }
+    }
+
+    fn for_each_param_mut(&mut self, f: &mut dyn FnMut(ArrayViewMutD<'_, F>)) {
+        self.attn.for_each_param_mut(f);
+        self.ffn.for_each_param_mut(f);
+        self.norm1.for_each_param_mut(f);
+        self.norm2.for_each_param_mut(f);
+        for o in [&mut self.norm1_out, &mut self.norm2_out].into_iter().flatten() {
+            o.for_each_param_mut(f);
+        }
+    }
+
     fn visit_params(&self, f: &mut dyn FnMut(&str, ArrayViewD<'_, F>)) {
         self.attn.visit_params(&mut |n, v| f(&join("attn", n), v));
         self.ffn.visit_params(&mut |n, v| f(&join("ffn", n), v));
@@ -467,6 +567,16 @@ impl<F: Float> Module<F> for TransformerBlock<F> {
 }
 
 impl<F: Float> Gradients<F> for BlockGrads<F> {
+    fn for_each_grad(&self, f: &mut dyn FnMut(ArrayViewD<'_, F>)) {
+        self.attn.for_each_grad(f);
+        self.ffn.for_each_grad(f);
+        self.norm1.for_each_grad(f);
+        self.norm2.for_each_grad(f);
+        for o in [&self.norm1_out, &self.norm2_out].into_iter().flatten() {
+            o.for_each_grad(f);
+        }
+    }
+
     fn visit_grads(&self, f: &mut dyn FnMut(&str, ArrayViewD<'_, F>)) {
         self.attn.visit_grads(&mut |n, v| f(&join("attn", n), v));
         self.ffn.visit_grads(&mut |n, v| f(&join("ffn", n), v));
@@ -543,11 +653,37 @@ pub struct TransformerStack<F: Float> {
     pub final_norm: Option<Norm<F>>,
 }
 
-/// What [`TransformerStack::forward`] saves.
+/// What [`TransformerStack::forward`] saves, and the buffers its `_into` forms reuse.
 #[derive(Debug, Clone, PartialEq)]
 pub struct StackCache<F> {
     blocks: Vec<BlockCache<F>>,
     final_norm: Option<NormCache<F, Ix3>>,
+    /// Each block's output.
+    outs: Vec<Array3<F>>,
+    /// The gradient entering the last block (from the final norm).
+    g: Array3<F>,
+}
+
+impl<F: Float> Default for StackCache<F> {
+    fn default() -> Self {
+        Self {
+            blocks: Vec::new(),
+            final_norm: None,
+            outs: Vec::new(),
+            g: Array3::zeros((0, 0, 0)),
+        }
+    }
+}
+
+impl<F: Float> StackGrads<F> {
+    /// Empty gradients (filled by [`TransformerStack::backward_into`]).
+    pub fn empty() -> Self {
+        Self {
+            blocks: Vec::new(),
+            final_norm: None,
+            d_residual: Vec::new(),
+        }
+    }
 }
 
 /// Gradients of a [`TransformerStack`], plus the gradient of the residual stream.
@@ -607,22 +743,50 @@ impl<F: Float> TransformerStack<F> {
     /// # Errors
     /// [`GradError::ShapeMismatch`] if the last axis is not `D`.
     pub fn forward(&self, x: &ArrayRef3<F>) -> Result<(Array3<F>, StackCache<F>), GradError> {
-        let mut h = x.to_owned();
-        let mut blocks = Vec::with_capacity(self.blocks.len());
-        for b in &self.blocks {
-            let (y, c) = b.forward(&h)?;
-            blocks.push(c);
-            h = y;
+        let (mut y, mut cache) = (Array3::zeros((0, 0, 0)), StackCache::default());
+        self.forward_into(x, &mut y, &mut cache)?;
+        Ok((y, cache))
+    }
+
+    /// [`forward`](Self::forward) into the caller's output and cache (reshaped only when
+    /// the shape of `x` changes; then nothing is allocated).
+    ///
+    /// # Errors
+    /// As [`forward`](Self::forward).
+    pub fn forward_into(
+        &self,
+        x: &ArrayRef3<F>,
+        y: &mut Array3<F>,
+        cache: &mut StackCache<F>,
+    ) -> Result<(), GradError> {
+        let n = self.blocks.len();
+        let c = cache;
+        c.blocks.resize_with(n, BlockCache::default);
+        c.outs.resize_with(n, || Array3::zeros((0, 0, 0)));
+        for (i, (b, bc)) in self.blocks.iter().zip(c.blocks.iter_mut()).enumerate() {
+            let (before, rest) = c.outs.split_at_mut(i);
+            let input: &ArrayRef3<F> = match before.last() {
+                Some(h) => h,
+                None => x,
+            };
+            b.forward_into(input, &mut rest[0], bc)?;
         }
-        let final_norm = match &self.final_norm {
-            Some(n) => {
-                let (y, c) = n.forward(&h)?;
-                h = y;
-                Some(c)
-            }
-            None => None,
+        let last: &ArrayRef3<F> = match c.outs.last() {
+            Some(h) => h,
+            None => x,
         };
-        Ok((h, StackCache { blocks, final_norm }))
+        match &self.final_norm {
+            Some(norm) => {
+                let nc = c.final_norm.get_or_insert_with(NormCache::empty);
+                norm.forward_into(last, y, nc)?;
+            }
+            None => {
+                c.final_norm = None;
+                fit(y, last.raw_dim());
+                y.assign(last);
+            }
+        }
+        Ok(())
     }
 
     /// Backward through the final norm and every block from `dy`; returns `dL/dx`.
@@ -634,56 +798,97 @@ impl<F: Float> TransformerStack<F> {
         cache: &StackCache<F>,
         dy: &ArrayRef3<F>,
     ) -> Result<(Array3<F>, StackGrads<F>), GradError> {
-        if cache.blocks.len() != self.blocks.len() {
+        let (mut dx, mut grads) = (Array3::zeros((0, 0, 0)), StackGrads::empty());
+        self.backward_into(&mut cache.clone(), dy, &mut dx, &mut grads)?;
+        Ok((dx, grads))
+    }
+
+    /// [`backward`](Self::backward) into the caller's `dx` and gradients (`d_residual`
+    /// included); the cache's scratch buffers hold the intermediate gradients.
+    ///
+    /// # Errors
+    /// As [`backward`](Self::backward).
+    pub fn backward_into(
+        &self,
+        cache: &mut StackCache<F>,
+        dy: &ArrayRef3<F>,
+        dx: &mut Array3<F>,
+        grads: &mut StackGrads<F>,
+    ) -> Result<(), GradError> {
+        let n = self.blocks.len();
+        if cache.blocks.len() != n {
             return Err(GradError::ShapeMismatch {
                 what: "cache blocks",
-                expected: vec![self.blocks.len()],
+                expected: vec![n],
                 got: vec![cache.blocks.len()],
             });
         }
-        let (mut g, final_norm) = match (&self.final_norm, &cache.final_norm) {
-            (Some(n), Some(c)) => {
-                let (g, ng) = n.backward(c, dy)?;
-                (g, Some(ng))
+        let c = cache;
+        let from_norm = match (&self.final_norm, &c.final_norm) {
+            (Some(norm), Some(nc)) => {
+                let ng = grads.final_norm.get_or_insert_with(NormGrads::empty);
+                norm.backward_into(nc, dy, &mut c.g, ng)?;
+                true
             }
-            (None, None) => (dy.to_owned(), None),
+            (None, None) => {
+                grads.final_norm = None;
+                false
+            }
             _ => {
+                let name = |with: bool| {
+                    if with {
+                        "stack with final norm"
+                    } else {
+                        "stack without final norm"
+                    }
+                };
                 return Err(GradError::CacheMismatch {
-                    expected: if self.final_norm.is_some() {
-                        "stack with final norm"
-                    } else {
-                        "stack without final norm"
-                    },
-                    got: if cache.final_norm.is_some() {
-                        "stack with final norm"
-                    } else {
-                        "stack without final norm"
-                    },
+                    expected: name(self.final_norm.is_some()),
+                    got: name(c.final_norm.is_some()),
                 });
             }
         };
-        let mut blocks = Vec::with_capacity(self.blocks.len());
-        let mut d_residual = Vec::with_capacity(self.blocks.len());
-        for (b, c) in self.blocks.iter().zip(&cache.blocks).rev() {
-            let (dx, bg) = b.backward(c, &g)?;
-            blocks.push(bg);
-            d_residual.push(dx.clone());
-            g = dx;
+        grads.blocks.resize_with(n, BlockGrads::empty);
+        grads.d_residual.resize_with(n, || Array3::zeros((0, 0, 0)));
+        for i in (0..n).rev() {
+            let (here, after) = grads.d_residual.split_at_mut(i + 1);
+            let g: &ArrayRef3<F> = match after.first() {
+                Some(g) => g,
+                None if from_norm => &c.g,
+                None => dy,
+            };
+            self.blocks[i].backward_into(&mut c.blocks[i], g, &mut here[i], &mut grads.blocks[i])?;
         }
-        blocks.reverse();
-        d_residual.reverse();
-        Ok((
-            g,
-            StackGrads {
-                blocks,
-                final_norm,
-                d_residual,
-            },
-        ))
+        let first: &ArrayRef3<F> = match grads.d_residual.first() {
+            Some(g) => g,
+            None if from_norm => &c.g,
+            None => dy,
+        };
+        fit(dx, first.raw_dim());
+        dx.assign(first);
+        Ok(())
     }
 }
 
 impl<F: Float> Module<F> for TransformerStack<F> {
+    fn for_each_param(&self, f: &mut dyn FnMut(ArrayViewD<'_, F>)) {
+        for b in &self.blocks {
+            b.for_each_param(f);
+        }
+        if let Some(n) = &self.final_norm {
+            n.for_each_param(f);
+        }
+    }
+
+    fn for_each_param_mut(&mut self, f: &mut dyn FnMut(ArrayViewMutD<'_, F>)) {
+        for b in &mut self.blocks {
+            b.for_each_param_mut(f);
+        }
+        if let Some(n) = &mut self.final_norm {
+            n.for_each_param_mut(f);
+        }
+    }
+
     fn visit_params(&self, f: &mut dyn FnMut(&str, ArrayViewD<'_, F>)) {
         for (i, b) in self.blocks.iter().enumerate() {
             let p = format!("blocks.{i}");
@@ -706,6 +911,15 @@ impl<F: Float> Module<F> for TransformerStack<F> {
 }
 
 impl<F: Float> Gradients<F> for StackGrads<F> {
+    fn for_each_grad(&self, f: &mut dyn FnMut(ArrayViewD<'_, F>)) {
+        for b in &self.blocks {
+            b.for_each_grad(f);
+        }
+        if let Some(n) = &self.final_norm {
+            n.for_each_grad(f);
+        }
+    }
+
     fn visit_grads(&self, f: &mut dyn FnMut(&str, ArrayViewD<'_, F>)) {
         for (i, b) in self.blocks.iter().enumerate() {
             let p = format!("blocks.{i}");

@@ -113,10 +113,11 @@ impl Layout {
     }
 
     /// A zeroed buffer and the index in it where `len` elements start at the target page
-    /// offset.
-    fn buffer<F: Float>(self, len: usize) -> (Vec<F>, usize) {
+    /// offset. The buffer comes from this thread's pool (see [`Pooled`]), so repeated
+    /// calls allocate nothing.
+    fn buffer<F: Float>(self, len: usize) -> (Pooled<F>, usize) {
         let size = std::mem::size_of::<F>();
-        let buf = vec![F::zero(); len + PAGE / size];
+        let buf = Pooled::<F>::zeroed(len + PAGE / size);
         let base = buf.as_ptr() as usize % PAGE;
         let start = ((self.target + PAGE - base) % PAGE) / size;
         (buf, start)
@@ -131,6 +132,52 @@ impl Layout {
             &mut rest[..0]
         };
         (&mut pg[..self.d], pb)
+    }
+}
+
+thread_local! {
+    /// Buffers returned by [`Pooled`], kept for the next call on this thread.
+    static POOL: std::cell::RefCell<Vec<Box<dyn std::any::Any>>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// A zeroed buffer taken from this thread's pool and given back when dropped: after the
+/// first calls at a size, a backward allocates nothing for its gamma copy and partials
+/// (the training study calls it thousands of times per run on small rows).
+pub(crate) struct Pooled<F: 'static>(Option<Box<Vec<F>>>);
+
+impl<F: Float> Pooled<F> {
+    fn zeroed(len: usize) -> Self {
+        let found = POOL.with(|p| {
+            let mut p = p.borrow_mut();
+            let i = p.iter().position(|b| b.is::<Vec<F>>())?;
+            Some(p.swap_remove(i))
+        });
+        let mut v: Box<Vec<F>> = found.and_then(|b| b.downcast().ok()).unwrap_or_default();
+        v.clear();
+        v.resize(len, F::zero());
+        Pooled(Some(v))
+    }
+}
+
+impl<F: 'static> Drop for Pooled<F> {
+    fn drop(&mut self) {
+        if let Some(v) = self.0.take() {
+            // A thread being torn down has no pool left: the buffer is simply freed.
+            let _ = POOL.try_with(|p| p.borrow_mut().push(v));
+        }
+    }
+}
+
+impl<F: 'static> std::ops::Deref for Pooled<F> {
+    type Target = [F];
+    fn deref(&self) -> &[F] {
+        self.0.as_deref().map_or(&[], |v| v.as_slice())
+    }
+}
+
+impl<F: 'static> std::ops::DerefMut for Pooled<F> {
+    fn deref_mut(&mut self) -> &mut [F] {
+        self.0.as_deref_mut().map_or(&mut [], |v| v.as_mut_slice())
     }
 }
 

@@ -104,14 +104,15 @@ fn backward_into<F: Float, D: Dimension>(
     dx: &mut ArrayRef<F, D>,
     bufs: GradBufs<'_, F>,
 ) -> Result<(), GradError> {
-    let stats: Vec<(&'static str, &ArrayRef<F, D::Smaller>)> = match saved {
-        NdSaved::LayerNorm(s) => vec![("mean", &s.mean), ("rstd", &s.rstd)],
-        NdSaved::RmsNorm(s) => vec![("rrms", &s.rrms)],
+    // Fixed-size lists: the call allocates nothing for contiguous arrays.
+    let (stats, count): ([(&'static str, &ArrayRef<F, D::Smaller>); 2], usize) = match saved {
+        NdSaved::LayerNorm(s) => ([("mean", &s.mean), ("rstd", &s.rstd)], 2),
+        NdSaved::RmsNorm(s) => ([("rrms", &s.rrms), ("rrms", &s.rrms)], 1),
     };
-    let shapes: Vec<(&'static str, &[usize])> = stats.iter().map(|&(n, a)| (n, a.shape())).collect();
-    check_nd(weight.len(), x, dy, Some(dx.shape()), &shapes)?;
+    let shapes = stats.map(|(n, a)| (n, a.shape()));
+    check_nd(weight.len(), x, dy, Some(dx.shape()), &shapes[..count])?;
     let (xs, dys) = (row_major(x), row_major(dy));
-    let st: Vec<Cow<'_, [F]>> = stats.iter().map(|&(_, a)| row_major(a)).collect();
+    let st = stats.map(|(_, a)| row_major(a));
     let saved = match saved {
         NdSaved::LayerNorm(_) => Saved::LayerNorm {
             mean: &st[0],
