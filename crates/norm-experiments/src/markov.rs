@@ -174,15 +174,23 @@ impl MarkovChain {
 
     /// A stationary sequence of `len` tokens (the first pair drawn from π).
     pub fn sample<R: Rng + ?Sized>(&self, len: usize, rng: &mut R) -> Vec<usize> {
+        let mut out = Vec::with_capacity(len.max(2));
+        self.sample_into(len, rng, &mut out);
+        out
+    }
+
+    /// [`sample`](Self::sample) into `out` (cleared first; the same draws, and no
+    /// allocation once `out` has the capacity).
+    pub fn sample_into<R: Rng + ?Sized>(&self, len: usize, rng: &mut R, out: &mut Vec<usize>) {
         let v = self.vocab;
         let k = draw(&self.stationary, rng.random());
-        let mut out = vec![k / v, k % v];
+        out.clear();
+        out.extend([k / v, k % v]);
         while out.len() < len {
             let (a, b) = (out[out.len() - 2], out[out.len() - 1]);
             out.push(draw(self.row(a, b), rng.random()));
         }
         out.truncate(len);
-        out
     }
 }
 

@@ -5,14 +5,17 @@
 //! several seeds. Measured: training and validation loss against the floor, the largest
 //! learning rate each placement trains at, per-block gradient norms over the first steps,
 //! and LayerNorm vs RMSNorm under Pre-Norm. Runs are spread over the rayon pool; each
-//! run is sequential, so results do not depend on the number of threads.
+//! run is sequential, so results do not depend on the number of threads, and reuses one
+//! cache, one set of gradients and its batch buffers, so a step allocates nothing after
+//! the first.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Instant;
 
 use ndarray::Array2;
 use norm_autograd::{
-    AdamW, AdamWConfig, Decay, LanguageModel, LmConfig, NormKind, Placement, Schedule, StackConfig,
+    AdamW, AdamWConfig, Decay, LanguageModel, LmCache, LmConfig, LmGrads, NormKind, Placement, Schedule,
+    StackConfig,
 };
 use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -27,7 +30,7 @@ fn s3(v: f64) -> String {
     sig(v, 3)
 }
 use crate::markov::MarkovChain;
-use crate::result::{BarSeries, Figure, Finding, LineSeries, LineStyle, Panel, PanelContent, Scale};
+use crate::result::{BarSeries, Figure, Finding, Heatmap, LineSeries, LineStyle, Panel, PanelContent, Scale};
 use crate::study::{Progress, ProgressFn, Study, StudyConfig, no_progress};
 use crate::{Reference, StudyError, study_rng};
 
@@ -415,11 +418,36 @@ fn batch_of(
     len: usize,
     rng: &mut ChaCha8Rng,
 ) -> (Array2<usize>, Array2<usize>) {
-    let seqs: Vec<Vec<usize>> = (0..n).map(|_| chain.sample(len + 1, rng)).collect();
-    (
-        Array2::from_shape_fn((n, len), |(b, l)| seqs[b][l]),
-        Array2::from_shape_fn((n, len), |(b, l)| seqs[b][l + 1]),
-    )
+    let mut batch = Batch::new(n, len);
+    batch.sample(chain, rng);
+    (batch.x, batch.y)
+}
+
+/// A training batch whose buffers are reused from step to step.
+struct Batch {
+    x: Array2<usize>,
+    y: Array2<usize>,
+    seq: Vec<usize>,
+}
+
+impl Batch {
+    fn new(n: usize, len: usize) -> Self {
+        Self {
+            x: Array2::zeros((n, len)),
+            y: Array2::zeros((n, len)),
+            seq: Vec::with_capacity(len + 1),
+        }
+    }
+
+    /// Fresh sequences of `len + 1` tokens, split into inputs and targets (in place).
+    fn sample(&mut self, chain: &MarkovChain, rng: &mut ChaCha8Rng) {
+        let len = self.x.ncols();
+        for (mut x, mut y) in self.x.rows_mut().into_iter().zip(self.y.rows_mut()) {
+            chain.sample_into(len + 1, rng, &mut self.seq);
+            x.iter_mut().zip(&self.seq).for_each(|(o, &t)| *o = t);
+            y.iter_mut().zip(&self.seq[1..]).for_each(|(o, &t)| *o = t);
+        }
+    }
 }
 
 /// `−log p(target | context)` under the true chain, averaged over the batch (the first
@@ -499,8 +527,12 @@ fn train(s: &Setup<'_>, job: Job<'_>) -> Result<Run, StudyError> {
         block_grad_norms: Vec::new(),
         step_seconds: 0.0,
     };
-    let eval = |lm: &LanguageModel<f32>, run: &mut Run, step: usize| -> Result<f64, StudyError> {
-        let l = f64::from(lm.loss(s.val.0.view(), s.val.1.view())?);
+    // One cache and one set of gradient buffers for the whole run (and one cache for
+    // validation): after the first step a step allocates nothing.
+    let (mut cache, mut grads, mut val_cache) = (LmCache::default(), LmGrads::empty(), LmCache::default());
+    let mut batch = Batch::new(c.batch, c.seq_len);
+    let mut eval = |lm: &LanguageModel<f32>, run: &mut Run, step: usize| -> Result<f64, StudyError> {
+        let l = f64::from(lm.loss_into(s.val.0.view(), s.val.1.view(), &mut val_cache)?);
         run.val_steps.push(step);
         run.val_loss.push(l);
         Ok(l)
@@ -510,9 +542,9 @@ fn train(s: &Setup<'_>, job: Job<'_>) -> Result<Run, StudyError> {
     let (mut seconds, mut steps_run) = (0.0, 0usize);
     let mut blew_up = false;
     for step in 0..c.steps {
-        let (x, y) = batch_of(s.chain, c.batch, c.seq_len, &mut data_rng);
+        batch.sample(s.chain, &mut data_rng);
         let t0 = Instant::now();
-        let (loss, grads) = lm.loss_and_grads(x.view(), y.view())?;
+        let loss = lm.loss_and_grads_into(batch.x.view(), batch.y.view(), &mut cache, &mut grads)?;
         if step < c.grad_steps {
             run.block_grad_norms.push(grads.block_grad_norms());
         }
@@ -936,6 +968,51 @@ impl Study for Training {
                 );
             }
         }
+        // Over the first steps: where the largest block gradient sits, step by step.
+        for p in ["post-norm", "pre-norm"] {
+            let g = grad_steps(cfg, m, p);
+            if g.is_empty() {
+                continue;
+            }
+            let ratios: Vec<f64> = g.iter().map(|row| row[row.len() - 1] / row[0]).collect();
+            let argmax = |row: &Vec<f64>| {
+                (0..row.len())
+                    .max_by(|&a, &b| row[a].total_cmp(&row[b]))
+                    .unwrap_or(0)
+            };
+            let last = g[0].len() - 1;
+            let at_last = g.iter().filter(|row| argmax(row) == last).count();
+            let at_first = g.iter().filter(|row| argmax(row) == 0).count();
+            let (lo, hi) = ratios
+                .iter()
+                .fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), &r| {
+                    (a.min(r), b.max(r))
+                });
+            out.push(
+                Finding::new(
+                    &format!("grad_steps_last_over_first_{p}"),
+                    median(ratios.clone()),
+                    "×",
+                    format!(
+                        "{p} at lr {} without warmup, over the first {} steps (mean of {} seeds): the last block's \
+                         gradient norm is {} to {} times the first block's (median {}); the largest of the {} blocks \
+                         is the last in {} of the {} steps and the first in {}.",
+                        s3(cfg.headline_lr),
+                        g.len(),
+                        cfg.seeds,
+                        s3(lo),
+                        s3(hi),
+                        s3(median(ratios)),
+                        last + 1,
+                        at_last,
+                        g.len(),
+                        at_first,
+                    ),
+                )
+                .labelled(&format!("Early steps' gradient, last block over first, {p}"))
+                .cite(&[Reference::Xiong2020]),
+            );
+        }
         let rms_excess = |w: bool| {
             median(
                 m.rms_runs
@@ -1006,19 +1083,48 @@ impl Study for Training {
                 cfg.seeds,
                 cfg.sweep_seeds,
             ),
+            format!(
+                "A block's gradient norm is ‖dL/dθ‖ over all the parameters of that block (attention, feed-forward \
+                 and its norms), recorded at each of the first {} steps of every run; Xiong et al. (2020) derive \
+                 that at initialization Post-Norm's is largest near the output. The figure shows step 0 for every \
+                 placement and the first {} steps of Post- and Pre-Norm at lr {} without warmup; the training-loss \
+                 curves average the training batches between evaluations, so they are noisier than the validation \
+                 curves and sit on the same scale.",
+                cfg.grad_steps,
+                cfg.grad_steps,
+                s3(cfg.headline_lr),
+            ),
         ]
     }
 
-    fn caption(cfg: &Config, _: &Measurements) -> String {
+    fn caption(cfg: &Config, m: &Measurements) -> String {
+        let maps: Vec<&str> = ["post-norm", "pre-norm"]
+            .into_iter()
+            .filter(|p| !grad_steps(cfg, m, p).is_empty())
+            .collect();
+        let heat = match maps.len() {
+            0 => String::new(),
+            n => format!(
+                " {}: each block's gradient norm (log scale{}) over the first {} steps of {} at learning rate {} \
+                 without warmup; block 0 is the input side.",
+                if n == 2 { "(h) and (i)" } else { "(h)" },
+                if n == 2 { ", one colour scale for both" } else { "" },
+                cfg.grad_steps,
+                maps.join(" and "),
+                s3(cfg.headline_lr)
+            ),
+        };
         format!(
             "(a) and (b): validation loss above the floor H while training at learning rate {}, \
-             without and with warmup, on a log axis; the dashed lines mark what a model that \
-             ignores context reaches (the unigram entropy) and the best loss any model of these \
-             sequences can reach. (c) and (d): the final loss − H of every placement at every \
-             learning rate; the higher the bar, the less the run learned, and the panel titles \
-             name the runs that failed. (e): each block's gradient norm at step 0, input side \
-             on the left.",
-            s3(cfg.headline_lr)
+             without and with warmup, on a log axis; (c) and (d): the training loss (the mean \
+             over each stretch of {} steps) of the same runs; in all four the dashed lines mark \
+             what a model that ignores context reaches (the unigram entropy) and the best loss \
+             any model of these sequences can reach. (e) and (f): the final loss − H of every \
+             placement at every learning rate; the higher the bar, the less the run learned, \
+             and the panel titles name the runs that failed. (g): each block's gradient norm at \
+             step 0, input side on the left.{heat}",
+            s3(cfg.headline_lr),
+            cfg.eval_every,
         )
     }
 
@@ -1041,49 +1147,81 @@ impl Study for Training {
                 },
             ]
         };
-        for warmup in [false, true] {
-            let mut series = Vec::new();
-            for p in &cfg.placements {
-                let rs: Vec<&Run> = m
-                    .runs
-                    .iter()
-                    .filter(|r| &r.placement == p && r.lr == cfg.headline_lr && r.warmup == warmup)
-                    .collect();
-                if let Some(first) = rs.first() {
-                    // Runs that blew up stop early: the mean runs while every seed has a point.
-                    let n = rs.iter().map(|r| r.val_loss.len()).min().unwrap_or(0);
-                    let y: Vec<f64> = (0..n)
-                        .map(|k| rs.iter().map(|r| r.val_loss[k] - h).sum::<f64>() / rs.len() as f64)
-                        .take_while(|v| v.is_finite() && *v > 0.0)
+        // (a)–(d): validation, then training, loss − H of the headline runs.
+        for train in [false, true] {
+            for warmup in [false, true] {
+                let mut series = Vec::new();
+                for p in &cfg.placements {
+                    let rs: Vec<&Run> = m
+                        .runs
+                        .iter()
+                        .filter(|r| &r.placement == p && r.lr == cfg.headline_lr && r.warmup == warmup)
                         .collect();
-                    let x = first.val_steps[..y.len()].iter().map(|&s| s as f64).collect();
-                    series.push(LineSeries {
-                        label: p.clone(),
-                        x,
-                        y,
-                        style: LineStyle::Markers,
-                    });
-                }
-            }
-            series.extend(reference_lines(cfg.steps as f64));
-            panels.push(Panel {
-                title: format!(
-                    "Validation loss − H at lr {}, {}",
-                    s3(cfg.headline_lr),
-                    if warmup {
-                        format!("{} warmup steps", cfg.warmup_steps)
-                    } else {
-                        "no warmup".to_owned()
+                    if let Some(first) = rs.first() {
+                        let curve = |r: &'_ Run| {
+                            if train {
+                                r.train_loss.clone()
+                            } else {
+                                r.val_loss.clone()
+                            }
+                        };
+                        // Training-loss windows end at the evaluations after step 0.
+                        let steps = if train {
+                            &first.val_steps[1..]
+                        } else {
+                            &first.val_steps[..]
+                        };
+                        // Runs that blew up stop early: the mean runs while every seed has a
+                        // point; a log axis shows only positive excesses.
+                        let n = rs
+                            .iter()
+                            .map(|r| curve(r).len())
+                            .min()
+                            .unwrap_or(0)
+                            .min(steps.len());
+                        let (x, y): (Vec<f64>, Vec<f64>) = (0..n)
+                            .map(|k| {
+                                let mean = rs.iter().map(|r| curve(r)[k] - h).sum::<f64>() / rs.len() as f64;
+                                (steps[k] as f64, mean)
+                            })
+                            .filter(|(_, v)| v.is_finite() && *v > 0.0)
+                            .unzip();
+                        series.push(LineSeries {
+                            label: p.clone(),
+                            x,
+                            y,
+                            style: LineStyle::Markers,
+                        });
                     }
-                ),
-                x_label: "training step".into(),
-                y_label: format!("loss − H (nats/token, mean of {} seeds)", cfg.seeds),
-                content: PanelContent::Lines {
-                    series,
-                    x_scale: Scale::Linear,
-                    y_scale: Scale::Log,
-                },
-            });
+                }
+                series.extend(reference_lines(cfg.steps as f64));
+                panels.push(Panel {
+                    title: format!(
+                        "{} loss − H at lr {}, {}",
+                        if train { "Training" } else { "Validation" },
+                        s3(cfg.headline_lr),
+                        if warmup {
+                            format!("{} warmup steps", cfg.warmup_steps)
+                        } else {
+                            "no warmup".to_owned()
+                        }
+                    ),
+                    x_label: "training step".into(),
+                    y_label: if train {
+                        format!(
+                            "mean training-batch loss over the last {} steps − H (nats/token, mean of {} seeds)",
+                            cfg.eval_every, cfg.seeds
+                        )
+                    } else {
+                        format!("loss − H (nats/token, mean of {} seeds)", cfg.seeds)
+                    },
+                    content: PanelContent::Lines {
+                        series,
+                        x_scale: Scale::Linear,
+                        y_scale: Scale::Log,
+                    },
+                });
+            }
         }
         // The stability map: final excess (loss − H) per placement and learning rate.
         let cap = 2.0 * (cfg.vocab as f64).ln() - h;
@@ -1155,6 +1293,42 @@ impl Study for Training {
                 y_scale: Scale::Log,
             },
         });
+        // (h), (i): every block's gradient norm over the first steps, Post- and Pre-Norm, on
+        // one colour scale.
+        let maps: Vec<(&str, Vec<Vec<f64>>)> = ["post-norm", "pre-norm"]
+            .into_iter()
+            .filter(|p| cfg.placements.iter().any(|q| q == p))
+            .map(|p| (p, grad_steps(cfg, m, p)))
+            .filter(|(_, g)| !g.is_empty())
+            .collect();
+        let logs = maps
+            .iter()
+            .flat_map(|(_, g)| g.iter().flatten())
+            .filter(|v| v.is_finite() && **v > 0.0)
+            .map(|v| v.log10());
+        let range = logs.fold(None, |r: Option<(f64, f64)>, v| {
+            Some(r.map_or((v, v), |(lo, hi)| (lo.min(v), hi.max(v))))
+        });
+        for (p, g) in &maps {
+            let (steps, blocks) = (g.len(), g[0].len());
+            panels.push(Panel {
+                title: format!(
+                    "{p}: each block's gradient norm over the first {steps} steps (lr {}, no warmup)",
+                    s3(cfg.headline_lr)
+                ),
+                x_label: "training step".into(),
+                y_label: "block (0 = input side)".into(),
+                content: PanelContent::Heatmap(Heatmap {
+                    rows: blocks,
+                    cols: steps,
+                    values: (0..blocks)
+                        .flat_map(|b| g.iter().map(move |row| row[b].log10()))
+                        .collect(),
+                    colorbar_label: format!("log₁₀ ‖dL/dθ_block‖ (mean of {} seeds)", cfg.seeds),
+                    range,
+                }),
+            });
+        }
         Figure {
             title: "Pre-Norm vs Post-Norm in training".into(),
             panels,
@@ -1264,6 +1438,26 @@ fn grad0(cfg: &Config, m: &Measurements, p: &str) -> Vec<f64> {
     };
     (0..first.len())
         .map(|i| g.iter().map(|v| v[i]).sum::<f64>() / g.len() as f64)
+        .collect()
+}
+
+/// Mean over seeds of the per-block gradient norms at each recorded step (`[step][block]`)
+/// for placement `p`, headline runs without warmup; steps up to the shortest run's.
+fn grad_steps(cfg: &Config, m: &Measurements, p: &str) -> Vec<Vec<f64>> {
+    let g: Vec<&Vec<Vec<f64>>> = m
+        .runs
+        .iter()
+        .filter(|r| r.placement == p && !r.warmup && r.lr == cfg.headline_lr)
+        .map(|r| &r.block_grad_norms)
+        .filter(|g| !g.is_empty())
+        .collect();
+    let steps = g.iter().map(|g| g.len()).min().unwrap_or(0);
+    (0..steps)
+        .map(|s| {
+            (0..g[0][s].len())
+                .map(|b| g.iter().map(|r| r[s][b]).sum::<f64>() / g.len() as f64)
+                .collect()
+        })
         .collect()
 }
 
@@ -1406,6 +1600,56 @@ mod tests {
         };
         let a = one(1);
         assert_eq!(format!("{a:?}"), format!("{:?}", one(3)));
+    }
+
+    #[test]
+    fn figure_draws_train_and_validation_curves_and_early_gradients() {
+        let cfg = Config::small();
+        let m = Training::measure(&cfg, 42).unwrap();
+        let fig = Training::figure(&cfg, &m);
+        assert_eq!(fig.panels.len(), 9);
+        // (a)-(d): validation then training curves, one series per placement plus the two
+        // reference lines; the training curve of a run is its window means minus H.
+        for (k, panel) in fig.panels[..4].iter().enumerate() {
+            let PanelContent::Lines { series, .. } = &panel.content else {
+                panic!("panel {k} is not a line chart")
+            };
+            assert_eq!(series.len(), cfg.placements.len() + 2, "{}", panel.title);
+            assert!(series[..cfg.placements.len()].iter().all(|s| !s.y.is_empty()));
+        }
+        let PanelContent::Lines { series, .. } = &fig.panels[2].content else {
+            unreachable!()
+        };
+        let pre = m
+            .runs
+            .iter()
+            .find(|r| r.placement == "pre-norm" && r.lr == cfg.headline_lr && !r.warmup)
+            .unwrap();
+        let s = series.iter().find(|s| s.label == "pre-norm").unwrap();
+        assert_eq!(s.x[0], pre.val_steps[1] as f64);
+        assert_eq!(s.y[0], pre.train_loss[0] - m.entropy_rate);
+        // (h), (i): blocks × recorded steps, log10 of the runs' norms, one shared range.
+        let mut ranges = Vec::new();
+        for (panel, p) in fig.panels[7..].iter().zip(["post-norm", "pre-norm"]) {
+            let PanelContent::Heatmap(h) = &panel.content else {
+                panic!("{} is not a heatmap", panel.title)
+            };
+            assert_eq!((h.rows, h.cols), (cfg.n_layers, cfg.grad_steps));
+            let r = m
+                .runs
+                .iter()
+                .find(|r| r.placement == p && r.lr == cfg.headline_lr && !r.warmup)
+                .unwrap();
+            assert_eq!(h.values[1], r.block_grad_norms[1][0].log10()); // block 0, step 1
+            ranges.push(h.range);
+        }
+        assert!(ranges[0].is_some() && ranges[0] == ranges[1]);
+        // The early-steps findings restate the per-step ratios.
+        let f = Training::findings(&cfg, &m);
+        let post = f.iter().find(|f| f.name == "grad_steps_last_over_first_post-norm").unwrap();
+        let g = grad_steps(&cfg, &m, "post-norm");
+        let ratios: Vec<f64> = g.iter().map(|row| row[cfg.n_layers - 1] / row[0]).collect();
+        assert_eq!(post.value, median(ratios));
     }
 
     #[test]
