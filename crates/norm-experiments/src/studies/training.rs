@@ -1646,7 +1646,10 @@ mod tests {
         assert!(ranges[0].is_some() && ranges[0] == ranges[1]);
         // The early-steps findings restate the per-step ratios.
         let f = Training::findings(&cfg, &m);
-        let post = f.iter().find(|f| f.name == "grad_steps_last_over_first_post-norm").unwrap();
+        let post = f
+            .iter()
+            .find(|f| f.name == "grad_steps_last_over_first_post-norm")
+            .unwrap();
         let g = grad_steps(&cfg, &m, "post-norm");
         let ratios: Vec<f64> = g.iter().map(|row| row[cfg.n_layers - 1] / row[0]).collect();
         assert_eq!(post.value, median(ratios));
