@@ -143,6 +143,9 @@ thread_local! {
 /// A zeroed buffer taken from this thread's pool and given back when dropped: after the
 /// first calls at a size, a backward allocates nothing for its gamma copy and partials
 /// (the training study calls it thousands of times per run on small rows).
+/// The `Vec` is boxed so that it moves in and out of the pool's `Box<dyn Any>` without
+/// a new allocation.
+#[allow(clippy::box_collection)]
 pub(crate) struct Pooled<F: 'static>(Option<Box<Vec<F>>>);
 
 impl<F: Float> Pooled<F> {

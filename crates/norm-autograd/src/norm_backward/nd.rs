@@ -105,7 +105,7 @@ fn backward_into<F: Float, D: Dimension>(
     bufs: GradBufs<'_, F>,
 ) -> Result<(), GradError> {
     // Fixed-size lists: the call allocates nothing for contiguous arrays.
-    let (stats, count): ([(&'static str, &ArrayRef<F, D::Smaller>); 2], usize) = match saved {
+    let (stats, count) = match saved {
         NdSaved::LayerNorm(s) => ([("mean", &s.mean), ("rstd", &s.rstd)], 2),
         NdSaved::RmsNorm(s) => ([("rrms", &s.rrms), ("rrms", &s.rrms)], 1),
     };
