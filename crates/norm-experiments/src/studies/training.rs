@@ -1207,14 +1207,8 @@ impl Study for Training {
                         }
                     ),
                     x_label: "training step".into(),
-                    y_label: if train {
-                        format!(
-                            "mean training-batch loss over the last {} steps − H (nats/token, mean of {} seeds)",
-                            cfg.eval_every, cfg.seeds
-                        )
-                    } else {
-                        format!("loss − H (nats/token, mean of {} seeds)", cfg.seeds)
-                    },
+                    // The caption says the training loss is a mean over each stretch of steps.
+                    y_label: format!("loss − H (nats/token, mean of {} seeds)", cfg.seeds),
                     content: PanelContent::Lines {
                         series,
                         x_scale: Scale::Linear,
