@@ -1,6 +1,8 @@
 //! bf16 and f16 storage: on every kernel path, each output equals the f32 kernel's
 //! output on the widened row rounded once (bit for bit), and lies within 1 ulp of the
-//! f64 reference rounded to the storage type; statistics equal the f32 kernel's.
+//! f64 reference rounded to the storage type, or, near zero where the storage spacing is
+//! finer than the f32 kernel's absolute error, within that error plus 1 spacing;
+//! statistics equal the f32 kernel's.
 //! Ordinary and offset rows, NaN/inf rows, f16 rows whose squares overflow f16 (not
 //! f32) and rows near 65504, bf16 rows whose squares overflow f32 (rescued), outputs
 //! that overflow the storage type; the fused add rounds `h` like `half`'s `+`; every
@@ -74,6 +76,15 @@ fn print_worst() {
     }
 }
 
+/// The spacing of storage type `H` just below `|v|` for bits `u` (the smallest subnormal
+/// at zero).
+fn spacing<H: H16>(u: u16) -> f64 {
+    let mag = u & 0x7fff;
+    let below = mag.saturating_sub(1);
+    (f64::from(half_to_f32::<H>(mag)) - f64::from(half_to_f32::<H>(below)))
+        .max(f64::from(half_to_f32::<H>(1)))
+}
+
 /// Whether bits `u` are a NaN of storage type `H`.
 fn is_nan<H: H16>(u: u16) -> bool {
     half_to_f32::<H>(u).is_nan()
@@ -96,16 +107,20 @@ fn check<H: H16>(kind: Kind, x: &[H], weight: &[H], bias: Option<&[H]>, eps: f32
     let rows = x.len() / d;
     let wide = |v: &[H]| v.iter().map(|h| h.to_acc()).collect::<Vec<f32>>();
     let (x32, w32, b32) = (wide(x), wide(weight), bias.map(wide));
-    let reference = match kind {
+    // The f64 reference and, per element, its x̂ = (x − μ)/σ (RmsNorm: x/rms).
+    let (reference, xhat): (Vec<f64>, Vec<f64>) = match kind {
         Kind::Ln => {
-            layer_norm_reference(&x32, &w32, b32.as_deref(), eps)
-                .expect("valid")
-                .0
+            let (y, mean, rstd) = layer_norm_reference(&x32, &w32, b32.as_deref(), eps).expect("valid");
+            let xh = x32
+                .iter()
+                .enumerate()
+                .map(|(i, &v)| (f64::from(v) - mean[i / d]) * rstd[i / d]);
+            (y, xh.collect())
         }
         Kind::Rms => {
-            rms_norm_reference(&x32, &w32, b32.as_deref(), eps)
-                .expect("valid")
-                .0
+            let (y, rrms) = rms_norm_reference(&x32, &w32, b32.as_deref(), eps).expect("valid");
+            let xh = x32.iter().enumerate().map(|(i, &v)| f64::from(v) * rrms[i / d]);
+            (y, xh.collect())
         }
     };
     let want: Vec<u16> = reference.iter().map(|&v| H::from_f64(v).bits()).collect();
@@ -167,15 +182,35 @@ fn check<H: H16>(kind: Kind, x: &[H], weight: &[H], bias: Option<&[H]>, eps: f32
                 continue;
             }
             let e = ulps(got.bits(), w);
-            assert!(
-                e <= max_ulps,
-                "{} {kind:?} {path}: element {i} = {} is {e} ulps from the reference {} (x row {:?})",
-                H::NAME,
-                half_to_f32::<H>(got.bits()),
-                reference[i],
-                &x32[i / d * d..(i / d + 1) * d].iter().take(8).collect::<Vec<_>>()
-            );
-            worst = worst.max(e);
+            if e > max_ulps {
+                // Near zero the storage type's spacing can be finer than the f32
+                // kernel's own absolute error (a few f32 ulps of |γ|·(1 + |x̂|) + |β|):
+                // f16 subnormals are 6e-8 apart, bf16's spacing at 2e-5 is 1.2e-7. There
+                // the output (still the f32 result rounded once, checked above) must be
+                // within that f32 error plus `max_ulps` spacings of the reference.
+                let j = i % d;
+                let f32_error = 16.0
+                    * f64::from(f32::EPSILON)
+                    * (f64::from(w32[j].abs()) * (1.0 + xhat[i].abs())
+                        + b32.as_ref().map_or(0.0, |b| f64::from(b[j].abs())));
+                let miss = (f64::from(half_to_f32::<H>(got.bits())) - reference[i]).abs();
+                let allowed = f32_error + f64::from(max_ulps.max(1)) * spacing::<H>(w);
+                assert!(
+                    miss <= allowed,
+                    "{} {kind:?} {path}: element {i} = {} is {e} ulps ({miss:e}) from the reference {}, \
+                     more than {max_ulps} ulps and than the f32 kernel's error + spacing {allowed:e} (x row {:?})",
+                    H::NAME,
+                    half_to_f32::<H>(got.bits()),
+                    reference[i],
+                    &x32[i / d * d..(i / d + 1) * d].iter().take(8).collect::<Vec<_>>()
+                );
+                record(
+                    format!("{} {kind:?} {path} (near zero, within the f32 error)", H::NAME),
+                    e,
+                );
+            } else {
+                worst = worst.max(e);
+            }
         }
         record(format!("{} {kind:?} {path}", H::NAME), worst);
         last = y;
@@ -216,6 +251,23 @@ fn ordinary_and_offset_rows_are_within_one_ulp() {
         ordinary::<bf16>(seed, d, 2, 0.0, 1e-20, false, 0.0);
         ordinary::<f16>(seed, d, 2, 0.0, 1e-3, false, 0.0);
     }
+    print_worst();
+}
+
+#[test]
+fn f16_outputs_near_zero_are_within_the_f32_kernels_error() {
+    // Found by the property test below: element 112 of this f16 LayerNorm row is
+    // -4.6909e-5 against the reference -4.7300e-5, 7 f16 subnormal spacings (6e-8 each)
+    // off, yet equal to the f32 kernel's output rounded once: the f32 error (~4e-7 at
+    // |x̂| ≈ 0) is what shows, not the rounding.
+    let mut rng = Rng::new(8_409_024_222_293_773_227);
+    let x = rows::<f16>(&mut rng, 350, 0.0, 1.0);
+    let (w, _) = params::<f16>(&mut rng, 350, false);
+    let y = check(Kind::Ln, &x, &w, None, 1e-6, 1);
+    assert!(
+        y.iter().any(|v| v.to_f32().abs() < 6.1e-5 && v.to_f32() != 0.0),
+        "a subnormal output"
+    );
     print_worst();
 }
 
