@@ -338,11 +338,18 @@ impl<F: Float> Linear<F> {
         grads: &mut LinearGrads<F>,
     ) -> Result<(), GradError> {
         let (n_in, n_out) = (self.in_dim(), self.out_dim());
-        if cache.x.ncols() != n_in || cache.wt.dim() != (n_out, n_in) {
+        if cache.x.ncols() != n_in {
             return Err(GradError::ShapeMismatch {
                 what: "cache.x",
                 expected: vec![cache.x.nrows(), n_in],
                 got: cache.x.shape().to_vec(),
+            });
+        }
+        if cache.wt.dim() != (n_out, n_in) {
+            return Err(GradError::ShapeMismatch {
+                what: "cache.wt",
+                expected: vec![n_out, n_in],
+                got: cache.wt.shape().to_vec(),
             });
         }
         let rows = cache.x.nrows();

@@ -135,6 +135,11 @@ impl Layout {
     }
 }
 
+/// Largest buffer [`Pooled`] gives back to its thread's pool, in bytes.
+const POOL_MAX_BYTES: usize = 1 << 20;
+/// Most buffers a thread's pool holds.
+const POOL_MAX_BUFFERS: usize = 8;
+
 thread_local! {
     /// Buffers returned by [`Pooled`], kept for the next call on this thread.
     static POOL: std::cell::RefCell<Vec<Box<dyn std::any::Any>>> = const { std::cell::RefCell::new(Vec::new()) };
@@ -152,7 +157,14 @@ impl<F: Float> Pooled<F> {
     fn zeroed(len: usize) -> Self {
         let found = POOL.with(|p| {
             let mut p = p.borrow_mut();
-            let i = p.iter().position(|b| b.is::<Vec<F>>())?;
+            // The smallest buffer of this type that holds `len` without growing, else
+            // any of this type (it grows once), so a small gamma copy and large partials
+            // do not trade buffers and grow each other.
+            let cap = |b: &Box<dyn std::any::Any>| b.downcast_ref::<Vec<F>>().map(Vec::capacity);
+            let i = (0..p.len())
+                .filter(|&i| cap(&p[i]).is_some_and(|c| c >= len))
+                .min_by_key(|&i| cap(&p[i]))
+                .or_else(|| (0..p.len()).find(|&i| cap(&p[i]).is_some()))?;
             Some(p.swap_remove(i))
         });
         let mut v: Box<Vec<F>> = found.and_then(|b| b.downcast().ok()).unwrap_or_default();
@@ -165,8 +177,17 @@ impl<F: Float> Pooled<F> {
 impl<F: 'static> Drop for Pooled<F> {
     fn drop(&mut self) {
         if let Some(v) = self.0.take() {
-            // A thread being torn down has no pool left: the buffer is simply freed.
-            let _ = POOL.try_with(|p| p.borrow_mut().push(v));
+            // Only small buffers are kept (the small-row calls the pool is for), and only
+            // a few per thread: a large batch's partials are freed, not held for the life
+            // of the thread. A thread being torn down has no pool left: freed too.
+            if v.capacity() * std::mem::size_of::<F>() <= POOL_MAX_BYTES {
+                let _ = POOL.try_with(|p| {
+                    let mut p = p.borrow_mut();
+                    if p.len() < POOL_MAX_BUFFERS {
+                        p.push(v);
+                    }
+                });
+            }
         }
     }
 }
