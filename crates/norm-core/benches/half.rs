@@ -1,11 +1,15 @@
 //! Criterion groups `half/*`: the bf16 and f16 forward (LayerNorm and RmsNorm, one
 //! thread) on the AVX-512 and AVX2 paths (forced), beside the f32 forward of the same
 //! shape on the same path and the copies of the same 16-bit bytes (`copy_u16`: memcpy;
-//! `copy_u16_streaming`: non-temporal stores), out of cache (65536×512, 8192×4096) and
-//! in cache (512×768), and out of cache the bf16 norm again with every output streamed
-//! (`bf16-PATH-streaming`, to judge `Stores::Auto`'s choice). Throughput counts bytes read + written (2 per element for the
-//! half types, 4 for f32), so the half rows run at twice the GB/s of f32 rows at equal
-//! rows per second; the rows/s ratio is the f32 time over the half time.
+//! `copy_u16_streaming`: non-temporal stores). Shapes: in cache (512×768); beyond the L2
+//! caches (65536×512, 8192×4096: 64 MiB of bf16 input, which a large L3 still holds, as
+//! the 260 MiB of the Xeon in docs/performance.md does); beyond every cache (262144×1024:
+//! 512 MiB of bf16 input and as much output, 1 GiB each for f32, so both run from
+//! memory). From 32 MiB of bf16 output the bf16 norm runs again with every output
+//! streamed (`bf16-PATH-streaming`, to judge `Stores::Auto`'s choice). Throughput counts
+//! bytes read + written (2 per element for the half types, 4 for f32), so the half rows
+//! run at twice the GB/s of f32 rows at equal rows per second; the rows/s ratio is the
+//! f32 time over the half time.
 
 use std::hint::black_box;
 use std::time::{Duration, Instant};
@@ -15,7 +19,7 @@ use norm_core::dispatch::ForcedPath;
 use norm_core::simd::Stores;
 use norm_core::{Element, KernelPath, LayerNorm, RmsNorm, bf16, ceiling, f16};
 
-const SHAPES: [(usize, usize); 3] = [(512, 768), (65536, 512), (8192, 4096)];
+const SHAPES: [(usize, usize); 4] = [(512, 768), (65536, 512), (8192, 4096), (262144, 1024)];
 
 fn data(n: usize) -> Vec<f32> {
     (0..n)
