@@ -6,8 +6,9 @@
 use ndarray::{Array, ArrayRef, Dimension};
 
 use crate::dispatch::ForcedPath;
-use crate::kernels::{Kind, Out, RowParams, norm_row};
-use crate::rows::{StatPair, check_nd, check_slices, check_stats_len, run_nd, run_rows};
+use crate::kernels::{Kind, Out, RowParams, norm_row, norm_rows};
+use crate::rows::{RowKernel, StatPair, check_nd, check_slices, check_stats_len, run_nd, run_rows};
+use crate::simd::Path;
 use crate::{Float, NormError};
 
 /// An output array and its per-row statistics (in the accumulation type).
@@ -22,7 +23,7 @@ pub(crate) fn forward_nd<K: Kind, F: Float, D: Dimension>(
 ) -> Result<WithStats<F, D>, NormError> {
     check_nd(x.shape(), None, p.weight.len())?;
     let mut out = Array::zeros(x.raw_dim());
-    let stats = run_nd(x, &mut out, want_stats, row::<K, F>(ForcedPath::detected(), p))?;
+    let stats = run_nd(x, &mut out, want_stats, &row::<K, F>(ForcedPath::detected(), p))?;
     Ok((out, stats))
 }
 
@@ -33,7 +34,7 @@ pub(crate) fn forward_into_nd<K: Kind, F: Float, D: Dimension>(
     out: &mut ArrayRef<F, D>,
 ) -> Result<(), NormError> {
     check_nd(x.shape(), Some(out.shape()), p.weight.len())?;
-    run_nd(x, out, false, row::<K, F>(ForcedPath::detected(), p))?;
+    run_nd(x, out, false, &row::<K, F>(ForcedPath::detected(), p))?;
     Ok(())
 }
 
@@ -53,18 +54,36 @@ pub(crate) fn forward_slice<K: Kind, F: Float>(
             check_stats_len(name, s.len(), rows)?;
         }
     }
-    run_rows(x, out, d, s0, s1, how.stores(), row::<K, F>(how, p));
+    run_rows(x, out, d, s0, s1, how.stores(), &row::<K, F>(how, p));
     Ok(())
 }
 
 /// The row kernel of norm `K` on `how`'s path.
 #[inline(always)]
-fn row<K: Kind, F: Float>(
-    how: ForcedPath,
-    p: RowParams<'_, F>,
-) -> impl Fn(&[F], Out<'_, F>) -> (F, F) + Sync {
-    let path = how.simd_path();
-    move |x, out| norm_row::<K, F>(path, x, p, out)
+fn row<K: Kind, F: Float>(how: ForcedPath, p: RowParams<'_, F>) -> NormKernel<'_, K, F> {
+    NormKernel {
+        path: how.simd_path(),
+        p,
+        kind: std::marker::PhantomData,
+    }
+}
+
+/// The f32/f64 row kernel of norm `K` on a path, with its parameters.
+struct NormKernel<'a, K, F> {
+    path: Path,
+    p: RowParams<'a, F>,
+    kind: std::marker::PhantomData<K>,
+}
+
+impl<K: Kind, F: Float> RowKernel<F, F> for NormKernel<'_, K, F> {
+    #[inline(always)]
+    fn row(&self, x: &[F], out: Out<'_, F>) -> (F, F) {
+        norm_row::<K, F>(self.path, x, self.p, out)
+    }
+    #[inline(always)]
+    fn rows(&self, x: &[F], out: Out<'_, F>, stats: [Option<&mut [F]>; 2]) {
+        norm_rows::<K, F>(self.path, x, self.p, out, stats);
+    }
 }
 
 /// Generates the forward methods whose signatures `LayerNorm` and `RmsNorm` share, for

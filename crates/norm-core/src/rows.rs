@@ -85,12 +85,22 @@ pub(crate) fn go_parallel<F>(len: usize) -> bool {
     len.saturating_mul(std::mem::size_of::<F>()) >= PAR_MIN_BYTES && rayon::current_num_threads() > 1
 }
 
-/// Applies `row` to each `d`-long row of `x`, writing `out`; the two per-row statistics
-/// it returns go to `s0`/`s1` when given. Lengths must already be checked.
+/// A row kernel as the drivers apply it: to one row (the strided lanes), or to a run of
+/// consecutive rows in one call (the contiguous rows, which the kernels pipeline).
+pub(crate) trait RowKernel<E, S>: Sync {
+    /// `out = norm(x)` for one row; returns its two statistics.
+    fn row(&self, x: &[E], out: Out<'_, E>) -> (S, S);
+    /// `out = norm(x)` for whole rows `x` (`out` as long); each row's two statistics go
+    /// to `stats` where given. Bit-identical to [`row`](RowKernel::row) on each row.
+    fn rows(&self, x: &[E], out: Out<'_, E>, stats: [Option<&mut [S]>; 2]);
+}
+
+/// Applies `kernel` to each `d`-long row of `x`, writing `out`; the two per-row
+/// statistics go to `s0`/`s1` when given. Lengths must already be checked.
 ///
-/// `row(x, out)` gets each output row paired with how to write it, as `stores` decides
-/// from the size of the whole `out` (so never differently per thread); each block that
-/// streamed is fenced before it returns.
+/// Each run of rows is written as `stores` decides from the size of the whole `out`
+/// (so never differently per thread); each block that streamed is fenced before it
+/// returns.
 ///
 /// With the `rayon` feature, large batches are split into fixed blocks of whole rows
 /// ([`rows_per_block`]) run on the current rayon pool. Every row is computed by the same
@@ -102,7 +112,7 @@ pub(crate) fn run_rows<E: Elem, S: Stat>(
     s0: Option<&mut [S]>,
     s1: Option<&mut [S]>,
     stores: Stores,
-    row: impl Fn(&[E], Out<'_, E>) -> (S, S) + Sync,
+    kernel: &impl RowKernel<E, S>,
 ) {
     // Decided once for the whole call from the bytes it moves (x read, y written).
     let store = stores.store_moved(std::mem::size_of::<E>().saturating_mul(x.len() + out.len()));
@@ -123,31 +133,22 @@ pub(crate) fn run_rows<E: Elem, S: Stat>(
             .collect();
         blocks
             .into_par_iter()
-            .for_each(|(xb, ob, a, b)| run_rows_serial(xb, ob, d, a, b, store, &row));
+            .for_each(|(xb, ob, a, b)| run_rows_serial(xb, ob, a, b, store, kernel));
         return;
     }
-    run_rows_serial(x, out, d, s0, s1, store, row);
+    run_rows_serial(x, out, s0, s1, store, kernel);
 }
 
-/// The serial body of [`run_rows`].
+/// The serial body of [`run_rows`]: one call of the kernel over all the rows.
 fn run_rows_serial<E: Elem, S: Stat>(
     x: &[E],
-    out: &mut [E],
-    d: usize,
-    mut s0: Option<&mut [S]>,
-    mut s1: Option<&mut [S]>,
+    y: &mut [E],
+    s0: Option<&mut [S]>,
+    s1: Option<&mut [S]>,
     store: Store,
-    row: impl Fn(&[E], Out<'_, E>) -> (S, S),
+    kernel: &impl RowKernel<E, S>,
 ) {
-    for (i, (xr, or)) in x.chunks_exact(d).zip(out.chunks_exact_mut(d)).enumerate() {
-        let (a, b) = row(xr, Out { y: or, store });
-        if let Some(s) = s0.as_deref_mut() {
-            s[i] = a;
-        }
-        if let Some(s) = s1.as_deref_mut() {
-            s[i] = b;
-        }
-    }
+    kernel.rows(x, Out { y, store }, [s0, s1]);
     if store == Store::Streaming {
         stream_fence();
     }
@@ -165,7 +166,7 @@ pub(crate) fn run_nd<E: Elem, S: Stat, D: Dimension>(
     x: &ArrayRef<E, D>,
     out: &mut ArrayRef<E, D>,
     want_stats: bool,
-    row: impl Fn(&[E], Out<'_, E>) -> (S, S) + Sync,
+    kernel: &impl RowKernel<E, S>,
 ) -> Result<StatPair<S, D>, NormError> {
     let ax = Axis(x.ndim() - 1);
     let d = x.len_of(ax);
@@ -173,7 +174,7 @@ pub(crate) fn run_nd<E: Elem, S: Stat, D: Dimension>(
     if let (Some(xs), Some(os)) = (x.as_slice(), out.as_slice_mut()) {
         // Contiguous row-major: the slice layer, no copies.
         if !want_stats {
-            run_rows(xs, os, d, None, None, Stores::Auto, row);
+            run_rows(xs, os, d, None, None, Stores::Auto, kernel);
             let z = S::default();
             return Ok((
                 Array::from_elem(stats_dim.clone(), z),
@@ -183,7 +184,7 @@ pub(crate) fn run_nd<E: Elem, S: Stat, D: Dimension>(
         let rows = xs.len().checked_div(d).unwrap_or(0);
         let mut s0 = vec![S::default(); rows];
         let mut s1 = vec![S::default(); rows];
-        run_rows(xs, os, d, Some(&mut s0), Some(&mut s1), Stores::Auto, row);
+        run_rows(xs, os, d, Some(&mut s0), Some(&mut s1), Stores::Auto, kernel);
         let shape_err = |_| NormError::StatsShape {
             name: "stats",
             got: vec![rows],
@@ -215,10 +216,10 @@ pub(crate) fn run_nd<E: Elem, S: Stat, D: Dimension>(
         }
         blocks
             .into_par_iter()
-            .for_each(|block| strided_lanes(d, block, &row));
+            .for_each(|block| strided_lanes(d, block, kernel));
         return Ok((s0, s1));
     }
-    strided_lanes(d, lanes, &row);
+    strided_lanes(d, lanes, kernel);
     Ok((s0, s1))
 }
 
@@ -235,7 +236,7 @@ const TILE: usize = 16;
 fn strided_lanes<'a, E: Elem + 'a, S: Stat + 'a>(
     d: usize,
     lanes: impl IntoIterator<Item = LaneJob<'a, E, S>>,
-    row: &impl Fn(&[E], Out<'_, E>) -> (S, S),
+    kernel: &impl RowKernel<E, S>,
 ) {
     let mut xin = vec![E::default(); TILE * d];
     let mut yout = vec![E::default(); TILE * d];
@@ -256,7 +257,7 @@ fn strided_lanes<'a, E: Elem + 'a, S: Stat + 'a>(
                 None => &xin[j * d..(j + 1) * d],
             };
             let (sa, sb) = match ol.as_slice_mut() {
-                Some(o) => row(
+                Some(o) => kernel.row(
                     xr,
                     Out {
                         y: o,
@@ -265,7 +266,7 @@ fn strided_lanes<'a, E: Elem + 'a, S: Stat + 'a>(
                 ),
                 None => {
                     scatter = true;
-                    row(
+                    kernel.row(
                         xr,
                         Out {
                             y: &mut yout[j * d..(j + 1) * d],

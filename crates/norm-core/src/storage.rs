@@ -17,9 +17,9 @@ use crate::convert::Half;
 use crate::dispatch::ForcedPath;
 use crate::forward::WithStats;
 use crate::fused::drive_add_rows;
-use crate::kernels::{Kind, Out, RowParams, half_add_row, half_row};
+use crate::kernels::{Kind, Out, RowParams, half_add_row, half_row, half_rows};
 use crate::params::Affine;
-use crate::rows::{check_nd, check_slices, check_stats_len, run_nd, run_rows};
+use crate::rows::{RowKernel, check_nd, check_slices, check_stats_len, run_nd, run_rows};
 use crate::simd::Path;
 
 /// A half-precision norm's weight and bias widened to f32 (once per call), with eps.
@@ -55,11 +55,30 @@ impl Params32 {
 
 /// The row kernel of norm `K` for storage type `H` on `path`.
 #[inline(always)]
-fn row<K: Kind, H: Half>(
+fn row<K: Kind, H: Half>(path: Path, p: RowParams<'_, f32>) -> HalfKernel<'_, K, H> {
+    HalfKernel {
+        path,
+        p,
+        kind: std::marker::PhantomData,
+    }
+}
+
+/// The half-precision row kernel of norm `K` for storage type `H` on a path.
+struct HalfKernel<'a, K, H> {
     path: Path,
-    p: RowParams<'_, f32>,
-) -> impl Fn(&[H], Out<'_, H>) -> (f32, f32) + Sync {
-    move |x, out| half_row::<K, H>(path, x, p, out)
+    p: RowParams<'a, f32>,
+    kind: std::marker::PhantomData<(K, H)>,
+}
+
+impl<K: Kind, H: Half> RowKernel<H, f32> for HalfKernel<'_, K, H> {
+    #[inline(always)]
+    fn row(&self, x: &[H], out: Out<'_, H>) -> (f32, f32) {
+        half_row::<K, H>(self.path, x, self.p, out)
+    }
+    #[inline(always)]
+    fn rows(&self, x: &[H], out: Out<'_, H>, stats: [Option<&mut [f32]>; 2]) {
+        half_rows::<K, H>(self.path, x, self.p, out, stats);
+    }
 }
 
 /// `norm(x)` over the last axis into a new array (with the statistics when `want_stats`).
@@ -71,7 +90,7 @@ pub(crate) fn half_forward_nd<K: Kind, H: Half, D: Dimension>(
     check_nd(x.shape(), None, p.weight.len())?;
     let mut out = Array::from_elem(x.raw_dim(), H::default());
     let p32 = Params32::of(p);
-    let stats = run_nd(x, &mut out, want_stats, row::<K, H>(Path::detected(), p32.row()))?;
+    let stats = run_nd(x, &mut out, want_stats, &row::<K, H>(Path::detected(), p32.row()))?;
     Ok((out, stats))
 }
 
@@ -83,7 +102,7 @@ pub(crate) fn half_forward_into_nd<K: Kind, H: Half, D: Dimension>(
 ) -> Result<(), NormError> {
     check_nd(x.shape(), Some(out.shape()), p.weight.len())?;
     let p32 = Params32::of(p);
-    run_nd::<H, f32, D>(x, out, false, row::<K, H>(Path::detected(), p32.row()))?;
+    run_nd::<H, f32, D>(x, out, false, &row::<K, H>(Path::detected(), p32.row()))?;
     Ok(())
 }
 
@@ -111,7 +130,7 @@ pub(crate) fn half_forward_slice<K: Kind, H: Half>(
         s0,
         s1,
         how.stores(),
-        row::<K, H>(how.simd_path(), p32.row()),
+        &row::<K, H>(how.simd_path(), p32.row()),
     );
     Ok(())
 }

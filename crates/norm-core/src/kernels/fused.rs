@@ -7,7 +7,9 @@
 
 use super::stats::{AddInto, Ahead, Plain, Sum};
 use super::write::{h_store, write};
-use super::{Coef, Kind, Out, RowParams, finish, first_pass, moments, needs_rescue, rescue, shift_of};
+use super::{
+    Coef, Kind, Native, Out, RowParams, finish, first_pass, moments, needs_rescue, rescue, shift_of,
+};
 use crate::Float;
 use crate::simd::{Path, Simd, SimdOp, Store, run_on};
 #[allow(unused_imports)]
@@ -31,7 +33,7 @@ impl<K: Kind, F: Float> SimdOp<F> for AddRow<'_, K, F> {
         let (x, r, h, p, out) = (self.x, self.r, self.h, self.p, self.out);
         let n = x.len();
         let shift = shift_of::<K, F>(x[0] + r.map_or(h[0], |r| r[0]));
-        let ahead = Ahead::after(x, Some(r.unwrap_or(h)));
+        let mut ahead = Ahead::after(x, Some(r.unwrap_or(h)));
         let h_plain = |h| AddInto {
             x,
             r,
@@ -41,7 +43,7 @@ impl<K: Kind, F: Float> SimdOp<F> for AddRow<'_, K, F> {
         if out.store == Store::Cached {
             let first = first_pass::<K, S>(s, n, shift, h_plain(&mut *h));
             let (m, var) = moments::<K, S>(s, n, shift, first, Plain(h));
-            return finish::<K, S>(s, h, (shift, m, var), p, out, ahead);
+            return finish::<K, S, F, Native>(s, h, (shift, m, var), p, out, &mut ahead);
         }
         let rv: &[F] = r.unwrap_or(h);
         let first = first_pass::<K, S>(s, n, shift, Sum { x, r: rv });
@@ -53,7 +55,7 @@ impl<K: Kind, F: Float> SimdOp<F> for AddRow<'_, K, F> {
         let rr = F::one() / (var + p.eps).sqrt();
         let h_store = h_store::<S, F>(h.as_ptr(), out.y.as_ptr(), r.is_none());
         let src = AddInto { x, r, h, h_store };
-        write::<K, S, F>(s, src, p, Coef { shift, m, r: rr }, out, ahead);
+        write::<K, S>(s, src, p, Coef { shift, m, r: rr }, out, &mut ahead);
         K::stats(shift + m, rr)
     }
 }

@@ -17,7 +17,7 @@
 use super::rescue::rescue;
 use super::stats::{Ahead, Source};
 use super::write::{Sink, h_store, write};
-use super::{Coef, Kind, Out, RowParams, first_pass, moments, needs_rescue, shift_of};
+use super::{Coef, Io, Kind, Out, RowParams, Rows, finish, first_pass, moments, needs_rescue, shift_of};
 use crate::convert::Half;
 use crate::simd::{Path, Simd, SimdOp, Store, on_half};
 
@@ -170,23 +170,27 @@ impl<S: Simd<E = f32>, H: Half> Sink<S> for HalfOut<'_, H> {
     }
 }
 
-/// The end of a half row, from its moments: the rescue path (on the widened row) if
-/// they call for it, else the write pass into 16 bits. Returns the row's statistics.
-#[inline(always)]
-fn finish<K: Kind, S: Simd<E = f32>, H: Half>(
-    s: S,
-    h: &[H],
-    (shift, m, var): (f32, f32, f32),
-    p: RowParams<'_, f32>,
-    out: Out<'_, H>,
-    ahead: Ahead<H>,
-) -> (f32, f32) {
-    if needs_rescue(var, p.eps) {
-        return rescue_half::<K, H>(h, p, out.y);
+/// Half-precision rows for the shared bodies (`Rows`, `finish`): read through [`Halfs`],
+/// written through [`HalfOut`], rescued widened ([`rescue_half`]).
+struct Narrow;
+
+impl<H: Half> Io<H, f32> for Narrow {
+    #[inline(always)]
+    fn src<S: Simd<E = f32>>(x: &[H]) -> impl Source<S> {
+        Halfs(x)
     }
-    let r = 1.0 / (var + p.eps).sqrt();
-    write::<K, S, H>(s, Halfs(h), p, Coef { shift, m, r }, HalfOut(out), ahead);
-    K::stats(shift + m, r)
+    #[inline(always)]
+    fn sink<S: Simd<E = f32>>(out: Out<'_, H>) -> impl Sink<S> {
+        HalfOut(out)
+    }
+    #[inline(always)]
+    fn at(x: &[H], i: usize) -> f32 {
+        x[i].widen1()
+    }
+    #[inline(always)]
+    fn rescue<K: Kind>(x: &[H], p: RowParams<'_, f32>, y: &mut [H]) -> (f32, f32) {
+        rescue_half::<K, H>(x, p, y)
+    }
 }
 
 /// The rescue path for a half row: widened into an f32 row, rescued, rounded once.
@@ -200,26 +204,6 @@ fn rescue_half<K: Kind, H: Half>(h: &[H], p: RowParams<'_, f32>, y: &mut [H]) ->
         *y = H::narrow1(v);
     }
     stats
-}
-
-/// One half-precision row of either norm: `out = norm(x)`, as the f32 `Row`.
-struct HalfRow<'a, K, H> {
-    x: &'a [H],
-    p: RowParams<'a, f32>,
-    out: Out<'a, H>,
-    kind: std::marker::PhantomData<K>,
-}
-
-impl<K: Kind, H: Half> SimdOp<f32> for HalfRow<'_, K, H> {
-    type Out = (f32, f32);
-    #[inline(always)]
-    fn run<S: Simd<E = f32>>(self, s: S) -> (f32, f32) {
-        let (x, n) = (self.x, self.x.len());
-        let shift = shift_of::<K, f32>(x[0].widen1());
-        let first = first_pass::<K, S>(s, n, shift, Halfs(x));
-        let (m, var) = moments::<K, S>(s, n, shift, first, Halfs(x));
-        finish::<K, S, H>(s, x, (shift, m, var), self.p, self.out, Ahead::after(x, None))
-    }
 }
 
 /// One fused half-precision row: `h = x + r` rounded once (`r = None`: `h` holds the
@@ -246,7 +230,7 @@ impl<K: Kind, H: Half> SimdOp<f32> for HalfAddRow<'_, K, H> {
         let n = x.len();
         let h0 = H::narrow1(x[0].widen1() + r.map_or(h[0], |r| r[0]).widen1());
         let shift = shift_of::<K, f32>(h0.widen1());
-        let ahead = Ahead::after(x, Some(r.unwrap_or(&*h)));
+        let mut ahead = Ahead::after(x, Some(r.unwrap_or(&*h)));
         let plain = |h| HalfAddInto {
             x,
             r,
@@ -256,7 +240,7 @@ impl<K: Kind, H: Half> SimdOp<f32> for HalfAddRow<'_, K, H> {
         if out.store == Store::Cached {
             let first = first_pass::<K, S>(s, n, shift, plain(&mut *h));
             let (m, var) = moments::<K, S>(s, n, shift, first, Halfs(h));
-            return finish::<K, S, H>(s, h, (shift, m, var), p, out, ahead);
+            return finish::<K, S, H, Narrow>(s, h, (shift, m, var), p, out, &mut ahead);
         }
         let sum = HalfSum {
             x,
@@ -271,9 +255,32 @@ impl<K: Kind, H: Half> SimdOp<f32> for HalfAddRow<'_, K, H> {
         let rr = 1.0 / (var + p.eps).sqrt();
         let h_store = h_store::<S, H>(h.as_ptr(), out.y.as_ptr(), r.is_none());
         let src = HalfAddInto { x, r, h, h_store };
-        write::<K, S, H>(s, src, p, Coef { shift, m, r: rr }, HalfOut(out), ahead);
+        write::<K, S>(s, src, p, Coef { shift, m, r: rr }, HalfOut(out), &mut ahead);
         K::stats(shift + m, rr)
     }
+}
+
+/// Whole half-precision rows `x` of norm `K` on `path` into `out`, pipelined as the
+/// f32 rows (`Rows`); each row's f32 statistics go to `stats` where given.
+#[inline(always)]
+pub(crate) fn half_rows<K: Kind, H: Half>(
+    path: Path,
+    x: &[H],
+    p: RowParams<'_, f32>,
+    out: Out<'_, H>,
+    stats: [Option<&mut [f32]>; 2],
+) {
+    let kind = std::marker::PhantomData::<(K, Narrow)>;
+    on_half(
+        path,
+        Rows {
+            x,
+            p,
+            out,
+            stats,
+            kind,
+        },
+    );
 }
 
 /// One half-precision row of norm `K` on `path`: `out = norm(x)`; returns the f32
@@ -285,8 +292,18 @@ pub(crate) fn half_row<K: Kind, H: Half>(
     p: RowParams<'_, f32>,
     out: Out<'_, H>,
 ) -> (f32, f32) {
-    let kind = std::marker::PhantomData::<K>;
-    on_half(path, HalfRow { x, p, out, kind })
+    let kind = std::marker::PhantomData::<(K, Narrow)>;
+    let stats = [None, None];
+    on_half(
+        path,
+        Rows {
+            x,
+            p,
+            out,
+            stats,
+            kind,
+        },
+    )
 }
 
 /// `h = x + r` rounded, then norm `K` of `h`, on `path` (`r = None`: the residual is

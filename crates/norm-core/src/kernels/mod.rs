@@ -11,9 +11,19 @@
 //! - `fused.rs`: the residual-add variants (`h = x + r`, then the norm of `h`);
 //! - `half.rs`: the bf16/f16 rows on the same bodies (16-bit loads widened in
 //!   registers, outputs rounded once as they are stored);
-//! - here: the kinds, the parameter structs, and the forward row itself.
+//! - here: the kinds, the parameter structs, and the forward rows themselves.
 //!
-//! Per row: the first pass reads the row from memory (for the fused variants: reads
+//! Contiguous rows run pipelined, a whole run of rows in one call of the vector entry
+//! point ([`Rows`]): the first reduction of row `i + 1` runs inside the write pass of
+//! row `i`, a four-vector step beside each group of output vectors, and is finished
+//! after it. So RmsNorm reads a row once, beside the previous row's stores, as a copy
+//! does; LayerNorm reads it again (from L1) for the centered sum of squares; and one
+//! row's serial chain (sum, mean, centered sum, root) overlaps the previous row's
+//! stores. The reduction takes exactly the steps it takes alone ([`Cursor`]), so each
+//! row's bits never depend on the row before it or on where a run of rows starts.
+//!
+//! Per row otherwise (one row alone, the fused variants): the first pass reads the row
+//! from memory (for the fused variants: reads
 //! `x` and `r` and writes `h`), the later passes find it in L1. Outputs far beyond the
 //! caches (`simd::Stores`) are written with non-temporal stores; the fused variants then
 //! write `h` in the write pass, beside `y`, and compute `x + r` again in the passes
@@ -33,15 +43,15 @@ mod stats;
 mod write;
 
 pub(crate) use fused::add_row;
-pub(crate) use half::{half_add_row, half_row};
+pub(crate) use half::{half_add_row, half_row, half_rows};
 
 use crate::Float;
 use crate::simd::{Path, Simd, SimdOp, Store, run_on};
 #[allow(unused_imports)]
 use num_traits::{Float as _, One as _, Zero as _};
 use rescue::rescue;
-use stats::{Ahead, Centered, Plain, Source, inv_len, sum_shifted, sum_sq};
-use write::write;
+use stats::{Ahead, Beside, Centered, Cursor, First, Plain, Source, inv_len, sum_shifted, sum_sq};
+use write::{Sink, write};
 
 /// Which norm a kernel computes, at compile time. In a private module (`pub` only so
 /// that the sealed element routes can name it), so closed to the two norms below.
@@ -163,46 +173,166 @@ fn needs_rescue<F: Float>(var: F, eps: F) -> bool {
     !(var.is_finite() && var >= F::RESCUE_BELOW && (var + eps).is_finite())
 }
 
+/// How the row bodies read and write rows of storage type `E`, accumulating in `F`:
+/// natively (`E = F`, [`Native`]) or as 16-bit values widened as they load and rounded
+/// once as they store (`half.rs`).
+trait Io<E, F: Float> {
+    /// Row `x` as a pass reads it.
+    fn src<S: Simd<E = F>>(x: &[E]) -> impl Source<S>;
+    /// Output row `out` as the write pass writes it.
+    fn sink<S: Simd<E = F>>(out: Out<'_, E>) -> impl Sink<S>;
+    /// Element `i` of `x`, in `F`.
+    fn at(x: &[E], i: usize) -> F;
+    /// The rescue path for row `x` (rare): writes `y`, returns [`Kind::stats`].
+    fn rescue<K: Kind>(x: &[E], p: RowParams<'_, F>, y: &mut [E]) -> (F, F);
+}
+
+/// Rows of the accumulation type itself (`f32`, `f64`).
+struct Native;
+
+impl<F: Float> Io<F, F> for Native {
+    #[inline(always)]
+    fn src<S: Simd<E = F>>(x: &[F]) -> impl Source<S> {
+        Plain(x)
+    }
+    #[inline(always)]
+    fn sink<S: Simd<E = F>>(out: Out<'_, F>) -> impl Sink<S> {
+        out
+    }
+    #[inline(always)]
+    fn at(x: &[F], i: usize) -> F {
+        x[i]
+    }
+    #[inline(always)]
+    fn rescue<K: Kind>(x: &[F], p: RowParams<'_, F>, y: &mut [F]) -> (F, F) {
+        rescue::<K, F>(x, p, y)
+    }
+}
+
 /// The norm of row `h` from its moments: the rescue path if they call for it, else
-/// the write pass. Returns the row's statistics.
+/// the write pass, with `beside`'s steps between its vectors (the next row's first
+/// reduction is left untouched by a rescued row: its caller finishes it alone).
+/// Returns the row's statistics.
 #[inline(always)]
-fn finish<K: Kind, S: Simd>(
+fn finish<K: Kind, S: Simd, E, I: Io<E, S::E>>(
     s: S,
-    h: &[S::E],
+    h: &[E],
     (shift, m, var): (S::E, S::E, S::E),
     p: RowParams<'_, S::E>,
-    out: Out<'_, S::E>,
-    ahead: Ahead<S::E>,
+    out: Out<'_, E>,
+    beside: &mut impl Beside<S>,
 ) -> (S::E, S::E) {
     if needs_rescue(var, p.eps) {
-        return rescue::<K, S::E>(h, p, out.y);
+        return I::rescue::<K>(h, p, out.y);
     }
     let r = S::E::one() / (var + p.eps).sqrt();
-    write::<K, S, S::E>(s, Plain(h), p, Coef { shift, m, r }, out, ahead);
+    write::<K, S>(
+        s,
+        I::src::<S>(h),
+        p,
+        Coef { shift, m, r },
+        I::sink::<S>(out),
+        beside,
+    );
     K::stats(shift + m, r)
 }
 
-/// One row of either norm: `out = norm(x)`; returns [`Kind::stats`].
-struct Row<'a, K, F> {
-    x: &'a [F],
-    p: RowParams<'a, F>,
-    out: Out<'a, F>,
-    kind: std::marker::PhantomData<K>,
+/// The first reduction of row `x` (see [`first_pass`]), not started: a [`Cursor`] to
+/// advance beside the write pass of the row before.
+#[inline(always)]
+fn first_cursor<K: Kind, S: Simd, Src: Source<S>>(
+    s: S,
+    n: usize,
+    first: S::E,
+    src: Src,
+) -> Cursor<S, Src, First<K, S>> {
+    Cursor::new(s, n, src, First::<K, S>::new(s, shift_of::<K, S::E>(first)))
 }
 
-impl<K: Kind, F: Float> SimdOp<F> for Row<'_, K, F> {
+/// Consecutive rows of norm `K`, pipelined: the first reduction of row `i + 1` (`Σ (v -
+/// shift)` for LayerNorm, `Σ v²` for RmsNorm) runs inside the write pass of row `i`, a
+/// four-vector step beside each group of output vectors, and is finished after it; so
+/// RmsNorm reads each row once beside the previous row's stores (like a copy), LayerNorm
+/// twice, and one row's serial chain (sum, mean, centered sum, root) overlaps the
+/// previous row's stores. The steps are those of the whole reduction ([`Cursor`]), so
+/// every row's bits are those of the row alone: they never depend on the row before it
+/// or on where a block of rows starts. A rescued row leaves the next row's reduction to
+/// run alone; the last row prefetches what follows it ([`Ahead`]).
+struct Rows<'a, K, I, E, F> {
+    /// Whole rows of `p.weight.len()` elements.
+    x: &'a [E],
+    p: RowParams<'a, F>,
+    out: Out<'a, E>,
+    /// Where each row's two statistics go, when given.
+    stats: [Option<&'a mut [F]>; 2],
+    kind: std::marker::PhantomData<(K, I)>,
+}
+
+impl<K: Kind, F: Float, E, I: Io<E, F>> SimdOp<F> for Rows<'_, K, I, E, F> {
+    /// The statistics of the last row (zeros for no rows).
     type Out = (F, F);
-    /// Two passes for LayerNorm (the mean of `x - x[0]`, then the centered sum of
-    /// squares; the write pass keeps the shift separate so an offset of 1e6 does not
-    /// cost output precision), one for RmsNorm (the sum of squares); then the write pass.
     #[inline(always)]
     fn run<S: Simd<E = F>>(self, s: S) -> (F, F) {
-        let (x, n) = (self.x, self.x.len());
-        let shift = shift_of::<K, F>(x[0]);
-        let first = first_pass::<K, S>(s, n, shift, Plain(x));
-        let (m, var) = moments::<K, S>(s, n, shift, first, Plain(x));
-        finish::<K, S>(s, x, (shift, m, var), self.p, self.out, Ahead::after(x, None))
+        let Rows {
+            x, p, out, mut stats, ..
+        } = self;
+        let d = p.weight.len();
+        let (y, store) = (out.y, out.store);
+        let rows = x.len().checked_div(d).unwrap_or(0);
+        let mut last = (F::zero(), F::zero());
+        if rows == 0 {
+            return last;
+        }
+        assert!(y.len() >= rows * d);
+        let mut first = first_cursor::<K, S, _>(s, d, I::at(x, 0), I::src::<S>(&x[..d])).finish(s);
+        for (i, yr) in y.chunks_exact_mut(d).take(rows).enumerate() {
+            let xr = &x[i * d..(i + 1) * d];
+            let shift = shift_of::<K, F>(I::at(xr, 0));
+            let (m, var) = moments::<K, S>(s, d, shift, first, I::src::<S>(xr));
+            let out = Out { y: yr, store };
+            last = match x.get((i + 1) * d..(i + 2) * d) {
+                Some(nx) => {
+                    let mut next = first_cursor::<K, S, _>(s, d, I::at(nx, 0), I::src::<S>(nx));
+                    let st = finish::<K, S, E, I>(s, xr, (shift, m, var), p, out, &mut next);
+                    first = next.finish(s);
+                    st
+                }
+                None => {
+                    let mut ahead = Ahead::after(xr, None);
+                    finish::<K, S, E, I>(s, xr, (shift, m, var), p, out, &mut ahead)
+                }
+            };
+            for (st, v) in stats.iter_mut().zip([last.0, last.1]) {
+                if let Some(st) = st.as_deref_mut() {
+                    st[i] = v;
+                }
+            }
+        }
+        last
     }
+}
+
+/// Whole rows `x` of norm `K` on `path` into `out` (as long as `x`), pipelined
+/// ([`Rows`]); each row's statistics ([`Kind::stats`]) go to `stats` where given.
+#[inline(always)]
+pub(crate) fn norm_rows<K: Kind, F: Float>(
+    path: Path,
+    x: &[F],
+    p: RowParams<'_, F>,
+    out: Out<'_, F>,
+    stats: [Option<&mut [F]>; 2],
+) {
+    let kind = std::marker::PhantomData::<(K, Native)>;
+    run_on(
+        path,
+        Rows {
+            x,
+            p,
+            out,
+            stats,
+            kind,
+        },
+    );
 }
 
 /// One row of norm `K` on `path`: `out = norm(x)`; returns `(mean, rstd)` (LayerNorm) or
@@ -214,6 +344,16 @@ pub(crate) fn norm_row<K: Kind, F: Float>(
     p: RowParams<'_, F>,
     out: Out<'_, F>,
 ) -> (F, F) {
-    let kind = std::marker::PhantomData::<K>;
-    run_on(path, Row { x, p, out, kind })
+    let kind = std::marker::PhantomData::<(K, Native)>;
+    let stats = [None, None];
+    run_on(
+        path,
+        Rows {
+            x,
+            p,
+            out,
+            stats,
+            kind,
+        },
+    )
 }

@@ -1,9 +1,14 @@
 //! The reductions of the row kernels: what a pass reads ([`Source`]: a plain row, the
 //! row shifted and centered, or the residual sum `x + r`, computed again or written to
-//! `h` as it is read), the prefetch of the rows ahead ([`Ahead`]), and the two sums,
-//! `Σ (v - shift)` and `Σ v²`, each with four independent vector accumulators folded into
-//! fixed blocked [`Totals`] in an order set by the row length alone.
+//! `h` as it is read), the work a write pass does beside its stores ([`Beside`]: the
+//! prefetch of the rows ahead, [`Ahead`], or the next row's first reduction), and the
+//! two sums, `Σ (v - shift)` and `Σ v²`, each with four independent vector accumulators
+//! folded into fixed blocked [`Totals`] in an order set by the row length alone, run
+//! whole or a step at a time ([`Cursor`]) with the same steps.
 
+use std::marker::PhantomData;
+
+use super::Kind;
 use super::write::put;
 use crate::Float;
 use crate::simd::{Simd, Store};
@@ -177,7 +182,7 @@ impl<E> Ahead<E> {
     /// Prefetches elements `[i, i + span)` of the rows ahead (rows of `E`, which for
     /// the half-precision kernels is not the backend's element type).
     #[inline(always)]
-    pub(super) fn touch<S: Simd>(self, s: S, i: usize, span: usize) {
+    pub(super) fn touch<S: Simd>(&self, s: S, i: usize, span: usize) {
         let bytes = span * std::mem::size_of::<E>();
         for p in self.0 {
             if !p.is_null() {
@@ -188,6 +193,41 @@ impl<E> Ahead<E> {
                 }
             }
         }
+    }
+}
+
+/// Work a write pass does beside its own, a step per group of output vectors (see
+/// `write_pass!`): the prefetch of the rows ahead ([`Ahead`]), the first reduction of
+/// the next row ([`Cursor`]: the pipelined rows), both, or nothing (`()`).
+pub(super) trait Beside<S: Simd> {
+    /// The step beside the output vectors at `at..at + span`.
+    fn step(&mut self, s: S, at: usize, span: usize);
+}
+
+impl<S: Simd> Beside<S> for () {
+    #[inline(always)]
+    fn step(&mut self, _: S, _: usize, _: usize) {}
+}
+
+impl<S: Simd, E> Beside<S> for Ahead<E> {
+    #[inline(always)]
+    fn step(&mut self, s: S, at: usize, span: usize) {
+        self.touch(s, at, span);
+    }
+}
+
+impl<S: Simd, Src: Source<S>, T: Term<S>> Beside<S> for Cursor<S, Src, T> {
+    #[inline(always)]
+    fn step(&mut self, s: S, _: usize, _: usize) {
+        Cursor::step(self, s);
+    }
+}
+
+impl<S: Simd, A: Beside<S>, B: Beside<S>> Beside<S> for (A, B) {
+    #[inline(always)]
+    fn step(&mut self, s: S, at: usize, span: usize) {
+        self.0.step(s, at, span);
+        self.1.step(s, at, span);
     }
 }
 
@@ -260,7 +300,7 @@ impl<V: Copy> Totals<V> {
 }
 
 /// What one term of a reduction adds to its accumulator.
-trait Term<S: Simd>: Copy {
+pub(super) trait Term<S: Simd>: Copy {
     /// Accumulator `a` plus the term of vector `v`.
     fn vec(self, s: S, a: S::V, v: S::V) -> S::V;
     /// Scalar total `t` plus the term of element `x`.
@@ -297,47 +337,153 @@ impl<S: Simd> Term<S> for Square {
     }
 }
 
-/// `Σ term(v_i)` over `n` elements of `src`: four vector accumulators folded into blocked
-/// [`Totals`], then single vectors into the first accumulator, then a scalar tail,
-/// combined in a fixed order.
-#[inline(always)]
-fn reduce<S: Simd>(s: S, n: usize, mut src: impl Source<S>, term: impl Term<S>) -> S::E {
-    assert!(n <= src.len());
-    let w = S::W;
-    let z = s.splat(S::E::zero());
-    let mut totals = Totals::new(s);
-    let mut i = 0;
-    let mut a = [z; 4];
-    while i + 4 * w <= n {
-        if i + 4 * w * BLOCK_ITERS <= n {
-            for _ in 0..BLOCK_ITERS {
-                for (k, acc) in a.iter_mut().enumerate() {
-                    // SAFETY: i + 4·W <= n <= src.len() (asserted above).
-                    *acc = term.vec(s, *acc, unsafe { src.vec(s, i + k * w) });
-                }
-                i += 4 * w;
+/// The term of the first pass of norm `K`: [`Shifted`] (LayerNorm) or [`Square`]
+/// (RmsNorm), the same operations.
+#[derive(Clone, Copy)]
+pub(super) struct First<K, S: Simd> {
+    shifted: Shifted<S>,
+    kind: PhantomData<K>,
+}
+
+impl<K: Kind, S: Simd> First<K, S> {
+    /// The first-pass term of a row whose shift is `shift` (zero for RmsNorm).
+    #[inline(always)]
+    pub(super) fn new(s: S, shift: S::E) -> Self {
+        First {
+            shifted: Shifted(s.splat(shift), shift),
+            kind: PhantomData,
+        }
+    }
+}
+
+impl<K: Kind, S: Simd> Term<S> for First<K, S> {
+    #[inline(always)]
+    fn vec(self, s: S, a: S::V, v: S::V) -> S::V {
+        if K::CENTER {
+            self.shifted.vec(s, a, v)
+        } else {
+            Square.vec(s, a, v)
+        }
+    }
+    #[inline(always)]
+    fn one(self, t: S::E, x: S::E) -> S::E {
+        if K::CENTER {
+            self.shifted.one(t, x)
+        } else {
+            <Square as Term<S>>::one(Square, t, x)
+        }
+    }
+}
+
+/// A reduction `Σ term(v_i)` over `n` elements of `src` in progress, so that it can be
+/// advanced a step at a time beside another loop (the write pass of the row before:
+/// see [`Beside`]) and finished afterwards, or run whole ([`reduce`]). Either way it
+/// takes the same steps in the same order, so it gives the same bits: four vector
+/// accumulators, four vectors a step, folded into blocked [`Totals`] every
+/// [`BLOCK_ITERS`] steps while whole blocks remain; then four-vector steps without
+/// folds, single vectors into the first accumulator, a scalar tail, combined in a fixed
+/// order.
+pub(super) struct Cursor<S: Simd, Src, T> {
+    src: Src,
+    term: T,
+    n: usize,
+    /// The next element to read.
+    i: usize,
+    a: [S::V; 4],
+    totals: Totals<S::V>,
+    /// Four-vector steps taken in the current block.
+    iters: usize,
+}
+
+impl<S: Simd, Src: Source<S>, T: Term<S>> Cursor<S, Src, T> {
+    /// A reduction over the first `n` elements of `src`, not started.
+    #[inline(always)]
+    pub(super) fn new(s: S, n: usize, src: Src, term: T) -> Self {
+        // Once per row, so the vector reads below need no checks.
+        assert!(n <= src.len());
+        Cursor {
+            src,
+            term,
+            n,
+            i: 0,
+            a: [s.splat(S::E::zero()); 4],
+            totals: Totals::new(s),
+            iters: 0,
+        }
+    }
+
+    /// Four vectors into the four accumulators.
+    ///
+    /// # Safety
+    /// `self.i + 4·W <= self.n`.
+    #[inline(always)]
+    unsafe fn quad(&mut self, s: S) {
+        let w = S::W;
+        for (k, acc) in self.a.iter_mut().enumerate() {
+            // SAFETY: i + 4·W <= n <= src.len() (the contract; asserted in `new`).
+            *acc = self.term.vec(s, *acc, unsafe { self.src.vec(s, self.i + k * w) });
+        }
+        self.i += 4 * w;
+    }
+
+    /// One four-vector step, and the fold that closes a block; nothing once fewer than
+    /// four vectors remain ([`finish`](Cursor::finish) takes the rest).
+    #[inline(always)]
+    pub(super) fn step(&mut self, s: S) {
+        if self.i + 4 * S::W <= self.n {
+            // SAFETY: checked just above.
+            unsafe { self.quad(s) };
+            self.iters += 1;
+            if self.iters == BLOCK_ITERS {
+                self.totals.fold(s, self.a);
+                self.a = [s.splat(S::E::zero()); 4];
+                self.iters = 0;
             }
-            totals.fold(s, a);
-            a = [z; 4];
-            continue;
         }
-        for (k, acc) in a.iter_mut().enumerate() {
+    }
+
+    /// The rest of the reduction, and its total.
+    #[inline(always)]
+    pub(super) fn finish(mut self, s: S) -> S::E {
+        let w = S::W;
+        let z = s.splat(S::E::zero());
+        // The block in progress, if any (it closes, or fewer than four vectors remain).
+        while self.iters != 0 && self.i + 4 * w <= self.n {
+            self.step(s);
+        }
+        // From a block boundary: whole blocks, then the last steps without a fold.
+        while self.i + 4 * w <= self.n {
+            if self.i + 4 * w * BLOCK_ITERS <= self.n {
+                for _ in 0..BLOCK_ITERS {
+                    // SAFETY: a whole block fits (checked just above).
+                    unsafe { self.quad(s) };
+                }
+                self.totals.fold(s, self.a);
+                self.a = [z; 4];
+                continue;
+            }
+            // SAFETY: checked by the loop condition.
+            unsafe { self.quad(s) };
+        }
+        let mut i = self.i;
+        while i + w <= self.n {
             // SAFETY: as above.
-            *acc = term.vec(s, *acc, unsafe { src.vec(s, i + k * w) });
+            self.a[0] = self.term.vec(s, self.a[0], unsafe { self.src.vec(s, i) });
+            i += w;
         }
-        i += 4 * w;
+        let mut t = S::E::zero();
+        while i < self.n {
+            t = self.term.one(t, self.src.one(i));
+            i += 1;
+        }
+        self.totals.finish(s, self.a) + t
     }
-    while i + w <= n {
-        // SAFETY: as above.
-        a[0] = term.vec(s, a[0], unsafe { src.vec(s, i) });
-        i += w;
-    }
-    let mut t = S::E::zero();
-    while i < n {
-        t = term.one(t, src.one(i));
-        i += 1;
-    }
-    totals.finish(s, a) + t
+}
+
+/// `Σ term(v_i)` over `n` elements of `src`, whole (see [`Cursor`]).
+#[inline(always)]
+fn reduce<S: Simd>(s: S, n: usize, src: impl Source<S>, term: impl Term<S>) -> S::E {
+    Cursor::new(s, n, src, term).finish(s)
 }
 
 /// `Σ (v_i - shift)` over `n` elements of `src` (see [`reduce`]).

@@ -2,15 +2,15 @@
 //! for RmsNorm: its loop over plain or streaming stores ([`write_pass!`]), the cache-line
 //! geometry of streaming stores, and the one store helper ([`put`]).
 
-use super::stats::{Ahead, Source};
+use super::stats::{Beside, Source};
 use super::{Coef, Kind, Out, RowParams};
 use crate::simd::{Simd, Store};
 
 /// The loop of a write pass over the `$n` elements of an output row: `$vector` (with
 /// `$i` and `$store` bound) writes elements `$i..$i + W` (`$store`: how; `Streaming`
 /// only at a vector boundary of the output), `$scalar` writes element `$j`, `$touch`
-/// (with `$t`, `$span` bound) prefetches what the vectors at `$t..$t + $span` will
-/// want next. `$vector` and `$scalar` must compute each element with the same
+/// (with `$t`, `$span` bound) is the work done beside the vectors at `$t..$t + $span`
+/// (a prefetch of what they will want next, or a step of the next row's reduction). `$vector` and `$scalar` must compute each element with the same
 /// operations, so which of them writes an element never changes a bit.
 ///
 /// Plain (`$head = None`): vectors from element 0 on. Streaming (`$head = Some(a)`, `a`
@@ -166,17 +166,18 @@ fn center<K: Kind, S: Simd>(s: S, v: S::V, vs: S::V, vm: S::V) -> S::V {
 }
 
 /// The write pass: `y = center(h) · (r·w) + b` (`center(h) = (h - shift) - m` for
-/// LayerNorm, `h` for RmsNorm), into `out` as its store policy says. The scalar edges
+/// LayerNorm, `h` for RmsNorm), into `out` as its store policy says, with `beside`'s
+/// steps (a prefetch, the next row's first reduction) between its groups of vectors. The scalar edges
 /// round exactly like the vector body (fused where it fuses), so the result never
 /// depends on the stores or the alignment.
 #[inline(always)]
-pub(super) fn write<K: Kind, S: Simd, A: Copy>(
+pub(super) fn write<K: Kind, S: Simd>(
     s: S,
     mut h: impl Source<S>,
     p: RowParams<'_, S::E>,
     c: Coef<S::E>,
     mut y: impl Sink<S>,
-    ahead: Ahead<A>,
+    beside: &mut impl Beside<S>,
 ) {
     let (w, n, weight) = (S::W, p.weight.len(), p.weight);
     let (vs, vm, vr) = (s.splat(c.shift), s.splat(c.m), s.splat(c.r));
@@ -194,7 +195,7 @@ pub(super) fn write<K: Kind, S: Simd, A: Copy>(
             w,
             head,
             LINE / geometry.1,
-            |t, span| ahead.touch(s, t, span),
+            |t, span| beside.step(s, t, span),
             |i, store| unsafe {
                 let d = center::<K, S>(s, h.vec_to(s, i, store), vs, vm);
                 let v = s.mul_add(d, s.mul(vr, s.load_at(weight, i)), s.load_at(b, i));
@@ -207,7 +208,7 @@ pub(super) fn write<K: Kind, S: Simd, A: Copy>(
             w,
             head,
             LINE / geometry.1,
-            |t, span| ahead.touch(s, t, span),
+            |t, span| beside.step(s, t, span),
             |i, store| unsafe {
                 let d = center::<K, S>(s, h.vec_to(s, i, store), vs, vm);
                 y.put(s, i, s.mul(d, s.mul(vr, s.load_at(weight, i))), store);
