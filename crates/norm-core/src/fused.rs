@@ -11,7 +11,7 @@
 use ndarray::{Array, ArrayRef, Dimension, Zip};
 
 use crate::dispatch::ForcedPath;
-use crate::kernels::{Kind, Layer, Out, Rms, RowParams, add_row};
+use crate::kernels::{Kind, Layer, Out, Rms, RowParams, add_rows as add_rows_kernel};
 use crate::rows::{check_nd, check_slices};
 #[cfg(feature = "rayon")]
 use crate::rows::{go_parallel, rows_per_block};
@@ -31,15 +31,16 @@ pub(crate) fn add_rows<K: Kind, F: Float>(
     out: &mut [F],
 ) {
     let path = how.simd_path();
-    let row = move |xr: &[F], rr: Option<&[F]>, hr: &mut [F], out: Out<'_, F>| {
-        add_row::<K, F>(path, (xr, rr), hr, p, out);
+    let rows = move |xr: &[F], rr: Option<&[F]>, hr: &mut [F], out: Out<'_, F>| {
+        add_rows_kernel::<K, F>(path, (xr, rr), hr, p, out);
     };
-    drive_add_rows(how, p.weight.len(), (x, r), h, out, row);
+    drive_add_rows(how, p.weight.len(), (x, r), h, out, rows);
 }
 
-/// Runs `row(x, r, h, out)` (one fused row) over every row of length `d`, serially or in
-/// fixed row blocks on the rayon pool; `how`'s stores decide from the bytes the call
-/// moves (`x`, `r`, `h`, `y`) whether `y` is streamed (each block fenced before it returns). The half-precision
+/// Runs `rows(x, r, h, out)` (fused rows, pipelined by the kernel) over every row of
+/// length `d`, serially in one call or in fixed row blocks on the rayon pool, a call per
+/// block; `how`'s stores decide from the bytes the call moves (`x`, `r`, `h`, `y`)
+/// whether `y` is streamed (each block fenced before it returns). The half-precision
 /// fused norms (`storage.rs`) run on it too.
 pub(crate) fn drive_add_rows<E: Copy + Send + Sync>(
     how: ForcedPath,
@@ -47,7 +48,7 @@ pub(crate) fn drive_add_rows<E: Copy + Send + Sync>(
     (x, r): (&[E], Option<&[E]>),
     h: &mut [E],
     out: &mut [E],
-    row: impl Fn(&[E], Option<&[E]>, &mut [E], Out<'_, E>) + Sync,
+    rows: impl Fn(&[E], Option<&[E]>, &mut [E], Out<'_, E>) + Sync,
 ) {
     if d == 0 {
         return;
@@ -57,16 +58,8 @@ pub(crate) fn drive_add_rows<E: Copy + Send + Sync>(
     let store = how
         .stores()
         .store_moved(std::mem::size_of::<E>().saturating_mul(moved));
-    let serial = |x: &[E], r: Option<&[E]>, h: &mut [E], out: &mut [E]| {
-        let rows = x
-            .chunks_exact(d)
-            .zip(h.chunks_exact_mut(d))
-            .zip(out.chunks_exact_mut(d));
-        let mut rc = r.map(|r| r.chunks_exact(d));
-        for ((xr, hr), y) in rows {
-            let rr = rc.as_mut().and_then(Iterator::next);
-            row(xr, rr, hr, Out { y, store });
-        }
+    let serial = |x: &[E], r: Option<&[E]>, h: &mut [E], y: &mut [E]| {
+        rows(x, r, h, Out { y, store });
         if store == Store::Streaming {
             stream_fence();
         }

@@ -17,7 +17,7 @@ use crate::convert::Half;
 use crate::dispatch::ForcedPath;
 use crate::forward::WithStats;
 use crate::fused::drive_add_rows;
-use crate::kernels::{Kind, Out, RowParams, half_add_row, half_row, half_rows};
+use crate::kernels::{Kind, Out, RowParams, half_add_rows as half_add_rows_kernel, half_row, half_rows};
 use crate::params::Affine;
 use crate::rows::{RowKernel, check_nd, check_slices, check_stats_len, run_nd, run_rows};
 use crate::simd::Path;
@@ -147,8 +147,8 @@ pub(crate) fn half_add_rows<K: Kind, H: Half>(
 ) {
     let p32 = Params32::of(p);
     let (path, pr) = (how.simd_path(), p32.row());
-    let row = move |xr: &[H], rr: Option<&[H]>, hr: &mut [H], y: Out<'_, H>| {
-        half_add_row::<K, H>(path, (xr, rr), hr, pr, y);
+    let rows = move |xr: &[H], rr: Option<&[H]>, hr: &mut [H], y: Out<'_, H>| {
+        half_add_rows_kernel::<K, H>(path, (xr, rr), hr, pr, y);
     };
-    drive_add_rows(how, p.weight.len(), (x, r), h, out, row);
+    drive_add_rows(how, p.weight.len(), (x, r), h, out, rows);
 }

@@ -1,79 +1,127 @@
-//! The fused residual add + norm of one row, for both norms: `h = x + r`, `y = norm(h)`.
-//! With plain stores the first pass writes `h` as it sums and the later passes read it
-//! from L1; with streaming stores the passes before the write pass compute `x + r`
-//! again from L1 and the write pass writes `h` and `y` together, both streamed. The same
-//! operations on the same values either way, so the same bits, and the same bits as the
-//! unfused norm of `h`.
+//! The fused residual add + norm of rows, for both norms and every storage type:
+//! `h = x + r`, `y = norm(h)`, pipelined like the plain rows (`Rows`: the first
+//! reduction of row `i + 1` runs beside row `i`'s write pass). With plain stores the
+//! first pass writes `h` as it sums and the later passes read it from L1; with streaming
+//! stores the passes before the write pass compute `x + r` again from L1 and the write
+//! pass writes `h` and `y` together, both streamed. The same operations on the same
+//! values either way, so the same bits, and the same bits as the unfused norm of `h`.
 
-use super::stats::{AddInto, Ahead, Plain, Sum};
+use super::stats::{Ahead, Beside, Cursor, First};
 use super::write::{h_store, write};
-use super::{
-    Coef, Kind, Native, Out, RowParams, finish, first_pass, moments, needs_rescue, rescue, shift_of,
-};
+use super::{Coef, Io, Kind, Native, Out, RowParams, finish, first_pass, moments, needs_rescue, shift_of};
 use crate::Float;
 use crate::simd::{Path, Simd, SimdOp, Store, run_on};
 #[allow(unused_imports)]
-use num_traits::Float as _;
+use num_traits::{Float as _, One as _};
 
-/// Residual add + norm `K` of one row: `h = x + r`, `out = norm(h)`; returns the row's
-/// statistics. With `r = None` the residual is read from `h` and overwritten (in place).
-struct AddRow<'a, K, F> {
-    x: &'a [F],
-    r: Option<&'a [F]>,
-    h: &'a mut [F],
-    p: RowParams<'a, F>,
-    out: Out<'a, F>,
-    kind: std::marker::PhantomData<K>,
+/// Fused rows of norm `K`: `h = x + r` (in `E`), `out = norm(h)` for whole rows of
+/// `p.weight.len()` elements (`r = None`: the residual is read from `h` and
+/// overwritten, in place).
+pub(super) struct AddRows<'a, K, I, E, F> {
+    pub(super) x: &'a [E],
+    pub(super) r: Option<&'a [E]>,
+    pub(super) h: &'a mut [E],
+    pub(super) p: RowParams<'a, F>,
+    pub(super) out: Out<'a, E>,
+    pub(super) kind: std::marker::PhantomData<(K, I)>,
 }
 
-impl<K: Kind, F: Float> SimdOp<F> for AddRow<'_, K, F> {
-    type Out = (F, F);
+impl<K: Kind, F: Float, E, I: Io<E, F>> SimdOp<F> for AddRows<'_, K, I, E, F> {
+    type Out = ();
     #[inline(always)]
-    fn run<S: Simd<E = F>>(self, s: S) -> (F, F) {
-        let (x, r, h, p, out) = (self.x, self.r, self.h, self.p, self.out);
-        let n = x.len();
-        let shift = shift_of::<K, F>(x[0] + r.map_or(h[0], |r| r[0]));
-        let mut ahead = Ahead::after(x, Some(r.unwrap_or(h)));
-        let h_plain = |h| AddInto {
-            x,
-            r,
-            h,
-            h_store: Store::Cached,
+    fn run<S: Simd<E = F>>(self, s: S) {
+        let AddRows { x, r, h, p, out, .. } = self;
+        let d = p.weight.len();
+        let rows = x.len().checked_div(d).unwrap_or(0);
+        let store = out.store;
+        let row = |i: usize| (&x[i * d..(i + 1) * d], r.map(|r| &r[i * d..(i + 1) * d]));
+        let mut hs = h.chunks_exact_mut(d).take(rows);
+        let mut ys = out.y.chunks_exact_mut(d);
+        let Some(mut hc) = hs.next() else {
+            return;
         };
-        if out.store == Store::Cached {
-            let first = first_pass::<K, S>(s, n, shift, h_plain(&mut *h));
-            let (m, var) = moments::<K, S>(s, n, shift, first, Plain(h));
-            return finish::<K, S, F, Native>(s, h, (shift, m, var), p, out, &mut ahead);
+        // The shift of each row is taken before its first pass can overwrite `h`.
+        let (x0, r0) = row(0);
+        let mut shift = shift_of::<K, F>(I::add_at(x0, r0.unwrap_or(hc), 0));
+        let mut first = if store == Store::Cached {
+            first_pass::<K, S>(s, d, shift, I::add_into::<S>(x0, r0, &mut *hc, Store::Cached))
+        } else {
+            first_pass::<K, S>(s, d, shift, I::sum::<S>(x0, r0.unwrap_or(hc)))
+        };
+        for i in 0..rows {
+            let Some(y) = ys.next() else {
+                return;
+            };
+            let (xr, rr) = row(i);
+            let out = Out { y, store };
+            let Some(hn) = hs.next() else {
+                let mut ahead = Ahead::after(xr, Some(rr.unwrap_or(hc)));
+                add_row::<K, S, E, I>(s, (xr, rr), hc, (shift, first), p, out, &mut ahead);
+                return;
+            };
+            let (xn, rn) = row(i + 1);
+            let shift_n = shift_of::<K, F>(I::add_at(xn, rn.unwrap_or(hn), 0));
+            let term = First::<K, S>::new(s, shift_n);
+            first = if store == Store::Cached {
+                let src = I::add_into::<S>(xn, rn, &mut *hn, Store::Cached);
+                let mut next = Cursor::new(s, d, src, term);
+                add_row::<K, S, E, I>(s, (xr, rr), hc, (shift, first), p, out, &mut next);
+                next.finish(s)
+            } else {
+                let mut next = Cursor::new(s, d, I::sum::<S>(xn, rn.unwrap_or(hn)), term);
+                add_row::<K, S, E, I>(s, (xr, rr), hc, (shift, first), p, out, &mut next);
+                next.finish(s)
+            };
+            (hc, shift) = (hn, shift_n);
         }
-        let rv: &[F] = r.unwrap_or(h);
-        let first = first_pass::<K, S>(s, n, shift, Sum { x, r: rv });
-        let (m, var) = moments::<K, S>(s, n, shift, first, Sum { x, r: rv });
-        if needs_rescue(var, p.eps) {
-            first_pass::<K, S>(s, n, shift, h_plain(&mut *h));
-            return rescue::<K, F>(h, p, out.y);
-        }
-        let rr = F::one() / (var + p.eps).sqrt();
-        let h_store = h_store::<S, F>(h.as_ptr(), out.y.as_ptr(), r.is_none());
-        let src = AddInto { x, r, h, h_store };
-        write::<K, S>(s, src, p, Coef { shift, m, r: rr }, out, &mut ahead);
-        K::stats(shift + m, rr)
     }
 }
 
-/// `h = x + r` then norm `K` of `h`, on `path` (`r = None`: the residual is `h`, in
-/// place); returns the row's statistics.
+/// One fused row after its first pass (`shift` and the first sum given): the moments,
+/// then the rescue path or the write pass, with `beside`'s steps beside it.
 #[inline(always)]
-pub(crate) fn add_row<K: Kind, F: Float>(
+fn add_row<K: Kind, S: Simd, E, I: Io<E, S::E>>(
+    s: S,
+    (x, r): (&[E], Option<&[E]>),
+    h: &mut [E],
+    (shift, first): (S::E, S::E),
+    p: RowParams<'_, S::E>,
+    out: Out<'_, E>,
+    beside: &mut impl Beside<S>,
+) {
+    let n = p.weight.len();
+    if out.store == Store::Cached {
+        // The first pass wrote `h`.
+        let (m, var) = moments::<K, S>(s, n, shift, first, I::src::<S>(h));
+        finish::<K, S, E, I>(s, h, (shift, m, var), p, out, beside);
+        return;
+    }
+    let (m, var) = moments::<K, S>(s, n, shift, first, I::sum::<S>(x, r.unwrap_or(h)));
+    if needs_rescue(var, p.eps) {
+        first_pass::<K, S>(s, n, shift, I::add_into::<S>(x, r, &mut *h, Store::Cached));
+        I::rescue::<K>(h, p, out.y);
+        return;
+    }
+    let rr = S::E::one() / (var + p.eps).sqrt();
+    let h_store = h_store::<S, E>(h.as_ptr(), out.y.as_ptr(), r.is_none());
+    let src = I::add_into::<S>(x, r, h, h_store);
+    write::<K, S>(s, src, p, Coef { shift, m, r: rr }, I::sink::<S>(out), beside);
+}
+
+/// Fused rows `h = x + r`, then norm `K` of `h`, on `path` (`r = None`: the residual is
+/// `h`, in place).
+#[inline(always)]
+pub(crate) fn add_rows<K: Kind, F: Float>(
     path: Path,
     (x, r): (&[F], Option<&[F]>),
     h: &mut [F],
     p: RowParams<'_, F>,
     out: Out<'_, F>,
-) -> (F, F) {
-    let kind = std::marker::PhantomData::<K>;
+) {
+    let kind = std::marker::PhantomData::<(K, Native)>;
     run_on(
         path,
-        AddRow {
+        AddRows {
             x,
             r,
             h,
@@ -81,5 +129,5 @@ pub(crate) fn add_row<K: Kind, F: Float>(
             out,
             kind,
         },
-    )
+    );
 }

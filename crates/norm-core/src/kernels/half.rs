@@ -11,15 +11,17 @@
 //! kernel's output for the widened row, rounded once. Rows that need the rescue path
 //! (overflow, underflow, non-finite) are widened into an f32 row for it (rare, `#[cold]`).
 //!
-//! The vector conversions are the backend's ([`Simd::load_half`], [`Simd::store_half`]),
-//! run on [`on_half`]'s backends.
+//! The rows run on the shared pipelined bodies (`Rows`, `AddRows`) through [`Narrow`],
+//! this file's `Io`. The vector conversions are the backend's ([`Simd::load_half`],
+//! [`Simd::store_half`]), run on [`on_half`]'s backends.
 
+use super::fused::AddRows;
 use super::rescue::rescue;
-use super::stats::{Ahead, Source};
-use super::write::{Sink, h_store, write};
-use super::{Coef, Io, Kind, Out, RowParams, Rows, finish, first_pass, moments, needs_rescue, shift_of};
+use super::stats::Source;
+use super::write::Sink;
+use super::{Io, Kind, Out, RowParams, Rows};
 use crate::convert::Half;
-use crate::simd::{Path, Simd, SimdOp, Store, on_half};
+use crate::simd::{Path, Simd, Store, on_half};
 
 /// A half-precision row, widened to f32 as it is read.
 #[derive(Clone, Copy)]
@@ -191,6 +193,23 @@ impl<H: Half> Io<H, f32> for Narrow {
     fn rescue<K: Kind>(x: &[H], p: RowParams<'_, f32>, y: &mut [H]) -> (f32, f32) {
         rescue_half::<K, H>(x, p, y)
     }
+    #[inline(always)]
+    fn add_into<'a, S: Simd<E = f32>>(
+        x: &'a [H],
+        r: Option<&'a [H]>,
+        h: &'a mut [H],
+        h_store: Store,
+    ) -> impl Source<S> + 'a {
+        HalfAddInto { x, r, h, h_store }
+    }
+    #[inline(always)]
+    fn sum<'a, S: Simd<E = f32>>(x: &'a [H], r: &'a [H]) -> impl Source<S> + 'a {
+        HalfSum { x, r }
+    }
+    #[inline(always)]
+    fn add_at(x: &[H], r: &[H], i: usize) -> f32 {
+        H::narrow1(x[i].widen1() + r[i].widen1()).widen1()
+    }
 }
 
 /// The rescue path for a half row: widened into an f32 row, rescued, rounded once.
@@ -204,60 +223,6 @@ fn rescue_half<K: Kind, H: Half>(h: &[H], p: RowParams<'_, f32>, y: &mut [H]) ->
         *y = H::narrow1(v);
     }
     stats
-}
-
-/// One fused half-precision row: `h = x + r` rounded once (`r = None`: `h` holds the
-/// residual), then the norm of that rounded `h`.
-struct HalfAddRow<'a, K, H> {
-    x: &'a [H],
-    r: Option<&'a [H]>,
-    h: &'a mut [H],
-    p: RowParams<'a, f32>,
-    out: Out<'a, H>,
-    kind: std::marker::PhantomData<K>,
-}
-
-impl<K: Kind, H: Half> SimdOp<f32> for HalfAddRow<'_, K, H> {
-    type Out = (f32, f32);
-    /// With plain stores the first pass writes the rounded `h` as it sums, the later
-    /// passes read it from L1 and the write pass writes `y`. With streaming stores (as
-    /// the f32 fused row) the passes before the write pass compute the rounded `x + r`
-    /// again, and the write pass writes `h` beside `y`, streamed when the two share an
-    /// alignment. The same rounded values either way, so the same bits.
-    #[inline(always)]
-    fn run<S: Simd<E = f32>>(self, s: S) -> (f32, f32) {
-        let (x, r, h, p, out) = (self.x, self.r, self.h, self.p, self.out);
-        let n = x.len();
-        let h0 = H::narrow1(x[0].widen1() + r.map_or(h[0], |r| r[0]).widen1());
-        let shift = shift_of::<K, f32>(h0.widen1());
-        let mut ahead = Ahead::after(x, Some(r.unwrap_or(&*h)));
-        let plain = |h| HalfAddInto {
-            x,
-            r,
-            h,
-            h_store: Store::Cached,
-        };
-        if out.store == Store::Cached {
-            let first = first_pass::<K, S>(s, n, shift, plain(&mut *h));
-            let (m, var) = moments::<K, S>(s, n, shift, first, Halfs(h));
-            return finish::<K, S, H, Narrow>(s, h, (shift, m, var), p, out, &mut ahead);
-        }
-        let sum = HalfSum {
-            x,
-            r: r.unwrap_or(&*h),
-        };
-        let first = first_pass::<K, S>(s, n, shift, sum);
-        let (m, var) = moments::<K, S>(s, n, shift, first, sum);
-        if needs_rescue(var, p.eps) {
-            first_pass::<K, S>(s, n, shift, plain(&mut *h));
-            return rescue_half::<K, H>(h, p, out.y);
-        }
-        let rr = 1.0 / (var + p.eps).sqrt();
-        let h_store = h_store::<S, H>(h.as_ptr(), out.y.as_ptr(), r.is_none());
-        let src = HalfAddInto { x, r, h, h_store };
-        write::<K, S>(s, src, p, Coef { shift, m, r: rr }, HalfOut(out), &mut ahead);
-        K::stats(shift + m, rr)
-    }
 }
 
 /// Whole half-precision rows `x` of norm `K` on `path` into `out`, pipelined as the
@@ -306,20 +271,21 @@ pub(crate) fn half_row<K: Kind, H: Half>(
     )
 }
 
-/// `h = x + r` rounded, then norm `K` of `h`, on `path` (`r = None`: the residual is
-/// `h`, in place); returns the row's statistics.
+/// Fused half-precision rows: `h = x + r` rounded, then norm `K` of `h`, on `path`
+/// (`r = None`: the residual is `h`, in place), pipelined as the f32 fused rows
+/// (`AddRows`).
 #[inline(always)]
-pub(crate) fn half_add_row<K: Kind, H: Half>(
+pub(crate) fn half_add_rows<K: Kind, H: Half>(
     path: Path,
     (x, r): (&[H], Option<&[H]>),
     h: &mut [H],
     p: RowParams<'_, f32>,
     out: Out<'_, H>,
-) -> (f32, f32) {
-    let kind = std::marker::PhantomData::<K>;
+) {
+    let kind = std::marker::PhantomData::<(K, Narrow)>;
     on_half(
         path,
-        HalfAddRow {
+        AddRows {
             x,
             r,
             h,
@@ -327,5 +293,5 @@ pub(crate) fn half_add_row<K: Kind, H: Half>(
             out,
             kind,
         },
-    )
+    );
 }

@@ -14,16 +14,16 @@
 //! - here: the kinds, the parameter structs, and the forward rows themselves.
 //!
 //! Contiguous rows run pipelined, a whole run of rows in one call of the vector entry
-//! point ([`Rows`]): the first reduction of row `i + 1` runs inside the write pass of
-//! row `i`, a four-vector step beside each group of output vectors, and is finished
-//! after it. So RmsNorm reads a row once, beside the previous row's stores, as a copy
-//! does; LayerNorm reads it again (from L1) for the centered sum of squares; and one
-//! row's serial chain (sum, mean, centered sum, root) overlaps the previous row's
-//! stores. The reduction takes exactly the steps it takes alone ([`Cursor`]), so each
-//! row's bits never depend on the row before it or on where a run of rows starts.
+//! point ([`Rows`], and `fused.rs`'s `AddRows`): the first reduction of row `i + 1`
+//! runs inside the write pass of row `i`, a four-vector step beside each group of output
+//! vectors, and is finished after it. So RmsNorm reads a row once, beside the previous
+//! row's stores, as a copy does; LayerNorm reads it again (from L1) for the centered sum
+//! of squares; and one row's serial chain (sum, mean, centered sum, root) overlaps the
+//! previous row's stores. The reduction takes exactly the steps it takes alone
+//! ([`Cursor`]), so each row's bits never depend on the row before it or on where a run
+//! of rows starts. A row alone (the strided lanes) runs the same body with no successor.
 //!
-//! Per row otherwise (one row alone, the fused variants): the first pass reads the row
-//! from memory (for the fused variants: reads
+//! Per row: the first pass reads the row from memory (for the fused variants: reads
 //! `x` and `r` and writes `h`), the later passes find it in L1. Outputs far beyond the
 //! caches (`simd::Stores`) are written with non-temporal stores; the fused variants then
 //! write `h` in the write pass, beside `y`, and compute `x + r` again in the passes
@@ -42,15 +42,17 @@ mod rescue;
 mod stats;
 mod write;
 
-pub(crate) use fused::add_row;
-pub(crate) use half::{half_add_row, half_row, half_rows};
+pub(crate) use fused::add_rows;
+pub(crate) use half::{half_add_rows, half_row, half_rows};
 
 use crate::Float;
 use crate::simd::{Path, Simd, SimdOp, Store, run_on};
 #[allow(unused_imports)]
 use num_traits::{Float as _, One as _, Zero as _};
 use rescue::rescue;
-use stats::{Ahead, Beside, Centered, Cursor, First, Plain, Source, inv_len, sum_shifted, sum_sq};
+use stats::{
+    AddInto, Ahead, Beside, Centered, Cursor, First, Plain, Source, Sum, inv_len, sum_shifted, sum_sq,
+};
 use write::{Sink, write};
 
 /// Which norm a kernel computes, at compile time. In a private module (`pub` only so
@@ -185,6 +187,19 @@ trait Io<E, F: Float> {
     fn at(x: &[E], i: usize) -> F;
     /// The rescue path for row `x` (rare): writes `y`, returns [`Kind::stats`].
     fn rescue<K: Kind>(x: &[E], p: RowParams<'_, F>, y: &mut [E]) -> (F, F);
+    /// The residual sum `h = x + r` in `E`, written to `h` as a pass reads it (`r =
+    /// None`: `h` holds `r`); with `h_store = Streaming`, streamed where the write pass
+    /// streams its output.
+    fn add_into<'a, S: Simd<E = F>>(
+        x: &'a [E],
+        r: Option<&'a [E]>,
+        h: &'a mut [E],
+        h_store: Store,
+    ) -> impl Source<S> + 'a;
+    /// The residual sum `x + r` in `E`, computed again as a pass reads it.
+    fn sum<'a, S: Simd<E = F>>(x: &'a [E], r: &'a [E]) -> impl Source<S> + 'a;
+    /// `x[i] + r[i]` in `E`, as `F`.
+    fn add_at(x: &[E], r: &[E], i: usize) -> F;
 }
 
 /// Rows of the accumulation type itself (`f32`, `f64`).
@@ -206,6 +221,23 @@ impl<F: Float> Io<F, F> for Native {
     #[inline(always)]
     fn rescue<K: Kind>(x: &[F], p: RowParams<'_, F>, y: &mut [F]) -> (F, F) {
         rescue::<K, F>(x, p, y)
+    }
+    #[inline(always)]
+    fn add_into<'a, S: Simd<E = F>>(
+        x: &'a [F],
+        r: Option<&'a [F]>,
+        h: &'a mut [F],
+        h_store: Store,
+    ) -> impl Source<S> + 'a {
+        AddInto { x, r, h, h_store }
+    }
+    #[inline(always)]
+    fn sum<'a, S: Simd<E = F>>(x: &'a [F], r: &'a [F]) -> impl Source<S> + 'a {
+        Sum { x, r }
+    }
+    #[inline(always)]
+    fn add_at(x: &[F], r: &[F], i: usize) -> F {
+        x[i] + r[i]
     }
 }
 
