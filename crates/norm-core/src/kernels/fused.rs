@@ -1,6 +1,8 @@
 //! The fused residual add + norm of rows, for both norms and every storage type:
-//! `h = x + r`, `y = norm(h)`, pipelined like the plain rows (`Rows`: the first
-//! reduction of row `i + 1` runs beside row `i`'s write pass). With plain stores the
+//! `h = x + r`, `y = norm(h)`, in one call per run of rows; the half-precision rows run
+//! pipelined like the plain rows (`Rows`: the first reduction of row `i + 1` runs beside
+//! row `i`'s write pass), the f32/f64 rows one after another (`Io::PIPELINE_FUSED`:
+//! pipelining made them slower in cache). With plain stores the
 //! first pass writes `h` as it sums and the later passes read it from L1; with streaming
 //! stores the passes before the write pass compute `x + r` again from L1 and the write
 //! pass writes `h` and `y` together, both streamed. The same operations on the same
@@ -8,7 +10,9 @@
 
 use super::stats::{Ahead, Beside, Cursor, First};
 use super::write::{h_store, write};
-use super::{Coef, Io, Kind, Native, Out, RowParams, finish, first_pass, moments, needs_rescue, shift_of};
+use super::{
+    Coef, Io, Kind, Native, Out, RowParams, finish, first_pass, moments, needs_rescue, pipelines, shift_of,
+};
 use crate::Float;
 use crate::simd::{Path, Simd, SimdOp, Store, run_on};
 #[allow(unused_imports)]
@@ -41,26 +45,34 @@ impl<K: Kind, F: Float, E, I: Io<E, F>> SimdOp<F> for AddRows<'_, K, I, E, F> {
             return;
         };
         // The shift of each row is taken before its first pass can overwrite `h`.
+        let pipelined = I::PIPELINE_FUSED && pipelines::<E>(d);
         let (x0, r0) = row(0);
         let mut shift = shift_of::<K, F>(I::add_at(x0, r0.unwrap_or(hc), 0));
-        let mut first = if store == Store::Cached {
-            first_pass::<K, S>(s, d, shift, I::add_into::<S>(x0, r0, &mut *hc, Store::Cached))
-        } else {
-            first_pass::<K, S>(s, d, shift, I::sum::<S>(x0, r0.unwrap_or(hc)))
-        };
+        let mut first = add_first::<K, S, E, I>(s, shift, (x0, r0), &mut *hc, store);
         for i in 0..rows {
             let Some(y) = ys.next() else {
                 return;
             };
             let (xr, rr) = row(i);
             let out = Out { y, store };
-            let Some(hn) = hs.next() else {
-                let mut ahead = Ahead::after(xr, Some(rr.unwrap_or(hc)));
-                add_row::<K, S, E, I>(s, (xr, rr), hc, (shift, first), p, out, &mut ahead);
-                return;
+            let hn = hs.next();
+            let (xn, rn) = row((i + 1).min(rows - 1));
+            let shift_n = hn
+                .as_deref()
+                .map_or(shift, |hn| shift_of::<K, F>(I::add_at(xn, rn.unwrap_or(hn), 0)));
+            let hn = match hn {
+                Some(hn) if pipelined => hn,
+                hn => {
+                    let mut ahead = Ahead::after(xr, Some(rr.unwrap_or(hc)));
+                    add_row::<K, S, E, I>(s, (xr, rr), hc, (shift, first), p, out, &mut ahead);
+                    let Some(hn) = hn else {
+                        return;
+                    };
+                    first = add_first::<K, S, E, I>(s, shift_n, (xn, rn), &mut *hn, store);
+                    (hc, shift) = (hn, shift_n);
+                    continue;
+                }
             };
-            let (xn, rn) = row(i + 1);
-            let shift_n = shift_of::<K, F>(I::add_at(xn, rn.unwrap_or(hn), 0));
             let term = First::<K, S>::new(s, shift_n);
             first = if store == Store::Cached {
                 let src = I::add_into::<S>(xn, rn, &mut *hn, Store::Cached);
@@ -74,6 +86,24 @@ impl<K: Kind, F: Float, E, I: Io<E, F>> SimdOp<F> for AddRows<'_, K, I, E, F> {
             };
             (hc, shift) = (hn, shift_n);
         }
+    }
+}
+
+/// The first pass of fused row `(x, r)` alone: with plain stores it writes `h` as it
+/// sums, with streaming stores it computes `x + r` again (`h` written in the write pass).
+#[inline(always)]
+fn add_first<K: Kind, S: Simd, E, I: Io<E, S::E>>(
+    s: S,
+    shift: S::E,
+    (x, r): (&[E], Option<&[E]>),
+    h: &mut [E],
+    store: Store,
+) -> S::E {
+    let n = x.len();
+    if store == Store::Cached {
+        first_pass::<K, S>(s, n, shift, I::add_into::<S>(x, r, h, Store::Cached))
+    } else {
+        first_pass::<K, S>(s, n, shift, I::sum::<S>(x, r.unwrap_or(h)))
     }
 }
 

@@ -14,7 +14,8 @@
 //! - here: the kinds, the parameter structs, and the forward rows themselves.
 //!
 //! Contiguous rows run pipelined, a whole run of rows in one call of the vector entry
-//! point ([`Rows`], and `fused.rs`'s `AddRows`): the first reduction of row `i + 1`
+//! point ([`Rows`], and for the half-precision types `fused.rs`'s `AddRows`; the f32/f64
+//! fused rows run one after another in that call): the first reduction of row `i + 1`
 //! runs inside the write pass of row `i`, a four-vector step beside each group of output
 //! vectors, and is finished after it. So RmsNorm reads a row once, beside the previous
 //! row's stores, as a copy does; LayerNorm reads it again (from L1) for the centered sum
@@ -22,6 +23,8 @@
 //! previous row's stores. The reduction takes exactly the steps it takes alone
 //! ([`Cursor`]), so each row's bits never depend on the row before it or on where a run
 //! of rows starts. A row alone (the strided lanes) runs the same body with no successor.
+//! Rows longer than [`PIPELINE_MAX_ROW_BYTES`] run one after another instead (four such
+//! rows at once no longer fit in L1).
 //!
 //! Per row: the first pass reads the row from memory (for the fused variants: reads
 //! `x` and `r` and writes `h`), the later passes find it in L1. Outputs far beyond the
@@ -179,6 +182,12 @@ fn needs_rescue<F: Float>(var: F, eps: F) -> bool {
 /// natively (`E = F`, [`Native`]) or as 16-bit values widened as they load and rounded
 /// once as they store (`half.rs`).
 trait Io<E, F: Float> {
+    /// Whether the fused rows (`AddRows`) of this storage type run pipelined (rows no
+    /// longer than [`PIPELINE_MAX_ROW_BYTES`]). By A/B measurement (Intel Xeon model
+    /// 207, shared loaded machine): the f32 fused rows ran 3-26% slower pipelined in
+    /// cache (64×768, 512×768; most on AVX2), the bf16 fused rows 3-10% faster there and
+    /// 10-30% faster out of cache.
+    const PIPELINE_FUSED: bool;
     /// Row `x` as a pass reads it.
     fn src<S: Simd<E = F>>(x: &[E]) -> impl Source<S>;
     /// Output row `out` as the write pass writes it.
@@ -206,6 +215,7 @@ trait Io<E, F: Float> {
 struct Native;
 
 impl<F: Float> Io<F, F> for Native {
+    const PIPELINE_FUSED: bool = false;
     #[inline(always)]
     fn src<S: Simd<E = F>>(x: &[F]) -> impl Source<S> {
         Plain(x)
@@ -316,22 +326,28 @@ impl<K: Kind, F: Float, E, I: Io<E, F>> SimdOp<F> for Rows<'_, K, I, E, F> {
             return last;
         }
         assert!(y.len() >= rows * d);
-        let mut first = first_cursor::<K, S, _>(s, d, I::at(x, 0), I::src::<S>(&x[..d])).finish(s);
+        let pipelined = pipelines::<E>(d);
+        let mut first = first_sum::<K, S, E, I>(s, &x[..d]);
         for (i, yr) in y.chunks_exact_mut(d).take(rows).enumerate() {
             let xr = &x[i * d..(i + 1) * d];
             let shift = shift_of::<K, F>(I::at(xr, 0));
             let (m, var) = moments::<K, S>(s, d, shift, first, I::src::<S>(xr));
             let out = Out { y: yr, store };
-            last = match x.get((i + 1) * d..(i + 2) * d) {
-                Some(nx) => {
+            let next = x.get((i + 1) * d..(i + 2) * d);
+            last = match next {
+                Some(nx) if pipelined => {
                     let mut next = first_cursor::<K, S, _>(s, d, I::at(nx, 0), I::src::<S>(nx));
                     let st = finish::<K, S, E, I>(s, xr, (shift, m, var), p, out, &mut next);
                     first = next.finish(s);
                     st
                 }
-                None => {
+                _ => {
                     let mut ahead = Ahead::after(xr, None);
-                    finish::<K, S, E, I>(s, xr, (shift, m, var), p, out, &mut ahead)
+                    let st = finish::<K, S, E, I>(s, xr, (shift, m, var), p, out, &mut ahead);
+                    if let Some(nx) = next {
+                        first = first_sum::<K, S, E, I>(s, nx);
+                    }
+                    st
                 }
             };
             for (st, v) in stats.iter_mut().zip([last.0, last.1]) {
@@ -342,6 +358,27 @@ impl<K: Kind, F: Float, E, I: Io<E, F>> SimdOp<F> for Rows<'_, K, I, E, F> {
         }
         last
     }
+}
+
+/// The first reduction of row `x` (see [`first_pass`]), whole.
+#[inline(always)]
+fn first_sum<K: Kind, S: Simd, E, I: Io<E, S::E>>(s: S, x: &[E]) -> S::E {
+    first_cursor::<K, S, _>(s, x.len(), I::at(x, 0), I::src::<S>(x)).finish(s)
+}
+
+/// The longest rows (in bytes of their storage type) that run pipelined. A pipelined
+/// write pass touches four rows at once (`x` of this row and the next, `y`, the weight),
+/// which must stay in L1 together: by A/B measurement on an Intel Xeon model 207 (48 KiB
+/// L1d, shared loaded machine), f32 rows of 16 KiB ran ~10% slower pipelined (RmsNorm out
+/// of cache, both paths), bf16 rows of 8 KiB 20-40% faster, f32 rows of 2-4 KiB as
+/// fast or faster. Longer rows run one after another, each prefetching the next
+/// ([`Ahead`]) as before.
+const PIPELINE_MAX_ROW_BYTES: usize = 8192;
+
+/// Whether rows of `d` elements of `E` run pipelined ([`PIPELINE_MAX_ROW_BYTES`]).
+#[inline(always)]
+fn pipelines<E>(d: usize) -> bool {
+    d.saturating_mul(std::mem::size_of::<E>()) <= PIPELINE_MAX_ROW_BYTES
 }
 
 /// Whole rows `x` of norm `K` on `path` into `out` (as long as `x`), pipelined
