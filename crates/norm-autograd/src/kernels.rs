@@ -1,13 +1,16 @@
-//! Backward row kernels over contiguous `&[F]` rows, written once for both norms (the
-//! compile-time [`Kind`] switch: LayerNorm centers, RMSNorm does not) against the
-//! vector abstraction shared with `norm-core` (`norm_core::simd`), and run on the path
-//! the CPU supports (AVX-512F, AVX2+FMA or portable).
+//! Backward row kernels over contiguous rows, written once for both norms (the
+//! compile-time [`Kind`] switch: LayerNorm centers, RMSNorm does not) and for every
+//! storage type (the [`Storage`] switch: `f32`/`f64` rows, or bf16/f16 rows computed in
+//! f32, widened in registers as they are loaded and each dx rounded once as it is
+//! stored) against the vector abstraction shared with `norm-core` (`norm_core::simd`),
+//! and run on the path the CPU supports (AVX-512F, AVX2+FMA or portable).
 //!
 //! Each row is read twice: one pass for its reductions (several vector accumulators,
 //! prefetching 4 KiB ahead into the next rows), then, with the row still in L1/L2, one
-//! pass over a group of rows that writes dx and adds each row's `dy·x̂` and `dy` into
-//! the block's dgamma/dbeta partials. For dx arrays far beyond the caches
-//! (`norm_core::simd::Stores`) dx goes out as non-temporal stores.
+//! pass that writes dx and adds each row's `dy·x̂` and `dy` into the block's
+//! dgamma/dbeta partials. In cache the write pass runs over a group of rows, so gamma and
+//! the partials are loaded once per group. For dx arrays far beyond the caches
+//! (`norm_core::simd::Stores`) dx goes out as non-temporal stores, one row at a time.
 //!
 //! Nothing here validates: the slice and ndarray layers in `norm_backward/` check
 //! lengths first; the fixed reduction blocks are `norm_backward/blocks.rs`.
@@ -15,32 +18,125 @@
 
 use std::marker::PhantomData;
 
-use norm_core::Float;
+use norm_core::simd::{Simd, SimdOp, Store, Stores, stream_fence};
+use norm_core::{Float, Half};
 
-use norm_core::simd::{Simd, SimdOp, Stores, stream_fence};
+/// How the kernels read and write the rows of `x`, `dy` and `dx`: elements of a storage
+/// type [`X`](Storage::X) computed in `F`. [`Plain`] rows are `F` itself; [`Halves`] rows
+/// are bf16/f16 computed in f32 (the widening is exact, so the kernels see the f32 row
+/// the f32 backward of the widened inputs would see, and only dx's store rounds).
+pub(crate) trait Storage<F: Float>: Copy + Send + Sync + 'static {
+    /// The element type of `x`, `dy` and `dx`.
+    type X: Copy + Send + Sync;
+    /// `W` elements of `v` from `i`, widened to `F`.
+    ///
+    /// # Safety
+    /// `i + W <= v.len()`.
+    unsafe fn load_at<S: Simd<E = F>>(s: S, v: &[Self::X], i: usize) -> S::V;
+    /// Stores the lanes of `v`, each rounded once to `X`, to `dx[i..i + W]`,
+    /// non-temporally when `nt`.
+    ///
+    /// # Safety
+    /// `i + W <= dx.len()`; with `nt`, `dx[i..]` starts at a multiple of the vector's
+    /// bytes (`W` elements of `X`).
+    unsafe fn store_at<S: Simd<E = F>>(s: S, dx: &mut [Self::X], i: usize, v: S::V, nt: bool);
+    /// One element, widened.
+    fn widen(x: Self::X) -> F;
+    /// One value rounded to `X` (to nearest, ties to even).
+    fn narrow(v: F) -> Self::X;
+}
 
-/// Prefetches the cache lines of `x` and `dy` that lie `ahead` elements past element
-/// `i` of the current row (the next row when `ahead` is the row length), one line per
-/// 64 bytes of a `W`-wide step. The address may lie past the arrays: prefetches never
-/// fault, and `wrapping_add` never makes a pointer invalid to form.
+/// Rows stored in the element type itself (`f32`, `f64`).
+#[derive(Clone, Copy)]
+pub(crate) struct Plain;
+
+impl<F: Float> Storage<F> for Plain {
+    type X = F;
+    #[inline(always)]
+    unsafe fn load_at<S: Simd<E = F>>(s: S, v: &[F], i: usize) -> S::V {
+        // SAFETY: in bounds per the contract.
+        unsafe { s.load_at(v, i) }
+    }
+    #[inline(always)]
+    unsafe fn store_at<S: Simd<E = F>>(s: S, dx: &mut [F], i: usize, v: S::V, nt: bool) {
+        // SAFETY: in bounds (and aligned with `nt`) per the contract.
+        unsafe {
+            if nt {
+                s.stream_at(dx, i, v);
+            } else {
+                s.store_at(dx, i, v);
+            }
+        }
+    }
+    #[inline(always)]
+    fn widen(x: F) -> F {
+        x
+    }
+    #[inline(always)]
+    fn narrow(v: F) -> F {
+        v
+    }
+}
+
+/// bf16/f16 rows computed in f32: loads widen in registers ([`Simd::load_half`]), dx
+/// stores round each lane once ([`Simd::store_half`], as `norm_core::simd::narrow`).
+pub(crate) struct Halves<H>(PhantomData<H>);
+
+impl<H> Clone for Halves<H> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+impl<H> Copy for Halves<H> {}
+
+impl<H: Half> Storage<f32> for Halves<H> {
+    type X = H;
+    #[inline(always)]
+    unsafe fn load_at<S: Simd<E = f32>>(s: S, v: &[H], i: usize) -> S::V {
+        debug_assert!(i + S::W <= v.len());
+        // SAFETY: in bounds per the contract.
+        unsafe { s.load_half(v.as_ptr().add(i)) }
+    }
+    #[inline(always)]
+    unsafe fn store_at<S: Simd<E = f32>>(s: S, dx: &mut [H], i: usize, v: S::V, nt: bool) {
+        debug_assert!(i + S::W <= dx.len());
+        let store = if nt { Store::Streaming } else { Store::Cached };
+        // SAFETY: in bounds, and aligned to `2·W` bytes with `nt`, per the contract.
+        unsafe { s.store_half(dx.as_mut_ptr().add(i), v, store) }
+    }
+    #[inline(always)]
+    fn widen(x: H) -> f32 {
+        x.to_acc()
+    }
+    #[inline(always)]
+    fn narrow(v: f32) -> H {
+        H::from_acc(v)
+    }
+}
+
+/// Prefetches the cache lines of `x` and `dy` that lie `at` elements past their starts
+/// (into the next rows when `at` passes the row), one line per 64 bytes of a `W`-wide
+/// step. The address may lie past the arrays: prefetches never fault, and
+/// `wrapping_add` never makes a pointer invalid to form.
 #[inline(always)]
-fn touch_ahead<S: Simd>(s: S, x: *const S::E, dy: *const S::E, at: usize) {
-    let bytes = S::W * std::mem::size_of::<S::E>();
+fn touch_ahead<S: Simd, X>(s: S, x: *const X, dy: *const X, at: usize) {
+    let bytes = S::W * std::mem::size_of::<X>();
     let mut off = 0;
     while off < bytes {
-        s.prefetch(x.wrapping_add(at).wrapping_byte_add(off));
-        s.prefetch(dy.wrapping_add(at).wrapping_byte_add(off));
+        s.prefetch(x.wrapping_add(at).wrapping_byte_add(off).cast());
+        s.prefetch(dy.wrapping_add(at).wrapping_byte_add(off).cast());
         off += 64;
     }
 }
 
-/// Sequential reader of the vectors `v[kW..(k + 1)W]`, `k = 0, 1, …` of a row. Where the
-/// backend recombines two vectors in one shuffle ([`Simd::SHIFT`]), the middle vectors
-/// are built from 64-byte-aligned loads: the same values in the same lanes (so not a bit
+/// Sequential reader of the vectors `v[kW..(k + 1)W]`, `k = 0, 1, …` of a row, widened
+/// to `F` ([`Storage::load_at`]). Where the backend recombines two vectors in one
+/// shuffle ([`Simd::SHIFT`]) and a vector fills a cache line, the middle vectors are
+/// built from 64-byte-aligned loads: the same values in the same lanes (so not a bit
 /// changes), without loads that straddle two cache lines, which cost two. The first and
 /// last vectors are plain loads, so nothing outside the row is read.
-struct Stream<'a, S: Simd> {
-    v: &'a [S::E],
+struct Stream<'a, S: Simd, T: Storage<S::E>> {
+    v: &'a [T::X],
     /// Misalignment of `v` in elements (0: plain loads).
     m: usize,
     nv: usize,
@@ -49,10 +145,10 @@ struct Stream<'a, S: Simd> {
     sh: S::Shift,
 }
 
-impl<'a, S: Simd> Stream<'a, S> {
+impl<'a, S: Simd, T: Storage<S::E>> Stream<'a, S, T> {
     #[inline(always)]
-    fn new(s: S, v: &'a [S::E], zero: S::V) -> Self {
-        let size = std::mem::size_of::<S::E>();
+    fn new(s: S, v: &'a [T::X], zero: S::V) -> Self {
+        let size = std::mem::size_of::<T::X>();
         let mis = v.as_ptr() as usize % 64;
         let m = if S::SHIFT && S::W * size == 64 && mis.is_multiple_of(size) {
             mis / size
@@ -77,17 +173,17 @@ impl<'a, S: Simd> Stream<'a, S> {
         debug_assert!(k < self.nv);
         if m == 0 || k == 0 || k + 1 >= self.nv {
             // SAFETY: k < nv, so (k + 1)·W <= len.
-            let v = unsafe { s.load_at(self.v, k * wd) };
+            let v = unsafe { T::load_at(s, self.v, k * wd) };
             if m != 0 && k == 0 && self.nv >= 3 {
                 // SAFETY: the aligned vector at W − m ends at 2W − m <= len.
-                self.carry = unsafe { s.load_at(self.v, wd - m) };
+                self.carry = unsafe { T::load_at(s, self.v, wd - m) };
             }
             return v;
         }
         // The aligned vector at (k + 1)W − m (ends at (k + 2)W − m <= nv·W); vector k is
         // the last W − m lanes of the previous aligned one and the first m of this one.
         // SAFETY: 1 <= k <= nv − 2, so the load is in bounds.
-        let a = unsafe { s.load_at(self.v, (k + 1) * wd - m) };
+        let a = unsafe { T::load_at(s, self.v, (k + 1) * wd - m) };
         let out = s.combine(self.carry, a, self.sh);
         self.carry = a;
         out
@@ -135,15 +231,15 @@ fn inv_len<F: Float>(d: usize) -> F {
     F::one() / F::from_usize(d).unwrap_or_else(F::one)
 }
 
-/// Rows per group of the write pass for rows of `d` elements in cache: 4, or fewer when
-/// four rows of x and dy would not fit in half of a 2 MiB L2. gamma, dgamma and dbeta
-/// are loaded and stored once per group instead of once per row. Out of cache
-/// ([`run_rows`]) rows go one at a time. The additions into the partials stay in row
-/// order, so the group size never changes a bit.
+/// Rows per group of the write pass for rows of `d` elements of `X` in cache: 4, or
+/// fewer when four rows of x and dy would not fit in half of a 2 MiB L2. gamma, dgamma
+/// and dbeta are loaded and stored once per group instead of once per row. Out of cache
+/// ([`run_rows`]) rows go one at a time, pipelined. The additions into the partials stay
+/// in row order, so the group size never changes a bit.
 #[inline(always)]
-fn group_rows<F>(d: usize) -> usize {
+fn group_rows<X>(d: usize) -> usize {
     const BUDGET: usize = 1 << 20;
-    let row_bytes = 2 * d * std::mem::size_of::<F>();
+    let row_bytes = 2 * d * std::mem::size_of::<X>();
     if 4 * row_bytes <= BUDGET {
         4
     } else if 2 * row_bytes <= BUDGET {
@@ -157,10 +253,10 @@ fn group_rows<F>(d: usize) -> usize {
 /// a row this reaches into the next rows.
 const AHEAD_BYTES: usize = 4096;
 
-/// [`AHEAD_BYTES`] in elements of `F`.
+/// [`AHEAD_BYTES`] in elements of `X`.
 #[inline(always)]
-fn ahead<F>() -> usize {
-    AHEAD_BYTES / std::mem::size_of::<F>()
+fn ahead<X>() -> usize {
+    AHEAD_BYTES / std::mem::size_of::<X>()
 }
 
 mod sealed {
@@ -208,25 +304,45 @@ fn tree<S: Simd>(s: S, v: [S::V; 4], n: usize) -> S::V {
     }
 }
 
+/// Work that rides along the vector steps of a reduction pass ([`row_sums`]): one of
+/// its steps after each of the pass's (the pipelined write pass of the previous row,
+/// [`Writer`]), or nothing (`()`). A trait rather than a closure: a closure is a
+/// function of its own, compiled without the entry point's target features unless it
+/// happens to be inlined.
+trait Ride<S: Simd> {
+    /// One step of the riding work, if any is left.
+    fn ride(&mut self, s: S);
+}
+
+impl<S: Simd> Ride<S> for () {
+    #[inline(always)]
+    fn ride(&mut self, _: S) {}
+}
+
 /// A row's reductions in one pass: `(Σ c, Σ g, Σ g·c)` with `g = dy·w` and
 /// `c = x − mean` (LayerNorm) or `c = x` (RMSNorm, which needs only the last sum and
 /// returns zeros for the others). [`Kind::ACC`] vector accumulators per sum, combined
-/// as a balanced tree, then the scalar tail.
+/// as a balanced tree, then the scalar tail. `rider` takes one step after each vector
+/// step (it never touches the sums).
 #[inline(always)]
-fn row_sums<F: Float, S: Simd<E = F>, K: Kind>(s: S, x: &[F], dy: &[F], w: &[F], mean: F) -> (F, F, F) {
+fn row_sums<F: Float, T: Storage<F>, S: Simd<E = F>, K: Kind, R: Ride<S>>(
+    s: S,
+    (x, dy): (&[T::X], &[T::X]),
+    w: &[F],
+    mean: F,
+    rider: &mut R,
+) -> (F, F, F) {
     let (wd, n, u) = (S::W, x.len(), K::ACC);
     assert!(dy.len() >= n && w.len() >= n);
     let vm = s.splat(mean);
     let z = s.splat(F::zero());
     let (mut c, mut g, mut p) = ([z; 4], [z; 4], [z; 4]);
     let (mut sx, mut sd, mut sw) = (
-        Stream::new(s, x, z),
-        Stream::new(s, &dy[..n], z),
-        Stream::new(s, &w[..n], z),
+        Stream::<S, T>::new(s, x, z),
+        Stream::<S, T>::new(s, &dy[..n], z),
+        Stream::<S, Plain>::new(s, &w[..n], z),
     );
-    // A macro, not a closure: a closure is a function of its own, compiled without the
-    // entry point's target features unless it happens to be inlined (the vector
-    // intrinsics then become calls).
+    // A macro, not a closure (see `Ride`).
     macro_rules! step {
         ($k:expr) => {{
             let k = $k;
@@ -238,12 +354,13 @@ fn row_sums<F: Float, S: Simd<E = F>, K: Kind>(s: S, x: &[F], dy: &[F], w: &[F],
                 g[k] = s.add(g[k], gg);
             }
             p[k] = s.mul_add(gg, xc, p[k]);
+            rider.ride(s);
         }};
     }
     let mut i = 0;
     while i + u * wd <= n {
         for k in 0..u {
-            touch_ahead(s, x.as_ptr(), dy.as_ptr(), i + ahead::<F>() + k * wd);
+            touch_ahead(s, x.as_ptr(), dy.as_ptr(), i + ahead::<T::X>() + k * wd);
         }
         for k in 0..u {
             step!(k);
@@ -256,8 +373,9 @@ fn row_sums<F: Float, S: Simd<E = F>, K: Kind>(s: S, x: &[F], dy: &[F], w: &[F],
     }
     let (mut tc, mut tg, mut tp) = (F::zero(), F::zero(), F::zero());
     while i < n {
-        let cc = if K::CENTER { x[i] - mean } else { x[i] };
-        let gg = dy[i] * w[i];
+        let xi = T::widen(x[i]);
+        let cc = if K::CENTER { xi - mean } else { xi };
+        let gg = T::widen(dy[i]) * w[i];
         if K::CENTER {
             tc += cc;
             tg += gg;
@@ -276,13 +394,14 @@ fn row_sums<F: Float, S: Simd<E = F>, K: Kind>(s: S, x: &[F], dy: &[F], w: &[F],
     }
 }
 
-/// The read-only side of a backward over a run of whole rows of `d = weight.len()`.
+/// The read-only side of a backward over a run of whole rows of `d = weight.len()`, in
+/// storage type `X` (statistics, gamma and eps in the compute type `F`).
 #[derive(Clone, Copy)]
-pub(crate) struct Rows<'a, F> {
+pub(crate) struct Rows<'a, F, X = F> {
     /// `rows·d` inputs.
-    pub x: &'a [F],
+    pub x: &'a [X],
     /// `rows·d` output gradients.
-    pub dy: &'a [F],
+    pub dy: &'a [X],
     /// Saved per-row mean (`rows`; LayerNorm only, empty for RMSNorm).
     pub mean: &'a [F],
     /// Saved per-row `1/std` (LayerNorm) or `1/rms` (RMSNorm) (`rows`).
@@ -294,9 +413,9 @@ pub(crate) struct Rows<'a, F> {
 }
 
 /// Where a backward over a run of rows writes.
-pub(crate) struct Grads<'a, F> {
+pub(crate) struct Grads<'a, F, X = F> {
     /// `rows·d` input gradients, overwritten.
-    pub dx: &'a mut [F],
+    pub dx: &'a mut [X],
     /// How dx is stored: [`Stores::Streaming`] (non-temporal, see [`streamed_rows`]) or
     /// anything else for plain stores; resolved by the caller for the whole array.
     pub stores: Stores,
@@ -306,9 +425,9 @@ pub(crate) struct Grads<'a, F> {
     pub dbeta: &'a mut [F],
 }
 
-/// The backward of norm `K` over a run of whole rows (one reduction block, or any run):
-/// writes `dx` and adds each row's `dy·x̂` to `dgamma` and `dy` to `dbeta` (when it is
-/// not empty), in row order.
+/// The backward of norm `K` over a run of whole rows (one reduction block, or any run)
+/// stored as `T` says: writes `dx` and adds each row's `dy·x̂` to `dgamma` and `dy` to
+/// `dbeta` (when it is not empty), in row order.
 ///
 /// ```text
 /// LayerNorm:  x̂ = (x − mean)·rstd,  g = dy·gamma,  dx = rstd·(g − mean(g) − x̂·mean(g·x̂))
@@ -321,61 +440,62 @@ pub(crate) struct Grads<'a, F> {
 /// spread but need not be negligible against the rounding of the outputs) and uses
 /// `x̂ = ((x − mean) − c)·rstd`; the residual comes out of the same pass as the two
 /// gradient sums.
-pub(crate) struct Backward<'a, F, K> {
+pub(crate) struct Backward<'a, F: Float, K, T: Storage<F> = Plain> {
     /// What is read.
-    pub rows: Rows<'a, F>,
+    pub rows: Rows<'a, F, T::X>,
     /// What is written.
-    pub grads: Grads<'a, F>,
-    /// The norm.
-    pub kind: PhantomData<K>,
+    pub grads: Grads<'a, F, T::X>,
+    /// The norm and the storage.
+    pub kind: PhantomData<(K, T)>,
 }
 
-impl<F: Float, K: Kind> SimdOp<F> for Backward<'_, F, K> {
+impl<F: Float, K: Kind, T: Storage<F>> SimdOp<F> for Backward<'_, F, K, T> {
     type Out = ();
     #[inline(always)]
     fn run<S: Simd<E = F>>(self, s: S) {
         let Backward { rows, mut grads, .. } = self;
         if grads.dbeta.is_empty() {
-            run_rows::<F, S, K, false>(s, &rows, &mut grads);
+            run_rows::<F, T, S, K, false>(s, &rows, &mut grads);
         } else {
-            run_rows::<F, S, K, true>(s, &rows, &mut grads);
+            run_rows::<F, T, S, K, true>(s, &rows, &mut grads);
         }
     }
 }
 
 /// The body of [`Backward`]; `DB` says whether dbeta is accumulated.
 #[inline(always)]
-fn run_rows<F: Float, S: Simd<E = F>, K: Kind, const DB: bool>(
+fn run_rows<F: Float, T: Storage<F>, S: Simd<E = F>, K: Kind, const DB: bool>(
     s: S,
-    rows: &Rows<'_, F>,
-    out: &mut Grads<'_, F>,
+    rows: &Rows<'_, F, T::X>,
+    out: &mut Grads<'_, F, T::X>,
 ) {
     let n = rows.r.len();
-    // Out of cache (dx streamed), one row at a time: a group of G rows read column by
-    // column is 2·G + G concurrent streams of x, dy and dx, more than some hardware
-    // prefetchers follow (AMD Zen 3 ran 4-row groups at 0.2-0.35x the bandwidth ceiling,
-    // 2-3x slower than single rows). In cache, where no prefetcher is needed, groups save
-    // the loads and stores of gamma and the partials.
-    let group = if out.stores == Stores::Streaming {
-        1
-    } else {
-        group_rows::<F>(rows.weight.len())
-    };
+    if out.stores == Stores::Streaming {
+        // Out of cache (dx streamed), one row at a time, pipelined: a group of G rows
+        // read column by column is 2·G + G concurrent streams of x, dy and dx, more than
+        // some hardware prefetchers follow (AMD Zen 3 ran 4-row groups at 0.2-0.35x the
+        // bandwidth ceiling, 2-3x slower than single rows).
+        for i in 0..n {
+            rows_at::<F, T, S, K, 1, DB>(s, i, rows, out);
+        }
+        stream_fence();
+        return;
+    }
+    // In cache, where no prefetcher is needed, groups save the loads and stores of
+    // gamma and the partials.
+    let group = group_rows::<T::X>(rows.weight.len());
     let mut i = 0;
     while group >= 4 && i + 4 <= n {
-        rows_at::<F, S, K, 4, DB>(s, i, rows, out);
+        rows_at::<F, T, S, K, 4, DB>(s, i, rows, out);
         i += 4;
     }
     while group >= 2 && i + 2 <= n {
-        rows_at::<F, S, K, 2, DB>(s, i, rows, out);
+        rows_at::<F, T, S, K, 2, DB>(s, i, rows, out);
         i += 2;
     }
     while i < n {
-        rows_at::<F, S, K, 1, DB>(s, i, rows, out);
+        rows_at::<F, T, S, K, 1, DB>(s, i, rows, out);
         i += 1;
-    }
-    if out.stores == Stores::Streaming {
-        stream_fence();
     }
 }
 
@@ -384,26 +504,26 @@ fn run_rows<F: Float, S: Simd<E = F>, K: Kind, const DB: bool>(
 /// on its own (the same bits: the group size never changes one) and the others through
 /// [`rescue_row`]. Either way the rows' dgamma/dbeta terms go in in row order.
 #[inline(always)]
-fn rows_at<F: Float, S: Simd<E = F>, K: Kind, const G: usize, const DB: bool>(
+fn rows_at<F: Float, T: Storage<F>, S: Simd<E = F>, K: Kind, const G: usize, const DB: bool>(
     s: S,
     i: usize,
-    rows: &Rows<'_, F>,
-    out: &mut Grads<'_, F>,
+    rows: &Rows<'_, F, T::X>,
+    out: &mut Grads<'_, F, T::X>,
 ) {
-    // A loop, not `array::from_fn` with a closure (see `row_sums`).
+    // A loop, not `array::from_fn` with a closure (see `Ride`).
     let mut co = [Coeffs::<F>::default(); G];
     for (k, c) in co.iter_mut().enumerate() {
-        *c = coeffs::<F, S, K>(s, rows, i + k);
+        *c = coeffs::<F, T, S, K, ()>(s, rows, i + k, &mut ());
     }
     if co.iter().all(Coeffs::usable) {
-        row_group::<F, S, K, G, DB>(s, i, rows, out, co);
+        Writer::<F, T, S, K, G, DB>::new(s, i, rows, out, co, true).finish(s);
         return;
     }
     for (k, c) in co.into_iter().enumerate() {
         if c.usable() {
-            row_group::<F, S, K, 1, DB>(s, i + k, rows, out, [c]);
+            Writer::<F, T, S, K, 1, DB>::new(s, i + k, rows, out, [c], true).finish(s);
         } else {
-            rescue_row::<F, K, DB>(i + k, rows, out);
+            rescue_row::<F, T, K, DB>(i + k, rows, out);
         }
     }
 }
@@ -437,15 +557,20 @@ impl<F: Float> Coeffs<F> {
     }
 }
 
-/// [`Coeffs`] of row `i` from its reductions.
+/// [`Coeffs`] of row `i` from its reductions ([`row_sums`], with `rider` riding along).
 #[inline(always)]
-fn coeffs<F: Float, S: Simd<E = F>, K: Kind>(s: S, rows: &Rows<'_, F>, i: usize) -> Coeffs<F> {
+fn coeffs<F: Float, T: Storage<F>, S: Simd<E = F>, K: Kind, R: Ride<S>>(
+    s: S,
+    rows: &Rows<'_, F, T::X>,
+    i: usize,
+    rider: &mut R,
+) -> Coeffs<F> {
     let d = rows.weight.len();
     let inv_d = inv_len::<F>(d);
     let (x, dy) = (&rows.x[i * d..(i + 1) * d], &rows.dy[i * d..(i + 1) * d]);
     let r = rows.r[i];
     let m = if K::CENTER { rows.mean[i] } else { F::zero() };
-    let (sc, sg, sgc) = row_sums::<F, S, K>(s, x, dy, rows.weight, m);
+    let (sc, sg, sgc) = row_sums::<F, T, S, K, R>(s, (x, dy), rows.weight, m, rider);
     if K::CENTER {
         let c = sc * inv_d;
         let mg = sg * inv_d;
@@ -469,102 +594,182 @@ fn coeffs<F: Float, S: Simd<E = F>, K: Kind>(s: S, rows: &Rows<'_, F>, i: usize)
     }
 }
 
-/// Backward of rows `i..i + G` from their coefficients: one write pass over the columns
-/// of all `G` rows.
-#[inline(always)]
-fn row_group<F: Float, S: Simd<E = F>, K: Kind, const G: usize, const DB: bool>(
-    s: S,
-    i: usize,
-    rows: &Rows<'_, F>,
-    out: &mut Grads<'_, F>,
-    co: [Coeffs<F>; G],
-) {
-    let w = rows.weight;
-    let d = w.len();
-    let wd = S::W;
-    let z = s.splat(F::zero());
-    let (xs, dys) = (&rows.x[i * d..(i + G) * d], &rows.dy[i * d..(i + G) * d]);
-    let dxs = &mut out.dx[i * d..(i + G) * d];
-    let (dg, db) = (&mut *out.dgamma, &mut *out.dbeta);
-    let (mut vm, mut vr, mut vnc, mut vnb, mut vne) = ([z; G], [z; G], [z; G], [z; G], [z; G]);
-    for (k, c) in co.iter().enumerate() {
-        vm[k] = s.splat(c.m);
-        vr[k] = s.splat(c.r);
-        vnc[k] = s.splat(c.nc);
-        vnb[k] = s.splat(c.nb);
-        vne[k] = s.splat(c.ne);
-    }
-    assert!(dg.len() >= d && (!DB || db.len() >= d));
-    // Scalar columns up to the first 64-byte boundary of dx (a vector store that
-    // straddles two cache lines costs two) and after the last full vector. Each column
-    // is independent (dgamma_j, dbeta_j take their rows in row order either way) and the
-    // scalar code rounds like the vector body (the same operations, fused where it
-    // fuses), so which columns go scalar, and when, never changes a bit.
-    let head = aligned_head::<F>(dxs.as_ptr(), d);
-    let body_end = head + (d - head) / wd * wd;
-    {
-        macro_rules! column {
-            ($j:expr) => {{
-                let j = $j;
-                for (k, c) in co.iter().enumerate() {
-                    let o = k * d + j;
-                    let g = dys[o] * w[j];
-                    let (xh, dx) = if K::CENTER {
-                        let xh = s.mul_add1(xs[o] - c.m, c.r, c.nc);
-                        (xh, s.mul_add1(xh, c.ne, s.mul_add1(g, c.r, c.nb)))
-                    } else {
-                        let xh = xs[o] * c.r;
-                        (xh, s.mul_add1(xh, c.ne, g * c.r))
-                    };
-                    dxs[o] = dx;
-                    dg[j] = s.mul_add1(dys[o], xh, dg[j]);
-                    if DB {
-                        db[j] += dys[o];
+/// The write pass of rows `i..i + G` from their coefficients, over the columns of all
+/// `G` rows: [`new`](Writer::new) does the scalar columns (up to the first 64-byte
+/// boundary of dx and after the last full vector), then each [`Ride::ride`] one vector
+/// column, and [`finish`](Writer::finish) the columns left.
+struct Writer<'r, 'o, F: Float, T: Storage<F>, S: Simd<E = F>, K, const G: usize, const DB: bool> {
+    xs: &'r [T::X],
+    dys: &'r [T::X],
+    w: &'r [F],
+    dxs: &'o mut [T::X],
+    dg: &'o mut [F],
+    db: &'o mut [F],
+    vm: [S::V; G],
+    vr: [S::V; G],
+    vnc: [S::V; G],
+    vnb: [S::V; G],
+    vne: [S::V; G],
+    /// Next vector column.
+    j: usize,
+    body_end: usize,
+    /// Rows whose vectors are streamed, up to column `nt_end`.
+    nt: [bool; G],
+    nt_end: usize,
+    /// Whether each step prefetches `x` and `dy` ahead (out of cache, when no reduction
+    /// pass rides along to do it).
+    read_ahead: bool,
+    kind: PhantomData<K>,
+}
+
+impl<'r, 'o, F: Float, T: Storage<F>, S: Simd<E = F>, K: Kind, const G: usize, const DB: bool>
+    Writer<'r, 'o, F, T, S, K, G, DB>
+{
+    /// Sets up the write pass of rows `i..i + G` and writes its scalar columns.
+    /// `alone`: no reduction pass rides along; out of cache the pass then reads ahead
+    /// itself.
+    #[inline(always)]
+    fn new(
+        s: S,
+        i: usize,
+        rows: &Rows<'r, F, T::X>,
+        out: &'o mut Grads<'_, F, T::X>,
+        co: [Coeffs<F>; G],
+        alone: bool,
+    ) -> Self {
+        let w = rows.weight;
+        let d = w.len();
+        let z = s.splat(F::zero());
+        let (xs, dys) = (&rows.x[i * d..(i + G) * d], &rows.dy[i * d..(i + G) * d]);
+        let dxs = &mut out.dx[i * d..(i + G) * d];
+        let (dg, db) = (&mut *out.dgamma, &mut *out.dbeta);
+        let (mut vm, mut vr, mut vnc, mut vnb, mut vne) = ([z; G], [z; G], [z; G], [z; G], [z; G]);
+        for (k, c) in co.iter().enumerate() {
+            vm[k] = s.splat(c.m);
+            vr[k] = s.splat(c.r);
+            vnc[k] = s.splat(c.nc);
+            vnb[k] = s.splat(c.nb);
+            vne[k] = s.splat(c.ne);
+        }
+        assert!(dg.len() >= d && (!DB || db.len() >= d));
+        // Scalar columns up to the first 64-byte boundary of dx (a vector store that
+        // straddles two cache lines costs two) and after the last full vector. Each
+        // column is independent (dgamma_j, dbeta_j take their rows in row order either
+        // way) and the scalar code rounds like the vector body (the same operations,
+        // fused where it fuses), so which columns go scalar, and when, never changes a
+        // bit.
+        let head = aligned_head::<T::X>(dxs.as_ptr(), d);
+        let body_end = head + (d - head) / S::W * S::W;
+        {
+            macro_rules! column {
+                ($j:expr) => {{
+                    let j = $j;
+                    for (k, c) in co.iter().enumerate() {
+                        let o = k * d + j;
+                        let dyo = T::widen(dys[o]);
+                        let g = dyo * w[j];
+                        let (xh, dx) = if K::CENTER {
+                            let xh = s.mul_add1(T::widen(xs[o]) - c.m, c.r, c.nc);
+                            (xh, s.mul_add1(xh, c.ne, s.mul_add1(g, c.r, c.nb)))
+                        } else {
+                            let xh = T::widen(xs[o]) * c.r;
+                            (xh, s.mul_add1(xh, c.ne, g * c.r))
+                        };
+                        dxs[o] = T::narrow(dx);
+                        dg[j] = s.mul_add1(dyo, xh, dg[j]);
+                        if DB {
+                            db[j] += dyo;
+                        }
                     }
-                }
-            }};
+                }};
+            }
+            for j in 0..head {
+                column!(j);
+            }
+            for j in body_end..d {
+                column!(j);
+            }
         }
-        for j in 0..head {
-            column!(j);
-        }
-        for j in body_end..d {
-            column!(j);
+        let nt = streamed_rows::<T::X, G>(out.stores, dxs.as_ptr(), head, d);
+        let nt_end = stream_end::<T::X>(head, d);
+        Writer {
+            xs,
+            dys,
+            w,
+            dxs,
+            dg,
+            db,
+            vm,
+            vr,
+            vnc,
+            vnb,
+            vne,
+            j: head,
+            body_end,
+            nt,
+            nt_end,
+            // Out of cache (dx streamed), keep reading ahead while dx is written, so
+            // reads and writes are in flight together as in a copy (measured: 10-20%
+            // faster out of cache on both vector paths): the lines that the next row's
+            // reduction pass will prefetch at this column. In cache the reduction
+            // pass's prefetch is enough.
+            read_ahead: alone && out.stores == Stores::Streaming,
+            kind: PhantomData,
         }
     }
-    let nt = streamed_rows::<F, G>(out.stores, dxs.as_ptr(), head, d);
-    let nt_end = stream_end::<F>(head, d);
-    let mut j = head;
-    // SAFETY (every `load_at`/`store_at` in this loop): `j + W <= d`, gamma and the
-    // partials hold at least d, and xs, dys, dxs hold G rows of d, so `k·d + j + W <= G·d`.
-    // Out of cache (dx streamed), keep reading ahead while dx is written, so reads and
-    // writes are in flight together as in a copy (measured: 10-20% faster out of cache
-    // on both vector paths): the lines that the next row's reduction pass will
-    // prefetch at this column. In cache the reduction pass's prefetch is enough.
-    let read_ahead = out.stores == Stores::Streaming;
-    while j < body_end {
-        if read_ahead {
-            touch_ahead(s, xs.as_ptr(), dys.as_ptr(), G * d + j + ahead::<F>());
+
+    /// The vector columns not written yet.
+    #[inline(always)]
+    fn finish(mut self, s: S) {
+        while self.j < self.body_end {
+            self.ride(s);
         }
-        let wv = unsafe { s.load_at(w, j) };
-        let mut ga = unsafe { s.load_at(dg, j) };
-        let mut ba = if DB { unsafe { s.load_at(db, j) } } else { z };
+    }
+}
+
+impl<F: Float, T: Storage<F>, S: Simd<E = F>, K: Kind, const G: usize, const DB: bool> Ride<S>
+    for Writer<'_, '_, F, T, S, K, G, DB>
+{
+    /// One vector column of the `G` rows, if any is left.
+    #[inline(always)]
+    fn ride(&mut self, s: S) {
+        let j = self.j;
+        if j >= self.body_end {
+            return;
+        }
+        let (wd, d) = (S::W, self.w.len());
+        let z = s.splat(F::zero());
+        if self.read_ahead {
+            touch_ahead(
+                s,
+                self.xs.as_ptr(),
+                self.dys.as_ptr(),
+                G * d + j + ahead::<T::X>(),
+            );
+        }
+        // SAFETY (every load and store below): `j + W <= body_end <= d`, gamma and the
+        // partials hold at least d, and xs, dys, dxs hold G rows of d, so
+        // `k·d + j + W <= G·d`.
+        let wv = unsafe { s.load_at(self.w, j) };
+        let mut ga = unsafe { s.load_at(self.dg, j) };
+        let mut ba = if DB { unsafe { s.load_at(self.db, j) } } else { z };
         // All loads of the column before any store: a store to row k at column j and
         // a load from row k + 1 at column j can share their low 12 address bits.
         let mut outv = [z; G];
-        for k in 0..G {
-            let o = k * d + j;
-            let dv = unsafe { s.load_at(dys, o) };
-            let xv = unsafe { s.load_at(xs, o) };
+        for (k, o) in outv.iter_mut().enumerate() {
+            let at = k * d + j;
+            let dv = unsafe { T::load_at(s, self.dys, at) };
+            let xv = unsafe { T::load_at(s, self.xs, at) };
             let g = s.mul(dv, wv);
             let xh = if K::CENTER {
-                s.mul_add(s.sub(xv, vm[k]), vr[k], vnc[k])
+                s.mul_add(s.sub(xv, self.vm[k]), self.vr[k], self.vnc[k])
             } else {
-                s.mul(xv, vr[k])
+                s.mul(xv, self.vr[k])
             };
-            outv[k] = if K::CENTER {
-                s.mul_add(xh, vne[k], s.mul_add(g, vr[k], vnb[k]))
+            *o = if K::CENTER {
+                s.mul_add(xh, self.vne[k], s.mul_add(g, self.vr[k], self.vnb[k]))
             } else {
-                s.mul_add(xh, vne[k], s.mul(g, vr[k]))
+                s.mul_add(xh, self.vne[k], s.mul(g, self.vr[k]))
             };
             ga = s.mul_add(dv, xh, ga);
             if DB {
@@ -572,19 +777,16 @@ fn row_group<F: Float, S: Simd<E = F>, K: Kind, const G: usize, const DB: bool>(
             }
         }
         for (k, v) in outv.into_iter().enumerate() {
-            if nt[k] && j + wd <= nt_end {
-                // SAFETY: as above, and `streamed_rows` checked that the row starts a
-                // cache line at `head`, so every vector from there is aligned.
-                unsafe { s.stream_at(dxs, k * d + j, v) };
-            } else {
-                unsafe { s.store_at(dxs, k * d + j, v) };
-            }
+            // Streamed: `streamed_rows` checked that the row starts a cache line at
+            // `head`, so every vector from there is aligned.
+            let nt = self.nt[k] && j + wd <= self.nt_end;
+            unsafe { T::store_at(s, self.dxs, k * d + j, v, nt) };
         }
-        unsafe { s.store_at(dg, j, ga) };
+        unsafe { s.store_at(self.dg, j, ga) };
         if DB {
-            unsafe { s.store_at(db, j, ba) };
+            unsafe { s.store_at(self.db, j, ba) };
         }
-        j += wd;
+        self.j = j + wd;
     }
 }
 
@@ -618,19 +820,24 @@ fn scale2(mut v: f64, mut k: i32) -> f64 {
 /// Written in plain scalar code: such rows are rare.
 #[cold]
 #[inline(never)]
-fn rescue_row<F: Float, K: Kind, const DB: bool>(i: usize, rows: &Rows<'_, F>, out: &mut Grads<'_, F>) {
+fn rescue_row<F: Float, T: Storage<F>, K: Kind, const DB: bool>(
+    i: usize,
+    rows: &Rows<'_, F, T::X>,
+    out: &mut Grads<'_, F, T::X>,
+) {
     let w = rows.weight;
     let d = w.len();
     let df = d as f64;
     let x = &rows.x[i * d..(i + 1) * d];
     let dy = &rows.dy[i * d..(i + 1) * d];
-    let big = x.iter().fold(0.0f64, |m, v| m.max(v.to_f64_exact().abs()));
+    let wide = |v: &T::X| T::widen(*v).to_f64_exact();
+    let big = x.iter().fold(0.0f64, |m, v| m.max(wide(v).abs()));
     let k = if big > 0.0 && big.is_finite() {
         -(big.log2().floor() as i32)
     } else {
         0
     };
-    let mut c: Vec<f64> = x.iter().map(|v| scale2(v.to_f64_exact(), k)).collect();
+    let mut c: Vec<f64> = x.iter().map(|v| scale2(wide(v), k)).collect();
     if K::CENTER {
         // Two passes, shifted by the first element (|x'| < 2: nothing overflows).
         let x0 = c[0];
@@ -651,7 +858,7 @@ fn rescue_row<F: Float, K: Kind, const DB: bool>(i: usize, rows: &Rows<'_, F>, o
     let g: Vec<f64> = dy
         .iter()
         .zip(w)
-        .map(|(a, b)| a.to_f64_exact() * b.to_f64_exact())
+        .map(|(a, b)| wide(a) * b.to_f64_exact())
         .collect();
     let xh: Vec<f64> = c.iter().map(|v| v * xs).collect();
     let mg = if K::CENTER {
@@ -662,10 +869,12 @@ fn rescue_row<F: Float, K: Kind, const DB: bool>(i: usize, rows: &Rows<'_, F>, o
     let mgx = g.iter().zip(&xh).map(|(a, b)| a * b).sum::<f64>() / df;
     let dx = &mut out.dx[i * d..(i + 1) * d];
     for j in 0..d {
-        dx[j] = F::from_f64_round(scale2(ra * (g[j] - mg - xh[j] * mgx), re));
-        out.dgamma[j] += dy[j] * F::from_f64_round(xh[j]);
+        // In F, then (half-precision storage) rounded once more, as the f32 dx is.
+        dx[j] = T::narrow(F::from_f64_round(scale2(ra * (g[j] - mg - xh[j] * mgx), re)));
+        let dyj = T::widen(dy[j]);
+        out.dgamma[j] += dyj * F::from_f64_round(xh[j]);
         if DB {
-            out.dbeta[j] += dy[j];
+            out.dbeta[j] += dyj;
         }
     }
 }

@@ -1,30 +1,24 @@
-//! The half-precision backward (`bf16`, `f16`): a thin layer around the f32 backward
-//! kernels, as the half-precision forward is around the f32 forward. Each reduction
-//! block's rows of `x` and `dy` are widened into f32 scratch (thread-local, reused),
-//! the f32 row kernel of the path computes dx into scratch and adds the block's
-//! dgamma/dbeta partials (f32), and each dx is rounded once (to nearest, ties to even)
-//! into the storage type. The block driver (`blocks.rs`) is the f32 one, so dgamma and
-//! dbeta are bit-identical to the f32 backward of the widened inputs and independent of
-//! the thread count, and dx is that backward's dx rounded once.
+//! The half-precision backward (`bf16`, `f16`): the f32 backward kernels over 16-bit
+//! rows, as the half-precision forward is the f32 forward over them. The kernels read
+//! `x` and `dy` as bf16/f16 and widen them in registers as they load, and round each dx
+//! once (to nearest, ties to even) as they store it (`kernels.rs`, `Halves`): no scratch
+//! rows and no conversion passes. The widening is exact and the arithmetic is the f32
+//! kernel's, on the f32 block driver (`blocks.rs`), so dgamma and dbeta (f32) are
+//! bit-identical to the f32 backward of the widened inputs and independent of the
+//! thread count, and dx is that backward's dx rounded once.
 
-use std::cell::RefCell;
 use std::marker::PhantomData;
 
 use ndarray::{Array, Array1, ArrayRef, Dimension};
 use norm_core::dispatch::ForcedPath;
-use norm_core::simd::{Store, Stores, narrow, run_on, widen};
+use norm_core::simd::{Stores, run_on, widen};
 use norm_core::{Half, LayerNorm, LayerNormStats, RmsNorm, RmsNormStats};
 
 use super::NormGrads;
 use super::blocks::{Sweep, Totals, drive};
 use super::slice::{BackwardInput, GradSlices, Saved, check};
 use crate::GradError;
-use crate::kernels::{Backward, Grads, Kind, Ln, Rms, Rows};
-
-thread_local! {
-    /// Three f32 scratch blocks per thread: `x`, `dy` and `dx` of one reduction block.
-    static SCRATCH: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
-}
+use crate::kernels::{Backward, Grads, Halves, Kind, Ln, Rms, Rows};
 
 /// The backward of either norm over half-precision rows on an explicit kernel path and
 /// [`Sweep`] (test and bench hook; the public functions are this with
@@ -71,8 +65,7 @@ struct HalfRows<'a, H> {
     eps: f32,
 }
 
-/// Drives the f32 row kernel of `K` over every reduction block of `rows` rows, widening
-/// each block's `x` and `dy` and rounding its dx.
+/// Drives the row kernel of `K` over every reduction block of `rows` rows of `H`.
 fn run<H: Half, K: Kind>(
     path: ForcedPath,
     sweep: Sweep,
@@ -84,15 +77,14 @@ fn run<H: Half, K: Kind>(
     let d = weight.len();
     // From the bytes the call moves (x and dy read, dx written), once for the whole call.
     let moved = all.x.len() + all.dy.len() + grads.dx.len();
-    let store = if path
+    let stores = if path
         .stores()
         .stream_moved(std::mem::size_of::<H>().saturating_mul(moved))
     {
-        Store::Streaming
+        Stores::Streaming
     } else {
-        Store::Cached
+        Stores::Cached
     };
-    let simd = path.simd_path();
     let totals = Totals {
         dgamma: grads.dgamma,
         dbeta: grads.dbeta,
@@ -105,44 +97,28 @@ fn run<H: Half, K: Kind>(
         totals,
         |rr, weight, dx: &mut [H], dgamma, dbeta| {
             let e = rr.start * d..rr.end * d;
-            let n = e.len();
-            SCRATCH.with(|cell| {
-                let mut buf = cell.borrow_mut();
-                if buf.len() < 3 * n {
-                    buf.resize(3 * n, 0.0);
-                }
-                let (xs, rest) = buf.split_at_mut(n);
-                let (dys, rest) = rest.split_at_mut(n);
-                let dxs = &mut rest[..n];
-                widen(simd, &all.x[e.clone()], xs);
-                widen(simd, &all.dy[e], dys);
-                let rows = Rows {
-                    x: xs,
-                    dy: dys,
-                    mean: if K::CENTER { &all.mean[rr.clone()] } else { &[] },
-                    r: &all.r[rr],
-                    weight,
-                    eps: all.eps,
-                };
-                let grads = Grads {
-                    dx: &mut *dxs,
-                    stores: Stores::Cached,
-                    dgamma,
-                    dbeta,
-                };
-                run_on(
-                    simd,
-                    Backward {
-                        rows,
-                        grads,
-                        kind: PhantomData::<K>,
-                    },
-                );
-                narrow(simd, dxs, dx, store);
-            });
-            if store == Store::Streaming {
-                norm_core::simd::stream_fence();
-            }
+            let rows = Rows {
+                x: &all.x[e.clone()],
+                dy: &all.dy[e],
+                mean: if K::CENTER { &all.mean[rr.clone()] } else { &[] },
+                r: &all.r[rr],
+                weight,
+                eps: all.eps,
+            };
+            let grads = Grads {
+                dx,
+                stores,
+                dgamma,
+                dbeta,
+            };
+            run_on(
+                path.simd_path(),
+                Backward {
+                    rows,
+                    grads,
+                    kind: PhantomData::<(K, Halves<H>)>,
+                },
+            );
         },
     );
 }

@@ -11,7 +11,7 @@ use norm_core::{Float, LayerNorm, NormError, RmsNorm};
 
 use super::blocks::{Sweep, Totals, drive};
 use crate::GradError;
-use crate::kernels::{Backward, Grads, Kind, Ln, Rms, Rows};
+use crate::kernels::{Backward, Grads, Kind, Ln, Plain, Rms, Rows};
 
 /// The statistics a forward pass saved, one value per row.
 #[derive(Debug, Clone, Copy)]
@@ -208,7 +208,7 @@ fn run<F: Float, K: Kind>(
                 Backward {
                     rows,
                     grads,
-                    kind: PhantomData::<K>,
+                    kind: PhantomData::<(K, Plain)>,
                 },
             );
         },
