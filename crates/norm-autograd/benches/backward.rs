@@ -10,6 +10,11 @@
 //! `3 · rows · d · 4` (read x and dy, write dx; the per-row statistics and the d-long
 //! dgamma/dbeta are negligible), so results read as GB/s.
 //!
+//! Group `half_backward`: the LayerNorm backward (with dbeta) over bf16 and f16 rows
+//! beside the f32 backward of the same rows, per vector path (forced, one thread), at
+//! 512×768 (in cache) and 65536×512 (out of cache); throughput in elements (`rows · d`),
+//! so the ratio of two results is the ratio of rows per second.
+//!
 //! The backward writes dx with non-temporal stores when dx is at least
 //! `norm_core::simd::stream_min_bytes()`, which skips reading each output line first;
 //! out of cache the fair ceiling is then the faster of the two.
@@ -18,11 +23,13 @@ use std::hint::black_box;
 use std::time::Duration;
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
-use norm_autograd::__private::{BackwardInput, ForcedPath, Saved, Sweep, backward_slice_on};
+use norm_autograd::__private::{
+    BackwardInput, ForcedPath, Saved, Sweep, backward_half_slice_on, backward_slice_on,
+};
 use norm_autograd::GradSlices;
 use norm_autograd::{layer_norm_backward_slice, rms_norm_backward_slice};
 use norm_core::ceiling::{axpy, axpy_streaming};
-use norm_core::{LayerNorm, RmsNorm};
+use norm_core::{Half, LayerNorm, RmsNorm, bf16, f16};
 
 /// (rows, d): in L2, in cache, out of cache with short rows, out of cache with long rows.
 const SHAPES: [(usize, usize); 4] = [(64, 768), (512, 768), (65536, 512), (8192, 4096)];
@@ -120,5 +127,92 @@ fn bench(c: &mut Criterion) {
     }
 }
 
-criterion_group!(benches, bench);
+/// The LayerNorm backward over `rows × d` rows of `H` on `path` (dbeta computed).
+fn half_case<H: Half>(path: ForcedPath, rows: usize, d: usize) -> impl FnMut() {
+    let n = rows * d;
+    let x: Vec<H> = data(n, 1).into_iter().map(H::from_acc).collect();
+    let dy: Vec<H> = data(n, 2).into_iter().map(H::from_acc).collect();
+    let ln = LayerNorm::<H>::new(d).expect("dim > 0");
+    let (mut mean, mut rstd) = (vec![0.0f32; rows], vec![0.0f32; rows]);
+    let mut dx = vec![H::default(); n];
+    ln.forward_slice_with_stats(&x, &mut dx, &mut mean, &mut rstd)
+        .expect("shapes match");
+    let (mut dgamma, mut dbeta) = (vec![0.0f32; d], vec![0.0f32; d]);
+    move || {
+        let input = BackwardInput {
+            weight: ln.weight(),
+            eps: ln.eps(),
+            x: &x,
+            dy: &dy,
+            saved: Saved::LayerNorm {
+                mean: &mean,
+                rstd: &rstd,
+            },
+        };
+        let grads = GradSlices {
+            dx: &mut dx,
+            dgamma: &mut dgamma,
+            dbeta: Some(&mut dbeta[..]),
+        };
+        backward_half_slice_on(path, Sweep::Serial, input, grads).expect("shapes match");
+        black_box((&dx, &dgamma, &dbeta));
+    }
+}
+
+/// The f32 LayerNorm backward over the same shape on `path`, the yardstick of
+/// [`half_case`].
+fn f32_case(path: ForcedPath, rows: usize, d: usize) -> impl FnMut() {
+    let n = rows * d;
+    let (x, dy) = (data(n, 1), data(n, 2));
+    let ln = LayerNorm::<f32>::new(d).expect("dim > 0");
+    let (mut mean, mut rstd) = (vec![0.0f32; rows], vec![0.0f32; rows]);
+    let mut dx = vec![0.0f32; n];
+    ln.forward_slice_with_stats(&x, &mut dx, &mut mean, &mut rstd)
+        .expect("shapes match");
+    let (mut dgamma, mut dbeta) = (vec![0.0f32; d], vec![0.0f32; d]);
+    move || {
+        let input = BackwardInput {
+            weight: ln.weight(),
+            eps: ln.eps(),
+            x: &x,
+            dy: &dy,
+            saved: Saved::LayerNorm {
+                mean: &mean,
+                rstd: &rstd,
+            },
+        };
+        let grads = GradSlices {
+            dx: &mut dx,
+            dgamma: &mut dgamma,
+            dbeta: Some(&mut dbeta[..]),
+        };
+        backward_slice_on(path, Sweep::Serial, input, grads).expect("shapes match");
+        black_box((&dx, &dgamma, &dbeta));
+    }
+}
+
+fn bench_half(c: &mut Criterion) {
+    let mut g = c.benchmark_group("half_backward");
+    g.sample_size(10)
+        .warm_up_time(Duration::from_millis(500))
+        .measurement_time(Duration::from_secs(2));
+    for (rows, d) in [(512, 768), (65536, 512)] {
+        let id = format!("{rows}x{d}");
+        g.throughput(Throughput::Elements((rows * d) as u64));
+        for p in ForcedPath::all().into_iter().rev() {
+            let name = p.path().name();
+            let mut run = f32_case(p, rows, d);
+            g.bench_function(BenchmarkId::new(format!("f32-{name}"), &id), |b| b.iter(&mut run));
+            let mut run = half_case::<bf16>(p, rows, d);
+            g.bench_function(BenchmarkId::new(format!("bf16-{name}"), &id), |b| {
+                b.iter(&mut run)
+            });
+            let mut run = half_case::<f16>(p, rows, d);
+            g.bench_function(BenchmarkId::new(format!("f16-{name}"), &id), |b| b.iter(&mut run));
+        }
+    }
+    g.finish();
+}
+
+criterion_group!(benches, bench, bench_half);
 criterion_main!(benches);

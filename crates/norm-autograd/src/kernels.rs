@@ -10,7 +10,13 @@
 //! pass that writes dx and adds each row's `dy·x̂` and `dy` into the block's
 //! dgamma/dbeta partials. In cache the write pass runs over a group of rows, so gamma and
 //! the partials are loaded once per group. For dx arrays far beyond the caches
-//! (`norm_core::simd::Stores`) dx goes out as non-temporal stores, one row at a time.
+//! (`norm_core::simd::Stores`) dx goes out as non-temporal stores and rows are
+//! pipelined: the reduction pass of row `i + 1` runs inside the write pass of row `i`
+//! (vector step by vector step), so the loads of the next row from memory and the
+//! stores of this row's dx are in flight together, as in a copy. Neither the grouping
+//! nor the pipelining changes a bit: the reductions use the same accumulators in the
+//! same order, each dx column is computed by the same operations, and the partials take
+//! their rows in row order.
 //!
 //! Nothing here validates: the slice and ndarray layers in `norm_backward/` check
 //! lengths first; the fixed reduction blocks are `norm_backward/blocks.rs`.
@@ -475,9 +481,7 @@ fn run_rows<F: Float, T: Storage<F>, S: Simd<E = F>, K: Kind, const DB: bool>(
         // read column by column is 2·G + G concurrent streams of x, dy and dx, more than
         // some hardware prefetchers follow (AMD Zen 3 ran 4-row groups at 0.2-0.35x the
         // bandwidth ceiling, 2-3x slower than single rows).
-        for i in 0..n {
-            rows_at::<F, T, S, K, 1, DB>(s, i, rows, out);
-        }
+        piped_rows::<F, T, S, K, DB>(s, rows, out);
         stream_fence();
         return;
     }
@@ -496,6 +500,40 @@ fn run_rows<F: Float, T: Storage<F>, S: Simd<E = F>, K: Kind, const DB: bool>(
     while i < n {
         rows_at::<F, T, S, K, 1, DB>(s, i, rows, out);
         i += 1;
+    }
+}
+
+/// Every row, one at a time, with the reduction pass of row `i + 1` riding on the write
+/// pass of row `i` ([`Ride`]): while row `i`'s dx goes out, row `i + 1` comes in. The
+/// same sums and the same dx as [`rows_at`] row by row (each pass does what it does
+/// alone), and the partials take the rows in row order.
+#[inline(always)]
+fn piped_rows<F: Float, T: Storage<F>, S: Simd<E = F>, K: Kind, const DB: bool>(
+    s: S,
+    rows: &Rows<'_, F, T::X>,
+    out: &mut Grads<'_, F, T::X>,
+) {
+    let n = rows.r.len();
+    if n == 0 {
+        return;
+    }
+    let mut co = coeffs::<F, T, S, K, ()>(s, rows, 0, &mut ());
+    for i in 0..n {
+        let last = i + 1 == n;
+        if !co.usable() {
+            rescue_row::<F, T, K, DB>(i, rows, out);
+            if !last {
+                co = coeffs::<F, T, S, K, ()>(s, rows, i + 1, &mut ());
+            }
+            continue;
+        }
+        // The last row has no next row to read: it keeps reading ahead itself (into
+        // whatever follows this run of rows).
+        let mut wr = Writer::<F, T, S, K, 1, DB>::new(s, i, rows, out, [co], last);
+        if !last {
+            co = coeffs::<F, T, S, K, _>(s, rows, i + 1, &mut wr);
+        }
+        wr.finish(s);
     }
 }
 

@@ -329,3 +329,56 @@ fn half_ndarray_forms_match_the_slice_forms_and_refuse_bad_shapes() -> Result<()
     ));
     Ok(())
 }
+
+#[test]
+fn half_backward_rows_at_the_extremes_are_the_f32_rescue_rounded_on_every_path() {
+    // bf16 holds f32's range: rows near ±MAX overflow `x − mean` (LayerNorm) or
+    // `Σ g·x` (RmsNorm) in the vector pass and go through the scaled rescue, which the
+    // 16-bit rows reach through the same kernel as f32 rows. Rows 0 and 2 are at the
+    // extremes, rows 1 and 3 ordinary, so the pipelined and grouped passes both have to
+    // step around a rescued row.
+    let d = 37;
+    let rows = 4;
+    let big = values(rows * d, 5, 0.0, 1.0);
+    let x: Vec<bf16> = big
+        .iter()
+        .enumerate()
+        .map(|(i, &u)| {
+            let v = match i / d {
+                0 => 3.0e38 * u.signum() * (0.5 + 0.5 * u.abs()),
+                2 => 1.6e38 + 1.0e37 * u,
+                _ => u,
+            };
+            bf16::from_f64(v)
+        })
+        .collect();
+    for ln in [true, false] {
+        let mut c = Case::<bf16>::new(ln, rows, d, 0.0, 1.0, 11);
+        c.x = x.clone();
+        let s = c.stats();
+        for path in ForcedPath::all() {
+            for stores in [Stores::Cached, Stores::Streaming] {
+                let p = path.with_stores(stores);
+                let (dx, dg, db) = c.half(p, Sweep::Serial, &s);
+                let (fdx, fdg, fdb) = c.f32(p, &s);
+                let bits = |v: &[f32]| v.iter().map(|f| f.to_bits()).collect::<Vec<_>>();
+                assert_eq!(bits(&dg), bits(&fdg), "{:?} ln {ln}: dgamma", path.path());
+                assert_eq!(bits(&db), bits(&fdb), "{:?} ln {ln}: dbeta", path.path());
+                for (j, (h, f)) in dx.iter().zip(&fdx).enumerate() {
+                    assert_eq!(
+                        h.to_bits(),
+                        bf16::from_f32(*f).to_bits(),
+                        "{:?} ln {ln} {stores:?}: dx[{j}] is the f32 dx rounded once",
+                        path.path()
+                    );
+                }
+                // The rescue gives finite dx for finite rows near ±MAX.
+                assert!(
+                    dx.iter().all(|v| v.to_f32().is_finite()),
+                    "{:?} ln {ln}: finite dx",
+                    path.path()
+                );
+            }
+        }
+    }
+}
