@@ -45,7 +45,7 @@ impl<K: Kind, F: Float, E, I: Io<E, F>> SimdOp<F> for AddRows<'_, K, I, E, F> {
             return;
         };
         // The shift of each row is taken before its first pass can overwrite `h`.
-        let pipelined = I::PIPELINE_FUSED && pipelines::<E>(d);
+        let pipelined = I::PIPELINE_FUSED && pipelines::<S, E>(d);
         let (x0, r0) = row(0);
         let mut shift = shift_of::<K, F>(I::add_at(x0, r0.unwrap_or(hc), 0));
         let mut first = add_first::<K, S, E, I>(s, shift, (x0, r0), &mut *hc, store);

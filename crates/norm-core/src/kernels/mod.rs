@@ -24,7 +24,8 @@
 //! ([`Cursor`]), so each row's bits never depend on the row before it or on where a run
 //! of rows starts. A row alone (the strided lanes) runs the same body with no successor.
 //! Rows longer than [`PIPELINE_MAX_ROW_BYTES`] run one after another instead (four such
-//! rows at once no longer fit in L1).
+//! rows at once no longer fit in L1), and so do f32/f64 rows on 256-bit vectors (AVX2;
+//! [`pipelines`]: measured no faster there).
 //!
 //! Per row: the first pass reads the row from memory (for the fused variants: reads
 //! `x` and `r` and writes `h`), the later passes find it in L1. Outputs far beyond the
@@ -326,7 +327,7 @@ impl<K: Kind, F: Float, E, I: Io<E, F>> SimdOp<F> for Rows<'_, K, I, E, F> {
             return last;
         }
         assert!(y.len() >= rows * d);
-        let pipelined = pipelines::<E>(d);
+        let pipelined = pipelines::<S, E>(d);
         let mut first = first_sum::<K, S, E, I>(s, &x[..d]);
         for (i, yr) in y.chunks_exact_mut(d).take(rows).enumerate() {
             let xr = &x[i * d..(i + 1) * d];
@@ -375,10 +376,16 @@ fn first_sum<K: Kind, S: Simd, E, I: Io<E, S::E>>(s: S, x: &[E]) -> S::E {
 /// ([`Ahead`]) as before.
 const PIPELINE_MAX_ROW_BYTES: usize = 8192;
 
-/// Whether rows of `d` elements of `E` run pipelined ([`PIPELINE_MAX_ROW_BYTES`]).
+/// Whether rows of `d` elements of `E` run pipelined on backend `S`: rows no longer than
+/// [`PIPELINE_MAX_ROW_BYTES`], on 512-bit vectors or for 16-bit storage. By A/B
+/// measurement (same machine), the f32 rows on 256-bit vectors (AVX2, 16 registers,
+/// which the pipelined loop's extra accumulators crowd) gained nothing and lost 8-15%
+/// (LayerNorm 65536×512, RmsNorm 64×768), while the bf16 rows gained there too.
 #[inline(always)]
-fn pipelines<E>(d: usize) -> bool {
-    d.saturating_mul(std::mem::size_of::<E>()) <= PIPELINE_MAX_ROW_BYTES
+fn pipelines<S: Simd, E>(d: usize) -> bool {
+    let wide = S::W * std::mem::size_of::<S::E>() >= 64;
+    let narrow = std::mem::size_of::<E>() < std::mem::size_of::<S::E>();
+    d.saturating_mul(std::mem::size_of::<E>()) <= PIPELINE_MAX_ROW_BYTES && (wide || narrow)
 }
 
 /// Whole rows `x` of norm `K` on `path` into `out` (as long as `x`), pipelined
