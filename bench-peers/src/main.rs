@@ -230,11 +230,14 @@ fn max_abs_err(a: &[f32], r: &[f64]) -> f64 {
 /// A timed entry: a name and the call it times.
 type Entry<'a> = (&'static str, Box<dyn FnMut() -> Res<()> + 'a>);
 
+/// Median seconds per call, by entry name.
+type Times = Vec<(&'static str, f64)>;
+
 /// Median seconds per call of each entry. Entries are interleaved: every round runs one
 /// sample of each (a sample is enough calls to last about 20 ms), so a change in the
 /// machine's load hits all of them alike; rounds repeat until `budget` per entry is spent
 /// (at least 7 rounds).
-fn time_interleaved(budget: Duration, entries: &mut [Entry<'_>]) -> Res<Vec<(&'static str, f64)>> {
+fn time_interleaved(budget: Duration, entries: &mut [Entry<'_>]) -> Res<Times> {
     let mut per_sample = Vec::new();
     for (_, f) in entries.iter_mut() {
         let start = Instant::now();
@@ -264,21 +267,140 @@ fn time_interleaved(budget: Duration, entries: &mut [Entry<'_>]) -> Res<Vec<(&'s
         .collect())
 }
 
+/// What one (kind, shape) compares, in both tables: norm-core into a caller's buffer and
+/// allocating, candle-nn, the naive ndarray composition where there is one (f32 only),
+/// and the copy of the same bytes (`src`, rows of `d`) with plain and with streaming
+/// stores as the ceiling. `E` is the element type of the norms, `C` that of the copies.
+struct Contenders<'a, E, C> {
+    src: &'a [C],
+    d: usize,
+    /// The copy kernel (`streaming`: non-temporal stores).
+    copy: fn(&[C], &mut [C], usize, bool),
+    ours: &'a (dyn Fn(&mut Array2<E>) -> Res<()> + Sync),
+    ours_alloc: &'a (dyn Fn() -> Res<Array2<E>> + Sync),
+    candle: &'a (dyn Fn() -> Res<Tensor> + Sync),
+    naive: Option<&'a (dyn Fn() -> Res<Array2<E>> + Sync)>,
+}
+
+/// How far each peer's output is from norm-core's (the metric the table gives).
+struct Agreement<E> {
+    /// norm-core's output, from the call into the caller's buffer.
+    ours: Vec<E>,
+    alloc: f64,
+    candle: f64,
+    naive: Option<f64>,
+}
+
+impl<E, C> Contenders<'_, E, C>
+where
+    E: Clone + Send + candle_core::WithDType,
+    C: Copy + Default + Send + Sync,
+{
+    /// Runs each contender once on the input and measures every output against
+    /// norm-core's with `metric`.
+    fn agreement(&self, y: &mut Array2<E>, metric: fn(&[E], &[E]) -> f64) -> Res<Agreement<E>> {
+        (self.ours)(y)?;
+        let ours = y.as_slice().ok_or("layout")?.to_vec();
+        let vs = |out: Array2<E>| -> Res<f64> { Ok(metric(out.as_slice().ok_or("layout")?, &ours)) };
+        let alloc = vs((self.ours_alloc)()?)?;
+        let candle = metric(&(self.candle)()?.flatten_all()?.to_vec1::<E>()?, &ours);
+        let naive = match self.naive {
+            Some(f) => Some(vs(f()?)?),
+            None => None,
+        };
+        Ok(Agreement {
+            ours,
+            alloc,
+            candle,
+            naive,
+        })
+    }
+
+    /// Median seconds per call of every contender (see [`time_interleaved`]) on each
+    /// pool, in [`NAMES`] order (without the naive composition where there is none); `y`
+    /// is norm-core's output buffer.
+    fn time(
+        &self,
+        budget: Duration,
+        pools: &[(usize, rayon::ThreadPool)],
+        y: &mut Array2<E>,
+    ) -> Res<Vec<(usize, Times)>> {
+        let n = self.src.len();
+        let (mut yc, mut ys) = (vec![C::default(); n], vec![C::default(); n]);
+        let mut out = Vec::new();
+        for (threads, pool) in pools {
+            let times = pool.install(|| -> Res<Times> {
+                let (y, yc, ys) = (&mut *y, &mut yc, &mut ys);
+                let (src, d, copy) = (self.src, self.d, self.copy);
+                let mut entries: Vec<Entry<'_>> = vec![
+                    (
+                        "copy",
+                        Box::new(move || {
+                            copy(src, yc, d, false);
+                            std::hint::black_box(&yc);
+                            Ok(())
+                        }),
+                    ),
+                    (
+                        "copy (streaming)",
+                        Box::new(move || {
+                            copy(src, ys, d, true);
+                            std::hint::black_box(&ys);
+                            Ok(())
+                        }),
+                    ),
+                    ("norm-core", Box::new(|| (self.ours)(y))),
+                    (
+                        "norm-core (alloc)",
+                        Box::new(|| {
+                            std::hint::black_box((self.ours_alloc)()?);
+                            Ok(())
+                        }),
+                    ),
+                    (
+                        "candle-nn",
+                        Box::new(|| {
+                            std::hint::black_box((self.candle)()?);
+                            Ok(())
+                        }),
+                    ),
+                ];
+                if let Some(naive) = self.naive {
+                    entries.push((
+                        "naive ndarray",
+                        Box::new(move || {
+                            std::hint::black_box(naive()?);
+                            Ok(())
+                        }),
+                    ));
+                }
+                time_interleaved(budget, &mut entries)
+            })?;
+            out.push((*threads, times));
+        }
+        Ok(out)
+    }
+}
+
 /// `y = x · c` over the same bytes, split like the norms on more than one thread, with
 /// plain stores or (`streaming`) non-temporal ones (`norm_core::ceiling`; norm-core
 /// streams outputs of at least a quarter of the last-level cache, so that is the fair
 /// ceiling for them).
 fn copy(x: &[f32], y: &mut [f32], d: usize, streaming: bool) {
-    const BLOCK: usize = 64 * 1024 / 4;
-    let kernel = |x: &[f32], y: &mut [f32]| {
+    split_rows(x, y, d, |x, y| {
         if streaming {
             norm_core::ceiling::scale_streaming(x, y, 1.5)
         } else {
             norm_core::ceiling::scale(x, y, 1.5)
         }
-    };
+    });
+}
+
+/// Runs `kernel` from `x` into `y` (rows of `d`) on the current pool: whole, on one
+/// thread; in blocks of whole rows of about 64 KiB, on more.
+fn split_rows<C: Send + Sync>(x: &[C], y: &mut [C], d: usize, kernel: impl Fn(&[C], &mut [C]) + Sync) {
     if rayon::current_num_threads() > 1 {
-        let n = (BLOCK / d).max(1) * d;
+        let n = (64 * 1024 / std::mem::size_of::<C>() / d).max(1) * d;
         y.par_chunks_mut(n)
             .zip(x.par_chunks(n))
             .for_each(|(y, x)| kernel(x, y));
@@ -292,7 +414,7 @@ struct Row {
     shape: (usize, usize),
     threads: usize,
     /// (implementation, seconds per call)
-    times: Vec<(&'static str, f64)>,
+    times: Times,
 }
 
 impl Row {
@@ -313,6 +435,22 @@ const NAMES: [&str; 6] = [
     "candle-nn",
     "naive ndarray",
 ];
+
+/// The table cells both tables share, from GB/s by entry name: the copies, norm-core and
+/// its ratios to them, norm-core (alloc) and candle-nn.
+fn shared_cells(g: impl Fn(&str) -> f64) -> String {
+    [
+        g("copy"),
+        g("copy (streaming)"),
+        g("norm-core"),
+        g("norm-core") / g("copy"),
+        g("norm-core") / g("copy (streaming)"),
+        g("norm-core (alloc)"),
+        g("candle-nn"),
+    ]
+    .map(|v| format!("{v:.2}"))
+    .join(" | ")
+}
 
 fn cpu_model() -> String {
     std::fs::read_to_string("/proc/cpuinfo")
@@ -377,19 +515,23 @@ fn main() -> Res<()> {
         let xa = Array2::from_shape_vec((rows, d), x.clone())?;
         let xt = Tensor::from_slice(&x, (rows, d), &Device::Cpu)?;
         let mut y = Array2::<f32>::zeros((rows, d));
-        let mut yc = vec![0.0f32; rows * d];
-        let mut ys = vec![0.0f32; rows * d];
         for kind in [Kind::Layer, Kind::Rms] {
             let im = Impls::new(kind, &p)?;
+            let c = Contenders {
+                src: &x,
+                d,
+                copy,
+                ours: &|y| im.norm_core_into(&xa, y),
+                ours_alloc: &|| im.norm_core_alloc(&xa),
+                candle: &|| im.candle(&xt),
+                naive: Some(&|| im.naive(&xa)),
+            };
             // Agreement first: every implementation on the same input.
-            im.norm_core_into(&xa, &mut y)?;
-            let ours = y.as_slice().ok_or("layout")?.to_vec();
-            let d_alloc = max_abs_diff(im.norm_core_alloc(&xa)?.as_slice().ok_or("layout")?, &ours);
-            let d_candle = max_abs_diff(&to_vec(&im.candle(&xt)?)?, &ours);
-            let d_naive = max_abs_diff(im.naive(&xa)?.as_slice().ok_or("layout")?, &ours);
+            let a = c.agreement(&mut y, max_abs_diff)?;
+            let (d_alloc, d_candle, d_naive) = (a.alloc, a.candle, a.naive.unwrap_or(f64::NAN));
             // The f64 reference on the first rows (at most 2^20 values, to bound its cost).
             let k = rows.min((1 << 20) / d).max(1) * d;
-            let d_ref = max_abs_err(&ours[..k], &im.reference(&x[..k])?);
+            let d_ref = max_abs_err(&a.ours[..k], &im.reference(&x[..k])?);
             eprintln!(
                 "{} {rows}x{d}: max |diff| vs norm-core: alloc {d_alloc:.1e}, candle-nn {d_candle:.1e}, naive {d_naive:.1e}; norm-core vs f64 reference (first {} rows) {d_ref:.1e}",
                 kind.name(),
@@ -399,55 +541,11 @@ fn main() -> Res<()> {
             if d_alloc != 0.0 || d_candle > 1e-4 || d_naive > 1e-4 {
                 return Err(format!("{} {rows}x{d}: implementations disagree (alloc {d_alloc:e}, candle {d_candle:e}, naive {d_naive:e})", kind.name()).into());
             }
-            for (threads, pool) in &pools {
-                let times = pool.install(|| -> Res<Vec<(&'static str, f64)>> {
-                    let (y, yc, ys) = (&mut y, &mut yc, &mut ys);
-                    let mut entries: Vec<Entry<'_>> = vec![
-                        (
-                            "copy",
-                            Box::new(|| {
-                                copy(&x, yc, d, false);
-                                std::hint::black_box(&yc);
-                                Ok(())
-                            }),
-                        ),
-                        (
-                            "copy (streaming)",
-                            Box::new(|| {
-                                copy(&x, ys, d, true);
-                                std::hint::black_box(&ys);
-                                Ok(())
-                            }),
-                        ),
-                        ("norm-core", Box::new(|| im.norm_core_into(&xa, y))),
-                        (
-                            "norm-core (alloc)",
-                            Box::new(|| {
-                                std::hint::black_box(im.norm_core_alloc(&xa)?);
-                                Ok(())
-                            }),
-                        ),
-                        (
-                            "candle-nn",
-                            Box::new(|| {
-                                std::hint::black_box(im.candle(&xt)?);
-                                Ok(())
-                            }),
-                        ),
-                        (
-                            "naive ndarray",
-                            Box::new(|| {
-                                std::hint::black_box(im.naive(&xa)?);
-                                Ok(())
-                            }),
-                        ),
-                    ];
-                    time_interleaved(args.budget, &mut entries)
-                })?;
+            for (threads, times) in c.time(args.budget, &pools, &mut y)? {
                 let row = Row {
                     kind,
                     shape: (rows, d),
-                    threads: *threads,
+                    threads,
                     times,
                 };
                 eprintln!(
@@ -474,20 +572,14 @@ fn main() -> Res<()> {
     println!("|---|---|---|---|---|---|---|---|---|---|---|---|---|");
     let mut json_rows = Vec::new();
     for r in &results {
-        let g = |n| r.gbps(n);
+        let g = |n: &str| r.gbps(n);
         println!(
-            "| {} | {}×{} | {} | {:.2} | {:.2} | {:.2} | {:.2} | {:.2} | {:.2} | {:.2} | {:.2} | {:.1}× / {:.1}× | {:.1}× / {:.1}× |",
+            "| {} | {}×{} | {} | {} | {:.2} | {:.1}× / {:.1}× | {:.1}× / {:.1}× |",
             r.kind.name(),
             r.shape.0,
             r.shape.1,
             r.threads,
-            g("copy"),
-            g("copy (streaming)"),
-            g("norm-core"),
-            g("norm-core") / g("copy"),
-            g("norm-core") / g("copy (streaming)"),
-            g("norm-core (alloc)"),
-            g("candle-nn"),
+            shared_cells(g),
             g("naive ndarray"),
             g("norm-core") / g("candle-nn"),
             g("norm-core (alloc)") / g("candle-nn"),
@@ -563,22 +655,13 @@ impl Bits16 for f16 {
 /// `y = x` over 16-bit values, split like the norms on more than one thread, with plain
 /// stores (memcpy) or non-temporal ones (`norm_core::ceiling`).
 fn copy16(x: &[u16], y: &mut [u16], d: usize, streaming: bool) {
-    const BLOCK: usize = 64 * 1024 / 2;
-    let kernel = |x: &[u16], y: &mut [u16]| {
+    split_rows(x, y, d, |x, y| {
         if streaming {
             norm_core::ceiling::copy_u16_streaming(x, y)
         } else {
             norm_core::ceiling::copy_u16(x, y)
         }
-    };
-    if rayon::current_num_threads() > 1 {
-        let n = (BLOCK / d).max(1) * d;
-        y.par_chunks_mut(n)
-            .zip(x.par_chunks(n))
-            .for_each(|(y, x)| kernel(x, y));
-    } else {
-        kernel(x, y);
-    }
+    });
 }
 
 /// The largest difference between two outputs of storage type `H` (widened), in units
@@ -601,7 +684,8 @@ fn diff_ulps<H: Half + Bits16>(a: &[H], b: &[H]) -> f64 {
 }
 
 /// The half-precision rows of one shape for storage type `H` (`name`): both kinds, on
-/// every pool, after checking that norm-core and candle-nn agree within 4 ulps (of the
+/// every pool, after checking that norm-core's two forms give the same bits and that
+/// norm-core and candle-nn agree within 4 ulps (of the
 /// storage type, at magnitudes of at least 1; see [`diff_ulps`]): norm-core rounds each
 /// output once, candle-nn's RmsNorm rounds the rms to the storage type and divides and
 /// multiplies in it (three roundings), its LayerNorm rounds once. Prints
@@ -630,94 +714,57 @@ where
     );
     let xu = bits(&xh);
     let mut y = Array2::from_elem((rows, d), H::default());
-    let (mut yc, mut ys) = (vec![0u16; rows * d], vec![0u16; rows * d]);
     let mut out = Vec::new();
     for kind in [Kind::Layer, Kind::Rms] {
         let ln = LayerNorm::<H>::from_weights(wh.clone(), Some(bh.clone()), LN_EPS)?;
         let rms = RmsNorm::<H>::from_weights(wh.clone(), None, RMS_EPS)?;
-        let ours = |x: &Array2<H>, y: &mut Array2<H>| -> Res<()> {
-            match kind {
-                Kind::Layer => ln.forward_into(x, y)?,
-                Kind::Rms => rms.forward_into(x, y)?,
-            }
-            Ok(())
+        let c = Contenders {
+            src: &xu,
+            d,
+            copy: copy16,
+            ours: &|y| {
+                match kind {
+                    Kind::Layer => ln.forward_into(&xa, y)?,
+                    Kind::Rms => rms.forward_into(&xa, y)?,
+                }
+                Ok(())
+            },
+            ours_alloc: &|| {
+                Ok(match kind {
+                    Kind::Layer => ln.forward(&xa)?,
+                    Kind::Rms => rms.forward(&xa)?,
+                })
+            },
+            candle: &|| {
+                Ok(match kind {
+                    Kind::Layer => candle_nn::ops::layer_norm(&xt, &wt, &bt, LN_EPS)?,
+                    Kind::Rms => candle_nn::ops::rms_norm(&xt, &wt, RMS_EPS)?,
+                })
+            },
+            naive: None,
         };
-        let ours_alloc = |x: &Array2<H>| -> Res<Array2<H>> {
-            Ok(match kind {
-                Kind::Layer => ln.forward(x)?,
-                Kind::Rms => rms.forward(x)?,
-            })
-        };
-        let candle = |x: &Tensor| -> Res<Tensor> {
-            Ok(match kind {
-                Kind::Layer => candle_nn::ops::layer_norm(x, &wt, &bt, LN_EPS)?,
-                Kind::Rms => candle_nn::ops::rms_norm(x, &wt, RMS_EPS)?,
-            })
-        };
-        ours(&xa, &mut y)?;
-        let theirs = candle(&xt)?.flatten_all()?.to_vec1::<H>()?;
-        let worst = diff_ulps(y.as_slice().ok_or("layout")?, &theirs);
+        let a = c.agreement(&mut y, diff_ulps::<H>)?;
+        let worst = a.candle;
         eprintln!(
-            "{name} {} {rows}x{d}: norm-core vs candle-nn, max {worst:.2} ulps",
-            kind.name()
+            "{name} {} {rows}x{d}: norm-core vs candle-nn, max {worst:.2} ulps (allocating form: {:.2})",
+            kind.name(),
+            a.alloc
         );
-        if worst > 4.0 {
+        if a.alloc != 0.0 || worst > 4.0 {
             return Err(format!(
-                "{name} {} {rows}x{d}: norm-core and candle-nn differ by {worst} ulps",
-                kind.name()
+                "{name} {} {rows}x{d}: norm-core and candle-nn differ by {worst} ulps, norm-core's two forms by {}",
+                kind.name(),
+                a.alloc
             )
             .into());
         }
-        for (threads, pool) in pools {
-            let times = pool.install(|| -> Res<Vec<(&'static str, f64)>> {
-                let (y, yc, ys) = (&mut y, &mut yc, &mut ys);
-                let mut entries: Vec<Entry<'_>> = vec![
-                    (
-                        "copy",
-                        Box::new(|| {
-                            copy16(&xu, yc, d, false);
-                            std::hint::black_box(&yc);
-                            Ok(())
-                        }),
-                    ),
-                    (
-                        "copy (streaming)",
-                        Box::new(|| {
-                            copy16(&xu, ys, d, true);
-                            std::hint::black_box(&ys);
-                            Ok(())
-                        }),
-                    ),
-                    ("norm-core", Box::new(|| ours(&xa, y))),
-                    (
-                        "norm-core (alloc)",
-                        Box::new(|| {
-                            std::hint::black_box(ours_alloc(&xa)?);
-                            Ok(())
-                        }),
-                    ),
-                    (
-                        "candle-nn",
-                        Box::new(|| {
-                            std::hint::black_box(candle(&xt)?);
-                            Ok(())
-                        }),
-                    ),
-                ];
-                time_interleaved(args.budget, &mut entries)
-            })?;
+        for (threads, times) in c.time(args.budget, pools, &mut y)? {
             let secs = |n: &str| times.iter().find(|t| t.0 == n).map_or(f64::NAN, |t| t.1);
             let g = |n: &str| 2.0 * (rows * d * 2) as f64 / secs(n) / 1e9;
             println!(
-                "| {name} | {} | {rows}×{d} | {threads} | {:.2} | {:.2} | {:.2} | {:.2} | {:.2} | {:.2} | {:.2} | {:.1}× / {:.1}× | {worst:.2} |",
+                "| {name} | {} | {rows}×{d} | {threads} | {} | {:.1}× / {:.1}× | {worst:.2} |",
                 kind.name(),
-                g("copy"),
-                g("copy (streaming)"),
-                g("norm-core"),
-                g("norm-core") / g("copy"),
-                g("norm-core") / g("copy (streaming)"),
-                g("norm-core (alloc)"),
-                g("candle-nn"),
+                shared_cells(g),
                 g("norm-core") / g("candle-nn"),
                 g("norm-core (alloc)") / g("candle-nn"),
             );
