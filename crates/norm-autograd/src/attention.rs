@@ -9,6 +9,7 @@ use rand::Rng;
 use crate::ffn::{copy_rows_into, rows_of};
 use crate::linear::fit;
 use crate::params::join;
+use crate::seq::seq_layer;
 use crate::{GradError, Gradients, Init, Linear, LinearCache, LinearGrads, Module};
 
 /// Multi-head self-attention.
@@ -56,6 +57,15 @@ pub struct MultiHeadAttention<F> {
 /// What [`MultiHeadAttention::forward`] saves, and the buffers its `_into` forms reuse.
 #[derive(Debug, Clone, PartialEq)]
 pub struct AttentionCache<F> {
+    saved: AttentionSaved<F>,
+    scratch: AttentionScratch<F>,
+}
+
+/// What the forward writes: the projections' caches and outputs, the probabilities, and
+/// its own intermediates (the heads' outputs, the projection's output). The backward
+/// only reads it.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct AttentionSaved<F> {
     q_cache: LinearCache<F>,
     k_cache: LinearCache<F>,
     v_cache: LinearCache<F>,
@@ -64,10 +74,13 @@ pub struct AttentionCache<F> {
     k: Array2<F>,
     v: Array2<F>,
     probs: Array4<F>,
-    /// Scratch, all `(B·L, D)` but `ds` (`L·L`): the heads' outputs, the projection's
-    /// output, and the backward's intermediate gradients.
     concat: Array2<F>,
     y: Array2<F>,
+}
+
+/// The backward's intermediate gradients, all `(B·L, D)` but `ds` (`L·L`).
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct AttentionScratch<F> {
     dconcat: Array2<F>,
     dq: Array2<F>,
     dk: Array2<F>,
@@ -79,6 +92,15 @@ pub struct AttentionCache<F> {
 }
 
 impl<F: Float> Default for AttentionCache<F> {
+    fn default() -> Self {
+        Self {
+            saved: AttentionSaved::default(),
+            scratch: AttentionScratch::default(),
+        }
+    }
+}
+
+impl<F: Float> Default for AttentionSaved<F> {
     fn default() -> Self {
         let e = || Array2::zeros((0, 0));
         Self {
@@ -92,6 +114,14 @@ impl<F: Float> Default for AttentionCache<F> {
             probs: Array4::zeros((0, 0, 0, 0)),
             concat: e(),
             y: e(),
+        }
+    }
+}
+
+impl<F: Float> Default for AttentionScratch<F> {
+    fn default() -> Self {
+        let e = || Array2::zeros((0, 0));
+        Self {
             dconcat: e(),
             dq: e(),
             dk: e(),
@@ -120,7 +150,7 @@ impl<F> AttentionCache<F> {
     /// The attention probabilities, `(B, heads, L, L)`; row `i` of a head is what
     /// position `i` attends to.
     pub fn probs(&self) -> &Array4<F> {
-        &self.probs
+        &self.saved.probs
     }
 }
 
@@ -335,30 +365,16 @@ impl<F: Float> MultiHeadAttention<F> {
         Ok(())
     }
 
-    /// Self-attention of each sequence in `x` (`(B, L, D)`).
-    ///
-    /// # Errors
-    /// [`GradError::ShapeMismatch`] if the last axis is not `d_model`.
-    pub fn forward(&self, x: &ArrayRef3<F>) -> Result<(Array3<F>, AttentionCache<F>), GradError> {
-        let (mut y, mut cache) = (Array3::zeros((0, 0, 0)), AttentionCache::default());
-        self.forward_into(x, &mut y, &mut cache)?;
-        Ok((y, cache))
-    }
-
-    /// [`forward`](Self::forward) into the caller's output and cache (reshaped only when
-    /// the shape of `x` changes; then nothing is allocated).
-    ///
-    /// # Errors
-    /// As [`forward`](Self::forward).
-    pub fn forward_into(
+    /// The forward, writing the cache's saved half only (a container keeps its parts'
+    /// halves apart).
+    pub(crate) fn forward_saved(
         &self,
         x: &ArrayRef3<F>,
         y: &mut Array3<F>,
-        cache: &mut AttentionCache<F>,
+        c: &mut AttentionSaved<F>,
     ) -> Result<(), GradError> {
         self.check_x("x", x)?;
         let (b, l, d) = x.dim();
-        let c = cache;
         {
             let x2 = rows_of(x)?;
             self.q.forward_into(&x2, &mut c.q, &mut c.q_cache)?;
@@ -385,7 +401,18 @@ impl<F: Float> MultiHeadAttention<F> {
         self.o.forward_into(&c.concat, &mut c.y, &mut c.o_cache)?;
         copy_rows_into(&c.y, b, l, y)
     }
+}
 
+seq_layer!(
+    MultiHeadAttention,
+    AttentionCache,
+    AttentionGrads,
+    forward:
+    /// Self-attention of each sequence in `x` (`(B, L, D)`).
+    ///
+    /// # Errors
+    /// [`GradError::ShapeMismatch`] if the last axis is not `d_model`.
+    backward:
     /// Backward of [`forward`](Self::forward) from `dy` (`(B, L, D)`).
     ///
     /// ```text
@@ -395,29 +422,18 @@ impl<F: Float> MultiHeadAttention<F> {
     ///
     /// # Errors
     /// [`GradError::ShapeMismatch`] if `dy` does not match the cached forward.
-    pub fn backward(
-        &self,
-        cache: &AttentionCache<F>,
-        dy: &ArrayRef3<F>,
-    ) -> Result<(Array3<F>, AttentionGrads<F>), GradError> {
-        let (mut dx, mut grads) = (Array3::zeros((0, 0, 0)), AttentionGrads::empty());
-        self.backward_into(&mut cache.clone(), dy, &mut dx, &mut grads)?;
-        Ok((dx, grads))
-    }
+);
 
-    /// [`backward`](Self::backward) into the caller's `dx` and gradients; the cache's
-    /// scratch buffers hold the intermediate gradients.
-    ///
-    /// # Errors
-    /// As [`backward`](Self::backward).
-    pub fn backward_into(
+impl<F: Float> MultiHeadAttention<F> {
+    /// The backward reading the saved forward `c`, with the intermediate gradients in `s`.
+    pub(crate) fn backward_with(
         &self,
-        cache: &mut AttentionCache<F>,
+        c: &AttentionSaved<F>,
+        s: &mut AttentionScratch<F>,
         dy: &ArrayRef3<F>,
         dx: &mut Array3<F>,
         grads: &mut AttentionGrads<F>,
     ) -> Result<(), GradError> {
-        let c = cache;
         let (b, nh, l, _) = c.probs.dim();
         let d = self.d_model();
         if nh != self.n_heads || c.q.dim() != (b * l, d) {
@@ -434,24 +450,24 @@ impl<F: Float> MultiHeadAttention<F> {
             });
         }
         self.o
-            .backward_into(&c.o_cache, &rows_of(dy)?, &mut c.dconcat, &mut grads.o)?;
+            .backward_into(&c.o_cache, &rows_of(dy)?, &mut s.dconcat, &mut grads.o)?;
         let dh = d / self.n_heads;
         let scale = F::one() / F::from_usize(dh).unwrap_or_else(F::one).sqrt();
-        for g in [&mut c.dq, &mut c.dk, &mut c.dv] {
+        for g in [&mut s.dq, &mut s.dk, &mut s.dv] {
             fit(g, Ix2(b * l, d));
             g.fill(F::zero());
         }
-        c.ds.clear();
-        c.ds.resize(l * l, F::zero());
+        s.ds.clear();
+        s.ds.resize(l * l, F::zero());
         {
             let heads = Heads::new(d, l, dh, self.causal);
             let saved = [std_slice(&c.q)?, std_slice(&c.k)?, std_slice(&c.v)?];
-            let dconcat = std_slice(&c.dconcat)?;
+            let dconcat = std_slice(&s.dconcat)?;
             let probs = c.probs.as_slice().ok_or(NOT_STANDARD)?;
             let (dq, dk, dv) = (
-                c.dq.as_slice_mut().ok_or(NOT_STANDARD)?,
-                c.dk.as_slice_mut().ok_or(NOT_STANDARD)?,
-                c.dv.as_slice_mut().ok_or(NOT_STANDARD)?,
+                s.dq.as_slice_mut().ok_or(NOT_STANDARD)?,
+                s.dk.as_slice_mut().ok_or(NOT_STANDARD)?,
+                s.dv.as_slice_mut().ok_or(NOT_STANDARD)?,
             );
             // One scratch row pair, reused by every (sequence, head).
             for (bh, p) in probs.chunks_exact(l * l).enumerate() {
@@ -463,21 +479,21 @@ impl<F: Float> MultiHeadAttention<F> {
                     saved,
                     p,
                     dconcat,
-                    &mut c.ds,
+                    &mut s.ds,
                     [&mut *dq, &mut *dk, &mut *dv],
                 );
             }
         }
         self.q
-            .backward_into(&c.q_cache, &c.dq, &mut c.dxq, &mut grads.q)?;
+            .backward_into(&c.q_cache, &s.dq, &mut s.dxq, &mut grads.q)?;
         self.k
-            .backward_into(&c.k_cache, &c.dk, &mut c.dxk, &mut grads.k)?;
+            .backward_into(&c.k_cache, &s.dk, &mut s.dxk, &mut grads.k)?;
         self.v
-            .backward_into(&c.v_cache, &c.dv, &mut c.dxv, &mut grads.v)?;
+            .backward_into(&c.v_cache, &s.dv, &mut s.dxv, &mut grads.v)?;
         // dx = (dxq + dxk) + dxv, in that order.
         fit(dx, Ix3(b, l, d));
         let out = dx.as_slice_mut().ok_or(NOT_STANDARD)?;
-        let (a, k, v) = (std_slice(&c.dxq)?, std_slice(&c.dxk)?, std_slice(&c.dxv)?);
+        let (a, k, v) = (std_slice(&s.dxq)?, std_slice(&s.dxk)?, std_slice(&s.dxv)?);
         for (((o, &a), &k), &v) in out.iter_mut().zip(a).zip(k).zip(v) {
             *o = a + k + v;
         }

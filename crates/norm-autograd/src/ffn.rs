@@ -8,6 +8,7 @@ use rand::Rng;
 use crate::activation::ActivationCache;
 use crate::linear::{fit, slice_mut, slice_of};
 use crate::params::join;
+use crate::seq::seq_layer;
 use crate::{Activation, GradError, Gradients, Init, Linear, LinearCache, LinearGrads, Module};
 
 /// Position-wise feed-forward network.
@@ -44,20 +45,42 @@ pub struct FeedForward<F> {
 /// What [`FeedForward::forward`] saves, and the buffers its `_into` forms reuse.
 #[derive(Debug, Clone, PartialEq)]
 pub struct FeedForwardCache<F> {
+    saved: FeedForwardSaved<F>,
+    scratch: FeedForwardScratch<F>,
+}
+
+/// What the forward writes: the sublayers' caches, the batch shape, and its
+/// intermediates `z = x·W₁ + b₁`, `a = act(z)`, `y` as `(B·L, ·)`. The backward only
+/// reads it.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct FeedForwardSaved<F> {
     lin1: LinearCache<F>,
     act: ActivationCache<F, Ix2>,
     lin2: LinearCache<F>,
     shape: (usize, usize),
-    /// Scratch: `z = x·W₁ + b₁`, `a = act(z)`, `y`, `da`, `dz`, `dx` as `(B·L, ·)`.
     z: Array2<F>,
     a: Array2<F>,
     y: Array2<F>,
+}
+
+/// The backward's intermediate gradients `da`, `dz`, `dx` as `(B·L, ·)`.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct FeedForwardScratch<F> {
     da: Array2<F>,
     dz: Array2<F>,
     dx: Array2<F>,
 }
 
 impl<F: Float> Default for FeedForwardCache<F> {
+    fn default() -> Self {
+        Self {
+            saved: FeedForwardSaved::default(),
+            scratch: FeedForwardScratch::default(),
+        }
+    }
+}
+
+impl<F: Float> Default for FeedForwardSaved<F> {
     fn default() -> Self {
         let e = || Array2::zeros((0, 0));
         Self {
@@ -68,6 +91,14 @@ impl<F: Float> Default for FeedForwardCache<F> {
             z: e(),
             a: e(),
             y: e(),
+        }
+    }
+}
+
+impl<F: Float> Default for FeedForwardScratch<F> {
+    fn default() -> Self {
+        let e = || Array2::zeros((0, 0));
+        Self {
             da: e(),
             dz: e(),
             dx: e(),
@@ -135,70 +166,56 @@ impl<F: Float> FeedForward<F> {
         })
     }
 
-    /// Applies the network at every position of `x` (`(B, L, D)`).
-    ///
-    /// # Errors
-    /// [`GradError::MatMul`] if the last axis is not `D`.
-    pub fn forward(&self, x: &ArrayRef3<F>) -> Result<(Array3<F>, FeedForwardCache<F>), GradError> {
-        let (mut y, mut cache) = (Array3::zeros((0, 0, 0)), FeedForwardCache::default());
-        self.forward_into(x, &mut y, &mut cache)?;
-        Ok((y, cache))
-    }
-
-    /// [`forward`](Self::forward) into the caller's output and cache (reshaped only when
-    /// the shape of `x` changes; then nothing is allocated).
-    ///
-    /// # Errors
-    /// As [`forward`](Self::forward).
-    pub fn forward_into(
+    /// The forward, writing the cache's saved half only (a container keeps its parts'
+    /// halves apart).
+    pub(crate) fn forward_saved(
         &self,
         x: &ArrayRef3<F>,
         y: &mut Array3<F>,
-        cache: &mut FeedForwardCache<F>,
+        c: &mut FeedForwardSaved<F>,
     ) -> Result<(), GradError> {
         let (b, l, _) = x.dim();
-        let c = cache;
         self.lin1.forward_into(&rows_of(x)?, &mut c.z, &mut c.lin1)?;
         self.activation.forward_into(&c.z, &mut c.a, &mut c.act)?;
         self.lin2.forward_into(&c.a, &mut c.y, &mut c.lin2)?;
         c.shape = (b, l);
         copy_rows_into(&c.y, b, l, y)
     }
+}
 
+seq_layer!(
+    FeedForward,
+    FeedForwardCache,
+    FeedForwardGrads,
+    forward:
+    /// Applies the network at every position of `x` (`(B, L, D)`).
+    ///
+    /// # Errors
+    /// [`GradError::MatMul`] if the last axis is not `D`.
+    backward:
     /// Backward of [`forward`](Self::forward) from `dy` (`(B, L, D)`).
     ///
     /// # Errors
     /// [`GradError::ShapeMismatch`] if `dy` does not match the cached forward.
-    pub fn backward(
-        &self,
-        cache: &FeedForwardCache<F>,
-        dy: &ArrayRef3<F>,
-    ) -> Result<(Array3<F>, FeedForwardGrads<F>), GradError> {
-        let (mut dx, mut grads) = (Array3::zeros((0, 0, 0)), FeedForwardGrads::empty());
-        self.backward_into(&mut cache.clone(), dy, &mut dx, &mut grads)?;
-        Ok((dx, grads))
-    }
+);
 
-    /// [`backward`](Self::backward) into the caller's `dx` and gradients; the cache's
-    /// scratch buffers hold the intermediate gradients.
-    ///
-    /// # Errors
-    /// As [`backward`](Self::backward).
-    pub fn backward_into(
+impl<F: Float> FeedForward<F> {
+    /// The backward reading the saved forward `c`, with the intermediate gradients in `s`.
+    pub(crate) fn backward_with(
         &self,
-        cache: &mut FeedForwardCache<F>,
+        c: &FeedForwardSaved<F>,
+        s: &mut FeedForwardScratch<F>,
         dy: &ArrayRef3<F>,
         dx: &mut Array3<F>,
         grads: &mut FeedForwardGrads<F>,
     ) -> Result<(), GradError> {
-        let (b, l) = cache.shape;
-        let c = cache;
+        let (b, l) = c.shape;
         self.lin2
-            .backward_into(&c.lin2, &rows_of(dy)?, &mut c.da, &mut grads.lin2)?;
-        self.activation.backward_into(&c.act, &c.da, &mut c.dz)?;
+            .backward_into(&c.lin2, &rows_of(dy)?, &mut s.da, &mut grads.lin2)?;
+        self.activation.backward_into(&c.act, &s.da, &mut s.dz)?;
         self.lin1
-            .backward_into(&c.lin1, &c.dz, &mut c.dx, &mut grads.lin1)?;
-        copy_rows_into(&c.dx, b, l, dx)
+            .backward_into(&c.lin1, &s.dz, &mut s.dx, &mut grads.lin1)?;
+        copy_rows_into(&s.dx, b, l, dx)
     }
 }
 

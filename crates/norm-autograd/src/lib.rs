@@ -91,6 +91,7 @@ mod norm_layer;
 mod optim;
 mod params;
 pub mod reference;
+mod seq;
 mod transformer;
 
 pub use activation::{Activation, ActivationCache};

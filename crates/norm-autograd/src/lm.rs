@@ -12,9 +12,10 @@ use crate::ffn::{copy_rows_into, rows_of};
 use crate::linear::fit;
 use crate::loss::softmax_cross_entropy_into;
 use crate::params::join;
+use crate::transformer::{StackSaved, StackScratch};
 use crate::{
-    GradError, Gradients, Init, Linear, LinearCache, LinearGrads, Module, StackCache, StackConfig,
-    StackGrads, TransformerStack, l2_norm,
+    GradError, Gradients, Init, Linear, LinearCache, LinearGrads, Module, StackConfig, StackGrads,
+    TransformerStack, l2_norm,
 };
 
 /// Token embedding (learned, `(V, D)`) plus sinusoidal positions (fixed, not learned).
@@ -312,16 +313,30 @@ impl<F: Float> LmGrads<F> {
 /// after the first (see [`LanguageModel::loss_and_grads_into`]).
 #[derive(Debug, Clone, PartialEq)]
 pub struct LmCache<F> {
+    saved: LmSaved<F>,
+    scratch: LmScratch<F>,
+}
+
+/// What the forward (and the loss) writes: the tokens, the stack's saved half, the head's
+/// cache, the embedded input, the stack output, the logits, the targets as a row-major
+/// list and the loss's `dz`. The backward only reads it.
+#[derive(Debug, Clone, PartialEq)]
+struct LmSaved<F> {
     tokens: Array2<usize>,
-    stack: StackCache<F>,
+    stack: StackSaved<F>,
     head: LinearCache<F>,
-    /// Scratch: the embedded input, the stack output, the logits, the targets as a
-    /// row-major list, and the backward's `dz`, `dh` (`(B·L, ·)`) and `dh`, `dx` (`(B, L, D)`).
     x: Array3<F>,
     h: Array3<F>,
     z: Array2<F>,
     targets: Vec<usize>,
     dz: Array2<F>,
+}
+
+/// The backward's buffers: the stack's scratch, `dh` as `(B·L, D)` and as `(B, L, D)`,
+/// and `dx`.
+#[derive(Debug, Clone, PartialEq)]
+struct LmScratch<F> {
+    stack: StackScratch<F>,
     dh: Array2<F>,
     dh3: Array3<F>,
     dx: Array3<F>,
@@ -332,17 +347,28 @@ impl<F: Float> Default for LmCache<F> {
     fn default() -> Self {
         let (e2, e3) = (|| Array2::zeros((0, 0)), || Array3::zeros((0, 0, 0)));
         Self {
-            tokens: Array2::zeros((0, 0)),
-            stack: StackCache::default(),
-            head: LinearCache::default(),
-            x: e3(),
-            h: e3(),
-            z: e2(),
-            targets: Vec::new(),
-            dz: e2(),
-            dh: e2(),
-            dh3: e3(),
-            dx: e3(),
+            saved: LmSaved {
+                tokens: Array2::zeros((0, 0)),
+                stack: StackSaved::default(),
+                head: LinearCache::default(),
+                x: e3(),
+                h: e3(),
+                z: e2(),
+                targets: Vec::new(),
+                dz: e2(),
+            },
+            scratch: LmScratch::default(),
+        }
+    }
+}
+
+impl<F: Float> Default for LmScratch<F> {
+    fn default() -> Self {
+        Self {
+            stack: StackScratch::default(),
+            dh: Array2::zeros((0, 0)),
+            dh3: Array3::zeros((0, 0, 0)),
+            dx: Array3::zeros((0, 0, 0)),
         }
     }
 }
@@ -350,7 +376,7 @@ impl<F: Float> Default for LmCache<F> {
 impl<F: Float> LmCache<F> {
     /// The logits of the last forward, `(B·L, V)`.
     pub fn logits(&self) -> &Array2<F> {
-        &self.z
+        &self.saved.z
     }
 }
 
@@ -393,7 +419,7 @@ impl<F: Float> LanguageModel<F> {
     pub fn forward(&self, tokens: ArrayView2<'_, usize>) -> Result<(Array2<F>, LmCache<F>), GradError> {
         let mut cache = LmCache::default();
         self.forward_into(tokens, &mut cache)?;
-        let z = std::mem::replace(&mut cache.z, Array2::zeros((0, 0)));
+        let z = std::mem::replace(&mut cache.saved.z, Array2::zeros((0, 0)));
         Ok((z, cache))
     }
 
@@ -407,11 +433,11 @@ impl<F: Float> LanguageModel<F> {
         tokens: ArrayView2<'_, usize>,
         cache: &mut LmCache<F>,
     ) -> Result<(), GradError> {
-        let c = cache;
+        let c = &mut cache.saved;
         self.embedding.forward_into(tokens, &mut c.x)?;
         fit(&mut c.tokens, tokens.raw_dim());
         c.tokens.assign(&tokens);
-        self.stack.forward_into(&c.x, &mut c.h, &mut c.stack)?;
+        self.stack.forward_saved(&c.x, &mut c.h, &mut c.stack)?;
         self.head.forward_into(&rows_of(&c.h)?, &mut c.z, &mut c.head)
     }
 
@@ -456,7 +482,7 @@ impl<F: Float> LanguageModel<F> {
     ) -> Result<F, GradError> {
         self.check_targets(inputs, targets)?;
         self.forward_into(inputs, cache)?;
-        let c = cache;
+        let c = &mut cache.saved;
         c.targets.clear();
         c.targets.extend(targets.iter().copied());
         softmax_cross_entropy_into(&c.z, &c.targets, &mut c.dz)
@@ -495,7 +521,8 @@ impl<F: Float> LanguageModel<F> {
         grads: &mut LmGrads<F>,
     ) -> Result<F, GradError> {
         let loss = self.loss_into(inputs, targets, cache)?;
-        self.backward_from(cache, grads)?;
+        let (c, scratch) = (&cache.saved, &mut cache.scratch);
+        self.backward_from(c, &c.dz, scratch, grads)?;
         Ok(loss)
     }
 
@@ -504,25 +531,27 @@ impl<F: Float> LanguageModel<F> {
     /// # Errors
     /// [`GradError::ShapeMismatch`] if `dz` does not match the cached forward.
     pub fn backward(&self, cache: &LmCache<F>, dz: &Array2<F>) -> Result<LmGrads<F>, GradError> {
-        let mut c = cache.clone();
-        fit(&mut c.dz, dz.raw_dim());
-        c.dz.assign(dz);
         let mut grads = LmGrads::empty();
-        self.backward_from(&mut c, &mut grads)?;
+        self.backward_from(&cache.saved, dz, &mut LmScratch::default(), &mut grads)?;
         Ok(grads)
     }
 
-    /// Backward from the cache's `dz`.
-    fn backward_from(&self, cache: &mut LmCache<F>, grads: &mut LmGrads<F>) -> Result<(), GradError> {
-        let c = cache;
+    /// Backward from `dz` through the saved forward `c`, with the intermediate gradients
+    /// in `s`.
+    fn backward_from(
+        &self,
+        c: &LmSaved<F>,
+        dz: &Array2<F>,
+        s: &mut LmScratch<F>,
+        grads: &mut LmGrads<F>,
+    ) -> Result<(), GradError> {
         let (b, l) = c.tokens.dim();
-        self.head
-            .backward_into(&c.head, &c.dz, &mut c.dh, &mut grads.head)?;
-        copy_rows_into(&c.dh, b, l, &mut c.dh3)?;
+        self.head.backward_into(&c.head, dz, &mut s.dh, &mut grads.head)?;
+        copy_rows_into(&s.dh, b, l, &mut s.dh3)?;
         self.stack
-            .backward_into(&mut c.stack, &c.dh3, &mut c.dx, &mut grads.stack)?;
+            .backward_with(&c.stack, &mut s.stack, &s.dh3, &mut s.dx, &mut grads.stack)?;
         self.embedding
-            .backward_into(c.tokens.view(), &c.dx, &mut grads.embedding)
+            .backward_into(c.tokens.view(), &s.dx, &mut grads.embedding)
     }
 }
 

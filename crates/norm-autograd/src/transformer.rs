@@ -7,10 +7,11 @@ use ndarray::{Array3, ArrayRef3, ArrayViewD, ArrayViewMutD, Ix3, Zip};
 use norm_core::Float;
 use rand::Rng;
 
-use crate::attention::AttentionCache;
-use crate::ffn::FeedForwardCache;
+use crate::attention::{AttentionSaved, AttentionScratch};
+use crate::ffn::{FeedForwardSaved, FeedForwardScratch};
 use crate::linear::fit;
 use crate::params::join;
+use crate::seq::seq_layer;
 use crate::{
     Activation, AttentionGrads, FeedForward, FeedForwardGrads, GradError, Gradients, Init, Module,
     MultiHeadAttention, Norm, NormCache, NormGrads, NormKind, l2_norm,
@@ -181,14 +182,20 @@ pub struct TransformerBlock<F: Float> {
 /// What [`TransformerBlock::forward`] saves, and the buffers its `_into` forms reuse.
 #[derive(Debug, Clone, PartialEq)]
 pub struct BlockCache<F> {
-    attn: AttentionCache<F>,
-    ffn: FeedForwardCache<F>,
+    saved: BlockSaved<F>,
+    scratch: BlockScratch<F>,
+}
+
+/// What the forward writes: the sublayers' and norms' saved halves, and its `(B, L, D)`
+/// intermediates `n1` … `f2`. The backward only reads it.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct BlockSaved<F> {
+    attn: AttentionSaved<F>,
+    ffn: FeedForwardSaved<F>,
     norm1: NormCache<F, Ix3>,
     norm2: NormCache<F, Ix3>,
     /// Peri-LN's output norms.
     out: Option<[NormCache<F, Ix3>; 2]>,
-    /// Scratch `(B, L, D)` arrays: the forward's intermediates (`n1` … `s2`) and the
-    /// backward's (`g1` … `g5`).
     n1: Array3<F>,
     a: Array3<F>,
     a2: Array3<F>,
@@ -196,15 +203,31 @@ pub struct BlockCache<F> {
     n2: Array3<F>,
     f: Array3<F>,
     f2: Array3<F>,
+}
+
+/// The backward's buffers: the sublayers' scratch and the `(B, L, D)` gradients `g0` … `g5`.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct BlockScratch<F> {
+    attn: AttentionScratch<F>,
+    ffn: FeedForwardScratch<F>,
     g: [Array3<F>; 6],
 }
 
 impl<F: Float> Default for BlockCache<F> {
     fn default() -> Self {
+        Self {
+            saved: BlockSaved::default(),
+            scratch: BlockScratch::default(),
+        }
+    }
+}
+
+impl<F: Float> Default for BlockSaved<F> {
+    fn default() -> Self {
         let e = || Array3::zeros((0, 0, 0));
         Self {
-            attn: AttentionCache::default(),
-            ffn: FeedForwardCache::default(),
+            attn: AttentionSaved::default(),
+            ffn: FeedForwardSaved::default(),
             norm1: NormCache::empty(),
             norm2: NormCache::empty(),
             out: None,
@@ -215,7 +238,16 @@ impl<F: Float> Default for BlockCache<F> {
             n2: e(),
             f: e(),
             f2: e(),
-            g: std::array::from_fn(|_| e()),
+        }
+    }
+}
+
+impl<F: Float> Default for BlockScratch<F> {
+    fn default() -> Self {
+        Self {
+            attn: AttentionScratch::default(),
+            ffn: FeedForwardScratch::default(),
+            g: std::array::from_fn(|_| Array3::zeros((0, 0, 0))),
         }
     }
 }
@@ -347,33 +379,19 @@ impl<F: Float> TransformerBlock<F> {
         }
     }
 
-    /// Applies the block to `x` (`(B, L, D)`).
-    ///
-    /// # Errors
-    /// [`GradError::ShapeMismatch`] if the last axis is not `D`.
-    pub fn forward(&self, x: &ArrayRef3<F>) -> Result<(Array3<F>, BlockCache<F>), GradError> {
-        let (mut y, mut cache) = (Array3::zeros((0, 0, 0)), BlockCache::default());
-        self.forward_into(x, &mut y, &mut cache)?;
-        Ok((y, cache))
-    }
-
-    /// [`forward`](Self::forward) into the caller's output and cache (reshaped only when
-    /// the shape of `x` changes; then nothing is allocated).
-    ///
-    /// # Errors
-    /// As [`forward`](Self::forward).
-    pub fn forward_into(
+    /// The forward, writing the cache's saved half only (a container keeps its parts'
+    /// halves apart).
+    pub(crate) fn forward_saved(
         &self,
         x: &ArrayRef3<F>,
         y: &mut Array3<F>,
-        cache: &mut BlockCache<F>,
+        c: &mut BlockSaved<F>,
     ) -> Result<(), GradError> {
         let out_norms = self.out_norms()?;
-        let c = cache;
         match self.placement {
             Placement::PreNorm | Placement::PeriNorm => {
                 self.norm1.forward_into(x, &mut c.n1, &mut c.norm1)?;
-                self.attn.forward_into(&c.n1, &mut c.a, &mut c.attn)?;
+                self.attn.forward_saved(&c.n1, &mut c.a, &mut c.attn)?;
                 // Peri-LN: each branch output passes through its own norm before the add.
                 let oc = match out_norms {
                     Some(norms) => {
@@ -391,7 +409,7 @@ impl<F: Float> TransformerBlock<F> {
                 let branch = if oc.is_some() { &c.a2 } else { &c.a };
                 add_into(branch, x, &mut c.h);
                 self.norm2.forward_into(&c.h, &mut c.n2, &mut c.norm2)?;
-                self.ffn.forward_into(&c.n2, &mut c.f, &mut c.ffn)?;
+                self.ffn.forward_saved(&c.n2, &mut c.f, &mut c.ffn)?;
                 let branch = match oc {
                     Some((norms, oc)) => {
                         norms[1].forward_into(&c.f, &mut c.f2, &mut oc[1])?;
@@ -405,16 +423,27 @@ impl<F: Float> TransformerBlock<F> {
             Placement::PostNorm | Placement::DeepNorm { .. } => {
                 c.out = None;
                 let alpha = F::from_f64_round(self.placement.alpha());
-                self.attn.forward_into(x, &mut c.a, &mut c.attn)?;
+                self.attn.forward_saved(x, &mut c.a, &mut c.attn)?;
                 scale_add_into(alpha, x, &c.a, &mut c.a2);
                 self.norm1.forward_into(&c.a2, &mut c.h, &mut c.norm1)?;
-                self.ffn.forward_into(&c.h, &mut c.f, &mut c.ffn)?;
+                self.ffn.forward_saved(&c.h, &mut c.f, &mut c.ffn)?;
                 scale_add_into(alpha, &c.h, &c.f, &mut c.f2);
                 self.norm2.forward_into(&c.f2, y, &mut c.norm2)
             }
         }
     }
+}
 
+seq_layer!(
+    TransformerBlock,
+    BlockCache,
+    BlockGrads,
+    forward:
+    /// Applies the block to `x` (`(B, L, D)`).
+    ///
+    /// # Errors
+    /// [`GradError::ShapeMismatch`] if the last axis is not `D`.
+    backward:
     /// Backward of [`forward`](Self::forward) from `dy`.
     ///
     /// ```text
@@ -426,30 +455,20 @@ impl<F: Float> TransformerBlock<F> {
     /// # Errors
     /// [`GradError::ShapeMismatch`] if `dy` does not match the cached forward;
     /// [`GradError::CacheMismatch`] if the cache was made by a block of another placement.
-    pub fn backward(
-        &self,
-        cache: &BlockCache<F>,
-        dy: &ArrayRef3<F>,
-    ) -> Result<(Array3<F>, BlockGrads<F>), GradError> {
-        let (mut dx, mut grads) = (Array3::zeros((0, 0, 0)), BlockGrads::empty());
-        self.backward_into(&mut cache.clone(), dy, &mut dx, &mut grads)?;
-        Ok((dx, grads))
-    }
+);
 
-    /// [`backward`](Self::backward) into the caller's `dx` and gradients; the cache's
-    /// scratch buffers hold the intermediate gradients.
-    ///
-    /// # Errors
-    /// As [`backward`](Self::backward).
-    pub fn backward_into(
+impl<F: Float> TransformerBlock<F> {
+    /// The backward reading the saved forward `c`, with the intermediate gradients in `s`.
+    pub(crate) fn backward_with(
         &self,
-        cache: &mut BlockCache<F>,
+        c: &BlockSaved<F>,
+        s: &mut BlockScratch<F>,
         dy: &ArrayRef3<F>,
         dx: &mut Array3<F>,
         grads: &mut BlockGrads<F>,
     ) -> Result<(), GradError> {
         // The block output has the shape of its input, which norm1 saw (both placements).
-        let shape = cache.norm1.x.shape();
+        let shape = c.norm1.x.shape();
         if dy.shape() != shape {
             return Err(GradError::ShapeMismatch {
                 what: "dy",
@@ -457,7 +476,6 @@ impl<F: Float> TransformerBlock<F> {
                 got: dy.shape().to_vec(),
             });
         }
-        let c = cache;
         let out = match (self.out_norms()?, &c.out) {
             (Some(norms), Some(_)) => Some(norms),
             (None, None) => None,
@@ -469,7 +487,7 @@ impl<F: Float> TransformerBlock<F> {
                 });
             }
         };
-        let [g0, g1, g2, g3, g4, g5] = &mut c.g;
+        let [g0, g1, g2, g3, g4, g5] = &mut s.g;
         match self.placement {
             Placement::PreNorm | Placement::PeriNorm => {
                 // Through Peri-LN's output norm `i` (identity for Pre-Norm).
@@ -486,7 +504,8 @@ impl<F: Float> TransformerBlock<F> {
                     }
                 };
                 let df: &ArrayRef3<F> = if og { &*g0 } else { dy };
-                self.ffn.backward_into(&mut c.ffn, df, g1, &mut grads.ffn)?;
+                self.ffn
+                    .backward_with(&c.ffn, &mut s.ffn, df, g1, &mut grads.ffn)?;
                 self.norm2.backward_into(&c.norm2, &*g1, g2, &mut grads.norm2)?;
                 add_into(&*g2, dy, g3); // dh = dh2 + dy
                 let da: &ArrayRef3<F> = match oc {
@@ -497,7 +516,8 @@ impl<F: Float> TransformerBlock<F> {
                     }
                     None => &*g3,
                 };
-                self.attn.backward_into(&mut c.attn, da, g5, &mut grads.attn)?;
+                self.attn
+                    .backward_with(&c.attn, &mut s.attn, da, g5, &mut grads.attn)?;
                 self.norm1.backward_into(&c.norm1, &*g5, g1, &mut grads.norm1)?;
                 add_into(&*g1, &*g3, dx); // dx = dx1 + dh
                 Ok(())
@@ -507,10 +527,12 @@ impl<F: Float> TransformerBlock<F> {
                 grads.norm2_out = None;
                 let alpha = F::from_f64_round(self.placement.alpha());
                 self.norm2.backward_into(&c.norm2, dy, g0, &mut grads.norm2)?;
-                self.ffn.backward_into(&mut c.ffn, &*g0, g1, &mut grads.ffn)?;
+                self.ffn
+                    .backward_with(&c.ffn, &mut s.ffn, &*g0, g1, &mut grads.ffn)?;
                 scale_add_into(alpha, &*g0, &*g1, g2); // dh = α·dz₂ + dhf
                 self.norm1.backward_into(&c.norm1, &*g2, g3, &mut grads.norm1)?;
-                self.attn.backward_into(&mut c.attn, &*g3, g4, &mut grads.attn)?;
+                self.attn
+                    .backward_with(&c.attn, &mut s.attn, &*g3, g4, &mut grads.attn)?;
                 scale_add_into(alpha, &*g3, &*g4, dx);
                 Ok(())
             }
@@ -656,20 +678,51 @@ pub struct TransformerStack<F: Float> {
 /// What [`TransformerStack::forward`] saves, and the buffers its `_into` forms reuse.
 #[derive(Debug, Clone, PartialEq)]
 pub struct StackCache<F> {
-    blocks: Vec<BlockCache<F>>,
+    saved: StackSaved<F>,
+    scratch: StackScratch<F>,
+}
+
+/// What the forward writes: each block's saved half and output, and the final norm's
+/// cache. The backward only reads it.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct StackSaved<F> {
+    blocks: Vec<BlockSaved<F>>,
     final_norm: Option<NormCache<F, Ix3>>,
     /// Each block's output.
     outs: Vec<Array3<F>>,
-    /// The gradient entering the last block (from the final norm).
+}
+
+/// The backward's buffers: each block's scratch, and the gradient entering the last
+/// block (from the final norm).
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct StackScratch<F> {
+    blocks: Vec<BlockScratch<F>>,
     g: Array3<F>,
 }
 
 impl<F: Float> Default for StackCache<F> {
     fn default() -> Self {
         Self {
+            saved: StackSaved::default(),
+            scratch: StackScratch::default(),
+        }
+    }
+}
+
+impl<F: Float> Default for StackSaved<F> {
+    fn default() -> Self {
+        Self {
             blocks: Vec::new(),
             final_norm: None,
             outs: Vec::new(),
+        }
+    }
+}
+
+impl<F: Float> Default for StackScratch<F> {
+    fn default() -> Self {
+        Self {
+            blocks: Vec::new(),
             g: Array3::zeros((0, 0, 0)),
         }
     }
@@ -738,30 +791,16 @@ impl<F: Float> TransformerStack<F> {
         Ok(Self { blocks, final_norm })
     }
 
-    /// Runs `x` (`(B, L, D)`) through every block and the final norm.
-    ///
-    /// # Errors
-    /// [`GradError::ShapeMismatch`] if the last axis is not `D`.
-    pub fn forward(&self, x: &ArrayRef3<F>) -> Result<(Array3<F>, StackCache<F>), GradError> {
-        let (mut y, mut cache) = (Array3::zeros((0, 0, 0)), StackCache::default());
-        self.forward_into(x, &mut y, &mut cache)?;
-        Ok((y, cache))
-    }
-
-    /// [`forward`](Self::forward) into the caller's output and cache (reshaped only when
-    /// the shape of `x` changes; then nothing is allocated).
-    ///
-    /// # Errors
-    /// As [`forward`](Self::forward).
-    pub fn forward_into(
+    /// The forward, writing the cache's saved half only (a container keeps its parts'
+    /// halves apart).
+    pub(crate) fn forward_saved(
         &self,
         x: &ArrayRef3<F>,
         y: &mut Array3<F>,
-        cache: &mut StackCache<F>,
+        c: &mut StackSaved<F>,
     ) -> Result<(), GradError> {
         let n = self.blocks.len();
-        let c = cache;
-        c.blocks.resize_with(n, BlockCache::default);
+        c.blocks.resize_with(n, BlockSaved::default);
         c.outs.resize_with(n, || Array3::zeros((0, 0, 0)));
         for (i, (b, bc)) in self.blocks.iter().zip(c.blocks.iter_mut()).enumerate() {
             let (before, rest) = c.outs.split_at_mut(i);
@@ -769,7 +808,7 @@ impl<F: Float> TransformerStack<F> {
                 Some(h) => h,
                 None => x,
             };
-            b.forward_into(input, &mut rest[0], bc)?;
+            b.forward_saved(input, &mut rest[0], bc)?;
         }
         let last: &ArrayRef3<F> = match c.outs.last() {
             Some(h) => h,
@@ -788,46 +827,46 @@ impl<F: Float> TransformerStack<F> {
         }
         Ok(())
     }
+}
 
+seq_layer!(
+    TransformerStack,
+    StackCache,
+    StackGrads,
+    forward:
+    /// Runs `x` (`(B, L, D)`) through every block and the final norm.
+    ///
+    /// # Errors
+    /// [`GradError::ShapeMismatch`] if the last axis is not `D`.
+    backward:
     /// Backward through the final norm and every block from `dy`; returns `dL/dx`.
     ///
     /// # Errors
     /// [`GradError::ShapeMismatch`] if `dy` or the cache do not fit this stack.
-    pub fn backward(
-        &self,
-        cache: &StackCache<F>,
-        dy: &ArrayRef3<F>,
-    ) -> Result<(Array3<F>, StackGrads<F>), GradError> {
-        let (mut dx, mut grads) = (Array3::zeros((0, 0, 0)), StackGrads::empty());
-        self.backward_into(&mut cache.clone(), dy, &mut dx, &mut grads)?;
-        Ok((dx, grads))
-    }
+);
 
-    /// [`backward`](Self::backward) into the caller's `dx` and gradients (`d_residual`
-    /// included); the cache's scratch buffers hold the intermediate gradients.
-    ///
-    /// # Errors
-    /// As [`backward`](Self::backward).
-    pub fn backward_into(
+impl<F: Float> TransformerStack<F> {
+    /// The backward reading the saved forward `c`, with the intermediate gradients in `s`.
+    pub(crate) fn backward_with(
         &self,
-        cache: &mut StackCache<F>,
+        c: &StackSaved<F>,
+        s: &mut StackScratch<F>,
         dy: &ArrayRef3<F>,
         dx: &mut Array3<F>,
         grads: &mut StackGrads<F>,
     ) -> Result<(), GradError> {
         let n = self.blocks.len();
-        if cache.blocks.len() != n {
+        if c.blocks.len() != n {
             return Err(GradError::ShapeMismatch {
                 what: "cache blocks",
                 expected: vec![n],
-                got: vec![cache.blocks.len()],
+                got: vec![c.blocks.len()],
             });
         }
-        let c = cache;
         let from_norm = match (&self.final_norm, &c.final_norm) {
             (Some(norm), Some(nc)) => {
                 let ng = grads.final_norm.get_or_insert_with(NormGrads::empty);
-                norm.backward_into(nc, dy, &mut c.g, ng)?;
+                norm.backward_into(nc, dy, &mut s.g, ng)?;
                 true
             }
             (None, None) => {
@@ -848,20 +887,27 @@ impl<F: Float> TransformerStack<F> {
                 });
             }
         };
+        s.blocks.resize_with(n, BlockScratch::default);
         grads.blocks.resize_with(n, BlockGrads::empty);
         grads.d_residual.resize_with(n, || Array3::zeros((0, 0, 0)));
         for i in (0..n).rev() {
             let (here, after) = grads.d_residual.split_at_mut(i + 1);
             let g: &ArrayRef3<F> = match after.first() {
                 Some(g) => g,
-                None if from_norm => &c.g,
+                None if from_norm => &s.g,
                 None => dy,
             };
-            self.blocks[i].backward_into(&mut c.blocks[i], g, &mut here[i], &mut grads.blocks[i])?;
+            self.blocks[i].backward_with(
+                &c.blocks[i],
+                &mut s.blocks[i],
+                g,
+                &mut here[i],
+                &mut grads.blocks[i],
+            )?;
         }
         let first: &ArrayRef3<F> = match grads.d_residual.first() {
             Some(g) => g,
-            None if from_norm => &c.g,
+            None if from_norm => &s.g,
             None => dy,
         };
         fit(dx, first.raw_dim());

@@ -8,8 +8,9 @@ mod common;
 use common::{TOL, project, rng, uniform};
 use ndarray::{Array2, array};
 use norm_autograd::{
-    Activation, AdamW, AdamWConfig, Decay, Embedding, GradChecker, GradError, LanguageModel, Linear,
-    LinearGrads, LmConfig, Module, NormKind, Placement, Schedule, StackConfig,
+    Activation, AdamW, AdamWConfig, Decay, Embedding, GradChecker, GradError, Gradients, LanguageModel,
+    Linear, LinearGrads, LmCache, LmConfig, LmGrads, Module, NormKind, Placement, Schedule, StackConfig,
+    softmax_cross_entropy,
 };
 
 fn lm_config(placement: Placement, norm: NormKind, layers: usize) -> LmConfig {
@@ -300,4 +301,28 @@ fn training_steps_bit_identical_on_1_2_3_threads() {
         "the loss fell: {:?}",
         results[0].0
     );
+}
+
+/// `backward` from the logits' gradient (the cache only borrowed, a fresh scratch) gives
+/// the bits of `loss_and_grads_into` (the cache's own scratch), and leaves the cache able
+/// to serve the same backward again.
+#[test]
+fn backward_from_logits_matches_the_training_step() {
+    let bits = |g: &LmGrads<f64>| {
+        let mut v = Vec::new();
+        g.for_each_grad(&mut |a| v.extend(a.iter().map(|x| x.to_bits())));
+        v
+    };
+    for placement in [Placement::PostNorm, Placement::PeriNorm] {
+        let lm = LanguageModel::<f64>::new(&lm_config(placement, NormKind::RmsNorm, 2), &mut rng(4)).unwrap();
+        let (x, t) = (tokens(1, 2, 4, 5), tokens(2, 2, 4, 5));
+        let (mut cache, mut grads) = (LmCache::default(), LmGrads::empty());
+        lm.loss_and_grads_into(x.view(), t.view(), &mut cache, &mut grads)
+            .unwrap();
+        let targets: Vec<usize> = t.iter().copied().collect();
+        let (_, dz) = softmax_cross_entropy(cache.logits(), &targets).unwrap();
+        let first = lm.backward(&cache, &dz).unwrap();
+        assert_eq!(bits(&first), bits(&grads), "{}", placement.name());
+        assert_eq!(bits(&lm.backward(&cache, &dz).unwrap()), bits(&first));
+    }
 }

@@ -445,3 +445,90 @@ fn peri_norm_mismatches_are_typed_errors() {
         })
     ));
 }
+
+/// The bits of a gradient set, in visiting order.
+fn grad_bits(g: &impl Gradients<f64>) -> Vec<u64> {
+    let mut v = Vec::new();
+    g.for_each_grad(&mut |a| v.extend(a.iter().map(|x| x.to_bits())));
+    v
+}
+
+fn arr_bits(a: &Array3<f64>) -> Vec<u64> {
+    a.iter().map(|x| x.to_bits()).collect()
+}
+
+/// The allocating `backward` (fresh scratch, the cache only borrowed) and `backward_into`
+/// (the cache's scratch, kept across calls) give the same bits, for every sequence
+/// layer, placement and norm kind; and the borrowed cache serves a second backward
+/// unchanged.
+#[test]
+fn allocating_and_into_backward_agree_bit_for_bit() {
+    let x = Array3::from_shape_fn((2, 3, 4), |(b, l, d)| ((b * 12 + l * 4 + d) as f64 * 0.37).sin());
+    let dy = Array3::from_shape_fn((2, 3, 4), |(b, l, d)| ((b * 5 + l * 3 + d) as f64 * 0.61).cos());
+    // Each case: the allocating backward, then `backward_into` twice on one cache (the
+    // second reuses the scratch the first shaped), as (dx bits, gradient bits).
+    fn check(what: &str, alloc: (Array3<f64>, Vec<u64>), into: [(Array3<f64>, Vec<u64>); 2]) {
+        for (dx, g) in &into {
+            assert_eq!(arr_bits(dx), arr_bits(&alloc.0), "{what}: dx");
+            assert_eq!(*g, alloc.1, "{what}: gradients");
+        }
+    }
+    let attn = MultiHeadAttention::<f64>::new(
+        4,
+        2,
+        true,
+        Init::XavierNormal { gain: 1.0 },
+        Init::XavierNormal { gain: 1.0 },
+        &mut rng(1),
+    )
+    .unwrap();
+    let (_, mut cache) = attn.forward(&x).unwrap();
+    let (dx, g) = attn.backward(&cache, &dy).unwrap();
+    let into = std::array::from_fn(|_| {
+        let (mut dx, mut g) = (Array3::zeros((0, 0, 0)), norm_autograd::AttentionGrads::empty());
+        attn.backward_into(&mut cache, &dy, &mut dx, &mut g).unwrap();
+        (dx, grad_bits(&g))
+    });
+    check("attention", (dx, grad_bits(&g)), into);
+    let ffn = FeedForward::<f64>::new(
+        4,
+        6,
+        Activation::Tanh,
+        Init::XavierNormal { gain: 1.0 },
+        &mut rng(2),
+    )
+    .unwrap();
+    let (_, mut cache) = ffn.forward(&x).unwrap();
+    let (dx, g) = ffn.backward(&cache, &dy).unwrap();
+    let into = std::array::from_fn(|_| {
+        let (mut dx, mut g) = (Array3::zeros((0, 0, 0)), norm_autograd::FeedForwardGrads::empty());
+        ffn.backward_into(&mut cache, &dy, &mut dx, &mut g).unwrap();
+        (dx, grad_bits(&g))
+    });
+    check("feed-forward", (dx, grad_bits(&g)), into);
+    for (p, placement) in PLACEMENTS.iter().enumerate() {
+        for norm in 0..2 {
+            let what = format!("{} norm {norm}", placement.name());
+            let mut cfg = StackConfig::new(2, 4, 2, *placement, NormKind::LayerNorm);
+            cfg.block = block_config(4, 2, p, norm, true);
+            let stack = TransformerStack::<f64>::new(&cfg, &mut rng(3)).unwrap();
+            let (_, mut cache) = stack.forward(&x).unwrap();
+            let (dx, g) = stack.backward(&cache, &dy).unwrap();
+            let into = std::array::from_fn(|_| {
+                let (mut dx, mut g) = (Array3::zeros((0, 0, 0)), norm_autograd::StackGrads::empty());
+                stack.backward_into(&mut cache, &dy, &mut dx, &mut g).unwrap();
+                (dx, grad_bits(&g))
+            });
+            check(&what, (dx, grad_bits(&g)), into);
+            let block = &stack.blocks[0];
+            let (_, mut cache) = block.forward(&x).unwrap();
+            let (dx, g) = block.backward(&cache, &dy).unwrap();
+            let into = std::array::from_fn(|_| {
+                let (mut dx, mut g) = (Array3::zeros((0, 0, 0)), norm_autograd::BlockGrads::empty());
+                block.backward_into(&mut cache, &dy, &mut dx, &mut g).unwrap();
+                (dx, grad_bits(&g))
+            });
+            check(&what, (dx, grad_bits(&g)), into);
+        }
+    }
+}
