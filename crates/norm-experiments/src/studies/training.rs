@@ -845,7 +845,7 @@ impl Study for Training {
             };
             out.push(
                 Finding::new(
-                    "max_stable_lr_ratio_pre_over_post",
+                    &Name::Headline.id(),
                     value,
                     "×",
                     format!(
@@ -874,7 +874,7 @@ impl Study for Training {
             let closed = (m.unigram_entropy - best.final_val) / (m.unigram_entropy - h);
             out.push(
                 Finding::new(
-                    "pre_norm_gap_closed",
+                    &Name::GapClosed.id(),
                     closed,
                     "fraction",
                     format!(
@@ -896,7 +896,7 @@ impl Study for Training {
         for s in &m.stability {
             out.push(
                 Finding::new(
-                    &format!("max_stable_lr_no_warmup_{}", s.placement),
+                    &Name::MaxStableLr(&s.placement).id(),
                     s.max_lr_no_warmup.unwrap_or(0.0),
                     "",
                     format!(
@@ -918,11 +918,7 @@ impl Study for Training {
             let when = if c.warmup { "with warmup" } else { "without warmup" };
             out.push(
                 Finding::new(
-                    &format!(
-                        "excess_{}_{}",
-                        c.placement,
-                        if c.warmup { "warmup" } else { "no_warmup" }
-                    ),
+                    &Name::Excess(&c.placement, c.warmup).id(),
                     c.median_excess,
                     "nats/token",
                     format!(
@@ -953,7 +949,7 @@ impl Study for Training {
                 };
                 out.push(
                     Finding::new(
-                        &format!("grad0_last_over_first_{p}"),
+                        &Name::Grad0(p).id(),
                         ratio,
                         "×",
                         format!(
@@ -990,7 +986,7 @@ impl Study for Training {
                 });
             out.push(
                 Finding::new(
-                    &format!("grad_steps_last_over_first_{p}"),
+                    &Name::GradSteps(p).id(),
                     median(ratios.clone()),
                     "×",
                     format!(
@@ -1026,7 +1022,7 @@ impl Study for Training {
             let r = rms_excess(true);
             out.push(
                 Finding::new(
-                    "pre_norm_rms_minus_layernorm_excess",
+                    &Name::RmsMinusLayerNorm.id(),
                     r - c.median_excess,
                     "nats/token",
                     format!(
@@ -1379,6 +1375,44 @@ impl Study for Training {
     }
 }
 
+/// The names of this study's findings, in one place: [`Training::findings`] writes them
+/// and the tests look findings up by them, so a renamed finding is renamed for both and
+/// one that is gone fails to compile.
+#[derive(Debug, Clone, Copy)]
+enum Name<'a> {
+    /// The headline: the largest rate that trains without warmup, Pre- over Post-Norm.
+    Headline,
+    /// The share of the context the best Pre-Norm run learned.
+    GapClosed,
+    /// A placement's largest rate that trains without warmup.
+    MaxStableLr(&'a str),
+    /// A placement's final excess loss at the headline rate, with warmup or not.
+    Excess(&'a str, bool),
+    /// A placement's step-0 gradient, last block over first.
+    Grad0(&'a str),
+    /// A placement's early steps' gradient, last block over first.
+    GradSteps(&'a str),
+    /// Pre-Norm's excess loss, RMSNorm minus LayerNorm.
+    RmsMinusLayerNorm,
+}
+
+impl Name<'_> {
+    /// The finding's `name`.
+    fn id(self) -> String {
+        match self {
+            Name::Headline => "max_stable_lr_ratio_pre_over_post".into(),
+            Name::GapClosed => "pre_norm_gap_closed".into(),
+            Name::MaxStableLr(p) => format!("max_stable_lr_no_warmup_{p}"),
+            Name::Excess(p, warmup) => {
+                format!("excess_{p}_{}", if warmup { "warmup" } else { "no_warmup" })
+            }
+            Name::Grad0(p) => format!("grad0_last_over_first_{p}"),
+            Name::GradSteps(p) => format!("grad_steps_last_over_first_{p}"),
+            Name::RmsMinusLayerNorm => "pre_norm_rms_minus_layernorm_excess".into(),
+        }
+    }
+}
+
 /// What a placement's findings rest on.
 fn placement_refs(p: &str) -> &'static [Reference] {
     match p {
@@ -1459,6 +1493,14 @@ fn grad_steps(cfg: &Config, m: &Measurements, p: &str) -> Vec<Vec<f64>> {
 mod tests {
     use super::*;
     use crate::testing::check_shape;
+
+    /// The finding called `name`.
+    fn finding<'f>(f: &'f [Finding], name: Name<'_>) -> &'f Finding {
+        let id = name.id();
+        f.iter()
+            .find(|f| f.name == id)
+            .unwrap_or_else(|| panic!("no finding {id}"))
+    }
 
     /// The outcome rules, checked on every run.
     fn check_outcomes(m: &Measurements) {
@@ -1557,7 +1599,7 @@ mod tests {
         );
         let f = Training::findings(&cfg, &m);
         let head = f.iter().find(|f| f.summary).unwrap();
-        assert_eq!(head.name, "max_stable_lr_ratio_pre_over_post");
+        assert_eq!(head.name, Name::Headline.id());
     }
 
     #[test]
@@ -1640,10 +1682,7 @@ mod tests {
         assert!(ranges[0].is_some() && ranges[0] == ranges[1]);
         // The early-steps findings restate the per-step ratios.
         let f = Training::findings(&cfg, &m);
-        let post = f
-            .iter()
-            .find(|f| f.name == "grad_steps_last_over_first_post-norm")
-            .unwrap();
+        let post = finding(&f, Name::GradSteps("post-norm"));
         let g = grad_steps(&cfg, &m, "post-norm");
         let ratios: Vec<f64> = g.iter().map(|row| row[cfg.n_layers - 1] / row[0]).collect();
         assert_eq!(post.value, median(ratios));
