@@ -23,9 +23,9 @@
 //! previous row's stores. The reduction takes exactly the steps it takes alone
 //! ([`Cursor`]), so each row's bits never depend on the row before it or on where a run
 //! of rows starts. A row alone (the strided lanes) runs the same body with no successor.
-//! Rows longer than [`PIPELINE_MAX_ROW_BYTES`] run one after another instead (four such
-//! rows at once no longer fit in L1), and so do f32/f64 rows on 256-bit vectors (AVX2;
-//! [`pipelines`]: measured no faster there).
+//! Only 16-bit rows (bf16, f16) run pipelined; f32/f64 rows, and rows longer than
+//! [`PIPELINE_MAX_ROW_BYTES`] (four such rows at once no longer fit in L1), run one after
+//! another, each prefetching the next ([`pipelines`]: measured no faster pipelined).
 //!
 //! Per row: the first pass reads the row from memory (for the fused variants: reads
 //! `x` and `r` and writes `h`), the later passes find it in L1. Outputs far beyond the
@@ -376,16 +376,20 @@ fn first_sum<K: Kind, S: Simd, E, I: Io<E, S::E>>(s: S, x: &[E]) -> S::E {
 /// ([`Ahead`]) as before.
 const PIPELINE_MAX_ROW_BYTES: usize = 8192;
 
-/// Whether rows of `d` elements of `E` run pipelined on backend `S`: rows no longer than
-/// [`PIPELINE_MAX_ROW_BYTES`], on 512-bit vectors or for 16-bit storage. By A/B
-/// measurement (same machine), the f32 rows on 256-bit vectors (AVX2, 16 registers,
-/// which the pipelined loop's extra accumulators crowd) gained nothing and lost 8-15%
-/// (LayerNorm 65536×512, RmsNorm 64×768), while the bf16 rows gained there too.
+/// Whether rows of `d` elements of `E` run pipelined on backend `S`: 16-bit storage
+/// (bf16, f16) in rows no longer than [`PIPELINE_MAX_ROW_BYTES`]; f32 and f64 rows run
+/// one after another on every path. By A/B measurement on an Intel Xeon model 207: the
+/// f32 rows on 256-bit vectors (AVX2, 16 registers, which the pipelined loop's extra
+/// accumulators crowd) gained nothing and lost 8-15% (LayerNorm 65536×512, RmsNorm
+/// 64×768); on 512-bit vectors they gained where 128 MiB arrays sat in a 260 MiB L3, but
+/// on a host where they come from DRAM (copy 15-18 GB/s, 3 December 2026) LayerNorm
+/// 65536×512 ran 12-14 GB/s one row after another against 9-11 pipelined, RmsNorm the
+/// same within noise, and in cache (64×768, 512×768) neither way won beyond the ±15%
+/// noise. The bf16/f16 rows gained on both paths.
 #[inline(always)]
 fn pipelines<S: Simd, E>(d: usize) -> bool {
-    let wide = S::W * std::mem::size_of::<S::E>() >= 64;
     let narrow = std::mem::size_of::<E>() < std::mem::size_of::<S::E>();
-    d.saturating_mul(std::mem::size_of::<E>()) <= PIPELINE_MAX_ROW_BYTES && (wide || narrow)
+    narrow && d.saturating_mul(std::mem::size_of::<E>()) <= PIPELINE_MAX_ROW_BYTES
 }
 
 /// Whole rows `x` of norm `K` on `path` into `out` (as long as `x`), pipelined
