@@ -37,7 +37,7 @@ pub(crate) fn add_rows<K: Kind, F: Float>(
     drive_add_rows(how, p.weight.len(), (x, r), h, out, rows);
 }
 
-/// Runs `rows(x, r, h, out)` (fused rows, pipelined by the kernel) over every row of
+/// Runs `rows(x, r, h, out)` (fused rows; the kernel pipelines the bf16/f16 ones) over every row of
 /// length `d`, serially in one call or in fixed row blocks on the rayon pool, a call per
 /// block; `how`'s stores decide from the bytes the call moves (`x`, `r`, `h`, `y`)
 /// whether `y` is streamed (each block fenced before it returns). The half-precision

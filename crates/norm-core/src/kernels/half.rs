@@ -226,8 +226,8 @@ fn rescue_half<K: Kind, H: Half>(h: &[H], p: RowParams<'_, f32>, y: &mut [H]) ->
     stats
 }
 
-/// Whole half-precision rows `x` of norm `K` on `path` into `out`, pipelined as the
-/// f32 rows (`Rows`); each row's f32 statistics go to `stats` where given.
+/// Whole half-precision rows `x` of norm `K` on `path` into `out`, pipelined on the
+/// f32 rows' body (`Rows`); each row's f32 statistics go to `stats` where given.
 #[inline(always)]
 pub(crate) fn half_rows<K: Kind, H: Half>(
     path: Path,
@@ -273,7 +273,7 @@ pub(crate) fn half_row<K: Kind, H: Half>(
 }
 
 /// Fused half-precision rows: `h = x + r` rounded, then norm `K` of `h`, on `path`
-/// (`r = None`: the residual is `h`, in place), pipelined as the f32 fused rows
+/// (`r = None`: the residual is `h`, in place), pipelined on the f32 fused rows' body
 /// (`AddRows`).
 #[inline(always)]
 pub(crate) fn half_add_rows<K: Kind, H: Half>(

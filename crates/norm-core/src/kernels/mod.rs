@@ -13,9 +13,9 @@
 //!   registers, outputs rounded once as they are stored);
 //! - here: the kinds, the parameter structs, and the forward rows themselves.
 //!
-//! Contiguous rows run pipelined, a whole run of rows in one call of the vector entry
-//! point ([`Rows`], and for the half-precision types `fused.rs`'s `AddRows`; the f32/f64
-//! fused rows run one after another in that call): the first reduction of row `i + 1`
+//! Contiguous rows run a whole run of rows in one call of the vector entry point
+//! ([`Rows`], and `fused.rs`'s `AddRows`). The bf16/f16 rows run pipelined there (the
+//! f32/f64 rows one after another, see below): the first reduction of row `i + 1`
 //! runs inside the write pass of row `i`, a four-vector step beside each group of output
 //! vectors, and is finished after it. So RmsNorm reads a row once, beside the previous
 //! row's stores, as a copy does; LayerNorm reads it again (from L1) for the centered sum
