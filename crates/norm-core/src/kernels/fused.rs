@@ -1,12 +1,13 @@
 //! The fused residual add + norm of rows, for both norms and every storage type:
-//! `h = x + r`, `y = norm(h)`, in one call per run of rows; the half-precision rows run
-//! pipelined like the plain rows (`Rows`: the first reduction of row `i + 1` runs beside
-//! row `i`'s write pass), the f32/f64 rows one after another (`Io::PIPELINE_FUSED`:
-//! pipelining made them slower in cache). With plain stores the
-//! first pass writes `h` as it sums and the later passes read it from L1; with streaming
-//! stores the passes before the write pass compute `x + r` again from L1 and the write
-//! pass writes `h` and `y` together, both streamed. The same operations on the same
-//! values either way, so the same bits, and the same bits as the unfused norm of `h`.
+//! `h = x + r`, `y = norm(h)`, in one call per run of rows; the half-precision rows run pipelined
+//! like the plain rows (`Rows`: the first reduction of row `i + 1` runs beside row `i`'s
+//! write pass), the f32/f64 rows one after another, by the plain rows' rule (`pipelines`;
+//! pipelined, the f32 fused rows ran 3-26% slower in cache on an Intel Xeon model 207, the
+//! bf16 ones 3-10% faster there and 10-30% out of cache). With plain stores the first pass
+//! writes `h` as it sums and the later passes read it from L1; with streaming stores the
+//! passes before the write pass compute `x + r` again from L1 and the write pass writes `h`
+//! and `y` together, both streamed. The same operations on the same values either way, so
+//! the same bits, and the same bits as the unfused norm of `h`.
 
 use super::stats::{Ahead, Beside, Cursor, First};
 use super::write::{h_store, write};
@@ -45,7 +46,7 @@ impl<K: Kind, F: Float, E, I: Io<E, F>> SimdOp<F> for AddRows<'_, K, I, E, F> {
             return;
         };
         // The shift of each row is taken before its first pass can overwrite `h`.
-        let pipelined = I::PIPELINE_FUSED && pipelines::<S, E>(d);
+        let pipelined = pipelines::<S, E>(d);
         let (x0, r0) = row(0);
         let mut shift = shift_of::<K, F>(I::add_at(x0, r0.unwrap_or(hc), 0));
         let mut first = add_first::<K, S, E, I>(s, shift, (x0, r0), &mut *hc, store);

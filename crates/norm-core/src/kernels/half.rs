@@ -177,7 +177,6 @@ impl<S: Simd<E = f32>, H: Half> Sink<S> for HalfOut<'_, H> {
 struct Narrow;
 
 impl<H: Half> Io<H, f32> for Narrow {
-    const PIPELINE_FUSED: bool = true;
     #[inline(always)]
     fn src<S: Simd<E = f32>>(x: &[H]) -> impl Source<S> {
         Halfs(x)

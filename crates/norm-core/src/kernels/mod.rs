@@ -183,12 +183,6 @@ fn needs_rescue<F: Float>(var: F, eps: F) -> bool {
 /// natively (`E = F`, [`Native`]) or as 16-bit values widened as they load and rounded
 /// once as they store (`half.rs`).
 trait Io<E, F: Float> {
-    /// Whether the fused rows (`AddRows`) of this storage type run pipelined (rows no
-    /// longer than [`PIPELINE_MAX_ROW_BYTES`]). By A/B measurement (Intel Xeon model
-    /// 207, shared loaded machine): the f32 fused rows ran 3-26% slower pipelined in
-    /// cache (64×768, 512×768; most on AVX2), the bf16 fused rows 3-10% faster there and
-    /// 10-30% faster out of cache.
-    const PIPELINE_FUSED: bool;
     /// Row `x` as a pass reads it.
     fn src<S: Simd<E = F>>(x: &[E]) -> impl Source<S>;
     /// Output row `out` as the write pass writes it.
@@ -216,7 +210,6 @@ trait Io<E, F: Float> {
 struct Native;
 
 impl<F: Float> Io<F, F> for Native {
-    const PIPELINE_FUSED: bool = false;
     #[inline(always)]
     fn src<S: Simd<E = F>>(x: &[F]) -> impl Source<S> {
         Plain(x)
