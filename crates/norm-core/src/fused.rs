@@ -37,11 +37,11 @@ pub(crate) fn add_rows<K: Kind, F: Float>(
     drive_add_rows(how, p.weight.len(), (x, r), h, out, rows);
 }
 
-/// Runs `rows(x, r, h, out)` (fused rows; the kernel pipelines the bf16/f16 ones) over every row of
-/// length `d`, serially in one call or in fixed row blocks on the rayon pool, a call per
-/// block; `how`'s stores decide from the bytes the call moves (`x`, `r`, `h`, `y`)
-/// whether `y` is streamed (each block fenced before it returns). The half-precision
-/// fused norms (`storage.rs`) run on it too.
+/// Runs `rows(x, r, h, out)` (fused rows, pipelined where the kernels' rule says) over
+/// every row of length `d`, serially in one call or in fixed row blocks on the rayon
+/// pool, a call per block; `how`'s stores decide from the bytes the call moves (`x`,
+/// `r`, `h`, `y`) whether `y` is streamed (each block fenced before it returns). The
+/// half-precision fused norms (`storage.rs`) run on it too.
 pub(crate) fn drive_add_rows<E: Copy + Send + Sync>(
     how: ForcedPath,
     d: usize,

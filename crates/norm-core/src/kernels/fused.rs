@@ -1,9 +1,9 @@
 //! The fused residual add + norm of rows, for both norms and every storage type:
-//! `h = x + r`, `y = norm(h)`, in one call per run of rows; the half-precision rows run pipelined
-//! like the plain rows (`Rows`: the first reduction of row `i + 1` runs beside row `i`'s
-//! write pass), the f32/f64 rows one after another, by the plain rows' rule (`pipelines`;
-//! pipelined, the f32 fused rows ran 3-26% slower in cache on an Intel Xeon model 207, the
-//! bf16 ones 3-10% faster there and 10-30% out of cache). With plain stores the first pass
+//! `h = x + r`, `y = norm(h)`, in one call per run of rows, pipelined by the plain rows'
+//! rule (`pipelines`: the first reduction of row `i + 1` runs beside row `i`'s write
+//! pass; the bf16/f16 rows on every CPU, the f32/f64 rows in cache on AMD CPUs; on an
+//! Intel Xeon model 207 the f32 fused rows ran 3-26% slower pipelined in cache, the bf16
+//! ones 3-10% faster there and 10-30% out of cache). With plain stores the first pass
 //! writes `h` as it sums and the later passes read it from L1; with streaming stores the
 //! passes before the write pass compute `x + r` again from L1 and the write pass writes `h`
 //! and `y` together, both streamed. The same operations on the same values either way, so
@@ -46,7 +46,7 @@ impl<K: Kind, F: Float, E, I: Io<E, F>> SimdOp<F> for AddRows<'_, K, I, E, F> {
             return;
         };
         // The shift of each row is taken before its first pass can overwrite `h`.
-        let pipelined = pipelines::<S, E>(d);
+        let pipelined = pipelines::<S, E>(d, store);
         let (x0, r0) = row(0);
         let mut shift = shift_of::<K, F>(I::add_at(x0, r0.unwrap_or(hc), 0));
         let mut first = add_first::<K, S, E, I>(s, shift, (x0, r0), &mut *hc, store);

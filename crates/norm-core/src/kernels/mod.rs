@@ -14,18 +14,19 @@
 //! - here: the kinds, the parameter structs, and the forward rows themselves.
 //!
 //! Contiguous rows run a whole run of rows in one call of the vector entry point
-//! ([`Rows`], and `fused.rs`'s `AddRows`). The bf16/f16 rows run pipelined there (the
-//! f32/f64 rows one after another, see below): the first reduction of row `i + 1`
-//! runs inside the write pass of row `i`, a four-vector step beside each group of output
-//! vectors, and is finished after it. So RmsNorm reads a row once, beside the previous
-//! row's stores, as a copy does; LayerNorm reads it again (from L1) for the centered sum
-//! of squares; and one row's serial chain (sum, mean, centered sum, root) overlaps the
-//! previous row's stores. The reduction takes exactly the steps it takes alone
-//! ([`Cursor`]), so each row's bits never depend on the row before it or on where a run
-//! of rows starts. A row alone (the strided lanes) runs the same body with no successor.
-//! Only 16-bit rows (bf16, f16) run pipelined; f32/f64 rows, and rows longer than
-//! [`PIPELINE_MAX_ROW_BYTES`] (four such rows at once no longer fit in L1), run one after
-//! another, each prefetching the next ([`pipelines`]: measured no faster pipelined).
+//! ([`Rows`], and `fused.rs`'s `AddRows`), pipelined where [`pipelines`] says: the
+//! first reduction of row `i + 1` runs inside the write pass of row `i`, a four-vector
+//! step beside each group of output vectors, and is finished after it. So RmsNorm reads
+//! a row once, beside the previous row's stores, as a copy does; LayerNorm reads it
+//! again (from L1) for the centered sum of squares; and one row's serial chain (sum,
+//! mean, centered sum, root) overlaps the previous row's stores. The reduction takes
+//! exactly the steps it takes alone ([`Cursor`]), so each row's bits never depend on
+//! the row before it or on where a run of rows starts. A row alone (the strided lanes)
+//! runs the same body with no successor. 16-bit rows (bf16, f16) run pipelined on every
+//! CPU, f32/f64 rows in cache on AMD CPUs only (measured faster there, not on Intel nor
+//! out of cache: [`pipelines`]); rows longer than [`PIPELINE_MAX_ROW_BYTES`] (four such
+//! rows at once no longer fit in L1) never. Rows that do not run pipelined run one
+//! after another, each prefetching the next.
 //!
 //! Per row: the first pass reads the row from memory (for the fused variants: reads
 //! `x` and `r` and writes `h`), the later passes find it in L1. Outputs far beyond the
@@ -50,7 +51,7 @@ pub(crate) use fused::add_rows;
 pub(crate) use half::{half_add_rows, half_row, half_rows};
 
 use crate::Float;
-use crate::simd::{Path, Simd, SimdOp, Store, run_on};
+use crate::simd::{Path, Pipelining, Simd, SimdOp, Store, pipelining, run_on};
 #[allow(unused_imports)]
 use num_traits::{Float as _, One as _, Zero as _};
 use rescue::rescue;
@@ -320,7 +321,7 @@ impl<K: Kind, F: Float, E, I: Io<E, F>> SimdOp<F> for Rows<'_, K, I, E, F> {
             return last;
         }
         assert!(y.len() >= rows * d);
-        let pipelined = pipelines::<S, E>(d);
+        let pipelined = pipelines::<S, E>(d, store);
         let mut first = first_sum::<K, S, E, I>(s, &x[..d]);
         for (i, yr) in y.chunks_exact_mut(d).take(rows).enumerate() {
             let xr = &x[i * d..(i + 1) * d];
@@ -369,20 +370,35 @@ fn first_sum<K: Kind, S: Simd, E, I: Io<E, S::E>>(s: S, x: &[E]) -> S::E {
 /// ([`Ahead`]) as before.
 const PIPELINE_MAX_ROW_BYTES: usize = 8192;
 
-/// Whether rows of `d` elements of `E` run pipelined on backend `S`: 16-bit storage
-/// (bf16, f16) in rows no longer than [`PIPELINE_MAX_ROW_BYTES`]; f32 and f64 rows run
-/// one after another on every path. By A/B measurement on an Intel Xeon model 207: the
-/// f32 rows on 256-bit vectors (AVX2, 16 registers, which the pipelined loop's extra
-/// accumulators crowd) gained nothing and lost 8-15% (LayerNorm 65536×512, RmsNorm
-/// 64×768); on 512-bit vectors they gained where 128 MiB arrays sat in a 260 MiB L3, but
-/// on a host where they come from DRAM (copy 15-18 GB/s, 3 December 2026) LayerNorm
-/// 65536×512 ran 12-14 GB/s one row after another against 9-11 pipelined, RmsNorm the
-/// same within noise, and in cache (64×768, 512×768) neither way won beyond the ±15%
-/// noise. The bf16/f16 rows gained on both paths.
+/// Whether rows of `d` elements of `E` whose outputs are written as `store` says run
+/// pipelined on backend `S`: rows no longer than [`PIPELINE_MAX_ROW_BYTES`], as
+/// [`Pipelining`] says; under `Auto` (the default) 16-bit storage (bf16, f16) on every
+/// CPU, and f32/f64 rows with plain (in-cache) stores where
+/// [`pipelines_wide_rows`](crate::simd::pipelines_wide_rows) says (AMD CPUs).
+///
+/// By A/B measurement (`benches/pipelining.rs`, f32, one thread). AMD EPYC family 25
+/// model 17 (Zen 4), one run of 3 December 2026, pipelined over one-by-one rows/s: in
+/// cache (64×768, 512×768) 1.02-1.15 (plain) and 1.07-1.29 (fused) on the AVX2 and
+/// AVX-512 paths, 2.0-2.2 for LayerNorm on the portable path; out of cache (65536×512,
+/// streamed) 0.90-1.08, the fused rows 0.90-0.97. Intel Xeon model 207 (earlier runs,
+/// before the benchmark group existed): the f32 rows on AVX2 gained nothing and lost
+/// 8-15% (LayerNorm 65536×512, RmsNorm 64×768); on AVX-512 they gained where 128 MiB
+/// arrays sat in a 260 MiB L3 but lost 10-30% for LayerNorm from DRAM, and in cache
+/// neither way won beyond the ±15% noise; the f32 fused rows ran 3-26% slower pipelined
+/// in cache. The bf16/f16 rows gained on both CPUs and paths.
 #[inline(always)]
-fn pipelines<S: Simd, E>(d: usize) -> bool {
-    let narrow = std::mem::size_of::<E>() < std::mem::size_of::<S::E>();
-    narrow && d.saturating_mul(std::mem::size_of::<E>()) <= PIPELINE_MAX_ROW_BYTES
+fn pipelines<S: Simd, E>(d: usize, store: Store) -> bool {
+    if d.saturating_mul(std::mem::size_of::<E>()) > PIPELINE_MAX_ROW_BYTES {
+        return false;
+    }
+    match pipelining() {
+        Pipelining::Always => true,
+        Pipelining::Never => false,
+        Pipelining::Auto => {
+            std::mem::size_of::<E>() < std::mem::size_of::<S::E>()
+                || (store == Store::Cached && crate::simd::pipelines_wide_rows())
+        }
+    }
 }
 
 /// Whole rows `x` of norm `K` on `path` into `out` (as long as `x`), pipelined

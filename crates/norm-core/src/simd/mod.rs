@@ -4,7 +4,8 @@
 //! small vector abstraction ([`Simd`]) the generic kernel bodies are written against; the
 //! op trait ([`SimdOp`]) and its dispatcher ([`run_on`]), which runs an op with the
 //! backend for a path and element type; and the policy for non-temporal output stores
-//! ([`Stores`], [`stream_min_bytes`] from the CPU's last-level cache, [`stream_fence`]).
+//! ([`Stores`], [`stream_min_bytes`] from the CPU's last-level cache, [`stream_fence`]),
+//! and whether consecutive rows run pipelined ([`Pipelining`], from the CPU's vendor).
 //! Backends: portable (plain arrays that the compiler vectorizes for the baseline
 //! target) and, on x86-64, AVX2+FMA and AVX-512F (in `x86.rs`). Nothing here knows
 //! about norms.
@@ -404,6 +405,93 @@ fn last_level_cache_bytes() -> Option<usize> {
     #[cfg(not(target_arch = "x86_64"))]
     {
         None
+    }
+}
+
+/// Whether consecutive rows of the backend's own element type (f32, f64) written with
+/// plain stores run pipelined (the next row's first reduction beside this row's write
+/// pass) on this CPU, when [`Pipelining::Auto`] decides: on AMD CPUs, yes; elsewhere,
+/// no. From the `pipelining/*` benchmark groups (the measurements are listed at the
+/// kernels' rule, `kernels/mod.rs`): 2-29% faster in cache on an AMD EPYC (Zen 4) on
+/// every path, not faster on an Intel Xeon model 207. Detected once (CPUID vendor),
+/// cached.
+pub fn pipelines_wide_rows() -> bool {
+    static CACHE: AtomicU8 = AtomicU8::new(0);
+    match CACHE.load(Ordering::Relaxed) {
+        0 => {
+            let amd = cpu_vendor_is_amd();
+            CACHE.store(if amd { 2 } else { 1 }, Ordering::Relaxed);
+            amd
+        }
+        v => v == 2,
+    }
+}
+
+/// Whether the CPU's vendor string (CPUID leaf 0) is AMD's ("AuthenticAMD").
+#[allow(unused_unsafe)]
+fn cpu_vendor_is_amd() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        // SAFETY: CPUID leaf 0 exists on every x86-64 CPU (see `last_level_cache_bytes`).
+        let r = unsafe { std::arch::x86_64::__cpuid_count(0, 0) };
+        // "Auth" "enti" "cAMD" in ebx, edx, ecx.
+        (r.ebx, r.edx, r.ecx) == (0x6874_7541, 0x6974_6e65, 0x444d_4163)
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
+}
+
+/// Whether the row kernels run consecutive rows pipelined: the first reduction of row
+/// `i + 1` inside the write pass of row `i` (see `kernels/mod.rs`). Like [`Stores`], the
+/// choice never changes a value: each row takes the same steps either way. Rows longer
+/// than 8 KiB never run pipelined (four of them no longer fit in L1 together).
+///
+/// A process-wide setting ([`set_pipelining`]), a benchmark hook: the `pipelining/*`
+/// criterion groups measure both ways side by side on every path, so that the rule
+/// [`Auto`](Pipelining::Auto) applies can be checked on any CPU.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Pipelining {
+    /// bf16/f16 rows pipelined on every CPU; f32/f64 rows where
+    /// [`pipelines_wide_rows`] says (what the public functions do).
+    #[default]
+    Auto,
+    /// Every row that fits pipelined.
+    Always,
+    /// Rows one after another, each prefetching the next.
+    Never,
+}
+
+static PIPELINING: AtomicU8 = AtomicU8::new(0);
+
+/// Sets the process-wide [`Pipelining`] (a benchmark hook; the default is `Auto`).
+/// Changes no value any kernel computes, on any thread.
+///
+/// # Example
+/// ```
+/// use norm_core::simd::{Pipelining, pipelining, set_pipelining};
+///
+/// set_pipelining(Pipelining::Never);
+/// assert_eq!(pipelining(), Pipelining::Never);
+/// set_pipelining(Pipelining::Auto);
+/// ```
+pub fn set_pipelining(p: Pipelining) {
+    let v = match p {
+        Pipelining::Auto => 0,
+        Pipelining::Always => 1,
+        Pipelining::Never => 2,
+    };
+    PIPELINING.store(v, Ordering::Relaxed);
+}
+
+/// The process-wide [`Pipelining`] in force.
+#[inline]
+pub fn pipelining() -> Pipelining {
+    match PIPELINING.load(Ordering::Relaxed) {
+        1 => Pipelining::Always,
+        2 => Pipelining::Never,
+        _ => Pipelining::Auto,
     }
 }
 
