@@ -173,6 +173,19 @@ pub(crate) fn rne_bf16_avx2(v: __m256) -> __m256i {
     }
 }
 
+/// [`rne_bf16_avx2`] without its NaN fix-up, for lanes whose NaNs all have zero low 16
+/// bits (see `Simd::store_half_as`): the same bits for such lanes.
+#[inline(always)]
+pub(crate) fn rne_bf16_avx2_computed(v: __m256) -> __m256i {
+    // SAFETY (all): called only from functions with AVX2 enabled.
+    unsafe {
+        let b = _mm256_castps_si256(v);
+        let lsb = _mm256_and_si256(_mm256_srli_epi32::<16>(b), _mm256_set1_epi32(1));
+        let rounded = _mm256_add_epi32(_mm256_add_epi32(b, _mm256_set1_epi32(0x7fff)), lsb);
+        _mm256_srli_epi32::<16>(rounded)
+    }
+}
+
 /// Sixteen f32 at `p` rounded to bf16, in order.
 #[inline(always)]
 unsafe fn bf16x16_avx2(p: *const f32) -> __m256i {
@@ -275,6 +288,19 @@ pub(crate) fn rne_bf16_avx512(v: __m512) -> __m256i {
         let nan = _mm512_cmpgt_epi32_mask(abs, _mm512_set1_epi32(0x7f80_0000));
         let q = _mm512_or_si512(_mm512_srli_epi32::<16>(b), _mm512_set1_epi32(0x40));
         _mm512_cvtepi32_epi16(_mm512_mask_blend_epi32(nan, r, q))
+    }
+}
+
+/// [`rne_bf16_avx512`] without its NaN fix-up, for lanes whose NaNs all have zero low
+/// 16 bits (see `Simd::store_half_as`): the same bits for such lanes.
+#[inline(always)]
+pub(crate) fn rne_bf16_avx512_computed(v: __m512) -> __m256i {
+    // SAFETY (all): called only from functions with AVX-512F enabled.
+    unsafe {
+        let b = _mm512_castps_si512(v);
+        let lsb = _mm512_and_si512(_mm512_srli_epi32::<16>(b), _mm512_set1_epi32(1));
+        let rounded = _mm512_add_epi32(_mm512_add_epi32(b, _mm512_set1_epi32(0x7fff)), lsb);
+        _mm512_cvtepi32_epi16(_mm512_srli_epi32::<16>(rounded))
     }
 }
 

@@ -13,7 +13,9 @@
 //!
 //! The rows run on the shared pipelined bodies (`Rows`, `AddRows`) through [`Narrow`],
 //! this file's `Io`. The vector conversions are the backend's ([`Simd::load_half`],
-//! [`Simd::store_half`]), run on [`on_half`]'s backends.
+//! [`Simd::store_half_as`], for computed values, which lets the x86 backends skip the
+//! bf16 NaN fix-up: every NaN these kernels compute keeps zero low 16 bits), run on
+//! [`on_half`]'s backends.
 
 use super::fused::AddRows;
 use super::rescue::rescue;
@@ -72,7 +74,8 @@ impl<S: Simd<E = f32>, H: Half> Source<S> for HalfAddInto<'_, H> {
         // `Streaming` only at a vector boundary of the output, which `h` shares when
         // `h_store` is `Streaming`. The rounded `h` is widened again from a copy of what
         // was stored (`round`), not read back from `h`, which a non-temporal store
-        // would have sent to memory.
+        // would have sent to memory. `x + r` of widened 16-bit values: its NaNs have zero
+        // low 16 bits (`COMPUTED`).
         unsafe {
             let hp = self.h.as_mut_ptr().add(i);
             let r = match self.r {
@@ -85,11 +88,11 @@ impl<S: Simd<E = f32>, H: Half> Source<S> for HalfAddInto<'_, H> {
                 _ => Store::Cached,
             };
             if store == Store::Cached {
-                s.store_half(hp, v, Store::Cached);
+                s.store_half_as::<H, true>(hp, v, Store::Cached);
                 return s.load_half(hp.cast_const());
             }
             let v = round::<S, H>(s, v);
-            s.store_half(hp, v, Store::Streaming);
+            s.store_half_as::<H, true>(hp, v, Store::Streaming);
             v
         }
     }
@@ -102,14 +105,15 @@ impl<S: Simd<E = f32>, H: Half> Source<S> for HalfAddInto<'_, H> {
     }
 }
 
-/// The lanes of `v` rounded to `H` and widened again (through a copy on the stack).
+/// The lanes of `v` rounded to `H` and widened again (through a copy on the stack); `v`
+/// is a sum `x + r` of widened 16-bit values, so its NaNs have zero low 16 bits.
 #[inline(always)]
 fn round<S: Simd<E = f32>, H: Half>(s: S, v: S::V) -> S::V {
     let mut t = [H::default(); 16];
     debug_assert!(S::W <= t.len());
     // SAFETY: `t` holds 16 >= W values, written before they are read.
     unsafe {
-        s.store_half(t.as_mut_ptr(), v, Store::Cached);
+        s.store_half_as::<H, true>(t.as_mut_ptr(), v, Store::Cached);
         s.load_half(t.as_ptr())
     }
 }
@@ -164,7 +168,11 @@ impl<S: Simd<E = f32>, H: Half> Sink<S> for HalfOut<'_, H> {
     unsafe fn put(&mut self, s: S, i: usize, v: S::V, store: Store) {
         // SAFETY: `i + W <= len` per the contract; with `Streaming`, element `i` is a
         // multiple of `W` elements from a cache-line boundary, so aligned to `2·W` bytes.
-        unsafe { s.store_half(self.0.y.as_mut_ptr().add(i), v, store) }
+        // `v` is computed (`COMPUTED`): `center(h) · (r·w) + b` from widened 16-bit
+        // values (`h`, and `w`, `b` widened once per call) and finite statistics (a row
+        // whose variance is not finite goes to the rescue path), so each NaN lane is the
+        // default NaN or a widened one, with zero low 16 bits.
+        unsafe { s.store_half_as::<H, true>(self.0.y.as_mut_ptr().add(i), v, store) }
     }
     #[inline(always)]
     fn set(&mut self, j: usize, v: f32) {

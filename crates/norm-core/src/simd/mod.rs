@@ -294,6 +294,26 @@ pub trait Simd: Copy {
     /// bytes.
     #[inline(always)]
     unsafe fn store_half<H: Half>(self, p: *mut H, v: Self::V, store: Store) {
+        // SAFETY: the same contract.
+        unsafe { self.store_half_as::<H, false>(p, v, store) }
+    }
+    /// [`store_half`](Simd::store_half) for values computed by vector arithmetic from
+    /// operands whose NaNs all have zero low 16 bits (the f32 widenings of 16-bit values:
+    /// the half-precision forward kernels), or, with `COMPUTED = false`, for any values.
+    /// With `COMPUTED`, every NaN lane of `v` is quiet with zero low 16 bits (arithmetic
+    /// quiets a NaN operand and keeps its payload, and an invalid operation gives the
+    /// default NaN `0xffc0_0000`); rounding such a lane to bf16 by the integer
+    /// ties-to-even form adds at most `0x8000` to its low half, which never carries, so
+    /// it keeps the high half, the bf16 NaN that the general form's NaN fix-up would
+    /// write. The x86 backends skip that fix-up then (five integer operations of ten per
+    /// vector on AVX2); the bits stored are those of `store_half` either way.
+    ///
+    /// # Safety
+    /// As [`store_half`](Simd::store_half); with `COMPUTED`, every NaN lane of `v` has
+    /// zero low 16 bits (a lane that does not may be stored as ±∞ or -0, never read out
+    /// of bounds).
+    #[inline(always)]
+    unsafe fn store_half_as<H: Half, const COMPUTED: bool>(self, p: *mut H, v: Self::V, store: Store) {
         let _ = store;
         let mut t = [<Self::E as num_traits::Zero>::zero(); MAX_W];
         // SAFETY: `t` holds MAX_W >= W elements.

@@ -10,7 +10,9 @@ use std::arch::x86_64::*;
 use super::{Simd, SimdOp, Store};
 use crate::convert::Half;
 #[allow(unused_imports)]
-use crate::convert::x86::{cvt_bf16_avx512bf16, rne_bf16_avx2, rne_bf16_avx512};
+use crate::convert::x86::{
+    cvt_bf16_avx512bf16, rne_bf16_avx2, rne_bf16_avx2_computed, rne_bf16_avx512, rne_bf16_avx512_computed,
+};
 
 /// The two-source shuffle of a backend ([`Simd::combine`] and its helpers): `copy`
 /// goes through memory (two stores, one unaligned load); `permute $idx, $perm` is one
@@ -76,12 +78,12 @@ macro_rules! half_impl {
             }
         }
         #[inline(always)]
-        unsafe fn store_half<H: Half>(self, p: *mut H, v: __m256, store: Store) {
+        unsafe fn store_half_as<H: Half, const COMPUTED: bool>(self, p: *mut H, v: __m256, store: Store) {
             // SAFETY: `p..p + 8` writable per the contract, 16-byte aligned when
             // streaming; features as above.
             unsafe {
                 let h = if H::BF16 {
-                    let r = rne_bf16_avx2(v);
+                    let r = if COMPUTED { rne_bf16_avx2_computed(v) } else { rne_bf16_avx2(v) };
                     _mm_packus_epi32(_mm256_castsi256_si128(r), _mm256_extracti128_si256::<1>(r))
                 } else {
                     _mm256_cvtps_ph::<_MM_FROUND_TO_NEAREST_INT>(v)
@@ -108,12 +110,12 @@ macro_rules! half_impl {
             }
         }
         #[inline(always)]
-        unsafe fn store_half<H: Half>(self, p: *mut H, v: __m512, store: Store) {
+        unsafe fn store_half_as<H: Half, const COMPUTED: bool>(self, p: *mut H, v: __m512, store: Store) {
             // SAFETY: `p..p + 16` writable per the contract, 32-byte aligned when
             // streaming; features as above.
             unsafe {
                 let h = if H::BF16 {
-                    half_impl!(@bf16 v $($bf16)?)
+                    half_impl!(@bf16 v COMPUTED $($bf16)?)
                 } else {
                     _mm512_cvtps_ph::<_MM_FROUND_TO_NEAREST_INT>(v)
                 };
@@ -124,8 +126,11 @@ macro_rules! half_impl {
             }
         }
     };
-    (@bf16 $v:ident) => { rne_bf16_avx512($v) };
-    (@bf16 $v:ident avx512bf16) => { cvt_bf16_avx512bf16($v) };
+    (@bf16 $v:ident $c:ident) => {
+        if $c { rne_bf16_avx512_computed($v) } else { rne_bf16_avx512($v) }
+    };
+    // `vcvtneps2bf16` rounds NaNs right whatever their payload.
+    (@bf16 $v:ident $c:ident avx512bf16) => { cvt_bf16_avx512bf16($v) };
 }
 
 macro_rules! backend {

@@ -612,3 +612,68 @@ fn results_do_not_depend_on_threads_or_stores() {
         assert_eq!(&a[..], one.0.0.as_slice().expect("contiguous"));
     }
 }
+
+/// NaN, infinite and huge weights and biases (quiet and signalling bf16 NaNs with their
+/// payloads, ±∞, an ∞ weight on an element equal to its row's mean, so `0 · ∞`): every
+/// output, NaNs included, has exactly the bits of the f32 kernel's output on the same
+/// path rounded by `half`'s general conversion, plain and fused, on every path. The
+/// vector stores of the half kernels skip the bf16 NaN fix-up for computed values
+/// (`Simd::store_half_as`); this pins that they round every NaN they meet the same.
+#[test]
+fn non_finite_weights_round_every_nan_like_the_general_conversion() {
+    let d = 33;
+    // Symmetric rows around 0 and around 5: element 16 equals the mean exactly.
+    let x32: Vec<f32> = (0..2 * d)
+        .map(|i| (i % d) as f32 - 16.0 + if i < d { 0.0 } else { 5.0 })
+        .collect();
+    let r32: Vec<f32> = (0..2 * d).map(|i| 0.25 * ((i * 7) % 5) as f32 - 0.5).collect();
+    let specials = [0x7fc0u16, 0x7f81, 0xffa5, 0x7f80, 0xff80, 0x7f7f, 0x7fd3];
+    let mut w: Vec<bf16> = (0..d).map(|i| bf16::from_f32(0.5 + 0.1 * i as f32)).collect();
+    let mut b: Vec<bf16> = (0..d).map(|i| bf16::from_f32(0.01 * i as f32 - 0.1)).collect();
+    for (k, &s) in specials.iter().enumerate() {
+        w[1 + 3 * k] = bf16::from_bits(s);
+        b[2 + 3 * k] = bf16::from_bits(specials[(k + 3) % specials.len()]);
+    }
+    w[16] = bf16::from_bits(0x7f80);
+    let x: Vec<bf16> = x32.iter().map(|&v| bf16::from_f32(v)).collect();
+    let r: Vec<bf16> = r32.iter().map(|&v| bf16::from_f32(v)).collect();
+    let wide = |v: &[bf16]| v.iter().map(|h| h.to_f32()).collect::<Vec<f32>>();
+    let round = |v: &[f32]| {
+        v.iter()
+            .map(|&f| bf16::from_f32(f).to_bits())
+            .collect::<Vec<u16>>()
+    };
+    let bits = |v: &[bf16]| v.iter().map(|h| h.to_bits()).collect::<Vec<u16>>();
+    for p in ForcedPath::all() {
+        for bias in [true, false] {
+            let bb = bias.then(|| b.clone());
+            let ln = LayerNorm::<bf16>::from_weights(w.clone(), bb.clone(), 1e-5).unwrap();
+            let rms = RmsNorm::<bf16>::from_weights(w.clone(), bb.clone(), 1e-6).unwrap();
+            let ln32 = LayerNorm::<f32>::from_weights(wide(&w), bb.as_deref().map(wide), 1e-5).unwrap();
+            let rms32 = RmsNorm::<f32>::from_weights(wide(&w), bb.as_deref().map(wide), 1e-6).unwrap();
+            let n = 2 * d;
+            let (mut y, mut h) = (vec![bf16::ZERO; n], vec![bf16::ZERO; n]);
+            let (mut y32, mut m, mut s) = (vec![0.0f32; n], vec![0.0f32; 2], vec![0.0f32; 2]);
+            let what = format!("{:?} bias={bias}", p.path());
+            p.layer_norm_slice(&ln, &x, &mut y, &mut m, &mut s).unwrap();
+            p.layer_norm_slice(&ln32, &wide(&x), &mut y32, &mut m, &mut s)
+                .unwrap();
+            assert_eq!(bits(&y), round(&y32), "LayerNorm {what}");
+            assert!(y.iter().any(|v| v.is_nan()), "the case has NaN outputs");
+            p.rms_norm_slice(&rms, &x, &mut y, &mut s).unwrap();
+            p.rms_norm_slice(&rms32, &wide(&x), &mut y32, &mut s).unwrap();
+            assert_eq!(bits(&y), round(&y32), "RmsNorm {what}");
+            // Fused: h = x + r rounded, then the norm of the rounded h (as the f32 kernel
+            // on the widened h).
+            let mut rr = r.clone();
+            p.layer_norm_add_slice(&ln, &x, &mut rr, Some(&mut h), &mut y)
+                .unwrap();
+            p.layer_norm_slice(&ln32, &wide(&h), &mut y32, &mut m, &mut s)
+                .unwrap();
+            assert_eq!(bits(&y), round(&y32), "fused LayerNorm {what}");
+            p.rms_norm_add_slice(&rms, &x, &mut rr, None, &mut y).unwrap();
+            p.rms_norm_slice(&rms32, &wide(&rr), &mut y32, &mut s).unwrap();
+            assert_eq!(bits(&y), round(&y32), "fused RmsNorm in place {what}");
+        }
+    }
+}
