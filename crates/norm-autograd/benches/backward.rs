@@ -15,6 +15,15 @@
 //! 512×768 (in cache) and 65536×512 (out of cache); throughput in elements (`rows · d`),
 //! so the ratio of two results is the ratio of rows per second.
 //!
+//! Group `prefetching_backward`: the LayerNorm (with dbeta) and RmsNorm backward per
+//! vector path (forced, one thread) with and without software prefetches of the rows
+//! ahead (`norm_core::simd::Prefetching::Always` / `Never`) side by side, in cache
+//! (512×768) and out of cache (65536×512, 8192×4096). The rule `Prefetching::Auto`
+//! applies came from it: out of cache the backward prefetches on every CPU (faster with
+//! it on AMD too, unlike the forward: norm-core's `prefetching/*`), in cache where
+//! `simd::software_prefetch_pays` (not on AMD CPUs). Both ways compute the same bits;
+//! throughput as in the first groups.
+//!
 //! The backward writes dx with non-temporal stores when dx is at least
 //! `norm_core::simd::stream_min_bytes()`, which skips reading each output line first;
 //! out of cache the fair ceiling is then the faster of the two.
@@ -29,6 +38,7 @@ use norm_autograd::__private::{
 use norm_autograd::GradSlices;
 use norm_autograd::{layer_norm_backward_slice, rms_norm_backward_slice};
 use norm_core::ceiling::{axpy, axpy_streaming};
+use norm_core::simd::{Prefetching, set_prefetching};
 use norm_core::{Half, LayerNorm, RmsNorm, bf16, f16};
 
 /// (rows, d): in L2, in cache, out of cache with short rows, out of cache with long rows.
@@ -214,5 +224,74 @@ fn bench_half(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, bench, bench_half);
+/// The f32 backward of LayerNorm (`is_ln`, dbeta computed) or RmsNorm over `rows × d`
+/// on `path`, one thread, with `mode` in force (restored to `Auto` after each call).
+fn prefetch_case(path: ForcedPath, is_ln: bool, mode: Prefetching, rows: usize, d: usize) -> impl FnMut() {
+    let n = rows * d;
+    let (x, dy) = (data(n, 1), data(n, 2));
+    let ln = LayerNorm::<f32>::new(d).expect("dim > 0");
+    let rms = RmsNorm::<f32>::new(d).expect("dim > 0");
+    let (mut mean, mut rstd) = (vec![0.0f32; rows], vec![0.0f32; rows]);
+    let mut dx = vec![0.0f32; n];
+    ln.forward_slice_with_stats(&x, &mut dx, &mut mean, &mut rstd)
+        .expect("shapes match");
+    let mut rrms = vec![0.0f32; rows];
+    rms.forward_slice_with_stats(&x, &mut dx, &mut rrms)
+        .expect("shapes match");
+    let (mut dgamma, mut dbeta) = (vec![0.0f32; d], vec![0.0f32; d]);
+    move || {
+        let (weight, eps, saved) = if is_ln {
+            let saved = Saved::LayerNorm {
+                mean: &mean,
+                rstd: &rstd,
+            };
+            (ln.weight(), ln.eps(), saved)
+        } else {
+            (rms.weight(), rms.eps(), Saved::RmsNorm { rrms: &rrms })
+        };
+        let input = BackwardInput {
+            weight,
+            eps,
+            x: &x,
+            dy: &dy,
+            saved,
+        };
+        let grads = GradSlices {
+            dx: &mut dx,
+            dgamma: &mut dgamma,
+            dbeta: is_ln.then_some(&mut dbeta[..]),
+        };
+        set_prefetching(mode);
+        let r = backward_slice_on(path, Sweep::Serial, input, grads);
+        set_prefetching(Prefetching::Auto);
+        r.expect("shapes match");
+        black_box((&dx, &dgamma, &dbeta));
+    }
+}
+
+fn bench_prefetch(c: &mut Criterion) {
+    let mut g = c.benchmark_group("prefetching_backward");
+    g.sample_size(10)
+        .warm_up_time(Duration::from_millis(500))
+        .measurement_time(Duration::from_secs(2));
+    for (rows, d) in [(512, 768), (65536, 512), (8192, 4096)] {
+        let id = format!("{rows}x{d}");
+        g.throughput(Throughput::BytesDecimal((3 * rows * d * 4) as u64));
+        for (kind, is_ln) in [("layer_norm", true), ("rms_norm", false)] {
+            for p in ForcedPath::all().into_iter().rev() {
+                for (mode, label) in [
+                    (Prefetching::Never, "no-prefetch"),
+                    (Prefetching::Always, "prefetch"),
+                ] {
+                    let mut run = prefetch_case(p, is_ln, mode, rows, d);
+                    let name = format!("{kind}-{}-{label}", p.path().name());
+                    g.bench_function(BenchmarkId::new(name, &id), |b| b.iter(&mut run));
+                }
+            }
+        }
+    }
+    g.finish();
+}
+
+criterion_group!(benches, bench, bench_half, bench_prefetch);
 criterion_main!(benches);

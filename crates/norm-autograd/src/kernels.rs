@@ -24,7 +24,7 @@
 
 use std::marker::PhantomData;
 
-use norm_core::simd::{Simd, SimdOp, Store, Stores, stream_fence};
+use norm_core::simd::{Simd, SimdOp, Store, Stores, prefetches_ahead, software_prefetch_pays, stream_fence};
 use norm_core::{Float, Half};
 
 /// How the kernels read and write the rows of `x`, `dy` and `dx`: elements of a storage
@@ -329,13 +329,15 @@ impl<S: Simd> Ride<S> for () {
 /// `c = x − mean` (LayerNorm) or `c = x` (RMSNorm, which needs only the last sum and
 /// returns zeros for the others). [`Kind::ACC`] vector accumulators per sum, combined
 /// as a balanced tree, then the scalar tail. `rider` takes one step after each vector
-/// step (it never touches the sums).
+/// step (it never touches the sums). With `read_ahead` the pass prefetches x and dy
+/// [`AHEAD_BYTES`] ahead of itself (into the next rows).
 #[inline(always)]
 fn row_sums<F: Float, T: Storage<F>, S: Simd<E = F>, K: Kind, R: Ride<S>>(
     s: S,
     (x, dy): (&[T::X], &[T::X]),
     w: &[F],
     mean: F,
+    read_ahead: bool,
     rider: &mut R,
 ) -> (F, F, F) {
     let (wd, n, u) = (S::W, x.len(), K::ACC);
@@ -365,8 +367,10 @@ fn row_sums<F: Float, T: Storage<F>, S: Simd<E = F>, K: Kind, R: Ride<S>>(
     }
     let mut i = 0;
     while i + u * wd <= n {
-        for k in 0..u {
-            touch_ahead(s, x.as_ptr(), dy.as_ptr(), i + ahead::<T::X>() + k * wd);
+        if read_ahead {
+            for k in 0..u {
+                touch_ahead(s, x.as_ptr(), dy.as_ptr(), i + ahead::<T::X>() + k * wd);
+            }
         }
         for k in 0..u {
             step!(k);
@@ -486,19 +490,21 @@ fn run_rows<F: Float, T: Storage<F>, S: Simd<E = F>, K: Kind, const DB: bool>(
         return;
     }
     // In cache, where no prefetcher is needed, groups save the loads and stores of
-    // gamma and the partials.
+    // gamma and the partials; the reduction pass reads ahead only where software
+    // prefetch pays (not on AMD CPUs: measured slower there, `prefetching_backward`).
     let group = group_rows::<T::X>(rows.weight.len());
+    let read_ahead = prefetches_ahead(software_prefetch_pays());
     let mut i = 0;
     while group >= 4 && i + 4 <= n {
-        rows_at::<F, T, S, K, 4, DB>(s, i, rows, out);
+        rows_at::<F, T, S, K, 4, DB>(s, i, rows, out, read_ahead);
         i += 4;
     }
     while group >= 2 && i + 2 <= n {
-        rows_at::<F, T, S, K, 2, DB>(s, i, rows, out);
+        rows_at::<F, T, S, K, 2, DB>(s, i, rows, out, read_ahead);
         i += 2;
     }
     while i < n {
-        rows_at::<F, T, S, K, 1, DB>(s, i, rows, out);
+        rows_at::<F, T, S, K, 1, DB>(s, i, rows, out, read_ahead);
         i += 1;
     }
 }
@@ -517,13 +523,16 @@ fn piped_rows<F: Float, T: Storage<F>, S: Simd<E = F>, K: Kind, const DB: bool>(
     if n == 0 {
         return;
     }
-    let mut co = coeffs::<F, T, S, K, ()>(s, rows, 0, &mut ());
+    // Out of cache the reduction pass reads ahead on every CPU (measured faster with it
+    // on AMD too, unlike the forward: `prefetching_backward`).
+    let read_ahead = prefetches_ahead(true);
+    let mut co = coeffs::<F, T, S, K, ()>(s, rows, 0, read_ahead, &mut ());
     for i in 0..n {
         let last = i + 1 == n;
         if !co.usable() {
             rescue_row::<F, T, K, DB>(i, rows, out);
             if !last {
-                co = coeffs::<F, T, S, K, ()>(s, rows, i + 1, &mut ());
+                co = coeffs::<F, T, S, K, ()>(s, rows, i + 1, read_ahead, &mut ());
             }
             continue;
         }
@@ -531,7 +540,7 @@ fn piped_rows<F: Float, T: Storage<F>, S: Simd<E = F>, K: Kind, const DB: bool>(
         // whatever follows this run of rows).
         let mut wr = Writer::<F, T, S, K, 1, DB>::new(s, i, rows, out, [co], last);
         if !last {
-            co = coeffs::<F, T, S, K, _>(s, rows, i + 1, &mut wr);
+            co = coeffs::<F, T, S, K, _>(s, rows, i + 1, read_ahead, &mut wr);
         }
         wr.finish(s);
     }
@@ -547,11 +556,12 @@ fn rows_at<F: Float, T: Storage<F>, S: Simd<E = F>, K: Kind, const G: usize, con
     i: usize,
     rows: &Rows<'_, F, T::X>,
     out: &mut Grads<'_, F, T::X>,
+    read_ahead: bool,
 ) {
     // A loop, not `array::from_fn` with a closure (see `Ride`).
     let mut co = [Coeffs::<F>::default(); G];
     for (k, c) in co.iter_mut().enumerate() {
-        *c = coeffs::<F, T, S, K, ()>(s, rows, i + k, &mut ());
+        *c = coeffs::<F, T, S, K, ()>(s, rows, i + k, read_ahead, &mut ());
     }
     if co.iter().all(Coeffs::usable) {
         Writer::<F, T, S, K, G, DB>::new(s, i, rows, out, co, true).finish(s);
@@ -595,12 +605,14 @@ impl<F: Float> Coeffs<F> {
     }
 }
 
-/// [`Coeffs`] of row `i` from its reductions ([`row_sums`], with `rider` riding along).
+/// [`Coeffs`] of row `i` from its reductions ([`row_sums`], with `rider` riding along,
+/// reading ahead as `read_ahead` says).
 #[inline(always)]
 fn coeffs<F: Float, T: Storage<F>, S: Simd<E = F>, K: Kind, R: Ride<S>>(
     s: S,
     rows: &Rows<'_, F, T::X>,
     i: usize,
+    read_ahead: bool,
     rider: &mut R,
 ) -> Coeffs<F> {
     let d = rows.weight.len();
@@ -608,7 +620,7 @@ fn coeffs<F: Float, T: Storage<F>, S: Simd<E = F>, K: Kind, R: Ride<S>>(
     let (x, dy) = (&rows.x[i * d..(i + 1) * d], &rows.dy[i * d..(i + 1) * d]);
     let r = rows.r[i];
     let m = if K::CENTER { rows.mean[i] } else { F::zero() };
-    let (sc, sg, sgc) = row_sums::<F, T, S, K, R>(s, (x, dy), rows.weight, m, rider);
+    let (sc, sg, sgc) = row_sums::<F, T, S, K, R>(s, (x, dy), rows.weight, m, read_ahead, rider);
     if K::CENTER {
         let c = sc * inv_d;
         let mg = sg * inv_d;
@@ -751,7 +763,7 @@ impl<'r, 'o, F: Float, T: Storage<F>, S: Simd<E = F>, K: Kind, const G: usize, c
             // faster out of cache on both vector paths): the lines that the next row's
             // reduction pass will prefetch at this column. In cache the reduction
             // pass's prefetch is enough.
-            read_ahead: alone && out.stores == Stores::Streaming,
+            read_ahead: alone && out.stores == Stores::Streaming && prefetches_ahead(true),
             kind: PhantomData,
         }
     }

@@ -1,7 +1,8 @@
 //! Bit pins of the backward kernels: an FNV-1a hash of the bits of dx, dgamma and dbeta
 //! for fixed deterministic inputs, per kernel path, norm kind and element type, over row
 //! lengths with vector tails and batches with several reduction blocks, with plain and
-//! non-temporal dx stores. A refactor of the kernels must leave every hash as it is; a
+//! non-temporal dx stores, with and without software prefetches of the rows ahead
+//! (`norm_core::simd::Prefetching`, process-wide: set only here). A refactor of the kernels must leave every hash as it is; a
 //! change of summation order re-pins here in its own commit (its error bounds are
 //! checked by the other tests).
 //!
@@ -11,6 +12,7 @@
 use norm_autograd::__private::{BackwardInput, ForcedPath, Saved, Stores, Sweep, backward_slice_on};
 use norm_autograd::GradSlices;
 use norm_core::Float;
+use norm_core::simd::{Prefetching, set_prefetching};
 
 /// Deterministic values in `[lo, hi)` from a seed (splitmix64).
 fn values(n: usize, seed: u64, lo: f64, hi: f64) -> Vec<f64> {
@@ -174,23 +176,31 @@ const PINS: &[(&str, &str, Kind, u64)] = &[
 #[test]
 fn backward_bits_match_the_pins() {
     let mut got = Vec::new();
-    for path in ForcedPath::all() {
-        for kind in KINDS {
-            got.push((path.path().name(), "f32", kind, pin::<f32>(path, kind)));
-            got.push((path.path().name(), "f64", kind, pin::<f64>(path, kind)));
+    for mode in [Prefetching::Never, Prefetching::Always] {
+        set_prefetching(mode);
+        for path in ForcedPath::all() {
+            for kind in KINDS {
+                got.push((mode, path.path().name(), "f32", kind, pin::<f32>(path, kind)));
+                got.push((mode, path.path().name(), "f64", kind, pin::<f64>(path, kind)));
+            }
         }
     }
+    set_prefetching(Prefetching::Auto);
     let table: String = got
         .iter()
-        .map(|(p, t, k, h)| format!("    ({p:?}, {t:?}, Kind::{k:?}, 0x{h:016X}),\n"))
+        .filter(|e| e.0 == Prefetching::Never)
+        .map(|(_, p, t, k, h)| format!("    ({p:?}, {t:?}, Kind::{k:?}, 0x{h:016X}),\n"))
         .collect();
     let mut checked = 0;
-    for &(p, t, k, h) in &got {
+    for &(mode, p, t, k, h) in &got {
         let pinned = PINS.iter().find(|e| e.0 == p && e.1 == t && e.2 == k);
         let Some(&(_, _, _, want)) = pinned else {
             panic!("no pin for {p} {t} {k:?}; the current table:\n{table}");
         };
-        assert_eq!(h, want, "{p} {t} {k:?} changed; the current table:\n{table}");
+        assert_eq!(
+            h, want,
+            "{p} {t} {k:?} ({mode:?}) changed; the current table:\n{table}"
+        );
         checked += 1;
     }
     assert!(checked >= 8, "at least the portable path is pinned");

@@ -2,10 +2,12 @@
 //! rows one after another, bit for bit: `simd::Pipelining::Always` and `Never` on every
 //! kernel path, f32, f64, bf16 and f16, plain and fused forms, plain and streaming
 //! stores, rows that take the rescue path among ordinary ones, row lengths on both sides
-//! of the 8 KiB limit. Its own test binary: the setting is process-wide.
+//! of the 8 KiB limit; and rows one after another with and without software prefetches
+//! of the rows ahead (`simd::Prefetching`), likewise. Its own test binary: the
+//! settings are process-wide.
 
 use norm_core::dispatch::ForcedPath;
-use norm_core::simd::{Pipelining, Stores, set_pipelining};
+use norm_core::simd::{Pipelining, Prefetching, Stores, set_pipelining, set_prefetching};
 use norm_core::{Element, Float, LayerNorm, RmsNorm, bf16, f16};
 
 /// splitmix64, as uniform f64 in [0, 1).
@@ -92,9 +94,21 @@ fn case<E: Element>(d: usize, seed: u64) {
             let pipelined = outputs(q, d, &x, &r, seed);
             set_pipelining(Pipelining::Auto);
             let auto = outputs(q, d, &x, &r, seed);
+            let mut unfetched = Vec::new();
+            for mode in [Prefetching::Never, Prefetching::Always] {
+                set_pipelining(Pipelining::Never);
+                set_prefetching(mode);
+                unfetched.push(outputs(q, d, &x, &r, seed));
+                set_pipelining(Pipelining::Auto);
+                set_prefetching(Prefetching::Auto);
+            }
             let what = format!("{} {:?} {stores:?} d={d}", std::any::type_name::<E>(), p.path());
             assert!(one_by_one == pipelined, "pipelining changed a bit: {what}");
             assert!(auto == pipelined, "the automatic choice changed a bit: {what}");
+            assert!(
+                unfetched.iter().all(|u| *u == one_by_one),
+                "prefetching (or not) changed a bit: {what}"
+            );
         }
     }
 }
@@ -104,7 +118,7 @@ fn case<E: Element>(d: usize, seed: u64) {
 const DIMS: [usize; 7] = [7, 17, 100, 1000, 2048, 2049, 4097];
 
 #[test]
-fn pipelined_rows_equal_rows_one_after_another() {
+fn pipelined_and_prefetching_rows_equal_rows_one_after_another() {
     for (k, &d) in DIMS.iter().enumerate() {
         let seed = 40 + k as u64;
         case::<f32>(d, seed);

@@ -47,6 +47,7 @@ impl<K: Kind, F: Float, E, I: Io<E, F>> SimdOp<F> for AddRows<'_, K, I, E, F> {
         };
         // The shift of each row is taken before its first pass can overwrite `h`.
         let pipelined = pipelines::<S, E>(d, store);
+        let prefetch = crate::simd::prefetches_ahead(crate::simd::software_prefetch_pays());
         let (x0, r0) = row(0);
         let mut shift = shift_of::<K, F>(I::add_at(x0, r0.unwrap_or(hc), 0));
         let mut first = add_first::<K, S, E, I>(s, shift, (x0, r0), &mut *hc, store);
@@ -64,7 +65,7 @@ impl<K: Kind, F: Float, E, I: Io<E, F>> SimdOp<F> for AddRows<'_, K, I, E, F> {
             let hn = match hn {
                 Some(hn) if pipelined => hn,
                 hn => {
-                    let mut ahead = Ahead::after(xr, Some(rr.unwrap_or(hc)));
+                    let mut ahead = Ahead::after(xr, Some(rr.unwrap_or(hc)), prefetch);
                     add_row::<K, S, E, I>(s, (xr, rr), hc, (shift, first), p, out, &mut ahead);
                     let Some(hn) = hn else {
                         return;

@@ -322,6 +322,7 @@ impl<K: Kind, F: Float, E, I: Io<E, F>> SimdOp<F> for Rows<'_, K, I, E, F> {
         }
         assert!(y.len() >= rows * d);
         let pipelined = pipelines::<S, E>(d, store);
+        let prefetch = crate::simd::prefetches_ahead(crate::simd::software_prefetch_pays());
         let mut first = first_sum::<K, S, E, I>(s, &x[..d]);
         for (i, yr) in y.chunks_exact_mut(d).take(rows).enumerate() {
             let xr = &x[i * d..(i + 1) * d];
@@ -337,7 +338,7 @@ impl<K: Kind, F: Float, E, I: Io<E, F>> SimdOp<F> for Rows<'_, K, I, E, F> {
                     st
                 }
                 _ => {
-                    let mut ahead = Ahead::after(xr, None);
+                    let mut ahead = Ahead::after(xr, None, prefetch);
                     let st = finish::<K, S, E, I>(s, xr, (shift, m, var), p, out, &mut ahead);
                     if let Some(nx) = next {
                         first = first_sum::<K, S, E, I>(s, nx);

@@ -172,11 +172,20 @@ impl<S: Simd> Source<S> for AddInto<'_, S::E> {
 pub(super) struct Ahead<E>([*const E; 2]);
 
 impl<E> Ahead<E> {
-    /// The stretches of the streams of `a` (and `b`) ahead of them in memory.
+    /// The stretches of the streams of `a` (and `b`) ahead of them in memory; none
+    /// (nothing is prefetched) unless `on` (the caller's
+    /// [`prefetches_ahead`](crate::simd::prefetches_ahead)).
     #[inline(always)]
-    pub(super) fn after(a: &[E], b: Option<&[E]>) -> Self {
-        let next = |r: &[E]| r.as_ptr().wrapping_add(ahead_elems::<E>(r.len()));
-        Ahead([next(a), b.map_or(std::ptr::null(), next)])
+    pub(super) fn after(a: &[E], b: Option<&[E]>, on: bool) -> Self {
+        let null = std::ptr::null();
+        let next = |r: &[E]| {
+            if on {
+                r.as_ptr().wrapping_add(ahead_elems::<E>(r.len()))
+            } else {
+                null
+            }
+        };
+        Ahead([next(a), b.map_or(null, next)])
     }
 
     /// Prefetches elements `[i, i + span)` of the rows ahead (rows of `E`, which for

@@ -5,7 +5,8 @@
 //! op trait ([`SimdOp`]) and its dispatcher ([`run_on`]), which runs an op with the
 //! backend for a path and element type; and the policy for non-temporal output stores
 //! ([`Stores`], [`stream_min_bytes`] from the CPU's last-level cache, [`stream_fence`]),
-//! and whether consecutive rows run pipelined ([`Pipelining`], from the CPU's vendor).
+//! whether consecutive rows run pipelined ([`Pipelining`]) and whether they prefetch the
+//! rows ahead ([`Prefetching`]), both from the CPU's vendor.
 //! Backends: portable (plain arrays that the compiler vectorizes for the baseline
 //! target) and, on x86-64, AVX2+FMA and AVX-512F (in `x86.rs`). Nothing here knows
 //! about norms.
@@ -433,9 +434,13 @@ fn last_level_cache_bytes() -> Option<usize> {
 /// pass) on this CPU, when [`Pipelining::Auto`] decides: on AMD CPUs, yes; elsewhere,
 /// no. From the `pipelining/*` benchmark groups (the measurements are listed at the
 /// kernels' rule, `kernels/mod.rs`): 2-29% faster in cache on an AMD EPYC (Zen 4) on
-/// every path, not faster on an Intel Xeon model 207. Detected once (CPUID vendor),
-/// cached.
+/// every path, not faster on an Intel Xeon model 207.
 pub fn pipelines_wide_rows() -> bool {
+    cpu_is_amd()
+}
+
+/// Whether the CPU is AMD's ([`cpu_vendor_is_amd`]), detected once, cached.
+fn cpu_is_amd() -> bool {
     static CACHE: AtomicU8 = AtomicU8::new(0);
     match CACHE.load(Ordering::Relaxed) {
         0 => {
@@ -513,6 +518,93 @@ pub fn pipelining() -> Pipelining {
         2 => Pipelining::Never,
         _ => Pipelining::Auto,
     }
+}
+
+/// Whether the row kernels (forward and backward) issue software prefetches for the
+/// rows ahead of the one they work on: the forward's write pass of a row read one
+/// after another ([`Pipelining`]) touches the rows ahead of it, the backward's
+/// reduction pass reads ahead of itself and its streamed write pass ahead of the next
+/// row. Like [`Stores`], the choice never changes a value, only the time. Under `Auto`
+/// each kernel follows its own rule ([`prefetches_ahead`]).
+///
+/// A process-wide setting ([`set_prefetching`]), a benchmark hook: the `prefetching/*`
+/// criterion groups (norm-core `benches/prefetching.rs`, norm-autograd
+/// `benches/backward.rs`) measure both ways side by side on every path, so that the
+/// rule [`Auto`](Prefetching::Auto) applies can be checked on any CPU.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Prefetching {
+    /// Each kernel's own rule ([`prefetches_ahead`]; what the public functions do).
+    #[default]
+    Auto,
+    /// Always prefetch the rows ahead.
+    Always,
+    /// Never: leave it to the CPU's hardware prefetchers.
+    Never,
+}
+
+static PREFETCHING: AtomicU8 = AtomicU8::new(0);
+
+/// Sets the process-wide [`Prefetching`] (a benchmark hook; the default is `Auto`).
+/// Changes no value any kernel computes, on any thread.
+///
+/// # Example
+/// ```
+/// use norm_core::simd::{Prefetching, prefetching, set_prefetching};
+///
+/// set_prefetching(Prefetching::Never);
+/// assert_eq!(prefetching(), Prefetching::Never);
+/// set_prefetching(Prefetching::Auto);
+/// ```
+pub fn set_prefetching(p: Prefetching) {
+    let v = match p {
+        Prefetching::Auto => 0,
+        Prefetching::Always => 1,
+        Prefetching::Never => 2,
+    };
+    PREFETCHING.store(v, Ordering::Relaxed);
+}
+
+/// The process-wide [`Prefetching`] in force.
+#[inline]
+pub fn prefetching() -> Prefetching {
+    match PREFETCHING.load(Ordering::Relaxed) {
+        1 => Prefetching::Always,
+        2 => Prefetching::Never,
+        _ => Prefetching::Auto,
+    }
+}
+
+/// Whether a row kernel issues software prefetches for the rows ahead, as
+/// [`prefetching`] says; under `Auto`, `auto`: the kernel's own rule, which is
+/// [`software_prefetch_pays`] for the forward rows and the backward's rows in cache, and
+/// yes for the backward's rows out of cache (norm-autograd).
+#[inline]
+pub fn prefetches_ahead(auto: bool) -> bool {
+    match prefetching() {
+        Prefetching::Always => true,
+        Prefetching::Never => false,
+        Prefetching::Auto => auto,
+    }
+}
+
+/// Whether software prefetches of the rows ahead pay on this CPU where the hardware
+/// prefetchers could do the work alone (the forward rows, the backward's rows in
+/// cache), when [`Prefetching::Auto`] decides: on every CPU but AMD's. Detected once
+/// (CPUID vendor), cached.
+///
+/// By A/B measurement, one thread, f32, rows one after another. Intel Xeon model 207
+/// (earlier runs, out of cache): prefetching 8 KiB ahead made the forward 8-24% faster
+/// on the forced AVX2 path (both norms) and AVX-512 RmsNorm, 5-12% slower on AVX-512
+/// LayerNorm; the backward's prefetch 10-20% faster. AMD EPYC family 25 model 17 (Zen 4),
+/// 4 December 2026, two rounds each, rows/s without over with the prefetch on the AVX2
+/// and AVX-512 paths: the forward out of cache (`prefetching/*`, 65536×512 and
+/// 8192×4096, outputs streamed) LayerNorm 0.87-1.39 (mostly 1.15-1.39), RmsNorm
+/// 0.97-1.30, the fused forms 0.93-1.29 (21 of 24 pairs faster without; the portable
+/// path 0.75-1.25, no clear side); the backward (`prefetching_backward`) in cache
+/// (512×768) 1.01-1.17 (8 of 8), but out of cache 0.78-0.97, so there it keeps
+/// prefetching on every CPU.
+pub fn software_prefetch_pays() -> bool {
+    !cpu_is_amd()
 }
 
 /// How a kernel writes its large outputs. The choice never changes a value: the same
