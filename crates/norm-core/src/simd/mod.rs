@@ -601,7 +601,7 @@ pub fn prefetches_ahead(auto: bool) -> bool {
 /// 8192×4096, outputs streamed) LayerNorm 0.87-1.39 (mostly 1.15-1.39), RmsNorm
 /// 0.97-1.30, the fused forms 0.93-1.29 (21 of 24 pairs faster without; the portable
 /// path 0.75-1.25, no clear side); the backward (`prefetching_backward`) in cache
-/// (512×768) 1.01-1.17 (8 of 8), but out of cache 0.78-0.97, so there it keeps
+/// (512×768) 1.01-1.17 (8 of 8), but out of cache 0.78-0.99, so there it keeps
 /// prefetching on every CPU.
 pub fn software_prefetch_pays() -> bool {
     !cpu_is_amd()
