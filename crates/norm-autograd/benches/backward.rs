@@ -24,6 +24,10 @@
 //! `simd::software_prefetch_pays` (not on AMD CPUs). Both ways compute the same bits;
 //! throughput as in the first groups.
 //!
+//! Group `pipelining_backward`: the same kernels out of cache (65536×512, 8192×4096)
+//! with their rows pipelined (`Pipelining::Always`, what `Auto` does) and one by one
+//! (`Never`) side by side, per path.
+//!
 //! The backward writes dx with non-temporal stores when dx is at least
 //! `norm_core::simd::stream_min_bytes()`, which skips reading each output line first;
 //! out of cache the fair ceiling is then the faster of the two.
@@ -38,7 +42,7 @@ use norm_autograd::__private::{
 use norm_autograd::GradSlices;
 use norm_autograd::{layer_norm_backward_slice, rms_norm_backward_slice};
 use norm_core::ceiling::{axpy, axpy_streaming};
-use norm_core::simd::{Prefetching, set_prefetching};
+use norm_core::simd::{Pipelining, Prefetching, set_pipelining, set_prefetching};
 use norm_core::{Half, LayerNorm, RmsNorm, bf16, f16};
 
 /// (rows, d): in L2, in cache, out of cache with short rows, out of cache with long rows.
@@ -227,6 +231,17 @@ fn bench_half(c: &mut Criterion) {
 /// The f32 backward of LayerNorm (`is_ln`, dbeta computed) or RmsNorm over `rows × d`
 /// on `path`, one thread, with `mode` in force (restored to `Auto` after each call).
 fn prefetch_case(path: ForcedPath, is_ln: bool, mode: Prefetching, rows: usize, d: usize) -> impl FnMut() {
+    mode_case(path, is_ln, (mode, Pipelining::Auto), rows, d)
+}
+
+/// As [`prefetch_case`], with a prefetch and a pipelining mode in force.
+fn mode_case(
+    path: ForcedPath,
+    is_ln: bool,
+    (mode, piping): (Prefetching, Pipelining),
+    rows: usize,
+    d: usize,
+) -> impl FnMut() {
     let n = rows * d;
     let (x, dy) = (data(n, 1), data(n, 2));
     let ln = LayerNorm::<f32>::new(d).expect("dim > 0");
@@ -262,8 +277,10 @@ fn prefetch_case(path: ForcedPath, is_ln: bool, mode: Prefetching, rows: usize, 
             dbeta: is_ln.then_some(&mut dbeta[..]),
         };
         set_prefetching(mode);
+        set_pipelining(piping);
         let r = backward_slice_on(path, Sweep::Serial, input, grads);
         set_prefetching(Prefetching::Auto);
+        set_pipelining(Pipelining::Auto);
         r.expect("shapes match");
         black_box((&dx, &dgamma, &dbeta));
     }
@@ -293,5 +310,29 @@ fn bench_prefetch(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, bench, bench_half, bench_prefetch);
+fn bench_pipelining(c: &mut Criterion) {
+    let mut g = c.benchmark_group("pipelining_backward");
+    g.sample_size(10)
+        .warm_up_time(Duration::from_millis(500))
+        .measurement_time(Duration::from_secs(2));
+    for (rows, d) in [(65536, 512), (8192, 4096)] {
+        let id = format!("{rows}x{d}");
+        g.throughput(Throughput::BytesDecimal((3 * rows * d * 4) as u64));
+        for (kind, is_ln) in [("layer_norm", true), ("rms_norm", false)] {
+            for p in ForcedPath::all().into_iter().rev() {
+                for (piping, label) in [
+                    (Pipelining::Never, "one-by-one"),
+                    (Pipelining::Always, "pipelined"),
+                ] {
+                    let mut run = mode_case(p, is_ln, (Prefetching::Auto, piping), rows, d);
+                    let name = format!("{kind}-{}-{label}", p.path().name());
+                    g.bench_function(BenchmarkId::new(name, &id), |b| b.iter(&mut run));
+                }
+            }
+        }
+    }
+    g.finish();
+}
+
+criterion_group!(benches, bench, bench_half, bench_prefetch, bench_pipelining);
 criterion_main!(benches);

@@ -13,7 +13,8 @@
 //! (`norm_core::simd::Stores`) dx goes out as non-temporal stores and rows are
 //! pipelined: the reduction pass of row `i + 1` runs inside the write pass of row `i`
 //! (vector step by vector step), so the loads of the next row from memory and the
-//! stores of this row's dx are in flight together, as in a copy. Neither the grouping
+//! stores of this row's dx are in flight together, as in a copy (one by one instead
+//! under `norm_core::simd::Pipelining::Never`, a benchmark hook). Neither the grouping
 //! nor the pipelining changes a bit: the reductions use the same accumulators in the
 //! same order, each dx column is computed by the same operations, and the partials take
 //! their rows in row order.
@@ -24,7 +25,10 @@
 
 use std::marker::PhantomData;
 
-use norm_core::simd::{Simd, SimdOp, Store, Stores, prefetches_ahead, software_prefetch_pays, stream_fence};
+use norm_core::simd::{
+    Pipelining, Simd, SimdOp, Store, Stores, pipelining, prefetches_ahead, software_prefetch_pays,
+    stream_fence,
+};
 use norm_core::{Float, Half};
 
 /// How the kernels read and write the rows of `x`, `dy` and `dx`: elements of a storage
@@ -481,11 +485,19 @@ fn run_rows<F: Float, T: Storage<F>, S: Simd<E = F>, K: Kind, const DB: bool>(
 ) {
     let n = rows.r.len();
     if out.stores == Stores::Streaming {
-        // Out of cache (dx streamed), one row at a time, pipelined: a group of G rows
-        // read column by column is 2·G + G concurrent streams of x, dy and dx, more than
-        // some hardware prefetchers follow (AMD Zen 3 ran 4-row groups at 0.2-0.35x the
-        // bandwidth ceiling, 2-3x slower than single rows).
-        piped_rows::<F, T, S, K, DB>(s, rows, out);
+        // Out of cache (dx streamed), one row at a time: a group of G rows read column
+        // by column is 2·G + G concurrent streams of x, dy and dx, more than some
+        // hardware prefetchers follow (AMD Zen 3 ran 4-row groups at 0.2-0.35x the
+        // bandwidth ceiling, 2-3x slower than single rows). Pipelined or not as
+        // `backward_pipelines` says.
+        if backward_pipelines() {
+            piped_rows::<F, T, S, K, DB>(s, rows, out);
+        } else {
+            let read_ahead = prefetches_ahead(true);
+            for i in 0..n {
+                rows_at::<F, T, S, K, 1, DB>(s, i, rows, out, read_ahead);
+            }
+        }
         stream_fence();
         return;
     }
@@ -507,6 +519,17 @@ fn run_rows<F: Float, T: Storage<F>, S: Simd<E = F>, K: Kind, const DB: bool>(
         rows_at::<F, T, S, K, 1, DB>(s, i, rows, out, read_ahead);
         i += 1;
     }
+}
+
+/// Whether the rows out of cache run pipelined ([`piped_rows`]) or one after another,
+/// as [`pipelining`] says (`Auto`: pipelined on every CPU). On an AMD EPYC (Zen 4),
+/// three rounds of `pipelining_backward` (f32, 65536×512 and 8192×4096), one by one over
+/// pipelined: forced AVX2 0.85-1.26 (11 of 12 pairs at least 1.02), AVX-512 0.86-1.36 for
+/// rows of 2 KiB and 0.75-0.94 for rows of 16 KiB: no rule that serves every path and
+/// row length was clear enough to change `Auto` on.
+#[inline(always)]
+fn backward_pipelines() -> bool {
+    pipelining() != Pipelining::Never
 }
 
 /// Every row, one at a time, with the reduction pass of row `i + 1` riding on the write

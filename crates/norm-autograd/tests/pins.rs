@@ -2,7 +2,8 @@
 //! for fixed deterministic inputs, per kernel path, norm kind and element type, over row
 //! lengths with vector tails and batches with several reduction blocks, with plain and
 //! non-temporal dx stores, with and without software prefetches of the rows ahead
-//! (`norm_core::simd::Prefetching`, process-wide: set only here). A refactor of the kernels must leave every hash as it is; a
+//! (`norm_core::simd::Prefetching`) and with streamed rows pipelined or one by one
+//! (`norm_core::simd::Pipelining`; both process-wide, set only here). A refactor of the kernels must leave every hash as it is; a
 //! change of summation order re-pins here in its own commit (its error bounds are
 //! checked by the other tests).
 //!
@@ -12,7 +13,7 @@
 use norm_autograd::__private::{BackwardInput, ForcedPath, Saved, Stores, Sweep, backward_slice_on};
 use norm_autograd::GradSlices;
 use norm_core::Float;
-use norm_core::simd::{Prefetching, set_prefetching};
+use norm_core::simd::{Pipelining, Prefetching, set_pipelining, set_prefetching};
 
 /// Deterministic values in `[lo, hi)` from a seed (splitmix64).
 fn values(n: usize, seed: u64, lo: f64, hi: f64) -> Vec<f64> {
@@ -176,8 +177,12 @@ const PINS: &[(&str, &str, Kind, u64)] = &[
 #[test]
 fn backward_bits_match_the_pins() {
     let mut got = Vec::new();
-    for mode in [Prefetching::Never, Prefetching::Always] {
-        set_prefetching(mode);
+    let modes = [Prefetching::Never, Prefetching::Always]
+        .into_iter()
+        .flat_map(|f| [Pipelining::Always, Pipelining::Never].map(|p| (f, p)));
+    for mode in modes {
+        set_prefetching(mode.0);
+        set_pipelining(mode.1);
         for path in ForcedPath::all() {
             for kind in KINDS {
                 got.push((mode, path.path().name(), "f32", kind, pin::<f32>(path, kind)));
@@ -186,9 +191,10 @@ fn backward_bits_match_the_pins() {
         }
     }
     set_prefetching(Prefetching::Auto);
+    set_pipelining(Pipelining::Auto);
     let table: String = got
         .iter()
-        .filter(|e| e.0 == Prefetching::Never)
+        .filter(|e| e.0 == (Prefetching::Never, Pipelining::Always))
         .map(|(_, p, t, k, h)| format!("    ({p:?}, {t:?}, Kind::{k:?}, 0x{h:016X}),\n"))
         .collect();
     let mut checked = 0;

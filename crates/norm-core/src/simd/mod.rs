@@ -473,9 +473,14 @@ fn cpu_vendor_is_amd() -> bool {
 /// choice never changes a value: each row takes the same steps either way. Rows longer
 /// than 8 KiB never run pipelined (four of them no longer fit in L1 together).
 ///
+/// The norm-autograd backward follows it for its rows out of cache (dx streamed):
+/// pipelined (its reduction pass of row `i + 1` inside the write pass of row `i`) under
+/// `Auto` and `Always`, one by one under `Never`.
+///
 /// A process-wide setting ([`set_pipelining`]), a benchmark hook: the `pipelining/*`
-/// criterion groups measure both ways side by side on every path, so that the rule
-/// [`Auto`](Pipelining::Auto) applies can be checked on any CPU.
+/// criterion groups (and norm-autograd's `pipelining_backward`) measure both ways side
+/// by side on every path, so that the rule [`Auto`](Pipelining::Auto) applies can be
+/// checked on any CPU.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Pipelining {
     /// bf16/f16 rows pipelined on every CPU; f32/f64 rows where
