@@ -10,13 +10,18 @@
 //! bytes read + written (2 per element for the half types, 4 for f32), so the half rows
 //! run at twice the GB/s of f32 rows at equal rows per second; the rows/s ratio is the
 //! f32 time over the half time.
+//!
+//! Groups `widening/*`: the same bf16 and f16 forward per path with each row widened
+//! once into an f32 scratch row by its first pass (`simd::Widening::Once`) and widened
+//! again on every pass (`EveryPass`) side by side, at 512×768, 65536×512 and 8192×4096:
+//! the measurement behind `Widening::Auto`. Same bits either way.
 
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use norm_core::dispatch::ForcedPath;
-use norm_core::simd::Stores;
+use norm_core::simd::{Stores, Widening, set_widening};
 use norm_core::{Element, KernelPath, LayerNorm, RmsNorm, bf16, ceiling, f16};
 
 const SHAPES: [(usize, usize); 4] = [(512, 768), (65536, 512), (8192, 4096), (262144, 1024)];
@@ -135,9 +140,66 @@ fn bench(c: &mut Criterion) {
     }
 }
 
+/// Once against on every pass, per path, type and norm, side by side.
+fn bench_widening(c: &mut Criterion) {
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(1)
+        .build()
+        .expect("1-thread pool");
+    let paths: Vec<ForcedPath> = [KernelPath::Avx512, KernelPath::Avx2Fma]
+        .into_iter()
+        .filter_map(ForcedPath::new)
+        .collect();
+    for (name, ln) in [("layer_norm", true), ("rms_norm", false)] {
+        let mut g = c.benchmark_group(format!("widening/{name}"));
+        for (rows, d) in [(512, 768), (65536, 512), (8192, 4096)] {
+            let n = rows * d;
+            let x32 = data(n);
+            let xb: Vec<bf16> = x32.iter().map(|&v| bf16::from_f32(v)).collect();
+            let xh: Vec<f16> = x32.iter().map(|&v| f16::from_f32(v)).collect();
+            let (mut yb, mut yh) = (vec![bf16::ZERO; n], vec![f16::ZERO; n]);
+            let (mut s0, mut s1) = (vec![0.0f32; rows], vec![0.0f32; rows]);
+            let id = format!("{rows}x{d}");
+            g.throughput(Throughput::BytesDecimal((2 * n * 2) as u64));
+            for &p in &paths {
+                let pn = p.path().name();
+                for (mode, wn) in [(Widening::EveryPass, "every-pass"), (Widening::Once, "once")] {
+                    g.bench_function(BenchmarkId::new(format!("bf16-{pn}-{wn}"), &id), |b| {
+                        b.iter_custom(|it| {
+                            set_widening(mode);
+                            let t = on_pool(&pool, it, || {
+                                forward(p, ln, d, black_box(&xb), &mut yb, &mut s0, &mut s1)
+                            });
+                            set_widening(Widening::Auto);
+                            t
+                        })
+                    });
+                    g.bench_function(BenchmarkId::new(format!("f16-{pn}-{wn}"), &id), |b| {
+                        b.iter_custom(|it| {
+                            set_widening(mode);
+                            let t = on_pool(&pool, it, || {
+                                forward(p, ln, d, black_box(&xh), &mut yh, &mut s0, &mut s1)
+                            });
+                            set_widening(Widening::Auto);
+                            t
+                        })
+                    });
+                }
+            }
+        }
+        g.finish();
+    }
+}
+
+criterion_group! {
+    name = widening;
+    config = Criterion::default().sample_size(10).warm_up_time(Duration::from_millis(300)).measurement_time(Duration::from_secs(1));
+    targets = bench_widening
+}
+
 criterion_group! {
     name = benches;
     config = Criterion::default().sample_size(10).warm_up_time(Duration::from_millis(500)).measurement_time(Duration::from_secs(2));
     targets = bench
 }
-criterion_main!(benches);
+criterion_main!(benches, widening);

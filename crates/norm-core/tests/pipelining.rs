@@ -3,11 +3,14 @@
 //! kernel path, f32, f64, bf16 and f16, plain and fused forms, plain and streaming
 //! stores, rows that take the rescue path among ordinary ones, row lengths on both sides
 //! of the 8 KiB limit; and rows one after another with and without software prefetches
-//! of the rows ahead (`simd::Prefetching`), likewise. Its own test binary: the
-//! settings are process-wide.
+//! of the rows ahead (`simd::Prefetching`), likewise; and half-precision rows widened
+//! once into scratch rows against widened on every pass (`simd::Widening`), pipelined
+//! and one by one. Its own test binary: the settings are process-wide.
 
 use norm_core::dispatch::ForcedPath;
-use norm_core::simd::{Pipelining, Prefetching, Stores, set_pipelining, set_prefetching};
+use norm_core::simd::{
+    Pipelining, Prefetching, Stores, Widening, set_pipelining, set_prefetching, set_widening,
+};
 use norm_core::{Element, Float, LayerNorm, RmsNorm, bf16, f16};
 
 /// splitmix64, as uniform f64 in [0, 1).
@@ -102,12 +105,26 @@ fn case<E: Element>(d: usize, seed: u64) {
                 set_pipelining(Pipelining::Auto);
                 set_prefetching(Prefetching::Auto);
             }
+            let mut widened = Vec::new();
+            for w in [Widening::Once, Widening::EveryPass] {
+                for piping in [Pipelining::Always, Pipelining::Never] {
+                    set_widening(w);
+                    set_pipelining(piping);
+                    widened.push(outputs(q, d, &x, &r, seed));
+                    set_widening(Widening::Auto);
+                    set_pipelining(Pipelining::Auto);
+                }
+            }
             let what = format!("{} {:?} {stores:?} d={d}", std::any::type_name::<E>(), p.path());
             assert!(one_by_one == pipelined, "pipelining changed a bit: {what}");
             assert!(auto == pipelined, "the automatic choice changed a bit: {what}");
             assert!(
                 unfetched.iter().all(|u| *u == one_by_one),
                 "prefetching (or not) changed a bit: {what}"
+            );
+            assert!(
+                widened.iter().all(|u| *u == one_by_one),
+                "widening once (or on every pass) changed a bit: {what}"
             );
         }
     }

@@ -125,7 +125,7 @@ fn add_row<K: Kind, S: Simd, E, I: Io<E, S::E>>(
     if out.store == Store::Cached {
         // The first pass wrote `h`.
         let (m, var) = moments::<K, S>(s, n, shift, first, I::src::<S>(h));
-        finish::<K, S, E, I>(s, h, (shift, m, var), p, out, beside);
+        finish::<K, S, E, I>(s, (h, I::src::<S>(h)), (shift, m, var), p, out, beside);
         return;
     }
     let (m, var) = moments::<K, S>(s, n, shift, first, I::sum::<S>(x, r.unwrap_or(h)));

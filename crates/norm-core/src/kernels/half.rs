@@ -1,8 +1,11 @@
 //! The half-precision rows (`bf16`, `f16` storage, f32 arithmetic): the f32 bodies of
 //! both norms, reading 16-bit rows and widening them in registers as they load
 //! ([`Halfs`], and [`HalfAddInto`] for the fused residual add), and writing each output
-//! rounded once into 16 bits as it stores ([`HalfOut`]). No scratch row and no
-//! conversion pass: a half row costs the f32 kernel's passes over half the bytes.
+//! rounded once into 16 bits as it stores ([`HalfOut`]). No conversion pass: a half row
+//! costs the f32 kernel's passes over half the bytes. Where it measured faster
+//! (LayerNorm rows in cache, `simd::Widening`), a batch's first pass over each row also
+//! leaves the widened row in an f32 scratch row ([`HalfsInto`]) that the two later
+//! passes read instead of widening again.
 //!
 //! The values are the f32 kernel's: the widening is exact, so every pass sees the f32
 //! row the f32 kernel would see, sums it in the same order, and computes each output
@@ -42,6 +45,35 @@ impl<S: Simd<E = f32>, H: Half> Source<S> for Halfs<'_, H> {
     #[inline(always)]
     fn one(&mut self, i: usize) -> f32 {
         self.0[i].widen1()
+    }
+}
+
+/// A half-precision row, widened to f32 as it is read and left widened in `buf` (the
+/// first pass of a row whose later passes read `buf`: `Rows`, [`Io::tee`]).
+pub(super) struct HalfsInto<'a, H> {
+    x: &'a [H],
+    buf: &'a mut [f32],
+}
+
+impl<S: Simd<E = f32>, H: Half> Source<S> for HalfsInto<'_, H> {
+    #[inline(always)]
+    fn len(&self) -> usize {
+        self.x.len().min(self.buf.len())
+    }
+    #[inline(always)]
+    unsafe fn vec(&mut self, s: S, i: usize) -> S::V {
+        // SAFETY: `i + W <= len`, the shorter of the two, per the contract.
+        unsafe {
+            let v = s.load_half(self.x.as_ptr().add(i));
+            s.storep(self.buf.as_mut_ptr().add(i), v);
+            v
+        }
+    }
+    #[inline(always)]
+    fn one(&mut self, i: usize) -> f32 {
+        let v = self.x[i].widen1();
+        self.buf[i] = v;
+        v
     }
 }
 
@@ -192,6 +224,11 @@ impl<H: Half> Io<H, f32> for Narrow {
     #[inline(always)]
     fn sink<S: Simd<E = f32>>(out: Out<'_, H>) -> impl Sink<S> {
         HalfOut(out)
+    }
+    const WIDEN_ONCE: bool = true;
+    #[inline(always)]
+    fn tee<'a, S: Simd<E = f32>>(x: &'a [H], buf: &'a mut [f32]) -> impl Source<S> + 'a {
+        HalfsInto { x, buf }
     }
     #[inline(always)]
     fn at(x: &[H], i: usize) -> f32 {

@@ -10,7 +10,8 @@
 //! - `rescue.rs`: rows whose squares overflow or underflow, redone scaled in f64;
 //! - `fused.rs`: the residual-add variants (`h = x + r`, then the norm of `h`);
 //! - `half.rs`: the bf16/f16 rows on the same bodies (16-bit loads widened in
-//!   registers, outputs rounded once as they are stored);
+//!   registers, outputs rounded once as they are stored; LayerNorm rows in cache widened
+//!   once into f32 scratch rows by their first pass: [`Reader`]);
 //! - here: the kinds, the parameter structs, and the forward rows themselves.
 //!
 //! Contiguous rows run a whole run of rows in one call of the vector entry point
@@ -188,6 +189,13 @@ trait Io<E, F: Float> {
     fn src<S: Simd<E = F>>(x: &[E]) -> impl Source<S>;
     /// Output row `out` as the write pass writes it.
     fn sink<S: Simd<E = F>>(out: Out<'_, E>) -> impl Sink<S>;
+    /// Whether rows of this storage can be widened once, by their first pass, into a
+    /// row of `F` that the later passes read ([`Io::tee`], [`Widened`]); as
+    /// [`widens_once`](crate::simd::widens_once) decides per batch.
+    const WIDEN_ONCE: bool = false;
+    /// Row `x` as a first pass reads it, leaving its values (in `F`) in `buf` as it goes
+    /// (`buf` is as long as `x`); only called where [`WIDEN_ONCE`](Io::WIDEN_ONCE).
+    fn tee<'a, S: Simd<E = F>>(x: &'a [E], buf: &'a mut [F]) -> impl Source<S> + 'a;
     /// Element `i` of `x`, in `F`.
     fn at(x: &[E], i: usize) -> F;
     /// The rescue path for row `x` (rare): writes `y`, returns [`Kind::stats`].
@@ -220,6 +228,10 @@ impl<F: Float> Io<F, F> for Native {
         out
     }
     #[inline(always)]
+    fn tee<'a, S: Simd<E = F>>(x: &'a [F], _: &'a mut [F]) -> impl Source<S> + 'a {
+        Plain(x)
+    }
+    #[inline(always)]
     fn at(x: &[F], i: usize) -> F {
         x[i]
     }
@@ -247,13 +259,14 @@ impl<F: Float> Io<F, F> for Native {
 }
 
 /// The norm of row `h` from its moments: the rescue path if they call for it, else
-/// the write pass, with `beside`'s steps between its vectors (the next row's first
+/// the write pass over `src` (`h` as the later passes read it), with `beside`'s steps
+/// between its vectors (the next row's first
 /// reduction is left untouched by a rescued row: its caller finishes it alone).
 /// Returns the row's statistics.
 #[inline(always)]
 fn finish<K: Kind, S: Simd, E, I: Io<E, S::E>>(
     s: S,
-    h: &[E],
+    (h, src): (&[E], impl Source<S>),
     (shift, m, var): (S::E, S::E, S::E),
     p: RowParams<'_, S::E>,
     out: Out<'_, E>,
@@ -263,14 +276,7 @@ fn finish<K: Kind, S: Simd, E, I: Io<E, S::E>>(
         return I::rescue::<K>(h, p, out.y);
     }
     let r = S::E::one() / (var + p.eps).sqrt();
-    write::<K, S>(
-        s,
-        I::src::<S>(h),
-        p,
-        Coef { shift, m, r },
-        I::sink::<S>(out),
-        beside,
-    );
+    write::<K, S>(s, src, p, Coef { shift, m, r }, I::sink::<S>(out), beside);
     K::stats(shift + m, r)
 }
 
@@ -310,56 +316,127 @@ impl<K: Kind, F: Float, E, I: Io<E, F>> SimdOp<F> for Rows<'_, K, I, E, F> {
     type Out = (F, F);
     #[inline(always)]
     fn run<S: Simd<E = F>>(self, s: S) -> (F, F) {
-        let Rows {
-            x, p, out, mut stats, ..
-        } = self;
-        let d = p.weight.len();
-        let (y, store) = (out.y, out.store);
-        let rows = x.len().checked_div(d).unwrap_or(0);
-        let mut last = (F::zero(), F::zero());
-        if rows == 0 {
-            return last;
+        let d = self.p.weight.len();
+        let auto = K::CENTER && self.out.store == Store::Cached && d <= WIDEN_ONCE_MAX;
+        if I::WIDEN_ONCE && self.x.len() >= 2 * d && crate::simd::widens_once(auto) {
+            // Two scratch rows: the row being written, and the next one, widened by its
+            // first pass beside that write.
+            let mut buf = vec![F::zero(); 2 * d];
+            let (a, b) = buf.split_at_mut(d);
+            return rows::<K, S, E, I, Widened>(s, self, [a, b]);
         }
-        assert!(y.len() >= rows * d);
-        let pipelined = pipelines::<S, E>(d, store);
-        let prefetch = crate::simd::prefetches_ahead(crate::simd::software_prefetch_pays());
-        let mut first = first_sum::<K, S, E, I>(s, &x[..d]);
-        for (i, yr) in y.chunks_exact_mut(d).take(rows).enumerate() {
-            let xr = &x[i * d..(i + 1) * d];
-            let shift = shift_of::<K, F>(I::at(xr, 0));
-            let (m, var) = moments::<K, S>(s, d, shift, first, I::src::<S>(xr));
-            let out = Out { y: yr, store };
-            let next = x.get((i + 1) * d..(i + 2) * d);
-            last = match next {
-                Some(nx) if pipelined => {
-                    let mut next = first_cursor::<K, S, _>(s, d, I::at(nx, 0), I::src::<S>(nx));
-                    let st = finish::<K, S, E, I>(s, xr, (shift, m, var), p, out, &mut next);
-                    first = next.finish(s);
-                    st
-                }
-                _ => {
-                    let mut ahead = Ahead::after(xr, None, prefetch);
-                    let st = finish::<K, S, E, I>(s, xr, (shift, m, var), p, out, &mut ahead);
-                    if let Some(nx) = next {
-                        first = first_sum::<K, S, E, I>(s, nx);
-                    }
-                    st
-                }
-            };
-            for (st, v) in stats.iter_mut().zip([last.0, last.1]) {
-                if let Some(st) = st.as_deref_mut() {
-                    st[i] = v;
-                }
-            }
-        }
-        last
+        rows::<K, S, E, I, Direct>(s, self, [&mut [], &mut []])
     }
 }
 
-/// The first reduction of row `x` (see [`first_pass`]), whole.
+/// The longest half-precision rows (in elements) that `simd::Widening::Auto` widens
+/// once: two f32 scratch rows of 16 KiB, beside the
+/// rows themselves, is as much as L1 holds.
+const WIDEN_ONCE_MAX: usize = 4096;
+
+/// How a run of rows reads the passes of each row: all from the row in storage
+/// ([`Direct`]), or the first from storage, widening the row once into a scratch row of
+/// the accumulation type that the later passes read ([`Widened`], the half-precision
+/// rows: it saves the widening of every later pass for one store per vector). The
+/// values are the same either way (the widening is exact).
+trait Reader {
+    /// Row `x` as its first pass reads it (`buf`: its scratch row).
+    fn first<'a, S: Simd, E, I: Io<E, S::E>>(x: &'a [E], buf: &'a mut [S::E]) -> impl Source<S>;
+    /// Row `x` as its later passes read it, after its first pass.
+    fn again<'a, S: Simd, E, I: Io<E, S::E>>(x: &'a [E], buf: &'a [S::E]) -> impl Source<S>;
+}
+
+/// Every pass reads the row in storage.
+struct Direct;
+
+impl Reader for Direct {
+    #[inline(always)]
+    fn first<'a, S: Simd, E, I: Io<E, S::E>>(x: &'a [E], _: &'a mut [S::E]) -> impl Source<S> {
+        I::src::<S>(x)
+    }
+    #[inline(always)]
+    fn again<'a, S: Simd, E, I: Io<E, S::E>>(x: &'a [E], _: &'a [S::E]) -> impl Source<S> {
+        I::src::<S>(x)
+    }
+}
+
+/// The first pass widens the row into its scratch row, the later passes read that.
+struct Widened;
+
+impl Reader for Widened {
+    #[inline(always)]
+    fn first<'a, S: Simd, E, I: Io<E, S::E>>(x: &'a [E], buf: &'a mut [S::E]) -> impl Source<S> {
+        I::tee::<S>(x, buf)
+    }
+    #[inline(always)]
+    fn again<'a, S: Simd, E, I: Io<E, S::E>>(_: &'a [E], buf: &'a [S::E]) -> impl Source<S> {
+        Plain(buf)
+    }
+}
+
+/// The body of [`Rows`], reading each row as `R` says (`bufs`: two scratch rows for
+/// [`Widened`], unused by [`Direct`]).
 #[inline(always)]
-fn first_sum<K: Kind, S: Simd, E, I: Io<E, S::E>>(s: S, x: &[E]) -> S::E {
-    first_cursor::<K, S, _>(s, x.len(), I::at(x, 0), I::src::<S>(x)).finish(s)
+fn rows<K: Kind, S: Simd, E, I: Io<E, S::E>, R: Reader>(
+    s: S,
+    this: Rows<'_, K, I, E, S::E>,
+    bufs: [&mut [S::E]; 2],
+) -> (S::E, S::E) {
+    let Rows {
+        x, p, out, mut stats, ..
+    } = this;
+    let [mut cur, mut nxt] = bufs;
+    let d = p.weight.len();
+    let (y, store) = (out.y, out.store);
+    let rows = x.len().checked_div(d).unwrap_or(0);
+    let mut last = (S::E::zero(), S::E::zero());
+    if rows == 0 {
+        return last;
+    }
+    assert!(y.len() >= rows * d);
+    let pipelined = pipelines::<S, E>(d, store);
+    let prefetch = crate::simd::prefetches_ahead(crate::simd::software_prefetch_pays());
+    let mut first = first_sum::<K, S, _>(s, I::at(x, 0), R::first::<S, E, I>(&x[..d], &mut *cur));
+    for (i, yr) in y.chunks_exact_mut(d).take(rows).enumerate() {
+        let xr = &x[i * d..(i + 1) * d];
+        let shift = shift_of::<K, S::E>(I::at(xr, 0));
+        let (m, var) = moments::<K, S>(s, d, shift, first, R::again::<S, E, I>(xr, &*cur));
+        let out = Out { y: yr, store };
+        let next = x.get((i + 1) * d..(i + 2) * d);
+        let row = (xr, R::again::<S, E, I>(xr, &*cur));
+        last = match next {
+            Some(nx) if pipelined => {
+                let src = R::first::<S, E, I>(nx, &mut *nxt);
+                let mut next = first_cursor::<K, S, _>(s, d, I::at(nx, 0), src);
+                let st = finish::<K, S, E, I>(s, row, (shift, m, var), p, out, &mut next);
+                first = next.finish(s);
+                st
+            }
+            _ => {
+                let mut ahead = Ahead::after(xr, None, prefetch);
+                let st = finish::<K, S, E, I>(s, row, (shift, m, var), p, out, &mut ahead);
+                if let Some(nx) = next {
+                    first = first_sum::<K, S, _>(s, I::at(nx, 0), R::first::<S, E, I>(nx, &mut *nxt));
+                }
+                st
+            }
+        };
+        std::mem::swap(&mut cur, &mut nxt);
+        for (st, v) in stats.iter_mut().zip([last.0, last.1]) {
+            if let Some(st) = st.as_deref_mut() {
+                st[i] = v;
+            }
+        }
+    }
+    last
+}
+
+/// The first reduction of a row whose first element is `first` (see [`first_pass`]),
+/// whole, over `src`.
+#[inline(always)]
+fn first_sum<K: Kind, S: Simd, Src: Source<S>>(s: S, first: S::E, src: Src) -> S::E {
+    let n = src.len();
+    first_cursor::<K, S, _>(s, n, first, src).finish(s)
 }
 
 /// The longest rows (in bytes of their storage type) that run pipelined. A pipelined

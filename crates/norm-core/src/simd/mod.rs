@@ -6,7 +6,8 @@
 //! backend for a path and element type; and the policy for non-temporal output stores
 //! ([`Stores`], [`stream_min_bytes`] from the CPU's last-level cache, [`stream_fence`]),
 //! whether consecutive rows run pipelined ([`Pipelining`]) and whether they prefetch the
-//! rows ahead ([`Prefetching`]), both from the CPU's vendor.
+//! rows ahead ([`Prefetching`]), both from the CPU's vendor, and whether the
+//! half-precision rows widen once into f32 scratch rows ([`Widening`]).
 //! Backends: portable (plain arrays that the compiler vectorizes for the baseline
 //! target) and, on x86-64, AVX2+FMA and AVX-512F (in `x86.rs`). Nothing here knows
 //! about norms.
@@ -576,6 +577,80 @@ pub fn prefetching() -> Prefetching {
         1 => Prefetching::Always,
         2 => Prefetching::Never,
         _ => Prefetching::Auto,
+    }
+}
+
+/// How the bf16/f16 forward rows of a batch read their values in the passes after the
+/// first: widened again from the 16-bit row in storage on every pass, or from an f32
+/// copy of the row that the first pass leaves in a scratch row as it widens (two
+/// scratch rows per call). Like [`Stores`], the choice never changes a value: the
+/// widening is exact, so every pass sees the same f32 row either way. Under `Auto` the
+/// kernels follow their own rule ([`widens_once`]): LayerNorm rows of up to 4096
+/// elements written with plain stores (in cache) widen once; RmsNorm rows (one later
+/// pass only) and rows whose outputs stream (out of cache) widen on every pass.
+///
+/// By A/B measurement (the `widening/*` criterion groups, norm-core `benches/half.rs`,
+/// one thread, AMD EPYC family 25 model 17, Zen 4, three runs, once over every pass):
+/// in cache (512×768) LayerNorm 0.93-1.19 (bf16 1.07-1.19 in five of six pairs, f16
+/// 1.08-1.17 in five of six), RmsNorm 0.69-1.09 (no gain); out of cache (65536×512,
+/// 8192×4096, outputs streamed) 0.62-0.98 for LayerNorm and 0.60-1.23 for RmsNorm,
+/// slower in 43 of 48 pairs.
+///
+/// A process-wide setting ([`set_widening`]), a benchmark hook: the `widening/*` groups
+/// measure both ways side by side on every path, so that the rule
+/// [`Auto`](Widening::Auto) applies can be checked on any CPU.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Widening {
+    /// Each kernel's own rule ([`widens_once`]; what the public functions do).
+    #[default]
+    Auto,
+    /// Every half-precision row of a batch widens once, whatever its norm, length or
+    /// store.
+    Once,
+    /// Every pass widens from the row in storage.
+    EveryPass,
+}
+
+static WIDENING: AtomicU8 = AtomicU8::new(0);
+
+/// Sets the process-wide [`Widening`] (a benchmark hook; the default is `Auto`).
+/// Changes no value any kernel computes, on any thread.
+///
+/// # Example
+/// ```
+/// use norm_core::simd::{Widening, set_widening, widening};
+///
+/// set_widening(Widening::EveryPass);
+/// assert_eq!(widening(), Widening::EveryPass);
+/// set_widening(Widening::Auto);
+/// ```
+pub fn set_widening(w: Widening) {
+    let v = match w {
+        Widening::Auto => 0,
+        Widening::Once => 1,
+        Widening::EveryPass => 2,
+    };
+    WIDENING.store(v, Ordering::Relaxed);
+}
+
+/// The process-wide [`Widening`] in force.
+#[inline]
+pub fn widening() -> Widening {
+    match WIDENING.load(Ordering::Relaxed) {
+        1 => Widening::Once,
+        2 => Widening::EveryPass,
+        _ => Widening::Auto,
+    }
+}
+
+/// Whether a batch of half-precision rows widens each row once, as [`widening`] says;
+/// under `Auto`, `auto`: the kernel's own rule (see [`Widening`]).
+#[inline]
+pub fn widens_once(auto: bool) -> bool {
+    match widening() {
+        Widening::Once => true,
+        Widening::EveryPass => false,
+        Widening::Auto => auto,
     }
 }
 
