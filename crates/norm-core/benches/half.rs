@@ -14,7 +14,10 @@
 //! Groups `widening/*`: the same bf16 and f16 forward per path with each row widened
 //! once into an f32 scratch row by its first pass (`simd::Widening::Once`) and widened
 //! again on every pass (`EveryPass`) side by side, at 512×768, 65536×512 and 8192×4096:
-//! the measurement behind `Widening::Auto`. Same bits either way.
+//! the measurement behind `Widening::Auto`. Same bits either way. Out of cache each
+//! runs twice more with every output written with plain stores (`-plain`, where
+//! `Stores::Auto` streams them): the measurement a store policy for 16-bit outputs
+//! would rest on (streamed 16-bit stores are half or a quarter of a line each).
 
 use std::hint::black_box;
 use std::time::{Duration, Instant};
@@ -161,8 +164,14 @@ fn bench_widening(c: &mut Criterion) {
             let (mut s0, mut s1) = (vec![0.0f32; rows], vec![0.0f32; rows]);
             let id = format!("{rows}x{d}");
             g.throughput(Throughput::BytesDecimal((2 * n * 2) as u64));
-            for &p in &paths {
-                let pn = p.path().name();
+            let stores: &[(Stores, &str)] = if rows * d * 2 >= 32 << 20 {
+                &[(Stores::Auto, ""), (Stores::Cached, "-plain")]
+            } else {
+                &[(Stores::Auto, "")]
+            };
+            for (&p0, &(st, sn)) in paths.iter().flat_map(|p| stores.iter().map(move |s| (p, s))) {
+                let p = p0.with_stores(st);
+                let pn = format!("{}{sn}", p.path().name());
                 for (mode, wn) in [(Widening::EveryPass, "every-pass"), (Widening::Once, "once")] {
                     g.bench_function(BenchmarkId::new(format!("bf16-{pn}-{wn}"), &id), |b| {
                         b.iter_custom(|it| {

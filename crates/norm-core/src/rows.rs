@@ -100,8 +100,9 @@ pub(crate) trait RowKernel<E, S>: Sync {
 /// statistics go to `s0`/`s1` when given. Lengths must already be checked.
 ///
 /// Each run of rows is written as `stores` decides from the size of the whole `out`
-/// (so never differently per thread); each block that streamed is fenced before it
-/// returns.
+/// (so never differently per thread; under `Auto`, bf16/f16 rows short enough for
+/// [`plain_stores_for_half_rows`](crate::simd::plain_stores_for_half_rows) keep plain
+/// stores); each block that streamed is fenced before it returns.
 ///
 /// With the `rayon` feature, large batches are split into fixed blocks of whole rows
 /// ([`rows_per_block`]) run on the current rayon pool. Every row is computed by the same
@@ -115,8 +116,13 @@ pub(crate) fn run_rows<E: Elem, S: Stat>(
     stores: Stores,
     kernel: &impl RowKernel<E, S>,
 ) {
-    // Decided once for the whole call from the bytes it moves (x read, y written).
-    let store = stores.store_moved(std::mem::size_of::<E>().saturating_mul(x.len() + out.len()));
+    // Decided once for the whole call from the bytes it moves (x read, y written); short
+    // 16-bit rows keep plain stores where streaming them measured slower.
+    let half = std::mem::size_of::<E>() == 2;
+    let store = match stores {
+        Stores::Auto if half && crate::simd::plain_stores_for_half_rows(d) => Store::Cached,
+        _ => stores.store_moved(std::mem::size_of::<E>().saturating_mul(x.len() + out.len())),
+    };
     #[cfg(feature = "rayon")]
     if d > 0 && go_parallel::<E>(x.len()) {
         use rayon::prelude::*;

@@ -667,6 +667,40 @@ pub fn prefetches_ahead(auto: bool) -> bool {
     }
 }
 
+/// The longest bf16/f16 rows (in elements) whose outputs [`Stores::Auto`] writes with
+/// plain stores however large the call, on the CPUs where
+/// [`plain_stores_for_half_rows`] says so.
+pub const PLAIN_HALF_ROW_MAX: usize = 1024;
+
+/// Whether a bf16/f16 forward over rows of `d` elements writes its outputs with plain
+/// stores under [`Stores::Auto`] even where an f32 output of the same bytes would
+/// stream: rows of up to [`PLAIN_HALF_ROW_MAX`] elements on AMD CPUs (CPUID vendor).
+/// A streamed 16-bit output vector is half a cache line (AVX-512) or a quarter (AVX2),
+/// so a line is whole only after two or four of them, and the passes' other stores
+/// between them (the LayerNorm rows' scratch rows, `Widening`) cost the
+/// write-combining buffers dearly; with plain stores the LayerNorm rows also widen once.
+///
+/// By A/B measurement (criterion `widening/*`, norm-core `benches/half.rs`, `-plain`
+/// against the default streamed entries, one thread, AMD EPYC family 25 model 17, Zen 4,
+/// two runs): at 65536×512 plain stores ran 0.91-1.56× the streamed default (bf16
+/// LayerNorm widening once 1.26-1.36 on AVX-512 and 0.95-1.14 on AVX2, f16 1.11-1.56
+/// in 15 of 16 pairs, bf16 RmsNorm on every pass 0.91-1.08); at 8192×4096 (rows of
+/// 8 KiB) 0.62-1.01, so long rows keep streaming. A throwaway program (best of 5, two runs) agreed:
+/// LayerNorm 1.10-1.42× at rows of 512-1024 (131072×768, 262144×1024: 512 MiB per
+/// array), RmsNorm 1.33-1.52× at 262144×1024, and no gain at rows of 2048-4096. Not
+/// measured on Intel, where streaming stays.
+///
+/// # Example
+/// ```
+/// use norm_core::simd::{PLAIN_HALF_ROW_MAX, plain_stores_for_half_rows};
+///
+/// // Long rows stream on every CPU.
+/// assert!(!plain_stores_for_half_rows(PLAIN_HALF_ROW_MAX + 1));
+/// ```
+pub fn plain_stores_for_half_rows(d: usize) -> bool {
+    d <= PLAIN_HALF_ROW_MAX && cpu_is_amd()
+}
+
 /// Whether software prefetches of the rows ahead pay on this CPU where the hardware
 /// prefetchers could do the work alone (the forward rows, the backward's rows in
 /// cache), when [`Prefetching::Auto`] decides: on every CPU but AMD's. Detected once
