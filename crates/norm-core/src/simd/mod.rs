@@ -687,7 +687,7 @@ pub const PLAIN_HALF_ROW_MAX: usize = 1024;
 /// in 15 of 16 pairs, bf16 RmsNorm on every pass 0.91-1.08); at 8192×4096 (rows of
 /// 8 KiB) 0.62-1.01, so long rows keep streaming. A throwaway program (best of 5, two runs) agreed:
 /// LayerNorm 1.10-1.42× at rows of 512-1024 (131072×768, 262144×1024: 512 MiB per
-/// array), RmsNorm 1.33-1.52× at 262144×1024, and no gain at rows of 2048-4096. Not
+/// array), RmsNorm 1.33-1.52× at 262144×1024, and no clear gain at rows of 2048-4096. Not
 /// measured on Intel, where streaming stays.
 ///
 /// # Example
