@@ -66,15 +66,24 @@ fn forward<E: Element>(
     .expect("valid shapes");
 }
 
-fn bench(c: &mut Criterion) {
-    let pool = rayon::ThreadPoolBuilder::new()
+/// The pool every timing loop runs on: one thread.
+fn one_thread_pool() -> rayon::ThreadPool {
+    rayon::ThreadPoolBuilder::new()
         .num_threads(1)
         .build()
-        .expect("1-thread pool");
-    let paths: Vec<ForcedPath> = [KernelPath::Avx512, KernelPath::Avx2Fma]
+        .expect("1-thread pool")
+}
+
+/// The vector paths this CPU has (AVX-512F, AVX2+FMA), forced.
+fn vector_paths() -> Vec<ForcedPath> {
+    [KernelPath::Avx512, KernelPath::Avx2Fma]
         .into_iter()
         .filter_map(ForcedPath::new)
-        .collect();
+        .collect()
+}
+
+fn bench(c: &mut Criterion) {
+    let (pool, paths) = (one_thread_pool(), vector_paths());
     for (name, ln) in [("layer_norm", true), ("rms_norm", false)] {
         let mut g = c.benchmark_group(format!("half/{name}"));
         for (rows, d) in SHAPES {
@@ -145,14 +154,7 @@ fn bench(c: &mut Criterion) {
 
 /// Once against on every pass, per path, type and norm, side by side.
 fn bench_widening(c: &mut Criterion) {
-    let pool = rayon::ThreadPoolBuilder::new()
-        .num_threads(1)
-        .build()
-        .expect("1-thread pool");
-    let paths: Vec<ForcedPath> = [KernelPath::Avx512, KernelPath::Avx2Fma]
-        .into_iter()
-        .filter_map(ForcedPath::new)
-        .collect();
+    let (pool, paths) = (one_thread_pool(), vector_paths());
     for (name, ln) in [("layer_norm", true), ("rms_norm", false)] {
         let mut g = c.benchmark_group(format!("widening/{name}"));
         for (rows, d) in [(512, 768), (65536, 512), (8192, 4096)] {

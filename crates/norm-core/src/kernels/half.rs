@@ -225,9 +225,8 @@ impl<H: Half> Io<H, f32> for Narrow {
     fn sink<S: Simd<E = f32>>(out: Out<'_, H>) -> impl Sink<S> {
         HalfOut(out)
     }
-    const WIDEN_ONCE: bool = true;
     #[inline(always)]
-    fn tee<'a, S: Simd<E = f32>>(x: &'a [H], buf: &'a mut [f32]) -> impl Source<S> + 'a {
+    fn tee<'a, S: Simd<E = f32>>(x: &'a [H], buf: &'a mut [f32]) -> impl Source<S> {
         HalfsInto { x, buf }
     }
     #[inline(always)]

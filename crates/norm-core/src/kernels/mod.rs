@@ -189,13 +189,14 @@ trait Io<E, F: Float> {
     fn src<S: Simd<E = F>>(x: &[E]) -> impl Source<S>;
     /// Output row `out` as the write pass writes it.
     fn sink<S: Simd<E = F>>(out: Out<'_, E>) -> impl Sink<S>;
-    /// Whether rows of this storage can be widened once, by their first pass, into a
-    /// row of `F` that the later passes read ([`Io::tee`], [`Widened`]); as
-    /// [`widens_once`](crate::simd::widens_once) decides per batch.
-    const WIDEN_ONCE: bool = false;
     /// Row `x` as a first pass reads it, leaving its values (in `F`) in `buf` as it goes
-    /// (`buf` is as long as `x`); only called where [`WIDEN_ONCE`](Io::WIDEN_ONCE).
-    fn tee<'a, S: Simd<E = F>>(x: &'a [E], buf: &'a mut [F]) -> impl Source<S> + 'a;
+    /// (`buf` is as long as `x`), for the later passes to read ([`Widened`]); only
+    /// called for storage narrower than `F` ([`narrower`]), so rows of `F` itself keep
+    /// this default, which reads `x` alone.
+    fn tee<'a, S: Simd<E = F>>(x: &'a [E], buf: &'a mut [F]) -> impl Source<S> {
+        let _ = buf;
+        Self::src::<S>(x)
+    }
     /// Element `i` of `x`, in `F`.
     fn at(x: &[E], i: usize) -> F;
     /// The rescue path for row `x` (rare): writes `y`, returns [`Kind::stats`].
@@ -226,10 +227,6 @@ impl<F: Float> Io<F, F> for Native {
     #[inline(always)]
     fn sink<S: Simd<E = F>>(out: Out<'_, F>) -> impl Sink<S> {
         out
-    }
-    #[inline(always)]
-    fn tee<'a, S: Simd<E = F>>(x: &'a [F], _: &'a mut [F]) -> impl Source<S> + 'a {
-        Plain(x)
     }
     #[inline(always)]
     fn at(x: &[F], i: usize) -> F {
@@ -318,7 +315,7 @@ impl<K: Kind, F: Float, E, I: Io<E, F>> SimdOp<F> for Rows<'_, K, I, E, F> {
     fn run<S: Simd<E = F>>(self, s: S) -> (F, F) {
         let d = self.p.weight.len();
         let auto = K::CENTER && self.out.store == Store::Cached && d <= WIDEN_ONCE_MAX;
-        if I::WIDEN_ONCE && self.x.len() >= 2 * d && crate::simd::widens_once(auto) {
+        if narrower::<E, F>() && self.x.len() >= 2 * d && crate::simd::widens_once(auto) {
             // Two scratch rows: the row being written, and the next one, widened by its
             // first pass beside that write.
             let mut buf = vec![F::zero(); 2 * d];
@@ -327,6 +324,14 @@ impl<K: Kind, F: Float, E, I: Io<E, F>> SimdOp<F> for Rows<'_, K, I, E, F> {
         }
         rows::<K, S, E, I, Direct>(s, self, [&mut [], &mut []])
     }
+}
+
+/// Whether rows stored as `E` are narrower than the accumulation type `F` (bf16/f16
+/// rows accumulated in f32): they are widened as read, so they may run pipelined and
+/// widen once ([`Widened`]) where rows of `F` itself do not.
+#[inline(always)]
+const fn narrower<E, F>() -> bool {
+    std::mem::size_of::<E>() < std::mem::size_of::<F>()
 }
 
 /// The longest half-precision rows (in elements) that `simd::Widening::Auto` widens
@@ -473,8 +478,7 @@ fn pipelines<S: Simd, E>(d: usize, store: Store) -> bool {
         Pipelining::Always => true,
         Pipelining::Never => false,
         Pipelining::Auto => {
-            std::mem::size_of::<E>() < std::mem::size_of::<S::E>()
-                || (store == Store::Cached && crate::simd::pipelines_wide_rows())
+            narrower::<E, S::E>() || (store == Store::Cached && crate::simd::pipelines_wide_rows())
         }
     }
 }
