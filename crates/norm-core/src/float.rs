@@ -248,8 +248,9 @@ impl Element for half::f16 {
 /// An element type the norms accept: `f32` or `f64` (sealed).
 ///
 /// Kernels accumulate in the element type itself (f32 lanes for f32, f64 for f64);
-/// the precision guarantees come from two-pass statistics and a per-row shift,
-/// not from a wider accumulator.
+/// the precision guarantees come from shifted statistics (a one-pass variance only where
+/// its cancellation is bounded, else a second, centred pass) and blocked totals, not
+/// from a wider accumulator.
 ///
 /// # Example
 /// ```

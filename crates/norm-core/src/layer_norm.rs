@@ -14,7 +14,7 @@ use crate::{Element, NormError};
 ///
 /// ```text
 /// mean = (1/D) Σ x_i
-/// var  = (1/D) Σ (x_i - mean)²          (two passes, never E[x²] - E[x]²)
+/// var  = (1/D) Σ (x_i - mean)²          (shifted sums, never E[x²] - E[x]²)
 /// y_i  = (x_i - mean) / sqrt(var + eps) · gamma_i + beta_i
 /// ```
 ///

@@ -49,7 +49,8 @@ impl<K: Kind, F: Float, E, I: Io<E, F>> SimdOp<F> for AddRows<'_, K, I, E, F> {
         let pipelined = pipelines::<S, E>(d, store);
         let prefetch = crate::simd::prefetches_ahead(crate::simd::software_prefetch_pays());
         let (x0, r0) = row(0);
-        let mut shift = shift_of::<K, F>(I::add_at(x0, r0.unwrap_or(hc), 0));
+        let shift_at = |x: &[E], r: &[E]| shift_of::<K, F>(d, |i| I::add_at(x, r, i));
+        let mut shift = shift_at(x0, r0.unwrap_or(hc));
         let mut first = add_first::<K, S, E, I>(s, shift, (x0, r0), &mut *hc, store);
         for i in 0..rows {
             let Some(y) = ys.next() else {
@@ -59,9 +60,7 @@ impl<K: Kind, F: Float, E, I: Io<E, F>> SimdOp<F> for AddRows<'_, K, I, E, F> {
             let out = Out { y, store };
             let hn = hs.next();
             let (xn, rn) = row((i + 1).min(rows - 1));
-            let shift_n = hn
-                .as_deref()
-                .map_or(shift, |hn| shift_of::<K, F>(I::add_at(xn, rn.unwrap_or(hn), 0)));
+            let shift_n = hn.as_deref().map_or(shift, |hn| shift_at(xn, rn.unwrap_or(hn)));
             let hn = match hn {
                 Some(hn) if pipelined => hn,
                 hn => {
@@ -100,7 +99,7 @@ fn add_first<K: Kind, S: Simd, E, I: Io<E, S::E>>(
     (x, r): (&[E], Option<&[E]>),
     h: &mut [E],
     store: Store,
-) -> S::E {
+) -> [S::E; 2] {
     let n = x.len();
     if store == Store::Cached {
         first_pass::<K, S>(s, n, shift, I::add_into::<S>(x, r, h, Store::Cached))
@@ -116,7 +115,7 @@ fn add_row<K: Kind, S: Simd, E, I: Io<E, S::E>>(
     s: S,
     (x, r): (&[E], Option<&[E]>),
     h: &mut [E],
-    (shift, first): (S::E, S::E),
+    (shift, first): (S::E, [S::E; 2]),
     p: RowParams<'_, S::E>,
     out: Out<'_, E>,
     beside: &mut impl Beside<S>,

@@ -5,7 +5,8 @@
 //! [`KernelPath`](crate::KernelPath) (portable, AVX2+FMA, AVX-512F) through the shared
 //! vector layer in `simd/`.
 //!
-//! - `stats.rs`: the reductions (`Σ (x - shift)`, `Σ x²`) and what they read;
+//! - `stats.rs`: the reductions (`Σ (x - shift)` with `Σ (x - shift)²`, `Σ x²`) and what
+//!   they read;
 //! - `write.rs`: the write pass `y = center(x) · (r·w) + b`, plain or streaming;
 //! - `rescue.rs`: rows whose squares overflow or underflow, redone scaled in f64;
 //! - `fused.rs`: the residual-add variants (`h = x + r`, then the norm of `h`);
@@ -17,10 +18,11 @@
 //! Contiguous rows run a whole run of rows in one call of the vector entry point
 //! ([`Rows`], and `fused.rs`'s `AddRows`), pipelined where [`pipelines`] says: the
 //! first reduction of row `i + 1` runs inside the write pass of row `i`, a four-vector
-//! step beside each group of output vectors, and is finished after it. So RmsNorm reads
-//! a row once, beside the previous row's stores, as a copy does; LayerNorm reads it
-//! again (from L1) for the centered sum of squares; and one row's serial chain (sum,
-//! mean, centered sum, root) overlaps the previous row's stores. The reduction takes
+//! step beside each group of output vectors, and is finished after it. So both norms
+//! read a row once, beside the previous row's stores, as a copy does (LayerNorm's first
+//! pass sums `x − shift` and its square together; a centred second pass from L1 runs
+//! only for rows whose one-pass variance [`moments`] refuses), and one row's serial
+//! chain (sums, mean, variance, root) overlaps the previous row's stores. The reduction takes
 //! exactly the steps it takes alone ([`Cursor`]), so each row's bits never depend on
 //! the row before it or on where a run of rows starts. A row alone (the strided lanes)
 //! runs the same body with no successor. 16-bit rows (bf16, f16) run pipelined on every
@@ -56,9 +58,7 @@ use crate::simd::{Path, Pipelining, Simd, SimdOp, Store, pipelining, run_on};
 #[allow(unused_imports)]
 use num_traits::{Float as _, One as _, Zero as _};
 use rescue::rescue;
-use stats::{
-    AddInto, Ahead, Beside, Centered, Cursor, First, Plain, Source, Sum, inv_len, sum_shifted, sum_sq,
-};
+use stats::{AddInto, Ahead, Beside, Centered, Cursor, First, Plain, Source, Sum, inv_len, reduce, sum_sq};
 use write::{Sink, write};
 
 /// Which norm a kernel computes, at compile time. In a private module (`pub` only so
@@ -135,41 +135,81 @@ impl<E: Float> Coef<E> {
     }
 }
 
-/// The shift of a row: its first value for LayerNorm (the differences are exact for rows
-/// with a large offset), none for RmsNorm.
-#[inline(always)]
-fn shift_of<K: Kind, E: Float>(first: E) -> E {
-    if K::CENTER { first } else { E::zero() }
-}
+/// How many of a row's first values its shift averages (fewer for shorter rows: the
+/// largest power of two up to the row length).
+const SHIFT_SPAN: usize = 8;
 
-/// The first pass over a row: `Σ (h - shift)` (LayerNorm) or `Σ h²` (RmsNorm).
+/// The shift of a row of `n` elements whose element `i` is `at(i)`: for LayerNorm the
+/// mean of its first [`SHIFT_SPAN`] values (`k`, a power of two: each is scaled by the
+/// exact `1/k` before the fixed-order pairwise sum, so nothing overflows), a value
+/// inside the row's range (so the differences `v - shift` are exact for rows with a
+/// large offset) and usually within a fraction of the spread of the row's mean (so the
+/// one-pass variance of [`moments`] is accepted); none for RmsNorm.
 #[inline(always)]
-fn first_pass<K: Kind, S: Simd>(s: S, n: usize, shift: S::E, src: impl Source<S>) -> S::E {
-    if K::CENTER {
-        sum_shifted(s, n, shift, src)
-    } else {
-        sum_sq(s, n, src)
+fn shift_of<K: Kind, E: Float>(n: usize, at: impl Fn(usize) -> E) -> E {
+    if !K::CENTER || n == 0 {
+        return E::zero();
     }
+    let k = if n >= SHIFT_SPAN {
+        SHIFT_SPAN
+    } else {
+        1 << n.ilog2()
+    };
+    let c = E::one() / E::from_usize(k).unwrap_or_else(E::one);
+    let mut v = [E::zero(); SHIFT_SPAN];
+    for (i, vi) in v.iter_mut().enumerate().take(k) {
+        *vi = at(i) * c;
+    }
+    let mut w = k;
+    while w > 1 {
+        w /= 2;
+        for i in 0..w {
+            v[i] = v[2 * i] + v[2 * i + 1];
+        }
+    }
+    v[0]
 }
 
-/// The mean of the shifted row and the variance (LayerNorm: the second pass, centered,
-/// over `again`) or the mean square (RmsNorm: `m = 0`, `again` not read), from the
-/// first pass's `first`.
+/// The first pass over a row: `[Σ (h - shift), Σ (h - shift)²]` (LayerNorm) or
+/// `[Σ h², 0]` (RmsNorm).
+#[inline(always)]
+fn first_pass<K: Kind, S: Simd>(s: S, n: usize, shift: S::E, src: impl Source<S>) -> [S::E; 2] {
+    reduce(s, n, src, First::<K, S>::new(s, shift))
+}
+
+/// The mean of the shifted row and the variance (LayerNorm) or the mean square (RmsNorm:
+/// `m = 0`, `again` not read), from the first pass's sums `first`.
+///
+/// LayerNorm's variance comes from the first pass alone, `(Σ u² - m·Σ u) / n` with `u =
+/// v - shift` and `m = Σ u / n`, when that is safe: when `m·Σ u ≤ Σ u² / 2`, so the
+/// subtraction cancels at most one bit and the variance's relative error is at most three
+/// times that of the sums (the shift is within the spread of the mean: see
+/// [`shift_of`]), and the result is finite and not tiny (at least `F::RESCUE_BELOW`).
+/// Otherwise (the shift far from the mean, a constant, tiny, huge or non-finite row) a
+/// second pass sums the centered squares `((v - shift) - m)²` over `again`, exactly as
+/// a two-pass kernel does, and the rescue rules apply to its result.
 #[inline(always)]
 fn moments<K: Kind, S: Simd>(
     s: S,
     n: usize,
     shift: S::E,
-    first: S::E,
+    first: [S::E; 2],
     again: impl Source<S>,
 ) -> (S::E, S::E) {
     let inv_d = inv_len::<S::E>(n);
     if K::CENTER {
-        let m = first * inv_d;
+        let [su, suu] = first;
+        let m = su * inv_d;
+        let drop = m * su;
+        let half = S::E::one() / (S::E::one() + S::E::one());
+        let var = (suu - drop) * inv_d;
+        if drop <= suu * half && var >= <S::E as Float>::RESCUE_BELOW && var.is_finite() {
+            return (m, var);
+        }
         let src = Centered { src: again, shift, m };
         (m, sum_sq(s, n, src) * inv_d)
     } else {
-        (S::E::zero(), first * inv_d)
+        (S::E::zero(), first[0] * inv_d)
     }
 }
 
@@ -277,24 +317,24 @@ fn finish<K: Kind, S: Simd, E, I: Io<E, S::E>>(
     K::stats(shift + m, r)
 }
 
-/// The first reduction of row `x` (see [`first_pass`]), not started: a [`Cursor`] to
-/// advance beside the write pass of the row before.
+/// The first reduction of a row shifted by `shift` (see [`first_pass`]), not started: a
+/// [`Cursor`] to advance beside the write pass of the row before.
 #[inline(always)]
 fn first_cursor<K: Kind, S: Simd, Src: Source<S>>(
     s: S,
     n: usize,
-    first: S::E,
+    shift: S::E,
     src: Src,
 ) -> Cursor<S, Src, First<K, S>> {
-    Cursor::new(s, n, src, First::<K, S>::new(s, shift_of::<K, S::E>(first)))
+    Cursor::new(s, n, src, First::<K, S>::new(s, shift))
 }
 
 /// Consecutive rows of norm `K`, pipelined: the first reduction of row `i + 1` (`Σ (v -
-/// shift)` for LayerNorm, `Σ v²` for RmsNorm) runs inside the write pass of row `i`, a
-/// four-vector step beside each group of output vectors, and is finished after it; so
-/// RmsNorm reads each row once beside the previous row's stores (like a copy), LayerNorm
-/// twice, and one row's serial chain (sum, mean, centered sum, root) overlaps the
-/// previous row's stores. The steps are those of the whole reduction ([`Cursor`]), so
+/// shift)` and `Σ (v - shift)²` for LayerNorm, `Σ v²` for RmsNorm) runs inside the write
+/// pass of row `i`, a four-vector step beside each group of output vectors, and is
+/// finished after it; so each row is read once beside the previous row's stores (like a
+/// copy), and one row's serial chain (sums, mean, variance, root) overlaps the previous
+/// row's stores. The steps are those of the whole reduction ([`Cursor`]), so
 /// every row's bits are those of the row alone: they never depend on the row before it
 /// or on where a block of rows starts. A rescued row leaves the next row's reduction to
 /// run alone; the last row prefetches what follows it ([`Ahead`]).
@@ -401,10 +441,11 @@ fn rows<K: Kind, S: Simd, E, I: Io<E, S::E>, R: Reader>(
     assert!(y.len() >= rows * d);
     let pipelined = pipelines::<S, E>(d, store);
     let prefetch = crate::simd::prefetches_ahead(crate::simd::software_prefetch_pays());
-    let mut first = first_sum::<K, S, _>(s, I::at(x, 0), R::first::<S, E, I>(&x[..d], &mut *cur));
+    let shift_at = |r: &[E]| shift_of::<K, S::E>(d, |i| I::at(r, i));
+    let mut shift = shift_at(&x[..d]);
+    let mut first = first_sum::<K, S, _>(s, shift, R::first::<S, E, I>(&x[..d], &mut *cur));
     for (i, yr) in y.chunks_exact_mut(d).take(rows).enumerate() {
         let xr = &x[i * d..(i + 1) * d];
-        let shift = shift_of::<K, S::E>(I::at(xr, 0));
         let (m, var) = moments::<K, S>(s, d, shift, first, R::again::<S, E, I>(xr, &*cur));
         let out = Out { y: yr, store };
         let next = x.get((i + 1) * d..(i + 2) * d);
@@ -412,16 +453,18 @@ fn rows<K: Kind, S: Simd, E, I: Io<E, S::E>, R: Reader>(
         last = match next {
             Some(nx) if pipelined => {
                 let src = R::first::<S, E, I>(nx, &mut *nxt);
-                let mut next = first_cursor::<K, S, _>(s, d, I::at(nx, 0), src);
+                let shift_n = shift_at(nx);
+                let mut next = first_cursor::<K, S, _>(s, d, shift_n, src);
                 let st = finish::<K, S, E, I>(s, row, (shift, m, var), p, out, &mut next);
-                first = next.finish(s);
+                (first, shift) = (next.finish(s), shift_n);
                 st
             }
             _ => {
                 let mut ahead = Ahead::after(xr, None, prefetch);
                 let st = finish::<K, S, E, I>(s, row, (shift, m, var), p, out, &mut ahead);
                 if let Some(nx) = next {
-                    first = first_sum::<K, S, _>(s, I::at(nx, 0), R::first::<S, E, I>(nx, &mut *nxt));
+                    shift = shift_at(nx);
+                    first = first_sum::<K, S, _>(s, shift, R::first::<S, E, I>(nx, &mut *nxt));
                 }
                 st
             }
@@ -436,12 +479,12 @@ fn rows<K: Kind, S: Simd, E, I: Io<E, S::E>, R: Reader>(
     last
 }
 
-/// The first reduction of a row whose first element is `first` (see [`first_pass`]),
-/// whole, over `src`.
+/// The first reduction of a row shifted by `shift` (see [`first_pass`]), whole, over
+/// `src`.
 #[inline(always)]
-fn first_sum<K: Kind, S: Simd, Src: Source<S>>(s: S, first: S::E, src: Src) -> S::E {
+fn first_sum<K: Kind, S: Simd, Src: Source<S>>(s: S, shift: S::E, src: Src) -> [S::E; 2] {
     let n = src.len();
-    first_cursor::<K, S, _>(s, n, first, src).finish(s)
+    first_pass::<K, S>(s, n, shift, src)
 }
 
 /// The longest rows (in bytes of their storage type) that run pipelined. A pipelined

@@ -52,7 +52,8 @@ pub(super) fn rescue<K: Kind, F: Float>(x: &[F], p: RowParams<'_, F>, out: &mut 
         };
         return K::stats(F::from_f64_round(m), nan);
     }
-    // LayerNorm: shift by the row's first value, as the fast path does, unless a
+    // LayerNorm: shift by the row's first value (the fast path shifts by the mean of the
+    // first eight; any value of the row serves), unless a
     // difference overflows (|x| near f64::MAX): the mean's error then scales with the
     // spread, not with the offset (f64 rows like 1e200 + 1e192·N(0, 1) land here).
     // RmsNorm: no shift and no mean.

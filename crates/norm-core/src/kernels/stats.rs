@@ -2,9 +2,11 @@
 //! row shifted and centered, or the residual sum `x + r`, computed again or written to
 //! `h` as it is read), the work a write pass does beside its stores ([`Beside`]: the
 //! prefetch of the rows ahead, [`Ahead`], or the next row's first reduction), and the
-//! two sums, `Σ (v - shift)` and `Σ v²`, each with four independent vector accumulators
-//! folded into fixed blocked [`Totals`] in an order set by the row length alone, run
-//! whole or a step at a time ([`Cursor`]) with the same steps.
+//! sums: `Σ (v - shift)` with `Σ (v - shift)²` from the same reads (LayerNorm's first
+//! pass) and `Σ v²` (RmsNorm's, and LayerNorm's centered pass when it runs), each with
+//! four independent vector accumulators folded into fixed blocked [`Totals`] in an order
+//! set by the row length alone, run whole or a step at a time ([`Cursor`]) with the same
+//! steps.
 
 use std::marker::PhantomData;
 
@@ -308,26 +310,35 @@ impl<V: Copy> Totals<V> {
     }
 }
 
-/// What one term of a reduction adds to its accumulator.
+/// What one term of a reduction adds to its accumulators: to one sum, or (`PAIR`) to two
+/// sums at once, `a` and `b`, read from the same vector.
 pub(super) trait Term<S: Simd>: Copy {
-    /// Accumulator `a` plus the term of vector `v`.
-    fn vec(self, s: S, a: S::V, v: S::V) -> S::V;
-    /// Scalar total `t` plus the term of element `x`.
-    fn one(self, t: S::E, x: S::E) -> S::E;
+    /// Whether the term feeds the second sum too.
+    const PAIR: bool;
+    /// Accumulators `a` (and `b`) plus the terms of vector `v`.
+    fn vec(self, s: S, a: &mut S::V, b: &mut S::V, v: S::V);
+    /// Scalar totals `t` plus the terms of element `x`.
+    fn one(self, t: &mut [S::E; 2], x: S::E);
 }
 
-/// The term `v - shift` of [`sum_shifted`].
+/// The terms `v - shift` and `(v - shift)²` of LayerNorm's first pass: the shifted sum
+/// and the shifted sum of squares, from one read of the row.
 #[derive(Clone, Copy)]
-struct Shifted<S: Simd>(S::V, S::E);
+struct ShiftedPair<S: Simd>(S::V, S::E);
 
-impl<S: Simd> Term<S> for Shifted<S> {
+impl<S: Simd> Term<S> for ShiftedPair<S> {
+    const PAIR: bool = true;
     #[inline(always)]
-    fn vec(self, s: S, a: S::V, v: S::V) -> S::V {
-        s.add(a, s.sub(v, self.0))
+    fn vec(self, s: S, a: &mut S::V, b: &mut S::V, v: S::V) {
+        let u = s.sub(v, self.0);
+        *a = s.add(*a, u);
+        *b = s.mul_add(u, u, *b);
     }
     #[inline(always)]
-    fn one(self, t: S::E, x: S::E) -> S::E {
-        t + (x - self.1)
+    fn one(self, t: &mut [S::E; 2], x: S::E) {
+        let u = x - self.1;
+        t[0] += u;
+        t[1] += u * u;
     }
 }
 
@@ -336,21 +347,22 @@ impl<S: Simd> Term<S> for Shifted<S> {
 struct Square;
 
 impl<S: Simd> Term<S> for Square {
+    const PAIR: bool = false;
     #[inline(always)]
-    fn vec(self, s: S, a: S::V, v: S::V) -> S::V {
-        s.mul_add(v, v, a)
+    fn vec(self, s: S, a: &mut S::V, _: &mut S::V, v: S::V) {
+        *a = s.mul_add(v, v, *a);
     }
     #[inline(always)]
-    fn one(self, t: S::E, x: S::E) -> S::E {
-        t + x * x
+    fn one(self, t: &mut [S::E; 2], x: S::E) {
+        t[0] += x * x;
     }
 }
 
-/// The term of the first pass of norm `K`: [`Shifted`] (LayerNorm) or [`Square`]
-/// (RmsNorm), the same operations.
+/// The term of the first pass of norm `K`: [`ShiftedPair`] (LayerNorm: `Σ (v - shift)`
+/// and `Σ (v - shift)²`) or [`Square`] (RmsNorm: `Σ v²`).
 #[derive(Clone, Copy)]
 pub(super) struct First<K, S: Simd> {
-    shifted: Shifted<S>,
+    shifted: ShiftedPair<S>,
     kind: PhantomData<K>,
 }
 
@@ -359,23 +371,24 @@ impl<K: Kind, S: Simd> First<K, S> {
     #[inline(always)]
     pub(super) fn new(s: S, shift: S::E) -> Self {
         First {
-            shifted: Shifted(s.splat(shift), shift),
+            shifted: ShiftedPair(s.splat(shift), shift),
             kind: PhantomData,
         }
     }
 }
 
 impl<K: Kind, S: Simd> Term<S> for First<K, S> {
+    const PAIR: bool = K::CENTER;
     #[inline(always)]
-    fn vec(self, s: S, a: S::V, v: S::V) -> S::V {
+    fn vec(self, s: S, a: &mut S::V, b: &mut S::V, v: S::V) {
         if K::CENTER {
-            self.shifted.vec(s, a, v)
+            self.shifted.vec(s, a, b, v)
         } else {
-            Square.vec(s, a, v)
+            Square.vec(s, a, b, v)
         }
     }
     #[inline(always)]
-    fn one(self, t: S::E, x: S::E) -> S::E {
+    fn one(self, t: &mut [S::E; 2], x: S::E) {
         if K::CENTER {
             self.shifted.one(t, x)
         } else {
@@ -384,14 +397,15 @@ impl<K: Kind, S: Simd> Term<S> for First<K, S> {
     }
 }
 
-/// A reduction `Σ term(v_i)` over `n` elements of `src` in progress, so that it can be
+/// A reduction `Σ term(v_i)` over `n` elements of `src` in progress (one sum, or two
+/// from the same reads for a `PAIR` term), so that it can be
 /// advanced a step at a time beside another loop (the write pass of the row before:
 /// see [`Beside`]) and finished afterwards, or run whole ([`reduce`]). Either way it
 /// takes the same steps in the same order, so it gives the same bits: four vector
-/// accumulators, four vectors a step, folded into blocked [`Totals`] every
+/// accumulators per sum, four vectors a step, folded into blocked [`Totals`] every
 /// [`BLOCK_ITERS`] steps while whole blocks remain; then four-vector steps without
 /// folds, single vectors into the first accumulator, a scalar tail, combined in a fixed
-/// order.
+/// order. The second sum takes exactly the steps of the first.
 pub(super) struct Cursor<S: Simd, Src, T> {
     src: Src,
     term: T,
@@ -399,7 +413,10 @@ pub(super) struct Cursor<S: Simd, Src, T> {
     /// The next element to read.
     i: usize,
     a: [S::V; 4],
+    /// The second sum's accumulators (untouched unless `T::PAIR`).
+    b: [S::V; 4],
     totals: Totals<S::V>,
+    totals_b: Totals<S::V>,
     /// Four-vector steps taken in the current block.
     iters: usize,
 }
@@ -410,29 +427,45 @@ impl<S: Simd, Src: Source<S>, T: Term<S>> Cursor<S, Src, T> {
     pub(super) fn new(s: S, n: usize, src: Src, term: T) -> Self {
         // Once per row, so the vector reads below need no checks.
         assert!(n <= src.len());
+        let z = s.splat(S::E::zero());
         Cursor {
             src,
             term,
             n,
             i: 0,
-            a: [s.splat(S::E::zero()); 4],
+            a: [z; 4],
+            b: [z; 4],
             totals: Totals::new(s),
+            totals_b: Totals::new(s),
             iters: 0,
         }
     }
 
-    /// Four vectors into the four accumulators.
+    /// Four vectors into the four accumulators (of each sum).
     ///
     /// # Safety
     /// `self.i + 4·W <= self.n`.
     #[inline(always)]
     unsafe fn quad(&mut self, s: S) {
         let w = S::W;
-        for (k, acc) in self.a.iter_mut().enumerate() {
+        for k in 0..4 {
             // SAFETY: i + 4·W <= n <= src.len() (the contract; asserted in `new`).
-            *acc = self.term.vec(s, *acc, unsafe { self.src.vec(s, self.i + k * w) });
+            let v = unsafe { self.src.vec(s, self.i + k * w) };
+            self.term.vec(s, &mut self.a[k], &mut self.b[k], v);
         }
         self.i += 4 * w;
+    }
+
+    /// Folds the accumulators of a closed block into the totals and clears them.
+    #[inline(always)]
+    fn fold(&mut self, s: S) {
+        let z = s.splat(S::E::zero());
+        self.totals.fold(s, self.a);
+        self.a = [z; 4];
+        if T::PAIR {
+            self.totals_b.fold(s, self.b);
+            self.b = [z; 4];
+        }
     }
 
     /// One four-vector step, and the fold that closes a block; nothing once fewer than
@@ -444,18 +477,16 @@ impl<S: Simd, Src: Source<S>, T: Term<S>> Cursor<S, Src, T> {
             unsafe { self.quad(s) };
             self.iters += 1;
             if self.iters == BLOCK_ITERS {
-                self.totals.fold(s, self.a);
-                self.a = [s.splat(S::E::zero()); 4];
+                self.fold(s);
                 self.iters = 0;
             }
         }
     }
 
-    /// The rest of the reduction, and its total.
+    /// The rest of the reduction, and its totals (the second is zero unless `T::PAIR`).
     #[inline(always)]
-    pub(super) fn finish(mut self, s: S) -> S::E {
+    pub(super) fn finish(mut self, s: S) -> [S::E; 2] {
         let w = S::W;
-        let z = s.splat(S::E::zero());
         // The block in progress, if any (it closes, or fewer than four vectors remain).
         while self.iters != 0 && self.i + 4 * w <= self.n {
             self.step(s);
@@ -467,8 +498,7 @@ impl<S: Simd, Src: Source<S>, T: Term<S>> Cursor<S, Src, T> {
                     // SAFETY: a whole block fits (checked just above).
                     unsafe { self.quad(s) };
                 }
-                self.totals.fold(s, self.a);
-                self.a = [z; 4];
+                self.fold(s);
                 continue;
             }
             // SAFETY: checked by the loop condition.
@@ -477,34 +507,35 @@ impl<S: Simd, Src: Source<S>, T: Term<S>> Cursor<S, Src, T> {
         let mut i = self.i;
         while i + w <= self.n {
             // SAFETY: as above.
-            self.a[0] = self.term.vec(s, self.a[0], unsafe { self.src.vec(s, i) });
+            let v = unsafe { self.src.vec(s, i) };
+            self.term.vec(s, &mut self.a[0], &mut self.b[0], v);
             i += w;
         }
-        let mut t = S::E::zero();
+        let mut t = [S::E::zero(); 2];
         while i < self.n {
-            t = self.term.one(t, self.src.one(i));
+            let x = self.src.one(i);
+            self.term.one(&mut t, x);
             i += 1;
         }
-        self.totals.finish(s, self.a) + t
+        let first = self.totals.finish(s, self.a) + t[0];
+        if T::PAIR {
+            [first, self.totals_b.finish(s, self.b) + t[1]]
+        } else {
+            [first, S::E::zero()]
+        }
     }
 }
 
 /// `Σ term(v_i)` over `n` elements of `src`, whole (see [`Cursor`]).
 #[inline(always)]
-fn reduce<S: Simd>(s: S, n: usize, src: impl Source<S>, term: impl Term<S>) -> S::E {
+pub(super) fn reduce<S: Simd, T: Term<S>>(s: S, n: usize, src: impl Source<S>, term: T) -> [S::E; 2] {
     Cursor::new(s, n, src, term).finish(s)
-}
-
-/// `Σ (v_i - shift)` over `n` elements of `src` (see [`reduce`]).
-#[inline(always)]
-pub(super) fn sum_shifted<S: Simd>(s: S, n: usize, shift: S::E, src: impl Source<S>) -> S::E {
-    reduce(s, n, src, Shifted::<S>(s.splat(shift), shift))
 }
 
 /// `Σ v_i²` over `n` elements of `src` (see [`reduce`]).
 #[inline(always)]
 pub(super) fn sum_sq<S: Simd>(s: S, n: usize, src: impl Source<S>) -> S::E {
-    reduce(s, n, src, Square)
+    reduce(s, n, src, Square)[0]
 }
 
 /// `1/d` for a row of length `d`.

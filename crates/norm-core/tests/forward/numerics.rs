@@ -97,6 +97,43 @@ fn f32_offset_rows_match_f64() {
     }
 }
 
+/// LayerNorm takes the variance from its first pass, `(Σ u² − m·Σ u)/d` with `u = x −
+/// shift` (the shift: the mean of the row's first eight values), only while `m·Σ u ≤ Σ
+/// u²/2`, i.e. while the shift is within one standard deviation of the mean; beyond it a
+/// second pass sums the centred squares. Rows whose first eight values sit 0.95σ from
+/// the mean (accepted, at the edge: the most cancellation allowed), 1.05σ (refused), 30σ
+/// and 1000σ (refused; accepted, the last would lose about all of f32's digits to
+/// cancellation) agree with f64 within the offset rows' 1e-5, on every path.
+#[test]
+fn f32_one_pass_variance_edges_match_f64() {
+    for (k, (head, d)) in [
+        (0.95, 768),
+        (1.05, 768),
+        (30.0, 768),
+        (1e3, 768),
+        (0.95, 4096),
+        (1e3, 4100),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let rows = 8;
+        let mut rng = Rng::new(40 + k as u64);
+        let mut x = rng.normals::<f32>(rows * d, 1e4, 1.0);
+        let lead = rng.normals::<f32>(rows * 8, 1e4 + head, 1e-3);
+        for (r, l) in x.chunks_exact_mut(d).zip(lead.chunks_exact(8)) {
+            r[..8].copy_from_slice(l);
+        }
+        let norm = Norm::<f32>::plain(Kind::Ln, d, 1e-5);
+        let (yr, _) = norm.reference(&x);
+        for path in ForcedPath::all() {
+            let err = max_abs_err(&norm.forward_slice_on(path, &x).0, &yr);
+            let p = path.path();
+            assert!(err <= 1e-5, "on {p:?}, head {head}σ, d {d}: max |err| {err}");
+        }
+    }
+}
+
 /// Long rows: the same requirement at d = 16384 and 65536. A plain accumulator lane sums
 /// d/lanes terms in sequence, so its rounding error grows linearly with d (before the
 /// kernels folded their accumulators into blocked totals, LayerNorm outputs here were off
