@@ -64,8 +64,8 @@ use write::{Sink, write};
 /// Which norm a kernel computes, at compile time. In a private module (`pub` only so
 /// that the sealed element routes can name it), so closed to the two norms below.
 pub trait Kind: Copy + Send + Sync + 'static {
-    /// LayerNorm subtracts the row mean (shifted by the row's first value); RmsNorm
-    /// does not.
+    /// LayerNorm subtracts the row mean (its sums shifted by a value of the row:
+    /// [`shift_of`]); RmsNorm does not.
     const CENTER: bool;
     /// The names of the row statistics, as the shape errors report them (RmsNorm has
     /// one: the second name is never used).
@@ -182,12 +182,15 @@ fn first_pass<K: Kind, S: Simd>(s: S, n: usize, shift: S::E, src: impl Source<S>
 ///
 /// LayerNorm's variance comes from the first pass alone, `(Σ u² - m·Σ u) / n` with `u =
 /// v - shift` and `m = Σ u / n`, when that is safe: when `m·Σ u ≤ Σ u² / 2`, so the
-/// subtraction cancels at most one bit and the variance's relative error is at most three
-/// times that of the sums (the shift is within the spread of the mean: see
-/// [`shift_of`]), and the result is finite and not tiny (at least `F::RESCUE_BELOW`).
-/// Otherwise (the shift far from the mean, a constant, tiny, huge or non-finite row) a
-/// second pass sums the centered squares `((v - shift) - m)²` over `again`, exactly as
-/// a two-pass kernel does, and the rescue rules apply to its result.
+/// subtraction cancels at most one bit and the variance's relative error is at most
+/// `2(1 + √2)·γ` (about 5γ, `γ` the error bound of a blocked sum of the row's terms)
+/// at the edge of the condition, against about `γ` for the centred pass, and about the
+/// same as the centred pass when the shift is near the mean, as it usually is (see
+/// [`shift_of`]); and when the result is finite and not tiny (at least
+/// `F::RESCUE_BELOW`). Otherwise (the shift far from the mean, a constant, tiny, huge or
+/// non-finite row) a second pass sums the centered squares `((v - shift) - m)²` over
+/// `again`, exactly as a two-pass kernel does, and the rescue rules apply to its
+/// result.
 #[inline(always)]
 fn moments<K: Kind, S: Simd>(
     s: S,

@@ -29,8 +29,8 @@ pub use crate::convert::{narrow, widen};
 
 /// A row-kernel implementation, chosen at run time from the CPU's features.
 ///
-/// Every path computes the same two-pass statistics with the same per-row shift and
-/// rescue; they differ only in vector width and in whether `a·b + c` is fused (FMA), so
+/// Every path computes the same shifted statistics (the one-pass variance where it is
+/// safe, else a centred second pass) with the same per-row shift and rescue; they differ only in vector width and in whether `a·b + c` is fused (FMA), so
 /// results may differ in the last bits between paths, never between runs or thread
 /// counts on one machine.
 ///
