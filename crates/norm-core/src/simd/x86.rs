@@ -306,7 +306,7 @@ backend!(
     f32,
     __m512,
     16,
-    "avx512f,avx512bf16,avx512vl",
+    "avx512f,avx512bf16,avx512vl,avx512dq",
     splat = _mm512_set1_ps,
     load = _mm512_loadu_ps,
     store = _mm512_storeu_ps,
@@ -359,8 +359,8 @@ pub(super) unsafe fn avx512_f64<O: SimdOp<f64>>(op: O) -> O::Out {
 /// (the half-precision kernels, [`on_half`](super::on_half)).
 ///
 /// # Safety
-/// The CPU must support `avx512f`, `fma`, `avx512bf16` and `avx512vl`.
-#[target_feature(enable = "avx512f,avx512bf16,avx512vl,avx2,fma,f16c")]
+/// The CPU must support `avx512f`, `fma`, `avx512bf16`, `avx512vl` and `avx512dq`.
+#[target_feature(enable = "avx512f,avx512bf16,avx512vl,avx512dq,avx2,fma,f16c")]
 pub(super) unsafe fn avx512bf16_f32<O: SimdOp<f32>>(op: O) -> O::Out {
     op.run(Avx512Bf16F32(()))
 }
