@@ -186,6 +186,16 @@ pub(crate) fn rne_bf16_avx2_computed(v: __m256) -> __m256i {
     }
 }
 
+/// Two vectors of 16-bit values in the low halves of their 32-bit lanes (each at most
+/// `0xffff`), packed in order, `a`'s eight then `b`'s: `vpackusdw` interleaves them by
+/// 128-bit lanes and one `vpermq` puts them back in order (two operations for both
+/// vectors, where packing each alone takes two).
+#[inline(always)]
+pub(crate) fn pack_u16_avx2(a: __m256i, b: __m256i) -> __m256i {
+    // SAFETY: called only from functions with AVX2 enabled.
+    unsafe { _mm256_permute4x64_epi64::<0b11_01_10_00>(_mm256_packus_epi32(a, b)) }
+}
+
 /// Sixteen f32 at `p` rounded to bf16, in order.
 #[inline(always)]
 unsafe fn bf16x16_avx2(p: *const f32) -> __m256i {
@@ -193,8 +203,7 @@ unsafe fn bf16x16_avx2(p: *const f32) -> __m256i {
     unsafe {
         let a = rne_bf16_avx2(_mm256_loadu_ps(p));
         let b = rne_bf16_avx2(_mm256_loadu_ps(p.add(8)));
-        // packus interleaves 128-bit halves: [a0..3 b0..3 | a4..7 b4..7] → reorder.
-        _mm256_permute4x64_epi64::<0b11_01_10_00>(_mm256_packus_epi32(a, b))
+        pack_u16_avx2(a, b)
     }
 }
 
@@ -347,6 +356,23 @@ pub(crate) fn cvt_bf16_avx512bf16(v: __m512) -> __m256i {
             return rne_bf16_avx512(v);
         }
         std::mem::transmute::<__m256bh, __m256i>(_mm512_cvtneps_pbh(v))
+    }
+}
+
+/// Thirty-two f32, `a` then `b`, rounded to bf16 with one `vcvtne2ps2bf16` where
+/// [`cvt_bf16_avx512bf16`] takes one per vector (same bits: a pair holding an f32
+/// subnormal is rounded one vector at a time by that function), in order.
+#[inline(always)]
+pub(crate) fn cvt2_bf16_avx512bf16(a: __m512, b: __m512) -> __m512i {
+    // SAFETY (all): called only from functions with AVX-512F, AVX512-BF16 and
+    // AVX512DQ enabled.
+    unsafe {
+        if (_mm512_fpclass_ps_mask::<0x20>(a) | _mm512_fpclass_ps_mask::<0x20>(b)) != 0 {
+            let (a, b) = (cvt_bf16_avx512bf16(a), cvt_bf16_avx512bf16(b));
+            return _mm512_inserti64x4::<1>(_mm512_castsi256_si512(a), b);
+        }
+        // The first operand fills the upper half.
+        std::mem::transmute::<__m512bh, __m512i>(_mm512_cvtne2ps_pbh(b, a))
     }
 }
 

@@ -207,6 +207,13 @@ impl<S: Simd<E = f32>, H: Half> Sink<S> for HalfOut<'_, H> {
         unsafe { s.store_half_as::<H, true>(self.0.y.as_mut_ptr().add(i), v, store) }
     }
     #[inline(always)]
+    unsafe fn put2(&mut self, s: S, i: usize, a: S::V, b: S::V, store: Store) {
+        // SAFETY: `i + 2·W <= len` per the contract; with `Streaming`, element `i` is a
+        // multiple of `2·W` elements from a cache-line boundary, so aligned to `4·W`
+        // bytes. Both computed, as in `put`.
+        unsafe { s.store_half2_as::<H, true>(self.0.y.as_mut_ptr().add(i), a, b, store) }
+    }
+    #[inline(always)]
     fn set(&mut self, j: usize, v: f32) {
         self.0.y[j] = H::narrow1(v);
     }

@@ -8,7 +8,9 @@ use crate::simd::{Simd, Store};
 
 /// The loop of a write pass over the `$n` elements of an output row: `$vector` (with
 /// `$i` and `$store` bound) writes elements `$i..$i + W` (`$store`: how; `Streaming`
-/// only at a vector boundary of the output), `$scalar` writes element `$j`, `$touch`
+/// only at a vector boundary of the output), `$pair` (with `$i2`, `$store2`) writes
+/// elements `$i2..$i2 + 2·W` as `$vector` would write its two vectors (`Streaming` only
+/// at an even vector from a cache-line boundary), `$scalar` writes element `$j`, `$touch`
 /// (with `$t`, `$span` bound) is the work done beside the vectors at `$t..$t + $span`
 /// (a prefetch of what they will want next, or a step of the next row's reduction). `$vector` and `$scalar` must compute each element with the same
 /// operations, so which of them writes an element never changes a bit.
@@ -20,8 +22,8 @@ use crate::simd::{Simd, Store};
 /// half-filled write-combining buffer). Either way the elements after the last full
 /// vector are scalars.
 ///
-/// The streamed and the plain vectors are separate loops, each four vectors a step
-/// (one prefetch per step), so the store kind is a constant inside each and the loop
+/// The streamed and the plain vectors are separate loops, each four vectors a step (two
+/// pairs, one prefetch per step), so the store kind is a constant inside each and the loop
 /// costs little beside the arithmetic. The caller guarantees that every vector
 /// `$i..$i + W` with `$i + W <= $n` is in bounds of what `$vector` reads and writes.
 ///
@@ -33,6 +35,7 @@ macro_rules! write_pass {
     ($n:expr, $w:expr, $head:expr, $line:expr,
      |$t:ident, $span:ident| $touch:expr,
      |$i:ident, $store:ident| $vector:expr,
+     |$i2:ident, $store2:ident| $pair:expr,
      |$j:ident| $scalar:expr $(,)?) => {{
         let (n, w) = ($n, $w);
         let (start, nt_end) = match $head {
@@ -49,9 +52,9 @@ macro_rules! write_pass {
                     let ($t, $span) = (at, 4 * w);
                     $touch;
                 }
-                for k in 0..4 {
-                    let $i = at + k * w;
-                    $vector;
+                for k in [0, 2] {
+                    let ($i2, $store2) = (at + k * w, $store);
+                    $pair;
                 }
                 at += 4 * w;
             }
@@ -87,6 +90,22 @@ pub(super) trait Sink<S: Simd> {
     /// As [`put`]: `i + W <= self.len()`, and with `Streaming`, element `i` sits at a
     /// multiple of `W` elements from a cache-line boundary.
     unsafe fn put(&mut self, s: S, i: usize, v: S::V, store: Store);
+    /// Writes `a` to elements `i..i + W` and `b` to `i + W..i + 2·W`, as `store` says:
+    /// the bits of two [`put`](Sink::put)s (which the default makes), in fewer
+    /// operations where the sink rounds both at once (bf16 rows, `half.rs`).
+    ///
+    /// # Safety
+    /// `i + 2·W <= self.len()`, and with `Streaming`, element `i` sits at a multiple of
+    /// `2·W` elements from a cache-line boundary.
+    #[inline(always)]
+    unsafe fn put2(&mut self, s: S, i: usize, a: S::V, b: S::V, store: Store) {
+        // SAFETY: per the contract, each vector at a multiple of `W` elements from a
+        // cache-line boundary.
+        unsafe {
+            self.put(s, i, a, store);
+            self.put(s, i + S::W, b, store);
+        }
+    }
     /// Writes element `j` (checked).
     fn set(&mut self, j: usize, v: S::E);
 }
@@ -201,6 +220,13 @@ pub(super) fn write<K: Kind, S: Simd>(
                 let v = s.mul_add(d, s.mul(vr, s.load_at(weight, i)), s.load_at(b, i));
                 y.put(s, i, v, store);
             },
+            |i, store| unsafe {
+                let d = center::<K, S>(s, h.vec_to(s, i, store), vs, vm);
+                let v = s.mul_add(d, s.mul(vr, s.load_at(weight, i)), s.load_at(b, i));
+                let e = center::<K, S>(s, h.vec_to(s, i + w, store), vs, vm);
+                let u = s.mul_add(e, s.mul(vr, s.load_at(weight, i + w)), s.load_at(b, i + w));
+                y.put2(s, i, v, u, store);
+            },
             |j| y.set(j, s.mul_add1(c.center::<K>(h.one(j)), c.r * weight[j], b[j])),
         ),
         None => write_pass!(
@@ -212,6 +238,13 @@ pub(super) fn write<K: Kind, S: Simd>(
             |i, store| unsafe {
                 let d = center::<K, S>(s, h.vec_to(s, i, store), vs, vm);
                 y.put(s, i, s.mul(d, s.mul(vr, s.load_at(weight, i))), store);
+            },
+            |i, store| unsafe {
+                let d = center::<K, S>(s, h.vec_to(s, i, store), vs, vm);
+                let e = center::<K, S>(s, h.vec_to(s, i + w, store), vs, vm);
+                let v = s.mul(d, s.mul(vr, s.load_at(weight, i)));
+                let u = s.mul(e, s.mul(vr, s.load_at(weight, i + w)));
+                y.put2(s, i, v, u, store);
             },
             |j| y.set(j, c.center::<K>(h.one(j)) * (c.r * weight[j])),
         ),

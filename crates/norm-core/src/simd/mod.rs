@@ -325,6 +325,29 @@ pub trait Simd: Copy {
             unsafe { p.add(l).write_unaligned(H::narrow1(t.to_f64_exact() as f32)) };
         }
     }
+    /// [`store_half_as`](Simd::store_half_as) of two vectors, `a` to `p..p + W` and `b`
+    /// to `p + W..p + 2·W`: the same bits, in fewer operations where a backend rounds
+    /// and packs two vectors at once (bf16 on x86-64: `vcvtne2ps2bf16`, or one pack and
+    /// one permute for both vectors' integer roundings) and, for AVX-512, one 64-byte
+    /// store (a whole line when streamed). The default stores them one by one.
+    ///
+    /// # Safety
+    /// `p..p + 2·W` must be valid for writes, and with `Streaming` aligned to `4·W`
+    /// bytes; with `COMPUTED`, as [`store_half_as`](Simd::store_half_as) for both.
+    #[inline(always)]
+    unsafe fn store_half2_as<H: Half, const COMPUTED: bool>(
+        self,
+        p: *mut H,
+        a: Self::V,
+        b: Self::V,
+        store: Store,
+    ) {
+        // SAFETY: the same contract, each half aligned to `2·W` bytes when streaming.
+        unsafe {
+            self.store_half_as::<H, COMPUTED>(p, a, store);
+            self.store_half_as::<H, COMPUTED>(p.add(Self::W), b, store);
+        }
+    }
 }
 
 /// The most lanes any backend has (AVX-512 f32).
@@ -967,5 +990,119 @@ impl<F: Float> Simd for Portable<F> {
     #[inline(always)]
     fn sum(self, v: [F; PW]) -> F {
         ((v[0] + v[4]) + (v[2] + v[6])) + ((v[1] + v[5]) + (v[3] + v[7]))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use half::{bf16, f16};
+
+    /// Stores `x` in pairs of vectors with `store_half2_as` (to `two`, as `store` says)
+    /// and one vector at a time with `store_half_as` (to `one`).
+    struct Pairs<'a, H, const COMPUTED: bool> {
+        x: &'a [f32],
+        one: &'a mut [H],
+        two: &'a mut [H],
+        store: Store,
+    }
+
+    impl<H: Half, const COMPUTED: bool> SimdOp<f32> for Pairs<'_, H, COMPUTED> {
+        type Out = ();
+        fn run<S: Simd<E = f32>>(self, s: S) {
+            let w = S::W;
+            assert!(self.one.len() >= self.x.len() && self.two.len() >= self.x.len());
+            let mut i = 0;
+            while i + 2 * w <= self.x.len() {
+                let (a, b) = (s.load(&self.x[i..]), s.load(&self.x[i + w..]));
+                // SAFETY: `i + 2·W` within both outputs (asserted); `two` is aligned to
+                // 64 bytes by the caller, so every pair to `4·W` bytes.
+                unsafe {
+                    s.store_half2_as::<H, COMPUTED>(self.two.as_mut_ptr().add(i), a, b, self.store);
+                    s.store_half_as::<H, COMPUTED>(self.one.as_mut_ptr().add(i), a, Store::Cached);
+                    s.store_half_as::<H, COMPUTED>(self.one.as_mut_ptr().add(i + w), b, Store::Cached);
+                }
+                i += 2 * w;
+            }
+            stream_fence();
+        }
+    }
+
+    /// `x` stored in pairs and one by one on every path this CPU has, plain and
+    /// streamed: the same bits, and those of the scalar rounding.
+    fn pairs_match<H: Half, const COMPUTED: bool>(x: &[f32]) {
+        let want: Vec<H> = x.iter().map(|&v| H::narrow1(v)).collect();
+        for path in KernelPath::all().iter().filter_map(|&p| Path::new(p)) {
+            for store in [Store::Cached, Store::Streaming] {
+                let mut one = vec![H::default(); x.len()];
+                // `two` starts at a 64-byte boundary of its buffer.
+                let mut buf = vec![H::default(); x.len() + 32];
+                let skip = (64 - buf.as_ptr() as usize % 64) % 64 / 2;
+                let two = &mut buf[skip..skip + x.len()];
+                on_half(
+                    path,
+                    Pairs::<H, COMPUTED> {
+                        x,
+                        one: &mut one,
+                        two,
+                        store,
+                    },
+                );
+                // Compared as bits (NaN lanes too): the widening is exact.
+                let bits = |v: &[H]| v.iter().map(|h| h.widen1().to_bits()).collect::<Vec<_>>();
+                assert_eq!(bits(&one), bits(&want), "{path:?} one by one");
+                assert_eq!(
+                    bits(&buf[skip..skip + x.len()]),
+                    bits(&want),
+                    "{path:?} {store:?} in pairs"
+                );
+            }
+        }
+    }
+
+    /// Values in every class: ordinary, ties, f32 subnormals in the first or second
+    /// vector of a pair or in neither, zeros, infinities, values that round to bf16 or
+    /// f16 overflow, and (for the general form) NaNs with payloads in their low bits.
+    fn values(nan_payloads: bool) -> Vec<f32> {
+        let mut x: Vec<f32> = (0..512u32)
+            .map(|i| f32::from_bits(i.wrapping_mul(2_654_435_761) >> 2) * if i % 3 == 0 { -1.0 } else { 1.0 })
+            .collect();
+        let specials = [
+            f32::from_bits(1),
+            -f32::from_bits(0x7f_ffff),
+            f32::from_bits(0x3f80_8000),
+            f32::from_bits(0x3f81_8000),
+            0.0,
+            -0.0,
+            f32::INFINITY,
+            f32::NEG_INFINITY,
+            f32::MAX,
+            65520.0,
+            f32::NAN,
+        ];
+        // Specials at lanes that fall in the first and in the second vector of a pair
+        // on both vector widths, with whole pairs of ordinary values between them.
+        for (k, v) in specials.into_iter().enumerate() {
+            x[k * 37 % 512] = v;
+        }
+        if nan_payloads {
+            x[300] = f32::from_bits(0x7fc0_1234);
+            x[333] = f32::from_bits(0xff80_0001);
+        }
+        x
+    }
+
+    #[test]
+    fn pairs_of_half_stores_match_single_stores_and_scalar_rounding() {
+        pairs_match::<bf16, false>(&values(true));
+        pairs_match::<bf16, true>(&values(false));
+        pairs_match::<f16, false>(&values(true));
+        pairs_match::<f16, true>(&values(false));
+        // A subnormal in the second vector of a pair only (lanes 16-31 on AVX-512,
+        // 8-15 on AVX2).
+        let mut x = vec![1.5f32; 64];
+        x[20] = f32::from_bits(0x0001_8000);
+        x[12] = -f32::from_bits(0x0040_0000);
+        pairs_match::<bf16, true>(&x);
     }
 }

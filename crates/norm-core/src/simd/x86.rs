@@ -11,7 +11,8 @@ use super::{Simd, SimdOp, Store};
 use crate::convert::Half;
 #[allow(unused_imports)]
 use crate::convert::x86::{
-    cvt_bf16_avx512bf16, rne_bf16_avx2, rne_bf16_avx2_computed, rne_bf16_avx512, rne_bf16_avx512_computed,
+    cvt_bf16_avx512bf16, cvt2_bf16_avx512bf16, pack_u16_avx2, rne_bf16_avx2, rne_bf16_avx2_computed,
+    rne_bf16_avx512, rne_bf16_avx512_computed,
 };
 
 /// The two-source shuffle of a backend ([`Simd::combine`] and its helpers): `copy`
@@ -94,6 +95,28 @@ macro_rules! half_impl {
                 }
             }
         }
+        #[inline(always)]
+        unsafe fn store_half2_as<H: Half, const COMPUTED: bool>(self, p: *mut H, a: __m256, b: __m256, store: Store) {
+            // SAFETY: `p..p + 16` writable per the contract, 32-byte aligned when
+            // streaming; features as above.
+            unsafe {
+                if !H::BF16 {
+                    self.store_half_as::<H, COMPUTED>(p, a, store);
+                    self.store_half_as::<H, COMPUTED>(p.add(8), b, store);
+                    return;
+                }
+                let (a, b) = if COMPUTED {
+                    (rne_bf16_avx2_computed(a), rne_bf16_avx2_computed(b))
+                } else {
+                    (rne_bf16_avx2(a), rne_bf16_avx2(b))
+                };
+                let h = pack_u16_avx2(a, b);
+                match store {
+                    Store::Streaming => _mm256_stream_si256(p.cast(), h),
+                    Store::Cached => _mm256_storeu_si256(p.cast(), h),
+                }
+            }
+        }
     };
     (avx512 $($bf16:ident)?) => {
         #[inline(always)]
@@ -122,6 +145,29 @@ macro_rules! half_impl {
                 match store {
                     Store::Streaming => _mm256_stream_si256(p.cast(), h),
                     Store::Cached => _mm256_storeu_si256(p.cast(), h),
+                }
+            }
+        }
+        half_impl!(@pair $($bf16)?);
+    };
+    // Without `avx512bf16` the pair is stored one by one (the default): packing two
+    // integer roundings at once needs AVX512BW, which the AVX-512 path does not require.
+    (@pair) => {};
+    (@pair avx512bf16) => {
+        #[inline(always)]
+        unsafe fn store_half2_as<H: Half, const COMPUTED: bool>(self, p: *mut H, a: __m512, b: __m512, store: Store) {
+            // SAFETY: `p..p + 32` writable per the contract, 64-byte aligned when
+            // streaming; features as above.
+            unsafe {
+                if !H::BF16 {
+                    self.store_half_as::<H, COMPUTED>(p, a, store);
+                    self.store_half_as::<H, COMPUTED>(p.add(16), b, store);
+                    return;
+                }
+                let h = cvt2_bf16_avx512bf16(a, b);
+                match store {
+                    Store::Streaming => _mm512_stream_si512(p.cast(), h),
+                    Store::Cached => _mm512_storeu_si512(p.cast(), h),
                 }
             }
         }
