@@ -75,15 +75,17 @@ impl<K: Kind, F: Float, E, I: Io<E, F>> SimdOp<F> for AddRows<'_, K, I, E, F> {
                 }
             };
             let term = First::<K, S>::new(s, shift_n);
+            // Beside the next row's first reduction, the prefetch of the row after it.
+            let ahead = Ahead::after(xn, Some(rn.unwrap_or(&*hn)), prefetch);
             first = if store == Store::Cached {
                 let src = I::add_into::<S>(xn, rn, &mut *hn, Store::Cached);
-                let mut next = Cursor::new(s, d, src, term);
+                let mut next = (Cursor::new(s, d, src, term), ahead);
                 add_row::<K, S, E, I>(s, (xr, rr), hc, (shift, first), p, out, &mut next);
-                next.finish(s)
+                next.0.finish(s)
             } else {
-                let mut next = Cursor::new(s, d, I::sum::<S>(xn, rn.unwrap_or(hn)), term);
+                let mut next = (Cursor::new(s, d, I::sum::<S>(xn, rn.unwrap_or(hn)), term), ahead);
                 add_row::<K, S, E, I>(s, (xr, rr), hc, (shift, first), p, out, &mut next);
-                next.finish(s)
+                next.0.finish(s)
             };
             (hc, shift) = (hn, shift_n);
         }

@@ -550,8 +550,9 @@ pub fn pipelining() -> Pipelining {
 }
 
 /// Whether the row kernels (forward and backward) issue software prefetches for the
-/// rows ahead of the one they work on: the forward's write pass of a row read one
-/// after another ([`Pipelining`]) touches the rows ahead of it, the backward's
+/// rows ahead of the one they work on: the forward's write pass of a row touches the
+/// rows ahead of it (one after another, [`Pipelining`], the next row; pipelined, the
+/// row after the next, whose predecessor its write pass reduces), the backward's
 /// reduction pass reads ahead of itself and its streamed write pass ahead of the next
 /// row. Like [`Stores`], the choice never changes a value, only the time. Under `Auto`
 /// each kernel follows its own rule ([`prefetches_ahead`]).
