@@ -208,6 +208,7 @@ pub(super) fn write<K: Kind, S: Simd>(
     // body only for `i + W <= n`, and every array read or written holds at least `n`
     // (asserted above); it streams only from a cache-line boundary of `y` (`head`), so
     // at vector boundaries.
+    let coef = (vs, vm, vr);
     match p.bias {
         Some(b) => write_pass!(
             n,
@@ -216,15 +217,16 @@ pub(super) fn write<K: Kind, S: Simd>(
             LINE / geometry.1,
             |t, span| beside.step(s, t, span),
             |i, store| unsafe {
-                let d = center::<K, S>(s, h.vec_to(s, i, store), vs, vm);
-                let v = s.mul_add(d, s.mul(vr, s.load_at(weight, i)), s.load_at(b, i));
-                y.put(s, i, v, store);
+                y.put(
+                    s,
+                    i,
+                    value::<K, S>(s, &mut h, i, store, coef, weight, Some(b)),
+                    store,
+                )
             },
             |i, store| unsafe {
-                let d = center::<K, S>(s, h.vec_to(s, i, store), vs, vm);
-                let v = s.mul_add(d, s.mul(vr, s.load_at(weight, i)), s.load_at(b, i));
-                let e = center::<K, S>(s, h.vec_to(s, i + w, store), vs, vm);
-                let u = s.mul_add(e, s.mul(vr, s.load_at(weight, i + w)), s.load_at(b, i + w));
+                let v = value::<K, S>(s, &mut h, i, store, coef, weight, Some(b));
+                let u = value::<K, S>(s, &mut h, i + w, store, coef, weight, Some(b));
                 y.put2(s, i, v, u, store);
             },
             |j| y.set(j, s.mul_add1(c.center::<K>(h.one(j)), c.r * weight[j], b[j])),
@@ -236,17 +238,47 @@ pub(super) fn write<K: Kind, S: Simd>(
             LINE / geometry.1,
             |t, span| beside.step(s, t, span),
             |i, store| unsafe {
-                let d = center::<K, S>(s, h.vec_to(s, i, store), vs, vm);
-                y.put(s, i, s.mul(d, s.mul(vr, s.load_at(weight, i))), store);
+                y.put(
+                    s,
+                    i,
+                    value::<K, S>(s, &mut h, i, store, coef, weight, None),
+                    store,
+                )
             },
             |i, store| unsafe {
-                let d = center::<K, S>(s, h.vec_to(s, i, store), vs, vm);
-                let e = center::<K, S>(s, h.vec_to(s, i + w, store), vs, vm);
-                let v = s.mul(d, s.mul(vr, s.load_at(weight, i)));
-                let u = s.mul(e, s.mul(vr, s.load_at(weight, i + w)));
+                let v = value::<K, S>(s, &mut h, i, store, coef, weight, None);
+                let u = value::<K, S>(s, &mut h, i + w, store, coef, weight, None);
                 y.put2(s, i, v, u, store);
             },
             |j| y.set(j, c.center::<K>(h.one(j)) * (c.r * weight[j])),
         ),
+    }
+}
+
+/// Output vector `i..i + W` of the write pass: `center(h) · (r·w) + b`, or without `b`
+/// `center(h) · (r·w)` (`(vs, vm, vr)`: shift, mean and `r` splatted). A function, not
+/// a closure (see [`write_pass!`]); each arm of [`write`] passes a constant `bias`
+/// shape, so the choice folds away.
+///
+/// # Safety
+/// `i + W` within `weight`, `bias` and what `h` reads (as `write_pass!`'s vectors).
+#[inline(always)]
+unsafe fn value<K: Kind, S: Simd>(
+    s: S,
+    h: &mut impl Source<S>,
+    i: usize,
+    store: Store,
+    (vs, vm, vr): (S::V, S::V, S::V),
+    weight: &[S::E],
+    bias: Option<&[S::E]>,
+) -> S::V {
+    // SAFETY: per the contract.
+    unsafe {
+        let d = center::<K, S>(s, h.vec_to(s, i, store), vs, vm);
+        let rw = s.mul(vr, s.load_at(weight, i));
+        match bias {
+            Some(b) => s.mul_add(d, rw, s.load_at(b, i)),
+            None => s.mul(d, rw),
+        }
     }
 }

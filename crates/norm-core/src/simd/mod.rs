@@ -342,11 +342,28 @@ pub trait Simd: Copy {
         b: Self::V,
         store: Store,
     ) {
-        // SAFETY: the same contract, each half aligned to `2·W` bytes when streaming.
-        unsafe {
-            self.store_half_as::<H, COMPUTED>(p, a, store);
-            self.store_half_as::<H, COMPUTED>(p.add(Self::W), b, store);
-        }
+        // SAFETY: the same contract.
+        unsafe { store_half_each::<Self, H, COMPUTED>(self, p, a, b, store) }
+    }
+}
+
+/// [`Simd::store_half2_as`] one vector at a time (its default, and what the x86
+/// backends do for f16, which `vcvtps2ph` rounds one vector at a time anyway).
+///
+/// # Safety
+/// As [`Simd::store_half2_as`].
+#[inline(always)]
+pub(crate) unsafe fn store_half_each<S: Simd, H: Half, const COMPUTED: bool>(
+    s: S,
+    p: *mut H,
+    a: S::V,
+    b: S::V,
+    store: Store,
+) {
+    // SAFETY: per the contract, each half aligned to `2·W` bytes when streaming.
+    unsafe {
+        s.store_half_as::<H, COMPUTED>(p, a, store);
+        s.store_half_as::<H, COMPUTED>(p.add(S::W), b, store);
     }
 }
 

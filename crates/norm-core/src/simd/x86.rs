@@ -7,7 +7,7 @@
 
 use std::arch::x86_64::*;
 
-use super::{Simd, SimdOp, Store};
+use super::{Simd, SimdOp, Store, store_half_each};
 use crate::convert::Half;
 #[allow(unused_imports)]
 use crate::convert::x86::{
@@ -101,9 +101,7 @@ macro_rules! half_impl {
             // streaming; features as above.
             unsafe {
                 if !H::BF16 {
-                    self.store_half_as::<H, COMPUTED>(p, a, store);
-                    self.store_half_as::<H, COMPUTED>(p.add(8), b, store);
-                    return;
+                    return store_half_each::<Self, H, COMPUTED>(self, p, a, b, store);
                 }
                 let (a, b) = if COMPUTED {
                     (rne_bf16_avx2_computed(a), rne_bf16_avx2_computed(b))
@@ -160,9 +158,7 @@ macro_rules! half_impl {
             // streaming; features as above.
             unsafe {
                 if !H::BF16 {
-                    self.store_half_as::<H, COMPUTED>(p, a, store);
-                    self.store_half_as::<H, COMPUTED>(p.add(16), b, store);
-                    return;
+                    return store_half_each::<Self, H, COMPUTED>(self, p, a, b, store);
                 }
                 let h = cvt2_bf16_avx512bf16(a, b);
                 match store {
