@@ -9,7 +9,7 @@
 //! and `y` together, both streamed. The same operations on the same values either way, so
 //! the same bits, and the same bits as the unfused norm of `h`.
 
-use super::stats::{Ahead, Beside, Cursor, First};
+use super::stats::{Ahead, Beside, Cursor, First, Reach};
 use super::write::{h_store, write};
 use super::{
     Coef, Io, Kind, Native, Out, RowParams, finish, first_pass, moments, needs_rescue, pipelines, shift_of,
@@ -47,7 +47,7 @@ impl<K: Kind, F: Float, E, I: Io<E, F>> SimdOp<F> for AddRows<'_, K, I, E, F> {
         };
         // The shift of each row is taken before its first pass can overwrite `h`.
         let pipelined = pipelines::<S, E>(d, store);
-        let prefetch = crate::simd::prefetches_ahead(crate::simd::software_prefetch_pays());
+        let prefetch = Reach::of(store);
         let (x0, r0) = row(0);
         let shift_at = |x: &[E], r: &[E]| shift_of::<K, F>(d, |i| I::add_at(x, r, i));
         let mut shift = shift_at(x0, r0.unwrap_or(hc));

@@ -60,7 +60,9 @@ use crate::simd::{Path, Pipelining, Simd, SimdOp, Store, pipelining, run_on};
 #[allow(unused_imports)]
 use num_traits::{Float as _, One as _, Zero as _};
 use rescue::rescue;
-use stats::{AddInto, Ahead, Beside, Centered, Cursor, First, Plain, Source, Sum, inv_len, reduce, sum_sq};
+use stats::{
+    AddInto, Ahead, Beside, Centered, Cursor, First, Plain, Reach, Source, Sum, inv_len, reduce, sum_sq,
+};
 use write::{Sink, write};
 
 /// Which norm a kernel computes, at compile time. In a private module (`pub` only so
@@ -452,7 +454,7 @@ fn rows<K: Kind, S: Simd, E, I: Io<E, S::E>, R: Reader>(
     }
     assert!(y.len() >= rows * d);
     let pipelined = pipelines::<S, E>(d, store);
-    let prefetch = crate::simd::prefetches_ahead(crate::simd::software_prefetch_pays());
+    let prefetch = Reach::of(store);
     let shift_at = |r: &[E]| shift_of::<K, S::E>(d, |i| I::at(r, i));
     let mut shift = shift_at(&x[..d]);
     let mut first = first_sum::<K, S, _>(s, shift, R::first::<S, E, I>(&x[..d], &mut *cur));
@@ -509,22 +511,29 @@ fn first_sum<K: Kind, S: Simd, Src: Source<S>>(s: S, shift: S::E, src: Src) -> [
 /// ([`Ahead`]) as before.
 const PIPELINE_MAX_ROW_BYTES: usize = 8192;
 
-/// Whether rows of `d` elements of `E` whose outputs are written as `store` says run
+/// Whether rows of `d` elements of `E` whose outputs are written as `store` run
 /// pipelined on backend `S`: rows no longer than [`PIPELINE_MAX_ROW_BYTES`], as
 /// [`Pipelining`] says; under `Auto` (the default) 16-bit storage (bf16, f16) on every
-/// CPU, and f32/f64 rows with plain (in-cache) stores where
-/// [`pipelines_wide_rows`](crate::simd::pipelines_wide_rows) says (AMD CPUs).
+/// CPU; f32/f64 rows with plain (in-cache) stores where
+/// [`pipelines_wide_rows`](crate::simd::pipelines_wide_rows) says (AMD CPUs), and with
+/// streamed stores (out of cache) where the rows ahead are prefetched into L2
+/// ([`Reach::L2`]: where software prefetch pays, not on AMD CPUs).
 ///
 /// By A/B measurement (`benches/pipelining.rs`, f32, one thread). AMD EPYC family 25
 /// model 17 (Zen 4), one run of 3 December 2026, pipelined over one-by-one rows/s: in
 /// cache (64×768, 512×768) 1.02-1.15 (plain) and 1.07-1.29 (fused) on the AVX2 and
 /// AVX-512 paths, 2.0-2.2 for LayerNorm on the portable path; out of cache (65536×512,
-/// streamed) 0.90-1.08, the fused rows 0.90-0.97. Intel Xeon model 207 (earlier runs,
-/// before the benchmark group existed): the f32 rows on AVX2 gained nothing and lost
-/// 8-15% (LayerNorm 65536×512, RmsNorm 64×768); on AVX-512 they gained where 128 MiB
-/// arrays sat in a 260 MiB L3 but lost 10-30% for LayerNorm from DRAM, and in cache
-/// neither way won beyond the ±15% noise; the f32 fused rows ran 3-26% slower pipelined
-/// in cache. The bf16/f16 rows gained on both CPUs and paths.
+/// streamed, no software prefetch) 0.90-1.08, the fused rows 0.90-0.97. Intel Xeon
+/// model 207 (earlier runs, before the benchmark group existed): the f32 rows on AVX2
+/// gained nothing and lost 8-15% (LayerNorm 65536×512, RmsNorm 64×768); on AVX-512 they
+/// gained where 128 MiB arrays sat in a 260 MiB L3 but lost 10-30% for LayerNorm from
+/// DRAM, and in cache neither way won beyond the ±15% noise; the f32 fused rows ran
+/// 3-26% slower pipelined in cache. The bf16/f16 rows gained on both CPUs and paths.
+/// Intel Xeon family 6 model 167, 4 December 2026, once the rows ahead were prefetched
+/// (into L2 out of cache), one binary, three alternating rounds, best of batches, f32
+/// out of cache (65536×512, 65536×1024, 16384×2048): LayerNorm pipelined 1.02-1.36×
+/// the GB/s one by one (AVX2 65536×512 10.5-11.5 -> 13.5-14.2, AVX-512 13.2-14.6 ->
+/// 15.2-16.2), RmsNorm 0.98-1.16×, the fused rows 0.95-1.14× (LayerNorm 1.0-1.14×).
 #[inline(always)]
 fn pipelines<S: Simd, E>(d: usize, store: Store) -> bool {
     if d.saturating_mul(std::mem::size_of::<E>()) > PIPELINE_MAX_ROW_BYTES {
@@ -534,7 +543,11 @@ fn pipelines<S: Simd, E>(d: usize, store: Store) -> bool {
         Pipelining::Always => true,
         Pipelining::Never => false,
         Pipelining::Auto => {
-            narrower::<E, S::E>() || (store == Store::Cached && crate::simd::pipelines_wide_rows())
+            narrower::<E, S::E>()
+                || match store {
+                    Store::Cached => crate::simd::pipelines_wide_rows(),
+                    Store::Streaming => Reach::of(store) == Reach::L2,
+                }
         }
     }
 }

@@ -267,6 +267,13 @@ pub trait Simd: Copy {
     fn prefetch(self, p: *const Self::E) {
         let _ = p;
     }
+    /// A hint to bring the cache line at `p` into L2 only, not L1: for data read later
+    /// than the next few hundred cycles, which in L1 would evict the lines in use.
+    /// `p` need not be valid. No effect on results.
+    #[inline(always)]
+    fn prefetch_far(self, p: *const Self::E) {
+        let _ = p;
+    }
     /// Loads `W` half-precision values from `p`, widened to `E` in registers (exact).
     /// The f32 backends of x86-64 override it with vector conversions (integer shift
     /// for bf16, `vcvtph2ps` for f16); the default converts lane by lane (the portable
@@ -524,8 +531,9 @@ fn cpu_vendor_is_amd() -> bool {
 /// checked on any CPU.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Pipelining {
-    /// bf16/f16 rows pipelined on every CPU; f32/f64 rows where
-    /// [`pipelines_wide_rows`] says (what the public functions do).
+    /// bf16/f16 rows pipelined on every CPU; f32/f64 rows written with plain stores
+    /// where [`pipelines_wide_rows`] says, and streamed (out of cache) where
+    /// [`software_prefetch_pays`] (what the public functions do).
     #[default]
     Auto,
     /// Every row that fits pipelined.

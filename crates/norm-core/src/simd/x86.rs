@@ -254,6 +254,11 @@ macro_rules! backend {
                 // SAFETY: prefetching never faults, whatever the address.
                 unsafe { _mm_prefetch::<_MM_HINT_T0>(p.cast::<i8>()) }
             }
+            #[inline(always)]
+            fn prefetch_far(self, p: *const $e) {
+                // SAFETY: as for `prefetch`.
+                unsafe { _mm_prefetch::<_MM_HINT_T1>(p.cast::<i8>()) }
+            }
             shift_impl!($($shift)*);
             half_impl!($($half)*);
             #[inline(always)]
