@@ -192,7 +192,7 @@ pub(super) enum Reach {
     /// forced AVX2), L2 against L1 for streamed f32 rows: LayerNorm 8192×4096 12.4-12.8
     /// -> 16.7-18.0 GB/s (AVX-512), 11.8-12.6 -> 14.1-14.7 (AVX2); RmsNorm 8192×4096
     /// 16.0-16.9 -> 17.7-17.9 and 14.7-15.4 -> 17.5-18.1; 65536×512 0-16% faster; bf16
-    /// rows the same or up to 10% faster. For rows in cache the same change lost 3-15%
+    /// rows the same or faster. For rows in cache the same change lost 3-15%
     /// (RmsNorm 64×768 62.7-69.8 -> 56.6-59.4 GB/s), so those keep L1.
     L2,
 }
