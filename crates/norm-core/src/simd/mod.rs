@@ -261,6 +261,9 @@ pub trait Simd: Copy {
     fn shift(self, m: usize) -> Self::Shift;
     /// Lanes `m..W` of `a` followed by lanes `0..m` of `b`.
     fn combine(self, a: Self::V, b: Self::V, m: Self::Shift) -> Self::V;
+    /// Whether [`prefetch`](Simd::prefetch) and [`prefetch_far`](Simd::prefetch_far)
+    /// issue prefetch instructions (the x86-64 backends); the defaults do nothing.
+    const PREFETCHES: bool = false;
     /// A hint to bring the cache line at `p` closer (into L1); `p` need not be valid
     /// (prefetches never fault). No effect on results.
     #[inline(always)]
@@ -532,8 +535,8 @@ fn cpu_vendor_is_amd() -> bool {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Pipelining {
     /// bf16/f16 rows pipelined on every CPU; f32/f64 rows written with plain stores
-    /// where [`pipelines_wide_rows`] says, and streamed (out of cache) where
-    /// [`software_prefetch_pays`] (what the public functions do).
+    /// where [`pipelines_wide_rows`] says, and streamed (out of cache) on the x86-64
+    /// paths where [`software_prefetch_pays`] (what the public functions do).
     #[default]
     Auto,
     /// Every row that fits pipelined.

@@ -249,6 +249,7 @@ macro_rules! backend {
                 // point's target features).
                 a.mul_add(b, c)
             }
+            const PREFETCHES: bool = true;
             #[inline(always)]
             fn prefetch(self, p: *const $e) {
                 // SAFETY: prefetching never faults, whatever the address.
