@@ -2,9 +2,11 @@
 //! fused with the residual add, run one after another (`Pipelining::Never`) and
 //! pipelined (`Pipelining::Always`: the next row's first reduction beside this row's
 //! write pass) side by side, on every kernel path this CPU supports, one thread. The
-//! rule `Pipelining::Auto` applies (`simd::pipelines_wide_rows`: pipelined on AMD CPUs)
-//! came from these groups; run them to check it on another CPU. Both ways compute the
-//! same bits (tests/dispatch.rs), so only the time differs.
+//! rule `Pipelining::Auto` applies (rows in cache: `simd::pipelines_wide_rows`,
+//! pipelined on AMD CPUs; rows out of cache: pipelined on the x86-64 paths where
+//! `simd::software_prefetch_pays`) came from these groups and from the one-binary runs
+//! quoted at `kernels/mod.rs` `pipelines`; run them to check it on another CPU. Both
+//! ways compute the same bits (tests/pipelining.rs), so only the time differs.
 
 use std::hint::black_box;
 use std::time::{Duration, Instant};

@@ -1,6 +1,6 @@
 //! Criterion groups `prefetching/*`: the f32 rows of LayerNorm and RmsNorm, plain and
-//! fused with the residual add, run one after another (`Pipelining::Never`, the rows
-//! that prefetch) with and without software prefetches of the rows ahead
+//! fused with the residual add, run one after another (`Pipelining::Never`: the rows
+//! whose prefetch this measures) with and without software prefetches of the rows ahead
 //! (`Prefetching::Always` / `Never`) side by side, on every kernel path this CPU
 //! supports, one thread. The rule `Prefetching::Auto` applies
 //! (`simd::software_prefetch_pays`: not on AMD CPUs) came from these groups; run them to

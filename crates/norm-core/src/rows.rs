@@ -87,7 +87,8 @@ pub(crate) fn go_parallel<F>(len: usize) -> bool {
 
 /// A row kernel as the drivers apply it: to one row (the strided lanes), or to a run of
 /// consecutive rows in one call (the contiguous rows, which the kernels pipeline where
-/// that measured faster: bf16/f16, and f32/f64 in cache on AMD CPUs).
+/// that measured faster: bf16/f16, f32/f64 in cache on AMD CPUs and out of cache on the
+/// x86-64 paths of other CPUs).
 pub(crate) trait RowKernel<E, S>: Sync {
     /// `out = norm(x)` for one row; returns its two statistics.
     fn row(&self, x: &[E], out: Out<'_, E>) -> (S, S);

@@ -26,12 +26,14 @@
 //! exactly the steps it takes alone ([`Cursor`]), so each row's bits never depend on
 //! the row before it or on where a run of rows starts. A row alone (the strided lanes)
 //! runs the same body with no successor. 16-bit rows (bf16, f16) run pipelined on every
-//! CPU, f32/f64 rows in cache on AMD CPUs only (measured faster there, not on Intel nor
-//! out of cache: [`pipelines`]); rows longer than [`PIPELINE_MAX_ROW_BYTES`] (four such
-//! rows at once no longer fit in L1) never. Rows that do not run pipelined run one
-//! after another, each prefetching the next; pipelined rows prefetch the row after the
-//! one they reduce. Both prefetch only where software prefetch pays (not on AMD CPUs,
-//! [`software_prefetch_pays`](crate::simd::software_prefetch_pays)).
+//! CPU; f32/f64 rows in cache on AMD CPUs, and out of cache (streamed outputs) on the
+//! x86-64 paths of other CPUs, where software prefetch pays (each measured faster there:
+//! [`pipelines`]); rows longer than [`PIPELINE_MAX_ROW_BYTES`] (four such rows at once
+//! no longer fit in L1) never. Rows that do not run pipelined run one after another,
+//! each prefetching the next; pipelined rows prefetch the row after the one they reduce.
+//! Both prefetch only where software prefetch pays (not on AMD CPUs,
+//! [`software_prefetch_pays`](crate::simd::software_prefetch_pays)): into L1 for a call
+//! in cache, into L2 for one out of cache ([`Reach`]).
 //!
 //! Per row: the first pass reads the row from memory (for the fused variants: reads
 //! `x` and `r` and writes `h`), the later passes find it in L1. Outputs far beyond the
@@ -516,9 +518,12 @@ const PIPELINE_MAX_ROW_BYTES: usize = 8192;
 /// [`Pipelining`] says; under `Auto` (the default) 16-bit storage (bf16, f16) on every
 /// CPU; f32/f64 rows with plain (in-cache) stores where
 /// [`pipelines_wide_rows`](crate::simd::pipelines_wide_rows) says (AMD CPUs), and with
-/// streamed stores (out of cache) where the rows ahead are prefetched into L2
-/// ([`Reach::L2`]: where software prefetch pays, not on AMD CPUs, and on a backend that
-/// prefetches, [`Simd::PREFETCHES`]: not the portable one, where streamed f32 rows ran
+/// streamed stores (out of cache) where software prefetch pays
+/// ([`software_prefetch_pays`](crate::simd::software_prefetch_pays): not on AMD CPUs;
+/// the rows ahead are then prefetched into L2, [`Reach::L2`], unless the
+/// [`Prefetching`](crate::simd::Prefetching) hook turns prefetching off, which leaves
+/// this rule alone) on a backend that prefetches ([`Simd::PREFETCHES`]: not the portable
+/// one, where streamed f32 rows ran
 /// 0.80-1.6× as fast pipelined as one by one, LayerNorm 1.2-1.6×, RmsNorm 65536×512 and
 /// the fused 65536×512 rows 0.80-0.90×: Intel Xeon family 6 model 167, two rounds).
 ///
@@ -549,7 +554,7 @@ fn pipelines<S: Simd, E>(d: usize, store: Store) -> bool {
             narrower::<E, S::E>()
                 || match store {
                     Store::Cached => crate::simd::pipelines_wide_rows(),
-                    Store::Streaming => S::PREFETCHES && Reach::of(store) == Reach::L2,
+                    Store::Streaming => S::PREFETCHES && crate::simd::software_prefetch_pays(),
                 }
         }
     }
@@ -599,4 +604,32 @@ pub(crate) fn norm_row<K: Kind, F: Float>(
             kind,
         },
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::simd::Portable;
+
+    /// The `Auto` rule of [`pipelines`] (no test in this binary changes the
+    /// process-wide [`Pipelining`]): the portable backend, whose prefetches are no-ops,
+    /// never pipelines streamed f32/f64 rows; 16-bit rows pipeline on every backend and
+    /// CPU; no row over `PIPELINE_MAX_ROW_BYTES` pipelines; rows in cache follow
+    /// `pipelines_wide_rows`.
+    #[test]
+    fn auto_pipelines_as_documented() {
+        assert_eq!(pipelining(), Pipelining::Auto);
+        let wide = crate::simd::pipelines_wide_rows();
+        for d in [1, 512, 2048] {
+            assert!(!pipelines::<Portable<f32>, f32>(d, Store::Streaming));
+            assert!(!pipelines::<Portable<f64>, f64>(d / 2 + 1, Store::Streaming));
+            assert_eq!(pipelines::<Portable<f32>, f32>(d, Store::Cached), wide);
+            for store in [Store::Cached, Store::Streaming] {
+                assert!(pipelines::<Portable<f32>, crate::bf16>(d, store));
+                assert!(pipelines::<Portable<f32>, crate::f16>(d, store));
+            }
+        }
+        assert!(!pipelines::<Portable<f32>, f32>(2049, Store::Cached));
+        assert!(!pipelines::<Portable<f32>, crate::bf16>(4097, Store::Streaming));
+    }
 }

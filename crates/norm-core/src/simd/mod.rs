@@ -5,8 +5,9 @@
 //! op trait ([`SimdOp`]) and its dispatcher ([`run_on`]), which runs an op with the
 //! backend for a path and element type; and the policy for non-temporal output stores
 //! ([`Stores`], [`stream_min_bytes`] from the CPU's last-level cache, [`stream_fence`]),
-//! whether consecutive rows run pipelined ([`Pipelining`]) and whether they prefetch the
-//! rows ahead ([`Prefetching`]), both from the CPU's vendor, and whether the
+//! whether consecutive rows run pipelined ([`Pipelining`]: from the CPU's vendor, the
+//! store policy and the backend) and whether they prefetch the rows ahead
+//! ([`Prefetching`], from the CPU's vendor), and whether the
 //! half-precision rows widen once into f32 scratch rows ([`Widening`]).
 //! Backends: portable (plain arrays that the compiler vectorizes for the baseline
 //! target) and, on x86-64, AVX2+FMA and AVX-512F (in `x86.rs`). Nothing here knows
