@@ -2,8 +2,9 @@
 //! `h = x + r`, `y = norm(h)`, in one call per run of rows, pipelined by the plain rows'
 //! rule (`pipelines`: the first reduction of row `i + 1` runs beside row `i`'s write
 //! pass; the bf16/f16 rows on every CPU, the f32/f64 rows in cache on AMD CPUs and out
-//! of cache on the x86-64 paths of other CPUs; on an Intel Xeon model 207 the f32 fused rows ran 3-26% slower pipelined in cache, the bf16
-//! ones 3-10% faster there and 10-30% out of cache). With plain stores the first pass
+//! of cache on the x86-64 paths of other CPUs; on an Intel Xeon model 207 the f32 fused
+//! rows ran 3-26% slower pipelined in cache, the bf16 ones 3-10% faster there and 10-30%
+//! out of cache). With plain stores the first pass
 //! writes `h` as it sums and the later passes read it from L1; with streaming stores the
 //! passes before the write pass compute `x + r` again from L1 and the write pass writes `h`
 //! and `y` together, both streamed. The same operations on the same values either way, so

@@ -518,14 +518,14 @@ const PIPELINE_MAX_ROW_BYTES: usize = 8192;
 /// [`Pipelining`] says; under `Auto` (the default) 16-bit storage (bf16, f16) on every
 /// CPU; f32/f64 rows with plain (in-cache) stores where
 /// [`pipelines_wide_rows`](crate::simd::pipelines_wide_rows) says (AMD CPUs), and with
-/// streamed stores (out of cache) where software prefetch pays
-/// ([`software_prefetch_pays`](crate::simd::software_prefetch_pays): not on AMD CPUs;
-/// the rows ahead are then prefetched into L2, [`Reach::L2`], unless the
-/// [`Prefetching`](crate::simd::Prefetching) hook turns prefetching off, which leaves
-/// this rule alone) on a backend that prefetches ([`Simd::PREFETCHES`]: not the portable
-/// one, where streamed f32 rows ran
-/// 0.80-1.6× as fast pipelined as one by one, LayerNorm 1.2-1.6×, RmsNorm 65536×512 and
-/// the fused 65536×512 rows 0.80-0.90×: Intel Xeon family 6 model 167, two rounds).
+/// streamed stores (out of cache) on a backend that prefetches ([`Simd::PREFETCHES`])
+/// where software prefetch pays
+/// ([`software_prefetch_pays`](crate::simd::software_prefetch_pays): not on AMD CPUs),
+/// whose rows ahead are then prefetched into L2 ([`Reach::L2`]; the
+/// [`Prefetching`](crate::simd::Prefetching) hook does not change this rule). Not on the
+/// portable backend, whose prefetches are no-ops: there streamed f32 rows ran 0.80-1.6×
+/// as fast pipelined as one by one (LayerNorm 1.2-1.6×, RmsNorm 65536×512 and the fused
+/// 65536×512 rows 0.80-0.90×; Intel Xeon family 6 model 167, two rounds).
 ///
 /// By A/B measurement (`benches/pipelining.rs`, f32, one thread). AMD EPYC family 25
 /// model 17 (Zen 4), one run of 3 December 2026, pipelined over one-by-one rows/s: in
