@@ -55,11 +55,11 @@ pub(crate) fn drive_add_rows<E: Copy + Send + Sync>(
     }
     // From the bytes the call moves: x and the residual read, h and y written.
     let moved = x.len() + r.map_or(h.len(), <[E]>::len) + h.len() + out.len();
-    let store = how
-        .stores()
-        .store_moved(std::mem::size_of::<E>().saturating_mul(moved));
+    let moved = std::mem::size_of::<E>().saturating_mul(moved);
+    let store = how.stores().store_moved(moved);
+    let near = crate::kernels::near(moved);
     let serial = |x: &[E], r: Option<&[E]>, h: &mut [E], y: &mut [E]| {
-        rows(x, r, h, Out { y, store });
+        rows(x, r, h, Out { y, store, near });
         if store == Store::Streaming {
             stream_fence();
         }

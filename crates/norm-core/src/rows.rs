@@ -117,13 +117,16 @@ pub(crate) fn run_rows<E: Elem, S: Stat>(
     stores: Stores,
     kernel: &impl RowKernel<E, S>,
 ) {
-    // Decided once for the whole call from the bytes it moves (x read, y written); short
-    // 16-bit rows keep plain stores where streaming them measured slower.
+    // Decided once for the whole call from the bytes it moves (x read, y written), as is
+    // whether the call stays near the core (`kernels::near`); short 16-bit rows keep
+    // plain stores where streaming them measured slower.
     let half = std::mem::size_of::<E>() == 2;
+    let moved = std::mem::size_of::<E>().saturating_mul(x.len() + out.len());
     let store = match stores {
         Stores::Auto if half && crate::simd::plain_stores_for_half_rows(d) => Store::Cached,
-        _ => stores.store_moved(std::mem::size_of::<E>().saturating_mul(x.len() + out.len())),
+        _ => stores.store_moved(moved),
     };
+    let near = crate::kernels::near(moved);
     #[cfg(feature = "rayon")]
     if d > 0 && go_parallel::<E>(x.len()) {
         use rayon::prelude::*;
@@ -141,22 +144,22 @@ pub(crate) fn run_rows<E: Elem, S: Stat>(
             .collect();
         blocks
             .into_par_iter()
-            .for_each(|(xb, ob, a, b)| run_rows_serial(xb, ob, a, b, store, kernel));
+            .for_each(|(xb, y, a, b)| run_rows_serial(xb, Out { y, store, near }, a, b, kernel));
         return;
     }
-    run_rows_serial(x, out, s0, s1, store, kernel);
+    run_rows_serial(x, Out { y: out, store, near }, s0, s1, kernel);
 }
 
 /// The serial body of [`run_rows`]: one call of the kernel over all the rows.
 fn run_rows_serial<E: Elem, S: Stat>(
     x: &[E],
-    y: &mut [E],
+    out: Out<'_, E>,
     s0: Option<&mut [S]>,
     s1: Option<&mut [S]>,
-    store: Store,
     kernel: &impl RowKernel<E, S>,
 ) {
-    kernel.rows(x, Out { y, store }, [s0, s1]);
+    let store = out.store;
+    kernel.rows(x, out, [s0, s1]);
     if store == Store::Streaming {
         stream_fence();
     }
@@ -264,12 +267,14 @@ fn strided_lanes<'a, E: Elem + 'a, S: Stat + 'a>(
                 Some(x) => x,
                 None => &xin[j * d..(j + 1) * d],
             };
+            // One row at a time: `near` matters only to runs of rows.
             let (sa, sb) = match ol.as_slice_mut() {
                 Some(o) => kernel.row(
                     xr,
                     Out {
                         y: o,
                         store: Store::Cached,
+                        near: false,
                     },
                 ),
                 None => {
@@ -279,6 +284,7 @@ fn strided_lanes<'a, E: Elem + 'a, S: Stat + 'a>(
                         Out {
                             y: &mut yout[j * d..(j + 1) * d],
                             store: Store::Cached,
+                            near: false,
                         },
                     )
                 }

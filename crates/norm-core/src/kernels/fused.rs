@@ -39,7 +39,7 @@ impl<K: Kind, F: Float, E, I: Io<E, F>> SimdOp<F> for AddRows<'_, K, I, E, F> {
         let AddRows { x, r, h, p, out, .. } = self;
         let d = p.weight.len();
         let rows = x.len().checked_div(d).unwrap_or(0);
-        let store = out.store;
+        let (store, near) = (out.store, out.near);
         let row = |i: usize| (&x[i * d..(i + 1) * d], r.map(|r| &r[i * d..(i + 1) * d]));
         let mut hs = h.chunks_exact_mut(d).take(rows);
         let mut ys = out.y.chunks_exact_mut(d);
@@ -58,7 +58,7 @@ impl<K: Kind, F: Float, E, I: Io<E, F>> SimdOp<F> for AddRows<'_, K, I, E, F> {
                 return;
             };
             let (xr, rr) = row(i);
-            let out = Out { y, store };
+            let out = Out { y, store, near };
             let hn = hs.next();
             let (xn, rn) = row((i + 1).min(rows - 1));
             let shift_n = hn.as_deref().map_or(shift, |hn| shift_at(xn, rn.unwrap_or(hn)));

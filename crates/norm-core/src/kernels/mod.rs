@@ -122,6 +122,25 @@ pub(crate) struct RowParams<'a, F> {
 pub(crate) struct Out<'a, F> {
     pub(crate) y: &'a mut [F],
     pub(crate) store: Store,
+    /// Whether the whole call this output belongs to is [`near`]: its arrays stay in a
+    /// core's L2 (the half-precision LayerNorm rows then widen once, `Rows`).
+    pub(crate) near: bool,
+}
+
+/// The most bytes a call may move (every array it reads and every array it writes,
+/// each once) to count as [`near`]: about a core's L2 (1-2 MiB on current x86-64 CPUs)
+/// and a little more, between the largest calls whose half-precision LayerNorm rows
+/// measured as fast or faster widened once (3 MiB) and the smallest measured slower
+/// (6 MiB) on an Intel Xeon (see
+/// [`widens_once_beyond_l2`](crate::simd::widens_once_beyond_l2)).
+pub(crate) const NEAR_MAX_BYTES: usize = 4 << 20;
+
+/// Whether a call that moves `bytes` (as [`NEAR_MAX_BYTES`] counts them) keeps its
+/// arrays in a core's L2. Decided once per call, like its store policy, so never
+/// differently per thread.
+#[inline]
+pub(crate) fn near(bytes: usize) -> bool {
+    bytes <= NEAR_MAX_BYTES
 }
 
 /// What the write pass applies: `center(h) = (h - shift) - m` (LayerNorm; RmsNorm leaves
@@ -370,7 +389,7 @@ impl<K: Kind, F: Float, E, I: Io<E, F>> SimdOp<F> for Rows<'_, K, I, E, F> {
     #[inline(always)]
     fn run<S: Simd<E = F>>(self, s: S) -> (F, F) {
         let d = self.p.weight.len();
-        let auto = K::CENTER && self.out.store == Store::Cached && d <= WIDEN_ONCE_MAX;
+        let auto = widens_once_auto::<K>(d, self.out.store, self.out.near);
         if narrower::<E, F>() && self.x.len() >= 2 * d && crate::simd::widens_once(auto) {
             // Two scratch rows: the row being written, and the next one, widened by its
             // first pass beside that write.
@@ -394,6 +413,19 @@ const fn narrower<E, F>() -> bool {
 /// once: two f32 scratch rows of 16 KiB, beside the
 /// rows themselves, is as much as L1 holds.
 const WIDEN_ONCE_MAX: usize = 4096;
+
+/// Whether `simd::Widening::Auto` widens each half-precision row of a run once, for
+/// norm `K`, rows of `d` elements, outputs written as `store`, in a call that is
+/// [`near`] or not: LayerNorm rows of up to [`WIDEN_ONCE_MAX`] elements with plain
+/// stores, in a call near the core or on a CPU where
+/// [`widens_once_beyond_l2`](crate::simd::widens_once_beyond_l2).
+#[inline(always)]
+fn widens_once_auto<K: Kind>(d: usize, store: Store, near: bool) -> bool {
+    K::CENTER
+        && store == Store::Cached
+        && d <= WIDEN_ONCE_MAX
+        && (near || crate::simd::widens_once_beyond_l2())
+}
 
 /// How a run of rows reads the passes of each row: all from the row in storage
 /// ([`Direct`]), or the first from storage, widening the row once into a scratch row of
@@ -448,7 +480,7 @@ fn rows<K: Kind, S: Simd, E, I: Io<E, S::E>, R: Reader>(
     } = this;
     let [mut cur, mut nxt] = bufs;
     let d = p.weight.len();
-    let (y, store) = (out.y, out.store);
+    let (y, store, near) = (out.y, out.store, out.near);
     let rows = x.len().checked_div(d).unwrap_or(0);
     let mut last = (S::E::zero(), S::E::zero());
     if rows == 0 {
@@ -463,7 +495,7 @@ fn rows<K: Kind, S: Simd, E, I: Io<E, S::E>, R: Reader>(
     for (i, yr) in y.chunks_exact_mut(d).take(rows).enumerate() {
         let xr = &x[i * d..(i + 1) * d];
         let (m, var) = moments::<K, S>(s, d, shift, first, R::again::<S, E, I>(xr, &*cur));
-        let out = Out { y: yr, store };
+        let out = Out { y: yr, store, near };
         let next = x.get((i + 1) * d..(i + 2) * d);
         let row = (xr, R::again::<S, E, I>(xr, &*cur));
         last = match next {
@@ -631,5 +663,27 @@ mod tests {
         }
         assert!(!pipelines::<Portable<f32>, f32>(2049, Store::Cached));
         assert!(!pipelines::<Portable<f32>, crate::bf16>(4097, Store::Streaming));
+    }
+
+    /// The `Auto` rule of the widening: LayerNorm rows with plain stores, up to
+    /// `WIDEN_ONCE_MAX` elements, in a call near the core (at most `NEAR_MAX_BYTES`
+    /// moved) or on a CPU that widens once beyond L2; never RmsNorm or streamed rows.
+    #[test]
+    fn auto_widens_once_as_documented() {
+        assert!(near(0) && near(NEAR_MAX_BYTES) && !near(NEAR_MAX_BYTES + 1));
+        let far = crate::simd::widens_once_beyond_l2();
+        for d in [1, 768, WIDEN_ONCE_MAX] {
+            assert!(widens_once_auto::<Layer>(d, Store::Cached, true));
+            assert_eq!(widens_once_auto::<Layer>(d, Store::Cached, false), far);
+            for near in [true, false] {
+                assert!(!widens_once_auto::<Layer>(d, Store::Streaming, near));
+                assert!(!widens_once_auto::<Rms>(d, Store::Cached, near));
+            }
+        }
+        assert!(!widens_once_auto::<Layer>(
+            WIDEN_ONCE_MAX + 1,
+            Store::Cached,
+            true
+        ));
     }
 }
