@@ -37,7 +37,7 @@ mod sealed {
         }
     }
 
-    /// Closes [`Element`](crate::Element) to `f32`, `f64`, `bf16` and `f16`, and routes
+    /// Closes [`Element`] to `f32`, `f64`, `bf16` and `f16`, and routes
     /// the one generic API of `LayerNorm<E>`/`RmsNorm<E>` to the drivers for each: the
     /// f32/f64 kernels directly, the half types through `storage.rs` (widen, the f32
     /// kernel, round once). One inherent impl for all four types keeps type inference

@@ -1,5 +1,5 @@
 //! The write pass of both norms, `y = center(h) · (r·w) + b` with `center` the identity
-//! for RmsNorm: its loop over plain or streaming stores ([`write_pass!`]), the cache-line
+//! for RmsNorm: its loop over plain or streaming stores (`write_pass!`), the cache-line
 //! geometry of streaming stores, and the one store helper ([`put`]).
 
 use super::stats::{Beside, Source};
@@ -149,7 +149,7 @@ fn stream_head<S: Simd>((addr, size): (usize, usize), store: Store) -> Option<us
 }
 
 /// Stores vector `v` to `out[i..i + W]`, non-temporally when `store` says so (see
-/// [`write_pass!`]).
+/// `write_pass!`).
 ///
 /// # Safety
 /// `i + W <= out.len()`, and with `Streaming`, `out[i..]` is aligned to the vector size.
@@ -178,7 +178,7 @@ pub(super) fn h_store<S: Simd, T>(h: *const T, out: *const T, in_place: bool) ->
 }
 
 /// `(v - shift) - m` for LayerNorm (`vs`, `vm` splatted), `v` for RmsNorm: a function,
-/// not a closure (see [`write_pass!`]).
+/// not a closure (see `write_pass!`).
 #[inline(always)]
 fn center<K: Kind, S: Simd>(s: S, v: S::V, vs: S::V, vm: S::V) -> S::V {
     if K::CENTER { s.sub(s.sub(v, vs), vm) } else { v }
@@ -257,7 +257,7 @@ pub(super) fn write<K: Kind, S: Simd>(
 
 /// Output vector `i..i + W` of the write pass: `center(h) · (r·w) + b`, or without `b`
 /// `center(h) · (r·w)` (`(vs, vm, vr)`: shift, mean and `r` splatted). A function, not
-/// a closure (see [`write_pass!`]); each arm of [`write`] passes a constant `bias`
+/// a closure (see `write_pass!`); each arm of [`write()`] passes a constant `bias`
 /// shape, so the choice folds away.
 ///
 /// # Safety

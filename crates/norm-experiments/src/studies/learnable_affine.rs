@@ -87,7 +87,7 @@ impl StudyConfig for Config {
     /// [`StudyError::InvalidConfig`] for fewer than 2 samples or features, `steps` or
     /// `bins` 0, a non-finite mean, a std, lr not finite and > 0, a negative or
     /// non-finite eps, or an lr at which gradient descent on this loss cannot converge
-    /// (`lr ≥ 0.5`: the loss curvature is about 2 per parameter, see [`run`]).
+    /// (`lr ≥ 0.5`: the loss curvature is about 2 per parameter, see `fit_feature`).
     fn validate(&self) -> Result<(), StudyError> {
         require_at_least(
             ID,

@@ -89,7 +89,8 @@ impl Font {
     }
 }
 
-/// The body of an SVG document being written (elements only; see [`Svg::finish`]).
+/// The body of an SVG document being written (elements only; [`Svg::into_body`] gives
+/// them to [`document`]).
 pub struct Svg {
     buf: String,
 }
