@@ -6,6 +6,12 @@
 //! (`simd::software_prefetch_pays`: not on AMD CPUs) came from these groups; run them to
 //! check it on another CPU. Both ways compute the same bits (tests/pipelining.rs), so
 //! only the time differs.
+//!
+//! Groups `prefetch_reach/*`: the same rows as the public functions run them
+//! (`Pipelining::Auto`), prefetching the rows ahead into L1 (`Prefetching::IntoL1`,
+//! `prefetcht0`) against into L2 only (`IntoL2`, `prefetcht1`), side by side: the
+//! measurement behind the forward's rule (L1 for calls with plain stores, in cache; L2
+//! for calls whose outputs stream, out of cache).
 
 use std::hint::black_box;
 use std::time::{Duration, Instant};
@@ -13,7 +19,7 @@ use std::time::{Duration, Instant};
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use norm_core::dispatch::ForcedPath;
 use norm_core::simd::{Pipelining, Prefetching, set_pipelining, set_prefetching};
-use norm_core::{LayerNorm, RmsNorm};
+use norm_core::{KernelPath, LayerNorm, RmsNorm};
 
 /// The forward groups' in-cache shape, and rows of 2 KiB and 16 KiB far beyond the
 /// caches (128 MiB per array, outputs streamed).
@@ -28,12 +34,16 @@ fn data(n: usize, seed: u32) -> Vec<f32> {
         .collect()
 }
 
-/// Times `iters` calls of `f` on `pool`, rows one after another and with `mode` in
-/// force (criterion's `Criterion` is not `Send`, so the pool runs the timing loop),
-/// restoring `Auto` after.
-fn timed(pool: &rayon::ThreadPool, mode: Prefetching, iters: u64, mut f: impl FnMut() + Send) -> Duration {
-    set_pipelining(Pipelining::Never);
-    set_prefetching(mode);
+/// Times `iters` calls of `f` on `pool` with `modes` in force (criterion's `Criterion`
+/// is not `Send`, so the pool runs the timing loop), restoring `Auto` after.
+fn timed(
+    pool: &rayon::ThreadPool,
+    modes: (Prefetching, Pipelining),
+    iters: u64,
+    mut f: impl FnMut() + Send,
+) -> Duration {
+    set_pipelining(modes.1);
+    set_prefetching(modes.0);
     let t = pool.install(|| {
         let t = Instant::now();
         for _ in 0..iters {
@@ -46,7 +56,34 @@ fn timed(pool: &rayon::ThreadPool, mode: Prefetching, iters: u64, mut f: impl Fn
     t
 }
 
+/// `prefetching/*`: rows one after another, without and with the prefetch.
 fn bench(c: &mut Criterion) {
+    groups(
+        c,
+        "prefetching",
+        [
+            ((Prefetching::Never, Pipelining::Never), "no-prefetch"),
+            ((Prefetching::Always, Pipelining::Never), "prefetch"),
+        ],
+    );
+}
+
+/// `prefetch_reach/*`: the rows as the public functions run them, prefetched into L1
+/// and into L2.
+fn bench_reach(c: &mut Criterion) {
+    groups(
+        c,
+        "prefetch_reach",
+        [
+            ((Prefetching::IntoL1, Pipelining::Auto), "l1"),
+            ((Prefetching::IntoL2, Pipelining::Auto), "l2"),
+        ],
+    );
+}
+
+/// One group `{prefix}/{norm}` per norm (plain and fused), each shape and path timed
+/// under both `modes` side by side.
+fn groups(c: &mut Criterion, prefix: &str, modes: [((Prefetching, Pipelining), &str); 2]) {
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(1)
         .build()
@@ -57,7 +94,7 @@ fn bench(c: &mut Criterion) {
         ("layer_norm_add", true, true),
         ("rms_norm_add", false, true),
     ] {
-        let mut g = c.benchmark_group(format!("prefetching/{name}"));
+        let mut g = c.benchmark_group(format!("{prefix}/{name}"));
         for (rows, d) in SHAPES {
             let n = rows * d;
             let (x, r) = (data(n, 1), data(n, 2));
@@ -70,10 +107,11 @@ fn bench(c: &mut Criterion) {
             let arrays = if fused { 4 } else { 2 };
             g.throughput(Throughput::BytesDecimal((arrays * n * 4) as u64));
             for p in ForcedPath::all() {
-                for (mode, label) in [
-                    (Prefetching::Never, "no-prefetch"),
-                    (Prefetching::Always, "prefetch"),
-                ] {
+                // The portable path's prefetches are no-ops: it has no reach to compare.
+                if prefix == "prefetch_reach" && p.path() == KernelPath::Portable {
+                    continue;
+                }
+                for (mode, label) in modes {
                     let fname = format!("{}-{label}", p.path().name());
                     g.bench_function(BenchmarkId::new(fname, &id), |b| {
                         b.iter_custom(|it| {
@@ -103,6 +141,6 @@ fn bench(c: &mut Criterion) {
 criterion_group! {
     name = benches;
     config = Criterion::default().sample_size(10).warm_up_time(Duration::from_millis(500)).measurement_time(Duration::from_secs(2));
-    targets = bench
+    targets = bench, bench_reach
 }
 criterion_main!(benches);

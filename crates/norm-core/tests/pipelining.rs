@@ -98,7 +98,12 @@ fn case<E: Element>(d: usize, seed: u64) {
             set_pipelining(Pipelining::Auto);
             let auto = outputs(q, d, &x, &r, seed);
             let mut unfetched = Vec::new();
-            for mode in [Prefetching::Never, Prefetching::Always] {
+            for mode in [
+                Prefetching::Never,
+                Prefetching::Always,
+                Prefetching::IntoL1,
+                Prefetching::IntoL2,
+            ] {
                 set_pipelining(Pipelining::Never);
                 set_prefetching(mode);
                 unfetched.push(outputs(q, d, &x, &r, seed));

@@ -573,7 +573,10 @@ const PIPELINE_MAX_ROW_BYTES: usize = 8192;
 /// (into L2 out of cache), one binary, three alternating rounds, best of batches, f32
 /// out of cache (65536×512, 65536×1024, 16384×2048): LayerNorm pipelined 1.02-1.36×
 /// the GB/s one by one (AVX2 65536×512 10.5-11.5 -> 13.5-14.2, AVX-512 13.2-14.6 ->
-/// 15.2-16.2), RmsNorm 0.98-1.16×, the fused rows 0.95-1.14× (LayerNorm 1.0-1.14×).
+/// 15.2-16.2), RmsNorm 0.98-1.16×, the fused rows 0.95-1.14× (LayerNorm 1.0-1.14×);
+/// f64 (same CPU and method, 4 December 21:45, two rounds, Auto over one by one):
+/// LayerNorm 65536×512 1.26-1.34×, 16384×1024 1.09-1.29×, RmsNorm 0.98-1.10×
+/// (rows of 32 KiB, 8192×4096, run one by one either way: 0.98-1.02×).
 #[inline(always)]
 fn pipelines<S: Simd, E>(d: usize, store: Store) -> bool {
     if d.saturating_mul(std::mem::size_of::<E>()) > PIPELINE_MAX_ROW_BYTES {

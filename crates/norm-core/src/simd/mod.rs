@@ -589,16 +589,28 @@ pub fn pipelining() -> Pipelining {
 /// A process-wide setting ([`set_prefetching`]), a benchmark hook: the `prefetching/*`
 /// criterion groups (norm-core `benches/prefetching.rs`, norm-autograd
 /// `benches/backward.rs`) measure both ways side by side on every path, so that the
-/// rule [`Auto`](Prefetching::Auto) applies can be checked on any CPU.
+/// rule [`Auto`](Prefetching::Auto) applies can be checked on any CPU; the
+/// `prefetch_reach/*` groups (norm-core `benches/prefetching.rs`) measure
+/// [`IntoL1`](Prefetching::IntoL1) against [`IntoL2`](Prefetching::IntoL2), the rule
+/// by which the forward rows prefetch into L1 in cache and into L2 out of cache.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
 pub enum Prefetching {
     /// Each kernel's own rule ([`prefetches_ahead`]; what the public functions do).
     #[default]
     Auto,
-    /// Always prefetch the rows ahead.
+    /// Always prefetch the rows ahead (the forward rows into L1 for a call whose
+    /// outputs are written with plain stores, into L2 for one whose outputs stream).
     Always,
     /// Never: leave it to the CPU's hardware prefetchers.
     Never,
+    /// Always, and the forward rows (plain and fused) prefetch into L1 whatever their
+    /// store policy (`prefetcht0`). The backward takes it as `Always`.
+    IntoL1,
+    /// Always, and the forward rows (plain and fused) prefetch into L2 only whatever
+    /// their store policy ([`Simd::prefetch_far`], `prefetcht1`). The backward takes it
+    /// as `Always`.
+    IntoL2,
 }
 
 static PREFETCHING: AtomicU8 = AtomicU8::new(0);
@@ -619,6 +631,8 @@ pub fn set_prefetching(p: Prefetching) {
         Prefetching::Auto => 0,
         Prefetching::Always => 1,
         Prefetching::Never => 2,
+        Prefetching::IntoL1 => 3,
+        Prefetching::IntoL2 => 4,
     };
     PREFETCHING.store(v, Ordering::Relaxed);
 }
@@ -629,6 +643,8 @@ pub fn prefetching() -> Prefetching {
     match PREFETCHING.load(Ordering::Relaxed) {
         1 => Prefetching::Always,
         2 => Prefetching::Never,
+        3 => Prefetching::IntoL1,
+        4 => Prefetching::IntoL2,
         _ => Prefetching::Auto,
     }
 }
@@ -716,7 +732,7 @@ pub fn widens_once(auto: bool) -> bool {
 #[inline]
 pub fn prefetches_ahead(auto: bool) -> bool {
     match prefetching() {
-        Prefetching::Always => true,
+        Prefetching::Always | Prefetching::IntoL1 | Prefetching::IntoL2 => true,
         Prefetching::Never => false,
         Prefetching::Auto => auto,
     }
