@@ -13,8 +13,9 @@
 //!
 //! Groups `widening/*`: the same bf16 and f16 forward per path with each row widened
 //! once into an f32 scratch row by its first pass (`simd::Widening::Once`) and widened
-//! again on every pass (`EveryPass`) side by side, at 512×768, 65536×512 and 8192×4096:
-//! the measurement behind `Widening::Auto`. Same bits either way. Out of cache each
+//! again on every pass (`EveryPass`) side by side, at 512×768, 1024×768 and 4096×768
+//! (3 and 12 MiB moved, either side of the 4 MiB up to which `Auto` widens once),
+//! 65536×512 and 8192×4096: the measurement behind `Widening::Auto`. Same bits either way. Out of cache each
 //! runs twice more with every output written with plain stores (`-plain`, where
 //! `Stores::Auto` streams them): the measurement a store policy for 16-bit outputs
 //! would rest on (streamed 16-bit stores are half or a quarter of a line each).
@@ -157,7 +158,7 @@ fn bench_widening(c: &mut Criterion) {
     let (pool, paths) = (one_thread_pool(), vector_paths());
     for (name, ln) in [("layer_norm", true), ("rms_norm", false)] {
         let mut g = c.benchmark_group(format!("widening/{name}"));
-        for (rows, d) in [(512, 768), (65536, 512), (8192, 4096)] {
+        for (rows, d) in [(512, 768), (1024, 768), (4096, 768), (65536, 512), (8192, 4096)] {
             let n = rows * d;
             let x32 = data(n);
             let xb: Vec<bf16> = x32.iter().map(|&v| bf16::from_f32(v)).collect();

@@ -65,6 +65,7 @@ fn bench(c: &mut Criterion) {
             ((Prefetching::Never, Pipelining::Never), "no-prefetch"),
             ((Prefetching::Always, Pipelining::Never), "prefetch"),
         ],
+        true,
     );
 }
 
@@ -78,12 +79,15 @@ fn bench_reach(c: &mut Criterion) {
             ((Prefetching::IntoL1, Pipelining::Auto), "l1"),
             ((Prefetching::IntoL2, Pipelining::Auto), "l2"),
         ],
+        false,
     );
 }
 
 /// One group `{prefix}/{norm}` per norm (plain and fused), each shape and path timed
 /// under both `modes` side by side.
-fn groups(c: &mut Criterion, prefix: &str, modes: [((Prefetching, Pipelining), &str); 2]) {
+/// `portable`: whether the portable path runs too (its prefetches are no-ops, so it has
+/// no reach to compare).
+fn groups(c: &mut Criterion, prefix: &str, modes: [((Prefetching, Pipelining), &str); 2], portable: bool) {
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(1)
         .build()
@@ -107,8 +111,7 @@ fn groups(c: &mut Criterion, prefix: &str, modes: [((Prefetching, Pipelining), &
             let arrays = if fused { 4 } else { 2 };
             g.throughput(Throughput::BytesDecimal((arrays * n * 4) as u64));
             for p in ForcedPath::all() {
-                // The portable path's prefetches are no-ops: it has no reach to compare.
-                if prefix == "prefetch_reach" && p.path() == KernelPath::Portable {
+                if !portable && p.path() == KernelPath::Portable {
                     continue;
                 }
                 for (mode, label) in modes {

@@ -104,11 +104,13 @@ fn case<E: Element>(d: usize, seed: u64) {
                 Prefetching::IntoL1,
                 Prefetching::IntoL2,
             ] {
-                set_pipelining(Pipelining::Never);
-                set_prefetching(mode);
-                unfetched.push(outputs(q, d, &x, &r, seed));
-                set_pipelining(Pipelining::Auto);
-                set_prefetching(Prefetching::Auto);
+                for piping in [Pipelining::Never, Pipelining::Always] {
+                    set_pipelining(piping);
+                    set_prefetching(mode);
+                    unfetched.push(outputs(q, d, &x, &r, seed));
+                    set_pipelining(Pipelining::Auto);
+                    set_prefetching(Prefetching::Auto);
+                }
             }
             let mut widened = Vec::new();
             for w in [Widening::Once, Widening::EveryPass] {

@@ -3,8 +3,8 @@
 //! ([`Halfs`], and [`HalfAddInto`] for the fused residual add), and writing each output
 //! rounded once into 16 bits as it stores ([`HalfOut`]). No conversion pass: a half row
 //! costs the f32 kernel's passes over half the bytes. Where it measured faster
-//! (LayerNorm rows in cache, `simd::Widening`), a batch's first pass over each row also
-//! leaves the widened row in an f32 scratch row ([`HalfsInto`]) that the later passes
+//! (LayerNorm rows of small calls, `simd::Widening`), a batch's first pass over each row
+//! also leaves the widened row in an f32 scratch row ([`HalfsInto`]) that the later passes
 //! (the write pass, and the centred pass where it runs) read instead of widening again.
 //!
 //! The values are the f32 kernel's: the widening is exact, so every pass sees the f32

@@ -11,8 +11,9 @@
 //! - `rescue.rs`: rows whose squares overflow or underflow, redone scaled in f64;
 //! - `fused.rs`: the residual-add variants (`h = x + r`, then the norm of `h`);
 //! - `half.rs`: the bf16/f16 rows on the same bodies (16-bit loads widened in
-//!   registers, outputs rounded once as they are stored; LayerNorm rows in cache widened
-//!   once into f32 scratch rows by their first pass: [`Reader`]);
+//!   registers, outputs rounded once as they are stored; LayerNorm rows of small calls,
+//!   and on AMD CPUs of calls with plain stores, widened once into f32 scratch rows by
+//!   their first pass: [`Reader`]);
 //! - here: the kinds, the parameter structs, and the forward rows themselves.
 //!
 //! Contiguous rows run a whole run of rows in one call of the vector entry point
@@ -122,22 +123,22 @@ pub(crate) struct RowParams<'a, F> {
 pub(crate) struct Out<'a, F> {
     pub(crate) y: &'a mut [F],
     pub(crate) store: Store,
-    /// Whether the whole call this output belongs to is [`near`]: its arrays stay in a
-    /// core's L2 (the half-precision LayerNorm rows then widen once, `Rows`).
+    /// Whether the whole call this output belongs to is [`near`]: small, at most about
+    /// a core's L2 (the half-precision LayerNorm rows then widen once, `Rows`).
     pub(crate) near: bool,
 }
 
 /// The most bytes a call may move (every array it reads and every array it writes,
-/// each once) to count as [`near`]: about a core's L2 (1-2 MiB on current x86-64 CPUs)
-/// and a little more, between the largest calls whose half-precision LayerNorm rows
-/// measured as fast or faster widened once (3 MiB) and the smallest measured slower
-/// (6 MiB) on an Intel Xeon (see
+/// each once) to count as [`near`]: two to four times a core's L2 (1-2 MiB on current
+/// x86-64 CPUs), between the largest calls whose half-precision LayerNorm rows measured
+/// even widened once (3 MiB) and the smallest measured slower (6 MiB) on an Intel Xeon
+/// (see
 /// [`widens_once_beyond_l2`](crate::simd::widens_once_beyond_l2)).
 pub(crate) const NEAR_MAX_BYTES: usize = 4 << 20;
 
-/// Whether a call that moves `bytes` (as [`NEAR_MAX_BYTES`] counts them) keeps its
-/// arrays in a core's L2. Decided once per call, like its store policy, so never
-/// differently per thread.
+/// Whether a call that moves `bytes` (as [`NEAR_MAX_BYTES`] counts them) is small
+/// enough that its half-precision LayerNorm rows widen once. Decided once per call,
+/// like its store policy, so never differently per thread.
 #[inline]
 pub(crate) fn near(bytes: usize) -> bool {
     bytes <= NEAR_MAX_BYTES
@@ -389,8 +390,10 @@ impl<K: Kind, F: Float, E, I: Io<E, F>> SimdOp<F> for Rows<'_, K, I, E, F> {
     #[inline(always)]
     fn run<S: Simd<E = F>>(self, s: S) -> (F, F) {
         let d = self.p.weight.len();
-        let auto = widens_once_auto::<K>(d, self.out.store, self.out.near);
-        if narrower::<E, F>() && self.x.len() >= 2 * d && crate::simd::widens_once(auto) {
+        if narrower::<E, F>()
+            && self.x.len() >= 2 * d
+            && crate::simd::widens_once(widens_once_auto::<K>(d, self.out.store, self.out.near))
+        {
             // Two scratch rows: the row being written, and the next one, widened by its
             // first pass beside that write.
             let mut buf = vec![F::zero(); 2 * d];
@@ -553,8 +556,9 @@ const PIPELINE_MAX_ROW_BYTES: usize = 8192;
 /// streamed stores (out of cache) on a backend that prefetches ([`Simd::PREFETCHES`])
 /// where software prefetch pays
 /// ([`software_prefetch_pays`](crate::simd::software_prefetch_pays): not on AMD CPUs),
-/// whose rows ahead are then prefetched into L2 ([`Reach::L2`]; the
-/// [`Prefetching`](crate::simd::Prefetching) hook does not change this rule). Not on the
+/// whose rows ahead are then prefetched into L2 ([`Reach::L2`], unless
+/// `Prefetching::IntoL1` forces L1; the [`Prefetching`](crate::simd::Prefetching) hook
+/// does not change this rule). Not on the
 /// portable backend, whose prefetches are no-ops: there streamed f32 rows ran 0.80-1.6×
 /// as fast pipelined as one by one (LayerNorm 1.2-1.6×, RmsNorm 65536×512 and the fused
 /// 65536×512 rows 0.80-0.90×; Intel Xeon family 6 model 167, two rounds).

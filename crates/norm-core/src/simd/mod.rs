@@ -655,8 +655,8 @@ pub fn prefetching() -> Prefetching {
 /// scratch rows per call). Like [`Stores`], the choice never changes a value: the
 /// widening is exact, so every pass sees the same f32 row either way. Under `Auto` the
 /// kernels follow their own rule ([`widens_once`]): LayerNorm rows of up to 4096
-/// elements written with plain stores widen once in calls that stay in a core's L2
-/// (at most 4 MiB moved), and beyond that only where [`widens_once_beyond_l2`] says
+/// elements written with plain stores widen once in small calls (at most 4 MiB moved,
+/// about a core's L2), and in larger ones only where [`widens_once_beyond_l2`] says
 /// (AMD CPUs); RmsNorm rows (one later pass only) and rows whose outputs stream (out of
 /// cache) widen on every pass.
 ///
@@ -772,11 +772,10 @@ pub fn plain_stores_for_half_rows(d: usize) -> bool {
     d <= PLAIN_HALF_ROW_MAX && cpu_is_amd()
 }
 
-/// Whether LayerNorm's bf16/f16 rows widen once under [`Widening::Auto`] in calls whose
-/// arrays do not stay in a core's L2 (more than 4 MiB moved), where their outputs are
-/// written with plain stores: on AMD CPUs (CPUID vendor), where that is what
-/// [`plain_stores_for_half_rows`] pairs with; not elsewhere. Calls that stay in L2
-/// widen those rows once on every CPU.
+/// Whether LayerNorm's bf16/f16 rows widen once under [`Widening::Auto`] in calls larger
+/// than a core's L2 (more than 4 MiB moved) whose outputs are written with plain
+/// stores: on AMD CPUs (CPUID vendor), where that is what [`plain_stores_for_half_rows`]
+/// pairs with; not elsewhere. Smaller calls widen those rows once on every CPU.
 ///
 /// By A/B measurement, one thread, LayerNorm, best of batches. AMD EPYC family 25
 /// model 17 (Zen 4), plain stores out of cache, once over the streamed default that
@@ -784,10 +783,11 @@ pub fn plain_stores_for_half_rows(d: usize) -> bool {
 /// pass with plain stores: 1.00-1.05 and 1.04-1.22). Intel Xeon family 6 model 167
 /// (4 December 2026, one binary, `Widening` switched at run time, two rounds, AVX-512
 /// and forced AVX2), whose 480 MiB reported L3 keeps 64 MiB outputs on plain stores:
-/// once over every pass 0.66-0.89× at 65536×512 and 8192×4096 (bf16 LayerNorm
-/// 65536×512 AVX-512 2.65-3.21 G elements/s every pass, 2.24-2.43 once), 0.92-1.04×
-/// at 4096×768 and 2048×768 (12 and 6 MiB moved), 0.94-1.08× at 64×768 to 1024×768
-/// (up to 3 MiB).
+/// once over every pass, per pair of runs, 0.66-0.89× at 65536×512 and 8192×4096
+/// (bf16 LayerNorm 65536×512 AVX-512 10.6-12.8 GB/s every pass, 9.0-9.7 once),
+/// 0.84-1.00× at 4096×768 and 2048×768 (12 and 6 MiB moved), 0.87-1.09× at 64×768 to
+/// 1024×768 (up to 3 MiB: no consistent side). The `widening/*` groups (norm-core
+/// `benches/half.rs`) time these shapes side by side.
 ///
 /// # Example
 /// ```
