@@ -15,10 +15,11 @@
 //! once into an f32 scratch row by its first pass (`simd::Widening::Once`) and widened
 //! again on every pass (`EveryPass`) side by side, at 512×768, 1024×768 and 4096×768
 //! (3 and 12 MiB moved, either side of the 4 MiB up to which `Auto` widens once),
-//! 65536×512 and 8192×4096: the measurement behind `Widening::Auto`. Same bits either way. Out of cache each
-//! runs twice more with every output written with plain stores (`-plain`, where
-//! `Stores::Auto` streams them): the measurement a store policy for 16-bit outputs
-//! would rest on (streamed 16-bit stores are half or a quarter of a line each).
+//! 65536×512 and 8192×4096: the measurement behind `Widening::Auto`. Same bits either
+//! way. Out of cache each runs twice more with every output written with plain stores
+//! (`-plain`, where `Stores::Auto` streams them): the measurement a store policy for
+//! 16-bit outputs would rest on (streamed 16-bit stores are half or a quarter of a line
+//! each).
 
 use std::hint::black_box;
 use std::time::{Duration, Instant};
