@@ -180,21 +180,27 @@ impl<S: Simd<E = f32>, H: Half> Source<S> for HalfSum<'_, H> {
     }
 }
 
-/// A half-precision output row: each f32 output rounded once as it is stored.
-struct HalfOut<'a, H>(Out<'a, H>);
+/// A half-precision output row: each f32 output rounded once as it is stored. The
+/// scalar elements of a streamed row go out in pairs, one 4-byte non-temporal store
+/// each ([`Simd::stream_pair`]): the first of a pair waits in `pending` for the second,
+/// and [`Sink::flush`] stores a lone one.
+struct HalfOut<'a, H> {
+    out: Out<'a, H>,
+    pending: Option<(usize, H)>,
+}
 
 impl<S: Simd<E = f32>, H: Half> Sink<S> for HalfOut<'_, H> {
     #[inline(always)]
     fn len(&self) -> usize {
-        self.0.y.len()
+        self.out.y.len()
     }
     #[inline(always)]
     fn store(&self) -> Store {
-        self.0.store
+        self.out.store
     }
     #[inline(always)]
     fn geometry(&self) -> (usize, usize) {
-        (self.0.y.as_ptr() as usize, std::mem::size_of::<H>())
+        (self.out.y.as_ptr() as usize, std::mem::size_of::<H>())
     }
     #[inline(always)]
     unsafe fn put(&mut self, s: S, i: usize, v: S::V, store: Store) {
@@ -204,18 +210,39 @@ impl<S: Simd<E = f32>, H: Half> Sink<S> for HalfOut<'_, H> {
         // values (`h`, and `w`, `b` widened once per call) and finite statistics (a row
         // whose variance is not finite goes to the rescue path), so each NaN lane is the
         // default NaN or a widened one, with zero low 16 bits.
-        unsafe { s.store_half_as::<H, true>(self.0.y.as_mut_ptr().add(i), v, store) }
+        unsafe { s.store_half_as::<H, true>(self.out.y.as_mut_ptr().add(i), v, store) }
     }
     #[inline(always)]
     unsafe fn put2(&mut self, s: S, i: usize, a: S::V, b: S::V, store: Store) {
         // SAFETY: `i + 2·W <= len` per the contract; with `Streaming`, element `i` is a
         // multiple of `2·W` elements from a cache-line boundary, so aligned to `4·W`
         // bytes. Both computed, as in `put`.
-        unsafe { s.store_half2_as::<H, true>(self.0.y.as_mut_ptr().add(i), a, b, store) }
+        unsafe { s.store_half2_as::<H, true>(self.out.y.as_mut_ptr().add(i), a, b, store) }
     }
     #[inline(always)]
-    fn set(&mut self, j: usize, v: f32) {
-        self.0.y[j] = H::narrow1(v);
+    fn set(&mut self, s: S, j: usize, v: f32, store: Store) {
+        let h = H::narrow1(v);
+        if let Some((i, a)) = self.pending.take() {
+            if i + 1 == j {
+                s.stream_pair(self.out.y, i, a, h);
+                return;
+            }
+            self.out.y[i] = a;
+        }
+        // `movnti` writes 4 bytes: a 16-bit element waits for its neighbour when the
+        // two fill an aligned 4-byte word.
+        let at = self.out.y.as_ptr().wrapping_add(j) as usize;
+        if store == Store::Streaming && at.is_multiple_of(4) && j + 1 < self.out.y.len() {
+            self.pending = Some((j, h));
+        } else {
+            self.out.y[j] = h;
+        }
+    }
+    #[inline(always)]
+    fn flush(&mut self) {
+        if let Some((i, a)) = self.pending.take() {
+            self.out.y[i] = a;
+        }
     }
 }
 
@@ -230,7 +257,7 @@ impl<H: Half> Io<H, f32> for Narrow {
     }
     #[inline(always)]
     fn sink<S: Simd<E = f32>>(out: Out<'_, H>) -> impl Sink<S> {
-        HalfOut(out)
+        HalfOut { out, pending: None }
     }
     #[inline(always)]
     fn tee<'a, S: Simd<E = f32>>(x: &'a [H], buf: &'a mut [f32]) -> impl Source<S> {

@@ -33,6 +33,13 @@ pub(super) trait Source<S: Simd> {
     unsafe fn vec(&mut self, s: S, i: usize) -> S::V;
     /// Element `i` (checked).
     fn one(&mut self, i: usize) -> S::E;
+    /// [`one`](Source::one) in a write pass whose output element `i` is written as
+    /// `store` says; sources that write a side output may stream it too.
+    #[inline(always)]
+    fn one_to(&mut self, s: S, i: usize, store: Store) -> S::E {
+        let _ = (s, store);
+        self.one(i)
+    }
     /// [`vec`](Source::vec) in a write pass whose output vector at `i` is written as
     /// `store` says (`Streaming`: `i` is at a vector boundary of the output); sources
     /// that write a side output may stream it too.
@@ -158,6 +165,20 @@ impl<S: Simd> Source<S> for AddInto<'_, S::E> {
     fn one(&mut self, i: usize) -> S::E {
         let v = self.x[i] + self.r.map_or(self.h[i], |r| r[i]);
         self.h[i] = v;
+        v
+    }
+    #[inline(always)]
+    fn one_to(&mut self, s: S, i: usize, store: Store) -> S::E {
+        // In place (`r = None`, `h` holds the residual) the next element's read would
+        // follow a non-temporal store into the same line: plain stores there.
+        let Some(r) = self.r else {
+            return <Self as Source<S>>::one(self, i);
+        };
+        if (store, self.h_store) != (Store::Streaming, Store::Streaming) {
+            return <Self as Source<S>>::one(self, i);
+        }
+        let v = self.x[i] + r[i];
+        s.stream1(self.h, i, v);
         v
     }
 }

@@ -10,17 +10,22 @@ use crate::simd::{Simd, Store};
 /// `$i` and `$store` bound) writes elements `$i..$i + W` (`$store`: how; `Streaming`
 /// only at a vector boundary of the output), `$pair` (with `$i2`, `$store2`) writes
 /// elements `$i2..$i2 + 2·W` as `$vector` would write its two vectors (`Streaming` only
-/// at an even vector from a cache-line boundary), `$scalar` writes element `$j`, `$touch`
+/// at an even vector from a cache-line boundary), `$scalar` writes element `$j` as
+/// `$sst` says, `$touch`
 /// (with `$t`, `$span` bound) is the work done beside the vectors at `$t..$t + $span`
 /// (a prefetch of what they will want next, or a step of the next row's reduction). `$vector` and `$scalar` must compute each element with the same
 /// operations, so which of them writes an element never changes a bit.
 ///
-/// Plain (`$head = None`): vectors from element 0 on. Streaming (`$head = Some(a)`, `a`
-/// the first element of the output at a cache-line boundary, `$line` elements per line):
-/// scalars before `a`, then vectors, streamed while they fill whole lines, so no line is
-/// written partly by plain and partly by non-temporal stores (that would flush a
-/// half-filled write-combining buffer). Either way the elements after the last full
-/// vector are scalars.
+/// Plain (`$head = None`): vectors from element 0 on, then the elements after the last
+/// full vector as plain scalars. Streaming (`$head = Some(a)`, `a` the first element of
+/// the output at a cache-line boundary, `$line` elements per line): streamed scalars
+/// before `a`, then streamed vectors while they fill whole lines, then streamed scalars
+/// for the rest, so no line is written partly by plain and partly by non-temporal
+/// stores (that would flush a half-filled write-combining buffer), and no plain store
+/// reads a line from memory: the lines at the two ends of a row are shared with the
+/// rows beside it when the output is not aligned to a cache line, and a plain store
+/// that misses there holds up every store behind it until its line arrives (once per
+/// row; measured in `norm-autograd`'s `Storage::put1`).
 ///
 /// The streamed and the plain vectors are separate loops, each four vectors a step (two
 /// pairs, one prefetch per step), so the store kind is a constant inside each and the loop
@@ -36,17 +41,19 @@ macro_rules! write_pass {
      |$t:ident, $span:ident| $touch:expr,
      |$i:ident, $store:ident| $vector:expr,
      |$i2:ident, $store2:ident| $pair:expr,
-     |$j:ident| $scalar:expr $(,)?) => {{
+     |$j:ident, $sst:ident| $scalar:expr $(,)?) => {{
         let (n, w) = ($n, $w);
-        let (start, nt_end) = match $head {
-            Some(a) if a + w <= n => (a, a + (n - a) / $line * $line),
-            _ => (0, 0),
+        let (start, nt_end, edge) = match $head {
+            Some(a) if a + w <= n => (a, a + (n - a) / $line * $line, Store::Streaming),
+            _ => (0, 0, Store::Cached),
         };
+        let $sst = edge;
         for $j in 0..start {
             $scalar;
         }
         let mut at = start;
-        for (end, $store) in [(nt_end, Store::Streaming), (n, Store::Cached)] {
+        let plain_end = if edge == Store::Streaming { nt_end } else { n };
+        for (end, $store) in [(nt_end, Store::Streaming), (plain_end, Store::Cached)] {
             while at + 4 * w <= end {
                 {
                     let ($t, $span) = (at, 4 * w);
@@ -106,8 +113,13 @@ pub(super) trait Sink<S: Simd> {
             self.put(s, i + S::W, b, store);
         }
     }
-    /// Writes element `j` (checked).
-    fn set(&mut self, j: usize, v: S::E);
+    /// Writes element `j` (checked), non-temporally where `store` says `Streaming` and
+    /// the sink can ([`Simd::stream1`]).
+    fn set(&mut self, s: S, j: usize, v: S::E, store: Store);
+    /// Stores whatever [`set`](Sink::set) holds back (the half-precision rows pair
+    /// their streamed scalars); the write pass calls it once at its end.
+    #[inline(always)]
+    fn flush(&mut self) {}
 }
 
 impl<S: Simd> Sink<S> for Out<'_, S::E> {
@@ -129,8 +141,11 @@ impl<S: Simd> Sink<S> for Out<'_, S::E> {
         unsafe { put(s, self.y, i, v, store) }
     }
     #[inline(always)]
-    fn set(&mut self, j: usize, v: S::E) {
-        self.y[j] = v;
+    fn set(&mut self, s: S, j: usize, v: S::E, store: Store) {
+        match store {
+            Store::Streaming => s.stream1(self.y, j, v),
+            Store::Cached => self.y[j] = v,
+        }
     }
 }
 
@@ -229,7 +244,12 @@ pub(super) fn write<K: Kind, S: Simd>(
                 let u = value::<K, S>(s, &mut h, i + w, store, coef, weight, Some(b));
                 y.put2(s, i, v, u, store);
             },
-            |j| y.set(j, s.mul_add1(c.center::<K>(h.one(j)), c.r * weight[j], b[j])),
+            |j, st| y.set(
+                s,
+                j,
+                s.mul_add1(c.center::<K>(h.one_to(s, j, st)), c.r * weight[j], b[j]),
+                st
+            ),
         ),
         None => write_pass!(
             n,
@@ -250,9 +270,10 @@ pub(super) fn write<K: Kind, S: Simd>(
                 let u = value::<K, S>(s, &mut h, i + w, store, coef, weight, None);
                 y.put2(s, i, v, u, store);
             },
-            |j| y.set(j, c.center::<K>(h.one(j)) * (c.r * weight[j])),
+            |j, st| y.set(s, j, c.center::<K>(h.one_to(s, j, st)) * (c.r * weight[j]), st),
         ),
     }
+    y.flush();
 }
 
 /// Output vector `i..i + W` of the write pass: `center(h) · (r·w) + b`, or without `b`

@@ -240,6 +240,26 @@ pub trait Simd: Copy {
         // SAFETY: in bounds per the contract.
         unsafe { self.store_at(s, i, v) }
     }
+    /// Stores `v` to `s[i]` (checked) with a non-temporal store where the backend has
+    /// one (`movnti` on x86-64; a plain store on the portable backend): for the elements
+    /// of a streamed row outside its whole cache lines, in the lines it shares with the
+    /// rows beside it. A plain store there reads the line from memory first, and the
+    /// stores queued behind it wait for that read: once per row, which cost the f32
+    /// backward out of cache a tenth to a fifth of its speed on arrays not aligned to a
+    /// cache line (see `norm-autograd`'s `Storage::put1`). Call [`stream_fence`] as for
+    /// [`stream_at`](Simd::stream_at).
+    #[inline(always)]
+    fn stream1(self, s: &mut [Self::E], i: usize, v: Self::E) {
+        s[i] = v;
+    }
+    /// Stores the 16-bit values `a` and `b` to `s[i]` and `s[i + 1]` (checked) with one
+    /// 4-byte non-temporal store where the backend has one and `s[i]` is 4-byte aligned
+    /// (plain stores otherwise): [`stream1`](Simd::stream1) for half-precision rows.
+    #[inline(always)]
+    fn stream_pair<H: Half>(self, s: &mut [H], i: usize, a: H, b: H) {
+        s[i] = a;
+        s[i + 1] = b;
+    }
     /// Lane-wise `a + b`.
     fn add(self, a: Self::V, b: Self::V) -> Self::V;
     /// Lane-wise `a - b`.

@@ -224,6 +224,37 @@ macro_rules! backend {
                 unsafe { $stream(s.as_mut_ptr().add(i), v) }
             }
             #[inline(always)]
+            fn stream1(self, s: &mut [$e], i: usize, v: $e) {
+                let p: *mut $e = &mut s[i];
+                // SAFETY: `p` comes from a reference, so it is valid for writes and
+                // aligned to its element; `movnti` (SSE2) is part of x86-64.
+                unsafe {
+                    if size_of::<$e>() == 4 {
+                        _mm_stream_si32(p.cast(), v.to_bits() as i32)
+                    } else {
+                        _mm_stream_si64(p.cast(), v.to_bits() as i64)
+                    }
+                }
+            }
+            #[inline(always)]
+            fn stream_pair<H: Half>(self, s: &mut [H], i: usize, a: H, b: H) {
+                let pair = &mut s[i..i + 2];
+                let p = pair.as_mut_ptr();
+                if !(p as usize).is_multiple_of(4) {
+                    pair.copy_from_slice(&[a, b]);
+                    return;
+                }
+                const { assert!(size_of::<H>() == 2) };
+                // SAFETY: `H` is bf16 or f16 (`Half` is sealed), two bytes of plain bits.
+                let bits = unsafe {
+                    u32::from(std::mem::transmute_copy::<H, u16>(&a))
+                        | u32::from(std::mem::transmute_copy::<H, u16>(&b)) << 16
+                };
+                // SAFETY: `p..p + 2` is the checked pair, 4-byte aligned (tested above);
+                // `movnti` (SSE2) is part of x86-64.
+                unsafe { _mm_stream_si32(p.cast(), bits as i32) }
+            }
+            #[inline(always)]
             fn add(self, a: $v, b: $v) -> $v {
                 // SAFETY: features as above.
                 unsafe { $add(a, b) }

@@ -1,0 +1,125 @@
+//! Streamed rows at every offset from a cache line: the same bits as plain stores, and
+//! not one element written outside the output. The elements of a streamed row outside
+//! its whole cache lines go out with non-temporal scalar stores (16-bit ones in pairs,
+//! the first held back until its neighbour is known), so a pair left unstored or a
+//! store past the row would show here, on every path, for f32, f64, bf16 and f16, plain
+//! and fused (residual add + norm, separate `h`).
+
+use norm_core::dispatch::ForcedPath;
+use norm_core::simd::Stores;
+use norm_core::{Element, Float, LayerNorm, RmsNorm, bf16, f16};
+
+/// A value no kernel output takes here (outputs are O(1)): marks untouched elements.
+const GUARD: f64 = -12345.0;
+
+/// Row lengths: shorter than a line, odd, even, a few lines.
+const DIMS: [usize; 6] = [5, 31, 37, 64, 100, 258];
+const ROWS: usize = 5;
+
+fn val<E: Element>(v: f64) -> E {
+    E::from_acc(E::Acc::from_f64_round(v))
+}
+
+fn bits<E: Element>(v: &[E]) -> Vec<u64> {
+    v.iter().map(|e| e.to_acc().to_f64_exact().to_bits()).collect()
+}
+
+/// Inputs: each row offset by its index, with a spread of a few units.
+fn input<E: Element>(n: usize, seed: u64) -> Vec<E> {
+    (0..n)
+        .map(|i| {
+            let k = (i as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ seed;
+            val((k >> 40) as f64 / (1u64 << 24) as f64 * 6.0 - 3.0 + (i / 7) as f64 * 0.01)
+        })
+        .collect()
+}
+
+/// What a forward writes: `y` (and `h` for the fused form).
+#[derive(Clone, Copy, Debug)]
+enum Form {
+    Ln,
+    Rms,
+    LnAdd,
+    RmsAdd,
+}
+
+/// Runs `form` with `how` on rows of `d`, the outputs placed `off` elements into
+/// guarded buffers; returns `(y, h)` and checks that no guard element changed.
+fn run<E: Element>(how: ForcedPath, form: Form, d: usize, off: usize) -> (Vec<u64>, Vec<u64>) {
+    let n = ROWS * d;
+    let x = input::<E>(n, 1);
+    let r0 = input::<E>(n, 2);
+    let guard = val::<E>(GUARD);
+    let (mut yb, mut hb) = (vec![guard; n + 64], vec![guard; n + 64]);
+    let zero = E::Acc::from_f64_round(0.0);
+    let (mut mean, mut rstd) = (vec![zero; ROWS], vec![zero; ROWS]);
+    let mut r = r0.clone();
+    let (y, h) = (&mut yb[off..off + n], &mut hb[off..off + n]);
+    let res = match form {
+        Form::Ln => how.layer_norm_slice(
+            &LayerNorm::<E>::new(d).expect("d > 0"),
+            &x,
+            y,
+            &mut mean,
+            &mut rstd,
+        ),
+        Form::Rms => how.rms_norm_slice(&RmsNorm::<E>::new(d).expect("d > 0"), &x, y, &mut mean),
+        Form::LnAdd => {
+            how.layer_norm_add_slice(&LayerNorm::<E>::new(d).expect("d > 0"), &x, &mut r, Some(h), y)
+        }
+        Form::RmsAdd => how.rms_norm_add_slice(&RmsNorm::<E>::new(d).expect("d > 0"), &x, &mut r, Some(h), y),
+    };
+    res.expect("lengths match");
+    let g = bits(&[guard])[0];
+    for (name, b) in [("y", &yb), ("h", &hb)] {
+        let outside = b[..off].iter().chain(&b[off + n..]);
+        assert!(
+            bits(&outside.copied().collect::<Vec<_>>())
+                .iter()
+                .all(|&v| v == g),
+            "{:?} {form:?} d {d} offset {off}: {name} written outside the output",
+            how.path()
+        );
+    }
+    (bits(&yb[off..off + n]), bits(&hb[off..off + n]))
+}
+
+fn check<E: Element>() {
+    for how in ForcedPath::all() {
+        for form in [Form::Ln, Form::Rms, Form::LnAdd, Form::RmsAdd] {
+            for d in DIMS {
+                let plain = run::<E>(how.with_stores(Stores::Cached), form, d, 0);
+                for off in 0..4 {
+                    let streamed = run::<E>(how.with_stores(Stores::Streaming), form, d, off);
+                    assert_eq!(
+                        streamed,
+                        plain,
+                        "{:?} {form:?} {} d {d}: streamed at offset {off} differs from plain",
+                        how.path(),
+                        std::any::type_name::<E>()
+                    );
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn streamed_rows_match_plain_at_every_offset_f32() {
+    check::<f32>();
+}
+
+#[test]
+fn streamed_rows_match_plain_at_every_offset_f64() {
+    check::<f64>();
+}
+
+#[test]
+fn streamed_rows_match_plain_at_every_offset_bf16() {
+    check::<bf16>();
+}
+
+#[test]
+fn streamed_rows_match_plain_at_every_offset_f16() {
+    check::<f16>();
+}
