@@ -57,8 +57,9 @@ pub(crate) trait Storage<F: Float>: Copy + Send + Sync + 'static {
     /// dx is not aligned to a cache line, first reads the line from memory and holds up
     /// the stores behind it. Intel Xeon (Sapphire Rapids class, `lscpu` "Intel(R)
     /// Xeon(R) Processor"), f32 65536×512 with rows 16 bytes past a line, one binary,
-    /// two rounds, streamed over plain edge stores: LayerNorm 0.67-0.73 -> 0.77-0.79 of
-    /// the `z = a + c·b` ceiling, RmsNorm 0.69-0.79 -> 0.83-0.85, both vector paths.
+    /// four rounds, non-temporal over plain edge stores: LayerNorm 0.68-0.72 -> 0.75-0.82
+    /// of the `z = a + c·b` ceiling, RmsNorm 0.70-0.80 -> 0.81-0.87, both vector paths
+    /// (docs/performance.md, run of 5 December).
     ///
     /// 16-bit elements go out in pairs, one 4-byte store for two neighbours
     /// ([`Simd::stream_pair`]): the first of a pair waits in `pending` for the second, and
