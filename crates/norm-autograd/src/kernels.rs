@@ -26,7 +26,7 @@
 use std::marker::PhantomData;
 
 use norm_core::simd::{
-    Pipelining, Simd, SimdOp, Store, Stores, pipelining, prefetches_ahead, software_prefetch_pays,
+    HeldHalf, Pipelining, Simd, SimdOp, Store, Stores, pipelining, prefetches_ahead, software_prefetch_pays,
     stream_fence,
 };
 use norm_core::{Float, Half};
@@ -61,24 +61,10 @@ pub(crate) trait Storage<F: Float>: Copy + Send + Sync + 'static {
     /// of the `z = a + c·b` ceiling, RmsNorm 0.70-0.80 -> 0.81-0.87, both vector paths
     /// (docs/performance.md, run of 5 December).
     ///
-    /// 16-bit elements go out in pairs, one 4-byte store for two neighbours
-    /// ([`Simd::stream_pair`]): the first of a pair waits in `pending` for the second, and
-    /// [`flush1`](Storage::flush1) stores a lone one.
-    fn put1<S: Simd<E = F>>(
-        s: S,
-        dx: &mut [Self::X],
-        i: usize,
-        v: F,
-        nt: bool,
-        pending: &mut Option<(usize, Self::X)>,
-    );
-    /// Stores the element [`put1`](Storage::put1) holds back in `pending`, if any.
-    #[inline(always)]
-    fn flush1(dx: &mut [Self::X], pending: &mut Option<(usize, Self::X)>) {
-        if let Some((i, v)) = pending.take() {
-            dx[i] = v;
-        }
-    }
+    /// 16-bit elements go out in pairs, one 4-byte store for two neighbours: the first
+    /// waits in `held` for the second ([`HeldHalf`]), which the caller flushes at the
+    /// end of its columns.
+    fn put1<S: Simd<E = F>>(s: S, dx: &mut [Self::X], i: usize, v: F, nt: bool, held: &mut HeldHalf<Self::X>);
     /// One element, widened.
     fn widen(x: Self::X) -> F;
     /// One value rounded to `X` (to nearest, ties to even).
@@ -108,7 +94,7 @@ impl<F: Float> Storage<F> for Plain {
         }
     }
     #[inline(always)]
-    fn put1<S: Simd<E = F>>(s: S, dx: &mut [F], i: usize, v: F, nt: bool, _: &mut Option<(usize, F)>) {
+    fn put1<S: Simd<E = F>>(s: S, dx: &mut [F], i: usize, v: F, nt: bool, _: &mut HeldHalf<F>) {
         if nt {
             s.stream1(dx, i, v);
         } else {
@@ -152,30 +138,8 @@ impl<H: Half> Storage<f32> for Halves<H> {
         unsafe { s.store_half(dx.as_mut_ptr().add(i), v, store) }
     }
     #[inline(always)]
-    fn put1<S: Simd<E = f32>>(
-        s: S,
-        dx: &mut [H],
-        i: usize,
-        v: f32,
-        nt: bool,
-        pending: &mut Option<(usize, H)>,
-    ) {
-        let h = <Self as Storage<f32>>::narrow(v);
-        if let Some((j, a)) = pending.take() {
-            if j + 1 == i {
-                s.stream_pair(dx, j, a, h);
-                return;
-            }
-            dx[j] = a;
-        }
-        // `movnti` writes 4 bytes: a 16-bit element waits for its neighbour when the
-        // two fill an aligned 4-byte word.
-        let at = dx.as_ptr().wrapping_add(i) as usize;
-        if nt && at.is_multiple_of(4) && i + 1 < dx.len() {
-            *pending = Some((i, h));
-        } else {
-            dx[i] = h;
-        }
+    fn put1<S: Simd<E = f32>>(s: S, dx: &mut [H], i: usize, v: f32, nt: bool, held: &mut HeldHalf<H>) {
+        held.put(s, dx, i, <Self as Storage<f32>>::narrow(v), nt);
     }
     #[inline(always)]
     fn widen(x: H) -> f32 {
@@ -806,7 +770,7 @@ impl<'r, 'o, F: Float, T: Storage<F>, S: Simd<E = F>, K: Kind, const G: usize, c
             head + (d - head) / S::W * S::W
         };
         {
-            let mut pending = [None; G];
+            let mut held = [HeldHalf::NONE; G];
             macro_rules! column {
                 ($j:expr) => {{
                     let j = $j;
@@ -821,7 +785,7 @@ impl<'r, 'o, F: Float, T: Storage<F>, S: Simd<E = F>, K: Kind, const G: usize, c
                             let xh = T::widen(xs[o]) * c.r;
                             (xh, s.mul_add1(xh, c.ne, g * c.r))
                         };
-                        T::put1(s, dxs, o, dx, nt[k], &mut pending[k]);
+                        T::put1(s, dxs, o, dx, nt[k], &mut held[k]);
                         dg[j] = s.mul_add1(dyo, xh, dg[j]);
                         if DB {
                             db[j] += dyo;
@@ -835,8 +799,8 @@ impl<'r, 'o, F: Float, T: Storage<F>, S: Simd<E = F>, K: Kind, const G: usize, c
             for j in body_end..d {
                 column!(j);
             }
-            for p in &mut pending {
-                T::flush1(dxs, p);
+            for h in &mut held {
+                h.flush(dxs);
             }
         }
         Writer {

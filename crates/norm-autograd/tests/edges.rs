@@ -104,26 +104,18 @@ fn half_backward<H: Half>(how: ForcedPath, ln: bool, d: usize, x: &[H], dy: &[H]
     backward_half_slice_on(how, Sweep::Serial, input, grads).expect("lengths match");
 }
 
-impl Storage for f32 {
-    fn backward(how: ForcedPath, ln: bool, d: usize, x: &[Self], dy: &[Self], dx: &mut [Self]) {
-        float_backward(how, ln, d, x, dy, dx);
-    }
+/// `Storage` for each type, through the entry point of its kind.
+macro_rules! storage {
+    ($via:ident: $($t:ty),*) => {$(
+        impl Storage for $t {
+            fn backward(how: ForcedPath, ln: bool, d: usize, x: &[Self], dy: &[Self], dx: &mut [Self]) {
+                $via(how, ln, d, x, dy, dx);
+            }
+        }
+    )*};
 }
-impl Storage for f64 {
-    fn backward(how: ForcedPath, ln: bool, d: usize, x: &[Self], dy: &[Self], dx: &mut [Self]) {
-        float_backward(how, ln, d, x, dy, dx);
-    }
-}
-impl Storage for bf16 {
-    fn backward(how: ForcedPath, ln: bool, d: usize, x: &[Self], dy: &[Self], dx: &mut [Self]) {
-        half_backward(how, ln, d, x, dy, dx);
-    }
-}
-impl Storage for f16 {
-    fn backward(how: ForcedPath, ln: bool, d: usize, x: &[Self], dy: &[Self], dx: &mut [Self]) {
-        half_backward(how, ln, d, x, dy, dx);
-    }
-}
+storage!(float_backward: f32, f64);
+storage!(half_backward: bf16, f16);
 
 /// dx of rows of `d` with `how`, placed `off` elements into a guarded buffer; checks
 /// that no guard element changed.

@@ -26,7 +26,7 @@ use super::stats::Source;
 use super::write::Sink;
 use super::{Io, Kind, Out, RowParams, Rows};
 use crate::convert::Half;
-use crate::simd::{Path, Simd, Store, on_half};
+use crate::simd::{HeldHalf, Path, Simd, Store, on_half};
 
 /// A half-precision row, widened to f32 as it is read.
 #[derive(Clone, Copy)]
@@ -181,12 +181,11 @@ impl<S: Simd<E = f32>, H: Half> Source<S> for HalfSum<'_, H> {
 }
 
 /// A half-precision output row: each f32 output rounded once as it is stored. The
-/// scalar elements of a streamed row go out in pairs, one 4-byte non-temporal store
-/// each ([`Simd::stream_pair`]): the first of a pair waits in `pending` for the second,
-/// and [`Sink::flush`] stores a lone one.
+/// scalar elements of a streamed row go out in pairs ([`HeldHalf`]); [`Sink::flush`]
+/// stores a lone one.
 struct HalfOut<'a, H> {
     out: Out<'a, H>,
-    pending: Option<(usize, H)>,
+    held: HeldHalf<H>,
 }
 
 impl<S: Simd<E = f32>, H: Half> Sink<S> for HalfOut<'_, H> {
@@ -221,28 +220,12 @@ impl<S: Simd<E = f32>, H: Half> Sink<S> for HalfOut<'_, H> {
     }
     #[inline(always)]
     fn set(&mut self, s: S, j: usize, v: f32, store: Store) {
-        let h = H::narrow1(v);
-        if let Some((i, a)) = self.pending.take() {
-            if i + 1 == j {
-                s.stream_pair(self.out.y, i, a, h);
-                return;
-            }
-            self.out.y[i] = a;
-        }
-        // `movnti` writes 4 bytes: a 16-bit element waits for its neighbour when the
-        // two fill an aligned 4-byte word.
-        let at = self.out.y.as_ptr().wrapping_add(j) as usize;
-        if store == Store::Streaming && at.is_multiple_of(4) && j + 1 < self.out.y.len() {
-            self.pending = Some((j, h));
-        } else {
-            self.out.y[j] = h;
-        }
+        self.held
+            .put(s, self.out.y, j, H::narrow1(v), store == Store::Streaming);
     }
     #[inline(always)]
     fn flush(&mut self) {
-        if let Some((i, a)) = self.pending.take() {
-            self.out.y[i] = a;
-        }
+        self.held.flush(self.out.y);
     }
 }
 
@@ -257,7 +240,10 @@ impl<H: Half> Io<H, f32> for Narrow {
     }
     #[inline(always)]
     fn sink<S: Simd<E = f32>>(out: Out<'_, H>) -> impl Sink<S> {
-        HalfOut { out, pending: None }
+        HalfOut {
+            out,
+            held: HeldHalf::NONE,
+        }
     }
     #[inline(always)]
     fn tee<'a, S: Simd<E = f32>>(x: &'a [H], buf: &'a mut [f32]) -> impl Source<S> {

@@ -171,15 +171,14 @@ impl<S: Simd> Source<S> for AddInto<'_, S::E> {
     fn one_to(&mut self, s: S, i: usize, store: Store) -> S::E {
         // In place (`r = None`, `h` holds the residual) the next element's read would
         // follow a non-temporal store into the same line: plain stores there.
-        let Some(r) = self.r else {
-            return <Self as Source<S>>::one(self, i);
-        };
-        if (store, self.h_store) != (Store::Streaming, Store::Streaming) {
-            return <Self as Source<S>>::one(self, i);
+        match (self.r, store, self.h_store) {
+            (Some(r), Store::Streaming, Store::Streaming) => {
+                let v = self.x[i] + r[i];
+                s.stream1(self.h, i, v);
+                v
+            }
+            _ => <Self as Source<S>>::one(self, i),
         }
-        let v = self.x[i] + r[i];
-        s.stream1(self.h, i, v);
-        v
     }
 }
 

@@ -401,6 +401,50 @@ pub(crate) unsafe fn store_half_each<S: Simd, H: Half, const COMPUTED: bool>(
 /// The most lanes any backend has (AVX-512 f32).
 const MAX_W: usize = 16;
 
+/// A 16-bit element of a streamed row held back until its neighbour is known, so that
+/// the two go out in one 4-byte non-temporal store ([`Simd::stream_pair`]; `movnti`
+/// writes no less): the scalar edges of streamed bf16/f16 rows, in the forward's write
+/// pass and in `norm-autograd`'s backward.
+#[derive(Clone, Copy, Debug)]
+pub struct HeldHalf<X>(Option<(usize, X)>);
+
+impl<X: Copy> HeldHalf<X> {
+    /// Nothing held.
+    pub const NONE: Self = HeldHalf(None);
+
+    /// Stores the held element, if any, with a plain store.
+    #[inline(always)]
+    pub fn flush(&mut self, dst: &mut [X]) {
+        if let Some((i, v)) = self.0.take() {
+            dst[i] = v;
+        }
+    }
+}
+
+impl<H: Half> HeldHalf<H> {
+    /// Writes `h` to `dst[i]` (checked): with the held `dst[i - 1]` as one non-temporal
+    /// pair; else, after a plain store of any other held element, held itself when
+    /// `stream` and `dst[i]` starts an aligned 4-byte word with `dst[i + 1]` in `dst`;
+    /// else with a plain store.
+    #[inline(always)]
+    pub fn put<S: Simd>(&mut self, s: S, dst: &mut [H], i: usize, h: H, stream: bool) {
+        if let Some((j, a)) = self.0 {
+            if j + 1 == i {
+                self.0 = None;
+                s.stream_pair(dst, j, a, h);
+                return;
+            }
+        }
+        self.flush(dst);
+        let at = dst.as_ptr().wrapping_add(i) as usize;
+        if stream && at.is_multiple_of(4) && i + 1 < dst.len() {
+            self.0 = Some((i, h));
+        } else {
+            dst[i] = h;
+        }
+    }
+}
+
 /// Orders the non-temporal stores of [`Simd::stream_at`] made so far by this thread
 /// before its later stores (`sfence` on x86-64, where those stores are weakly ordered;
 /// nothing elsewhere). Kernels that stream call it once before they return.
@@ -1093,6 +1137,40 @@ impl<F: Float> Simd for Portable<F> {
 mod tests {
     use super::*;
     use half::{bf16, f16};
+
+    /// `HeldHalf` holds an element only where it starts an aligned 4-byte word with a
+    /// neighbour to come, writes the pair when the neighbour comes, and `flush` writes a
+    /// held element that never got one (the edge tests cannot see that case: whole rows
+    /// never leave an element held).
+    #[test]
+    fn held_half_pairs_and_flushes() {
+        let s = Portable::<f32>::new();
+        let v = |x: f32| bf16::from_f32(x);
+        let mut dst = [v(0.0); 6];
+        let start = usize::from(!(dst.as_ptr() as usize).is_multiple_of(4));
+        let mut held = HeldHalf::NONE;
+        held.put(s, &mut dst, start, v(1.0), true);
+        assert_eq!(dst[start], v(0.0), "held, not yet written");
+        held.put(s, &mut dst, start + 1, v(2.0), true);
+        assert_eq!(
+            (dst[start], dst[start + 1]),
+            (v(1.0), v(2.0)),
+            "written as a pair"
+        );
+        held.put(s, &mut dst, start + 2, v(3.0), true);
+        held.flush(&mut dst);
+        assert_eq!(dst[start + 2], v(3.0), "flushed");
+        // Not streamed, or no neighbour in the slice: written at once.
+        held.put(s, &mut dst, start + 2, v(4.0), false);
+        assert_eq!(dst[start + 2], v(4.0));
+        let last = dst.len() - 1;
+        held.put(s, &mut dst, last, v(5.0), true);
+        assert_eq!(dst[last], v(5.0));
+        // A held element whose neighbour never comes is written before the next one.
+        held.put(s, &mut dst, start, v(6.0), true);
+        held.put(s, &mut dst, start + 3, v(7.0), false);
+        assert_eq!((dst[start], dst[start + 3]), (v(6.0), v(7.0)));
+    }
 
     /// Stores `x` in pairs of vectors with `store_half2_as` (to `two`, as `store` says)
     /// and one vector at a time with `store_half_as` (to `one`).
