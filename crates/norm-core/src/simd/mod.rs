@@ -428,12 +428,12 @@ impl<H: Half> HeldHalf<H> {
     /// else with a plain store.
     #[inline(always)]
     pub fn put<S: Simd>(&mut self, s: S, dst: &mut [H], i: usize, h: H, stream: bool) {
-        if let Some((j, a)) = self.0 {
-            if j + 1 == i {
-                self.0 = None;
-                s.stream_pair(dst, j, a, h);
-                return;
-            }
+        if let Some((j, a)) = self.0
+            && j + 1 == i
+        {
+            self.0 = None;
+            s.stream_pair(dst, j, a, h);
+            return;
         }
         self.flush(dst);
         let at = dst.as_ptr().wrapping_add(i) as usize;
