@@ -24,7 +24,10 @@
 //! rescue, no statistics out, plain stores). Its ratio to the copy is what that
 //! arithmetic reaches in a plain loop on this CPU; the kernel's ratio to it is what the
 //! kernel spends beyond the arithmetic (above 1 where the kernel's own prefetch and
-//! stores do better than the simple loop, as for rows of 8 KiB out of cache).
+//! stores do better than the simple loop, as for rows of 8 KiB out of cache). In cache,
+//! the bare bf16 LayerNorm's GB/s is the bf16 arithmetic's own speed with no memory
+//! traffic to wait for: where it is below 0.85 of the bf16 copy out of cache, the
+//! bf16 target there is beyond this arithmetic on this CPU.
 
 use std::hint::black_box;
 use std::time::Instant;
@@ -353,6 +356,23 @@ fn targets(paths: &[KernelPath]) -> Vec<Target> {
                 goal: None,
                 over: vec![bare],
                 kernel: fwd(shape, true, false),
+            });
+            // The bf16 arithmetic with no memory traffic to wait for: its GB/s against
+            // the bf16 copy out of cache below bounds the bf16 targets there.
+            t.push(Target {
+                what: "bare LayerNorm bf16 / plain bf16 copy".into(),
+                shape,
+                path,
+                goal: None,
+                over: vec![Job::Copy16 {
+                    n: rows * d,
+                    streaming: false,
+                }],
+                kernel: Job::Bare {
+                    shape,
+                    path,
+                    bf16: true,
+                },
             });
         }
         for shape @ (rows, d) in OUT_OF_CACHE {
