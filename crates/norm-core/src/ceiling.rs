@@ -410,11 +410,12 @@ unsafe fn bare_sums<S: Simd<E = f32>, T: BareElem>(
     shift: S::V,
     acc: &mut [[S::V; BARE_STEP]; 2],
 ) {
-    for k in 0..BARE_STEP {
+    let [sums, squares] = acc;
+    for (k, (a, q)) in sums.iter_mut().zip(squares.iter_mut()).enumerate() {
         // SAFETY: the caller's contract.
         let v = s.sub(unsafe { T::load(s, p.add(k * S::W)) }, shift);
-        acc[0][k] = s.add(acc[0][k], v);
-        acc[1][k] = s.mul_add(v, v, acc[1][k]);
+        *a = s.add(*a, v);
+        *q = s.mul_add(v, v, *q);
     }
 }
 
