@@ -122,8 +122,9 @@ struct Bufs {
     s1: Vec<f32>,
     dgamma: Vec<f32>,
     dbeta: Vec<f32>,
-    /// The bare LayerNorm's weight and bias.
+    /// The bare LayerNorm's weight and bias (f32 and bf16).
     ones: Vec<f32>,
+    ones_b: Vec<bf16>,
     /// Per out-of-cache shape: (mean, rstd, rrms) of `x` as the forward saves them.
     saved: Vec<SavedStats>,
 }
@@ -164,6 +165,7 @@ impl Bufs {
             dgamma: vec![0.0; 4096],
             dbeta: vec![0.0; 4096],
             ones: vec![1.0; 4096],
+            ones_b: vec![bf16::ONE; 4096],
             saved,
         }
     }
@@ -231,6 +233,7 @@ impl Bufs {
                 let p = Path::new(path).expect("a path this CPU has");
                 let (n, w, b) = (rows * d, &self.ones[..d], &self.ones[..d]);
                 if half {
+                    let (w, b) = (&self.ones_b[..d], &self.ones_b[..d]);
                     ceiling::layer_norm_bare_bf16(p, &self.xb[..n], &mut self.yb[..n], w, b, 1e-5)
                 } else {
                     ceiling::layer_norm_bare(p, &self.x[..n], &mut self.y[..n], w, b, 1e-5)

@@ -295,20 +295,33 @@ pub fn layer_norm_bare(path: Path, x: &[f32], y: &mut [f32], w: &[f32], b: &[f32
     run_on(path, Bare { x, y, w, b, eps });
 }
 
-/// [`layer_norm_bare`] over bf16 rows, widened in registers as they are read and each
-/// output rounded once as it is stored (the vector conversions of the half-precision
-/// kernels, on the same backends), with f32 arithmetic, weight and bias.
+/// [`layer_norm_bare`] over bf16 rows, weight and bias, as the half-precision kernels
+/// run them: the weight and bias widened to f32 once per call, the rows widened in
+/// registers as they are read and each output rounded once as it is stored (the same
+/// vector conversions, on the same backends), f32 arithmetic.
 ///
 /// # Example
 /// ```
 /// use norm_core::{bf16, simd::Path};
 /// let x: Vec<bf16> = [1.0f32, 2.0, 3.0, 4.0].map(bf16::from_f32).to_vec();
+/// let (w, b) = ([bf16::ONE; 4], [bf16::ZERO; 4]);
 /// let mut y = vec![bf16::ZERO; 4];
-/// norm_core::ceiling::layer_norm_bare_bf16(Path::detected(), &x, &mut y, &[1.0; 4], &[0.0; 4], 0.0);
+/// norm_core::ceiling::layer_norm_bare_bf16(Path::detected(), &x, &mut y, &w, &b, 0.0);
 /// assert_eq!(y[3], bf16::from_f32(1.3416408));
 /// ```
-pub fn layer_norm_bare_bf16(path: Path, x: &[bf16], y: &mut [bf16], w: &[f32], b: &[f32], eps: f32) {
-    on_half(path, Bare { x, y, w, b, eps });
+pub fn layer_norm_bare_bf16(path: Path, x: &[bf16], y: &mut [bf16], w: &[bf16], b: &[bf16], eps: f32) {
+    let w: Vec<f32> = w.iter().map(|&v| widen(v)).collect();
+    let b: Vec<f32> = b.iter().map(|&v| widen(v)).collect();
+    on_half(
+        path,
+        Bare {
+            x,
+            y,
+            w: &w,
+            b: &b,
+            eps,
+        },
+    );
 }
 
 /// What [`Bare`] reads and writes: f32 rows, or 16-bit rows converted in registers.
@@ -359,8 +372,9 @@ impl BareElem for bf16 {
     }
     #[inline(always)]
     unsafe fn store2<S: Simd<E = f32>>(s: S, p: *mut bf16, a: S::V, b: S::V) {
-        // SAFETY: the caller's contract (values computed from widened 16-bit rows and
-        // f32 statistics, so their NaNs have zero low 16 bits: `COMPUTED`).
+        // SAFETY: the caller's contract (values computed from widened 16-bit rows,
+        // weights and biases and f32 statistics, so their NaNs have zero low 16 bits:
+        // `COMPUTED`).
         unsafe { s.store_half2_as::<bf16, true>(p, a, b, Store::Cached) }
     }
     #[inline(always)]
@@ -558,10 +572,18 @@ mod tests {
                 );
                 let xb: Vec<bf16> = x.iter().map(|&v| bf16::from_f32(v)).collect();
                 let xw: Vec<f32> = xb.iter().map(|v| v.to_f32()).collect();
-                let (want, _, _) =
-                    layer_norm_reference(&xw[..rows_n * d], &w, Some(&b), 1e-5).expect("valid");
                 let mut yb = vec![bf16::from_f32(9.0); rows_n * d + extra];
-                layer_norm_bare_bf16(path, &xb, &mut yb, &w, &b, 1e-5);
+                let (wb, bb): (Vec<bf16>, Vec<bf16>) = (
+                    w.iter().map(|&v| bf16::from_f32(v)).collect(),
+                    b.iter().map(|&v| bf16::from_f32(v)).collect(),
+                );
+                let (ww, bw): (Vec<f32>, Vec<f32>) = (
+                    wb.iter().map(|v| v.to_f32()).collect(),
+                    bb.iter().map(|v| v.to_f32()).collect(),
+                );
+                layer_norm_bare_bf16(path, &xb, &mut yb, &wb, &bb, 1e-5);
+                let (want, _, _) =
+                    layer_norm_reference(&xw[..rows_n * d], &ww, Some(&bw), 1e-5).expect("valid");
                 for (j, (y, &r)) in yb.iter().zip(&want).enumerate() {
                     let (y, r) = (f64::from(y.to_f32()), r);
                     assert!(
