@@ -231,12 +231,13 @@ impl Bufs {
                 bf16: half,
             } => {
                 let p = Path::new(path).expect("a path this CPU has");
-                let (n, w, b) = (rows * d, &self.ones[..d], &self.ones[..d]);
+                let n = rows * d;
                 if half {
-                    let (w, b) = (&self.ones_b[..d], &self.ones_b[..d]);
-                    ceiling::layer_norm_bare_bf16(p, &self.xb[..n], &mut self.yb[..n], w, b, 1e-5)
+                    let ones = &self.ones_b[..d];
+                    ceiling::layer_norm_bare_bf16(p, &self.xb[..n], &mut self.yb[..n], ones, ones, 1e-5)
                 } else {
-                    ceiling::layer_norm_bare(p, &self.x[..n], &mut self.y[..n], w, b, 1e-5)
+                    let ones = &self.ones[..d];
+                    ceiling::layer_norm_bare(p, &self.x[..n], &mut self.y[..n], ones, ones, 1e-5)
                 }
             }
             Job::Backward {

@@ -11,9 +11,8 @@
 //! `_streaming` ceilings, which store the same way on the same vector path, are the fair
 //! yardstick there. All are f32 and run on the calling thread.
 
-use crate::bf16;
-use crate::convert::Half;
 use crate::simd::{Path, Simd, SimdOp, Store, on_half, run_on, stream_fence};
+use crate::{Element, bf16};
 
 /// `y = c·x`: one array read, one written (the forward ceiling), plain stores.
 ///
@@ -310,8 +309,8 @@ pub fn layer_norm_bare(path: Path, x: &[f32], y: &mut [f32], w: &[f32], b: &[f32
 /// assert_eq!(y[3], bf16::from_f32(1.3416408));
 /// ```
 pub fn layer_norm_bare_bf16(path: Path, x: &[bf16], y: &mut [bf16], w: &[bf16], b: &[bf16], eps: f32) {
-    let w: Vec<f32> = w.iter().map(|&v| widen(v)).collect();
-    let b: Vec<f32> = b.iter().map(|&v| widen(v)).collect();
+    let w: Vec<f32> = w.iter().map(|v| v.to_acc()).collect();
+    let b: Vec<f32> = b.iter().map(|v| v.to_acc()).collect();
     on_half(
         path,
         Bare {
@@ -324,8 +323,9 @@ pub fn layer_norm_bare_bf16(path: Path, x: &[bf16], y: &mut [bf16], w: &[bf16], 
     );
 }
 
-/// What [`Bare`] reads and writes: f32 rows, or 16-bit rows converted in registers.
-trait BareElem: Copy {
+/// What [`Bare`] reads and writes: f32 rows, or 16-bit rows converted in registers
+/// (one element at a time as [`Element`] converts them).
+trait BareElem: Element<Acc = f32> {
     /// `W` elements from `p`, as f32 lanes.
     ///
     /// # Safety
@@ -336,8 +336,6 @@ trait BareElem: Copy {
     /// # Safety
     /// `p..p + 2·W` valid for writes; every NaN lane with zero low 16 bits (16-bit rows).
     unsafe fn store2<S: Simd<E = f32>>(s: S, p: *mut Self, a: S::V, b: S::V);
-    fn get(self) -> f32;
-    fn put(v: f32) -> Self;
 }
 
 impl BareElem for f32 {
@@ -354,14 +352,6 @@ impl BareElem for f32 {
             s.storep(p.add(S::W), b);
         }
     }
-    #[inline(always)]
-    fn get(self) -> f32 {
-        self
-    }
-    #[inline(always)]
-    fn put(v: f32) -> f32 {
-        v
-    }
 }
 
 impl BareElem for bf16 {
@@ -377,24 +367,6 @@ impl BareElem for bf16 {
         // `COMPUTED`).
         unsafe { s.store_half2_as::<bf16, true>(p, a, b, Store::Cached) }
     }
-    #[inline(always)]
-    fn get(self) -> f32 {
-        widen(self)
-    }
-    #[inline(always)]
-    fn put(v: f32) -> bf16 {
-        narrow(v)
-    }
-}
-
-/// One 16-bit value widened (exact), as the half-precision kernels widen.
-fn widen<H: Half>(h: H) -> f32 {
-    h.widen1()
-}
-
-/// One f32 rounded once to `H` (to nearest, ties to even), as those kernels round.
-fn narrow<H: Half>(v: f32) -> H {
-    H::narrow1(v)
 }
 
 /// The bare LayerNorm as an op for [`run_on`] / [`on_half`].
@@ -447,7 +419,7 @@ fn bare_stats<S: Simd<E = f32>, T: BareElem>(
     let fold = |a: [S::V; BARE_STEP]| s.sum(s.add(s.add(a[0], a[1]), s.add(a[2], a[3])));
     let (mut sum, mut sq) = (fold(acc[0]), fold(acc[1]));
     for v in &row[from..] {
-        let v = v.get() - shift;
+        let v = v.to_acc() - shift;
         sum += v;
         sq += v * v;
     }
@@ -473,7 +445,7 @@ impl<T: BareElem> SimdOp<f32> for Bare<'_, T> {
         // The first row's sums; then each write pass carries the next row's.
         let mut stats = (0.0, 0.0, 0.0);
         if rows > 0 {
-            let shift = x[0].get();
+            let shift = x[0].to_acc();
             let mut acc = zero;
             let mut i = 0;
             while i < body {
@@ -489,7 +461,7 @@ impl<T: BareElem> SimdOp<f32> for Bare<'_, T> {
             let (shift, m, rs) = stats;
             let (sv, mv, rv) = (s.splat(shift), s.splat(m), s.splat(rs));
             let next = x.get((r + 1) * d..(r + 2) * d).unwrap_or(row);
-            let nshift = next[0].get();
+            let nshift = next[0].to_acc();
             let nsv = s.splat(nshift);
             let mut acc = zero;
             let mut i = 0;
@@ -522,8 +494,8 @@ impl<T: BareElem> SimdOp<f32> for Bare<'_, T> {
                 i += step;
             }
             for j in body..d {
-                let v = (row[j].get() - shift) - m;
-                out[j] = T::put(s.mul_add1(v, rs * w[j], b[j]));
+                let v = (row[j].to_acc() - shift) - m;
+                out[j] = T::from_acc(s.mul_add1(v, rs * w[j], b[j]));
             }
             stats = bare_stats(s, next, body, nshift, acc, eps);
         }
