@@ -127,6 +127,30 @@ struct Bufs {
     ones_b: Vec<bf16>,
     /// Per out-of-cache shape: (mean, rstd, rrms) of `x` as the forward saves them.
     saved: Vec<SavedStats>,
+    /// The norms of every feature width the jobs use, built once (as a user's model
+    /// holds them): a job times the forward, not the building of its weight and bias.
+    norms: Vec<Norms>,
+}
+
+/// The four forward norms of one feature width `d`.
+struct Norms {
+    d: usize,
+    ln: LayerNorm<f32>,
+    rms: RmsNorm<f32>,
+    ln_b: LayerNorm<bf16>,
+    rms_b: RmsNorm<bf16>,
+}
+
+impl Norms {
+    fn new(d: usize) -> Self {
+        Norms {
+            d,
+            ln: LayerNorm::new(d).expect("d > 0"),
+            rms: RmsNorm::new(d).expect("d > 0"),
+            ln_b: LayerNorm::new(d).expect("d > 0"),
+            rms_b: RmsNorm::new(d).expect("d > 0"),
+        }
+    }
 }
 
 impl Bufs {
@@ -167,6 +191,11 @@ impl Bufs {
             ones: vec![1.0; 4096],
             ones_b: vec![bf16::ONE; 4096],
             saved,
+            norms: IN_CACHE
+                .iter()
+                .chain(&OUT_OF_CACHE)
+                .map(|&(_, d)| Norms::new(d))
+                .collect(),
         }
     }
 
@@ -205,23 +234,16 @@ impl Bufs {
             } => {
                 let p = ForcedPath::new(path).expect("a path this CPU has");
                 let (n, s0, s1) = (rows * d, &mut self.s0[..rows], &mut self.s1[..rows]);
+                let norms = self
+                    .norms
+                    .iter()
+                    .find(|m| m.d == d)
+                    .expect("built for every width");
                 let r = match (ln, half) {
-                    (true, false) => {
-                        let norm = LayerNorm::<f32>::new(d).expect("d > 0");
-                        p.layer_norm_slice(&norm, &self.x[..n], &mut self.y[..n], s0, s1)
-                    }
-                    (false, false) => {
-                        let norm = RmsNorm::<f32>::new(d).expect("d > 0");
-                        p.rms_norm_slice(&norm, &self.x[..n], &mut self.y[..n], s0)
-                    }
-                    (true, true) => {
-                        let norm = LayerNorm::<bf16>::new(d).expect("d > 0");
-                        p.layer_norm_slice(&norm, &self.xb[..n], &mut self.yb[..n], s0, s1)
-                    }
-                    (false, true) => {
-                        let norm = RmsNorm::<bf16>::new(d).expect("d > 0");
-                        p.rms_norm_slice(&norm, &self.xb[..n], &mut self.yb[..n], s0)
-                    }
+                    (true, false) => p.layer_norm_slice(&norms.ln, &self.x[..n], &mut self.y[..n], s0, s1),
+                    (false, false) => p.rms_norm_slice(&norms.rms, &self.x[..n], &mut self.y[..n], s0),
+                    (true, true) => p.layer_norm_slice(&norms.ln_b, &self.xb[..n], &mut self.yb[..n], s0, s1),
+                    (false, true) => p.rms_norm_slice(&norms.rms_b, &self.xb[..n], &mut self.yb[..n], s0),
                 };
                 r.expect("shapes match");
             }
@@ -253,14 +275,14 @@ impl Bufs {
                     .find(|(s, _)| *s == (rows, d))
                     .expect("saved for every out-of-cache shape")
                     .1;
-                let ones = vec![1.0f32; d];
+                let ones = &self.ones[..d];
                 let saved = if ln {
                     Saved::LayerNorm { mean, rstd }
                 } else {
                     Saved::RmsNorm { rrms }
                 };
                 let input = BackwardInput {
-                    weight: &ones,
+                    weight: ones,
                     eps: 1e-5,
                     x: &self.x[..n],
                     dy: &self.dy[..n],
