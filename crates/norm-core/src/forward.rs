@@ -6,7 +6,7 @@
 use ndarray::{Array, ArrayRef, Dimension};
 
 use crate::dispatch::ForcedPath;
-use crate::kernels::{Kind, Out, RowParams, norm_row, norm_rows};
+use crate::kernels::{Kind, Out, RowParams, norm_rows};
 use crate::rows::{RowKernel, StatPair, check_nd, check_slices, check_stats_len, run_nd, run_rows};
 use crate::simd::Path;
 use crate::{Float, NormError};
@@ -78,7 +78,7 @@ struct NormKernel<'a, K, F> {
 impl<K: Kind, F: Float> RowKernel<F, F> for NormKernel<'_, K, F> {
     #[inline(always)]
     fn row(&self, x: &[F], out: Out<'_, F>) -> (F, F) {
-        norm_row::<K, F>(self.path, x, self.p, out)
+        norm_rows::<K, F>(self.path, x, self.p, out, [None, None])
     }
     #[inline(always)]
     fn rows(&self, x: &[F], out: Out<'_, F>, stats: [Option<&mut [F]>; 2]) {

@@ -17,7 +17,7 @@ use crate::convert::Half;
 use crate::dispatch::ForcedPath;
 use crate::forward::WithStats;
 use crate::fused::drive_add_rows;
-use crate::kernels::{Kind, Out, RowParams, half_add_rows as half_add_rows_kernel, half_row, half_rows};
+use crate::kernels::{Kind, Out, RowParams, half_add_rows as half_add_rows_kernel, half_rows};
 use crate::params::Affine;
 use crate::rows::{RowKernel, check_nd, check_slices, check_stats_len, run_nd, run_rows};
 use crate::simd::Path;
@@ -73,7 +73,7 @@ struct HalfKernel<'a, K, H> {
 impl<K: Kind, H: Half> RowKernel<H, f32> for HalfKernel<'_, K, H> {
     #[inline(always)]
     fn row(&self, x: &[H], out: Out<'_, H>) -> (f32, f32) {
-        half_row::<K, H>(self.path, x, self.p, out)
+        half_rows::<K, H>(self.path, x, self.p, out, [None, None])
     }
     #[inline(always)]
     fn rows(&self, x: &[H], out: Out<'_, H>, stats: [Option<&mut [f32]>; 2]) {

@@ -291,6 +291,7 @@ fn rescue_half<K: Kind, H: Half>(h: &[H], p: RowParams<'_, f32>, y: &mut [H]) ->
 
 /// Whole half-precision rows `x` of norm `K` on `path` into `out`, pipelined on the
 /// f32 rows' body (`Rows`); each row's f32 statistics go to `stats` where given.
+/// Returns the last row's f32 statistics (as `norm_rows`).
 #[inline(always)]
 pub(crate) fn half_rows<K: Kind, H: Half>(
     path: Path,
@@ -298,31 +299,8 @@ pub(crate) fn half_rows<K: Kind, H: Half>(
     p: RowParams<'_, f32>,
     out: Out<'_, H>,
     stats: [Option<&mut [f32]>; 2],
-) {
-    let kind = std::marker::PhantomData::<(K, Narrow)>;
-    on_half(
-        path,
-        Rows {
-            x,
-            p,
-            out,
-            stats,
-            kind,
-        },
-    );
-}
-
-/// One half-precision row of norm `K` on `path`: `out = norm(x)`; returns the f32
-/// statistics (as `norm_row`).
-#[inline(always)]
-pub(crate) fn half_row<K: Kind, H: Half>(
-    path: Path,
-    x: &[H],
-    p: RowParams<'_, f32>,
-    out: Out<'_, H>,
 ) -> (f32, f32) {
     let kind = std::marker::PhantomData::<(K, Narrow)>;
-    let stats = [None, None];
     on_half(
         path,
         Rows {

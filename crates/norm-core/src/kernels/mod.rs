@@ -56,7 +56,7 @@ mod stats;
 mod write;
 
 pub(crate) use fused::add_rows;
-pub(crate) use half::{half_add_rows, half_row, half_rows};
+pub(crate) use half::{half_add_rows, half_rows};
 
 use crate::Float;
 use crate::simd::{Path, Pipelining, Simd, SimdOp, Store, pipelining, run_on};
@@ -79,7 +79,10 @@ pub trait Kind: Copy + Send + Sync + 'static {
     const STATS: [&'static str; 2];
     /// The statistics a row returns, from its mean and `1/std` (LayerNorm) or its
     /// `1/rms` (RmsNorm, whose mean is not used): `(mean, rstd)` or `(rrms, 0)`.
-    fn stats<F: Float>(mean: F, r: F) -> (F, F);
+    #[inline(always)]
+    fn stats<F: Float>(mean: F, r: F) -> (F, F) {
+        if Self::CENTER { (mean, r) } else { (r, F::zero()) }
+    }
 }
 
 /// LayerNorm: `y = (x - mean) / sqrt(var + eps) · w + b`.
@@ -89,10 +92,6 @@ pub(crate) struct Layer;
 impl Kind for Layer {
     const CENTER: bool = true;
     const STATS: [&'static str; 2] = ["mean", "rstd"];
-    #[inline(always)]
-    fn stats<F: Float>(mean: F, r: F) -> (F, F) {
-        (mean, r)
-    }
 }
 
 /// RmsNorm: `y = x / sqrt(mean(x²) + eps) · w + b`.
@@ -102,10 +101,6 @@ pub(crate) struct Rms;
 impl Kind for Rms {
     const CENTER: bool = false;
     const STATS: [&'static str; 2] = ["rrms", "rrms"];
-    #[inline(always)]
-    fn stats<F: Float>(_mean: F, r: F) -> (F, F) {
-        (r, F::zero())
-    }
 }
 
 /// The parameters of a norm, as the kernels take them.
@@ -601,6 +596,8 @@ fn pipelines<S: Simd, E>(d: usize, store: Store) -> bool {
 
 /// Whole rows `x` of norm `K` on `path` into `out` (as long as `x`), pipelined
 /// ([`Rows`]); each row's statistics ([`Kind::stats`]) go to `stats` where given.
+/// Returns the last row's statistics (zeros for no rows): for one row, `(mean, rstd)`
+/// (LayerNorm) or `(rrms, 0)` (RmsNorm).
 #[inline(always)]
 pub(crate) fn norm_rows<K: Kind, F: Float>(
     path: Path,
@@ -608,31 +605,8 @@ pub(crate) fn norm_rows<K: Kind, F: Float>(
     p: RowParams<'_, F>,
     out: Out<'_, F>,
     stats: [Option<&mut [F]>; 2],
-) {
-    let kind = std::marker::PhantomData::<(K, Native)>;
-    run_on(
-        path,
-        Rows {
-            x,
-            p,
-            out,
-            stats,
-            kind,
-        },
-    );
-}
-
-/// One row of norm `K` on `path`: `out = norm(x)`; returns `(mean, rstd)` (LayerNorm) or
-/// `(rrms, 0)` (RmsNorm).
-#[inline(always)]
-pub(crate) fn norm_row<K: Kind, F: Float>(
-    path: Path,
-    x: &[F],
-    p: RowParams<'_, F>,
-    out: Out<'_, F>,
 ) -> (F, F) {
     let kind = std::marker::PhantomData::<(K, Native)>;
-    let stats = [None, None];
     run_on(
         path,
         Rows {
