@@ -18,14 +18,14 @@ use crate::dispatch::ForcedPath;
 use crate::forward::WithStats;
 use crate::fused::drive_add_rows;
 use crate::kernels::{Kind, Out, RowParams, half_add_rows as half_add_rows_kernel, half_rows};
-use crate::params::Affine;
+use crate::params::{Affine, AlignedRow};
 use crate::rows::{RowKernel, check_nd, check_slices, check_stats_len, run_nd, run_rows};
 use crate::simd::Path;
 
 /// A half-precision norm's weight and bias widened to f32 (once per call), with eps.
 pub(crate) struct Params32 {
-    weight: Vec<f32>,
-    bias: Option<Vec<f32>>,
+    weight: AlignedRow<f32>,
+    bias: Option<AlignedRow<f32>>,
     eps: f32,
 }
 
@@ -33,7 +33,7 @@ impl Params32 {
     pub(crate) fn of<H: Half>(p: &Affine<H>) -> Self {
         let path = Path::detected();
         let widen = |v: &[H]| {
-            let mut w = vec![0.0f32; v.len()];
+            let mut w = AlignedRow::filled(0.0f32, v.len());
             H::widen(path, v, &mut w);
             w
         };
