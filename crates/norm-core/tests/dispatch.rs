@@ -582,3 +582,62 @@ fn kernel_path_queries_are_consistent() {
         assert_eq!(ForcedPath::new(p).is_some(), p.is_available(), "{}", p.name());
     }
 }
+
+/// One case of [`matched_write_passes_change_no_bit`]: `rows` rows of `d` elements, `x`
+/// and `y` both `off` elements into their buffers, every output row against the same
+/// row computed alone (a one-row call never copies its weight and bias to match).
+fn matched_case<F: Float>(p: ForcedPath, d: usize, rows: usize, bias: bool, rng: &mut Rng) {
+    let n = rows * d;
+    let mut x: Vec<F> = rng.vec(n + 16, 0.5, 2.0);
+    // One row whose squares overflow (the rescue path) among the ordinary ones.
+    for v in &mut x[2 * d..3 * d] {
+        *v *= F::from_f64_round(if size_of::<F>() == 4 { 1e36 } else { 1e300 });
+    }
+    let (w, b) = weights::<F>(rng, d, bias);
+    let ln = LayerNorm::from_weights(w.clone(), b.clone(), F::from_f64_round(1e-5)).unwrap();
+    let rms = RmsNorm::from_weights(w, b, F::from_f64_round(1e-6)).unwrap();
+    for off in 0..16 {
+        let xs = &x[off..off + n];
+        let mut y = vec![F::zero(); n + 16];
+        let (mut m, mut s) = (vec![F::zero(); rows], vec![F::zero(); rows]);
+        let (mut y1, mut m1, mut s1) = (vec![F::zero(); d], [F::zero()], [F::zero()]);
+        let what = |kind: &str| format!("{kind} {:?} d={d} bias={bias} offset={off}", p.path());
+        p.layer_norm_slice(&ln, xs, &mut y[off..off + n], &mut m, &mut s)
+            .unwrap();
+        for (r, row) in xs.chunks_exact(d).enumerate() {
+            p.layer_norm_slice(&ln, row, &mut y1, &mut m1, &mut s1).unwrap();
+            let got = &y[off + r * d..off + (r + 1) * d];
+            assert!(bits(got) == bits(&y1), "{} row {r}", what("LayerNorm"));
+            assert!(
+                bits(&[m[r], s[r]]) == bits(&[m1[0], s1[0]]),
+                "{}",
+                what("LayerNorm stats")
+            );
+        }
+        p.rms_norm_slice(&rms, xs, &mut y[off..off + n], &mut s).unwrap();
+        for (r, row) in xs.chunks_exact(d).enumerate() {
+            p.rms_norm_slice(&rms, row, &mut y1, &mut s1).unwrap();
+            let got = &y[off + r * d..off + (r + 1) * d];
+            assert!(bits(got) == bits(&y1), "{} row {r}", what("RmsNorm"));
+        }
+    }
+}
+
+/// Calls whose rows sit off a cache line (both `x` and `y` at the same offset, rows of
+/// whole lines, at least eight rows) copy their weight and bias to the rows' offset so
+/// that the write pass runs aligned vectors, with an unaligned vector at each end of
+/// the row: every element must come out as in a row alone, on every path, at every
+/// offset, with and without bias, for both norms and both float types.
+#[test]
+fn matched_write_passes_change_no_bit() {
+    let mut rng = Rng(9);
+    for p in ForcedPath::all() {
+        for d in [16, 32, 48, 64, 768] {
+            for bias in [false, true] {
+                matched_case::<f32>(p, d, 9, bias, &mut rng);
+                matched_case::<f64>(p, d / 2, 9, bias, &mut rng);
+                matched_case::<f64>(p, d, 9, bias, &mut rng);
+            }
+        }
+    }
+}

@@ -56,6 +56,7 @@ pub(super) struct HalfsInto<'a, H> {
 }
 
 impl<S: Simd<E = f32>, H: Half> Source<S> for HalfsInto<'_, H> {
+    const PURE: bool = false;
     #[inline(always)]
     fn len(&self) -> usize {
         self.x.len().min(self.buf.len())
@@ -90,6 +91,7 @@ pub(super) struct HalfAddInto<'a, H> {
 }
 
 impl<S: Simd<E = f32>, H: Half> Source<S> for HalfAddInto<'_, H> {
+    const PURE: bool = false;
     #[inline(always)]
     fn len(&self) -> usize {
         let n = self.x.len().min(self.h.len());

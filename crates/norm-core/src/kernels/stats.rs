@@ -24,6 +24,10 @@ use num_traits::{Float as _, One as _, Zero as _};
 /// operations, and the loops ran at a third of their speed): the passes check
 /// [`len`](Source::len) once per row instead.
 pub(super) trait Source<S: Simd> {
+    /// Whether reading an element again gives the same value and changes nothing (so
+    /// the write pass may compute an element twice: `write::vector_head`); not so for
+    /// sources that write a side output, which may read what they wrote.
+    const PURE: bool = true;
     /// Elements that can be read (and, for sources that write a side output, written).
     fn len(&self) -> usize;
     /// Elements `i..i + W`.
@@ -82,6 +86,7 @@ pub(super) struct Centered<Src, E> {
 }
 
 impl<S: Simd, Src: Source<S>> Source<S> for Centered<Src, S::E> {
+    const PURE: bool = Src::PURE;
     #[inline(always)]
     fn len(&self) -> usize {
         self.src.len()
@@ -132,6 +137,7 @@ pub(super) struct AddInto<'a, E> {
 }
 
 impl<S: Simd> Source<S> for AddInto<'_, S::E> {
+    const PURE: bool = false;
     #[inline(always)]
     fn len(&self) -> usize {
         let n = self.x.len().min(self.h.len());

@@ -17,7 +17,13 @@ use crate::simd::{Simd, Store};
 /// operations, so which of them writes an element never changes a bit.
 ///
 /// Plain (`$head = None`): vectors from element 0 on, then the elements after the last
-/// full vector as plain scalars. Streaming (`$head = Some(a)`, `a` the first element of
+/// full vector as plain scalars. Plain from a vector boundary (`$head = Some((a,
+/// Cached))`, `a` the first element of the output at a vector boundary, where the
+/// weight and bias are aligned too: `vector_head`): one unaligned vector at element 0,
+/// aligned vectors from `a` on, one unaligned vector ending at the row's end; the two
+/// unaligned ones write a few elements the aligned ones write too, with the same
+/// values (so `$vector` must read a source that may be read twice). Streaming (`$head =
+/// Some((a, Streaming))`, `a` the first element of
 /// the output at a cache-line boundary, `$line` elements per line): streamed scalars
 /// before `a`, then streamed vectors while they fill whole lines, then streamed scalars
 /// for the rest, so no line is written partly by plain and partly by non-temporal
@@ -44,12 +50,21 @@ macro_rules! write_pass {
      |$j:ident, $sst:ident| $scalar:expr $(,)?) => {{
         let (n, w) = ($n, $w);
         let (start, nt_end, edge) = match $head {
-            Some(a) if a + w <= n => (a, a + (n - a) / $line * $line, Store::Streaming),
+            Some((a, Store::Streaming)) if a + w <= n => (a, a + (n - a) / $line * $line, Store::Streaming),
+            Some((a, Store::Cached)) if a + w <= n => (a, a, Store::Cached),
             _ => (0, 0, Store::Cached),
         };
         let $sst = edge;
-        for $j in 0..start {
-            $scalar;
+        // A plain head (`vector_head`): one unaligned vector over the elements before
+        // `start` and the first few after it, which the aligned vectors write again.
+        let lap = start > 0 && edge == Store::Cached;
+        if lap {
+            let ($i, $store) = (0, Store::Cached);
+            $vector;
+        } else {
+            for $j in 0..start {
+                $scalar;
+            }
         }
         let mut at = start;
         let plain_end = if edge == Store::Streaming { nt_end } else { n };
@@ -75,8 +90,13 @@ macro_rules! write_pass {
                 at += w;
             }
         }
-        for $j in at..n {
-            $scalar;
+        if lap && at < n {
+            let ($i, $store) = (n - w, Store::Cached);
+            $vector;
+        } else {
+            for $j in at..n {
+                $scalar;
+            }
         }
     }};
 }
@@ -163,6 +183,29 @@ fn stream_head<S: Simd>((addr, size): (usize, usize), store: Store) -> Option<us
         .then_some((LINE - mis) % LINE / size)
 }
 
+/// Where a plain write pass over `out` starts its aligned vectors when the output is
+/// not on a vector boundary but the weight and bias are at the element where it is
+/// (their matched copies, `kernels::Matched`): that element, so that every vector load
+/// and store of the pass but the two at the row's ends is aligned (`write_pass!`).
+/// `None` (vectors from element 0) otherwise; the caller also requires a source that
+/// may be read twice ([`Source::PURE`]).
+#[inline(always)]
+fn vector_head<S: Simd>(
+    (addr, size): (usize, usize),
+    store: Store,
+    p: &RowParams<'_, S::E>,
+) -> Option<usize> {
+    let vbytes = S::W * size;
+    let mis = addr % vbytes;
+    if store != Store::Cached || mis == 0 || !mis.is_multiple_of(size) {
+        return None;
+    }
+    let a = (vbytes - mis) / size;
+    let wbytes = S::W * std::mem::size_of::<S::E>();
+    let on = |r: &[S::E]| (r.as_ptr().wrapping_add(a) as usize).is_multiple_of(wbytes);
+    (on(p.weight) && p.bias.is_none_or(on)).then_some(a)
+}
+
 /// Stores vector `v` to `out[i..i + W]`, non-temporally when `store` says so (see
 /// `write_pass!`).
 ///
@@ -205,9 +248,9 @@ fn center<K: Kind, S: Simd>(s: S, v: S::V, vs: S::V, vm: S::V) -> S::V {
 /// round exactly like the vector body (fused where it fuses), so the result never
 /// depends on the stores or the alignment.
 #[inline(always)]
-pub(super) fn write<K: Kind, S: Simd>(
+pub(super) fn write<K: Kind, S: Simd, Src: Source<S>>(
     s: S,
-    mut h: impl Source<S>,
+    mut h: Src,
     p: RowParams<'_, S::E>,
     c: Coef<S::E>,
     mut y: impl Sink<S>,
@@ -216,7 +259,12 @@ pub(super) fn write<K: Kind, S: Simd>(
     let (w, n, weight) = (S::W, p.weight.len(), p.weight);
     let (vs, vm, vr) = (s.splat(c.shift), s.splat(c.m), s.splat(c.r));
     let geometry = y.geometry();
-    let head = stream_head::<S>(geometry, y.store());
+    let head = stream_head::<S>(geometry, y.store())
+        .map(|a| (a, Store::Streaming))
+        .or_else(|| {
+            let a = vector_head::<S>(geometry, y.store(), &p);
+            a.filter(|_| Src::PURE).map(|a| (a, Store::Cached))
+        });
     // Once per row, so the vectors below need no checks.
     assert!(n <= y.len() && n <= h.len() && p.bias.is_none_or(|b| n <= b.len()));
     // SAFETY (every unchecked load and store below): `write_pass!` calls the vector
