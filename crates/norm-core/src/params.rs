@@ -17,7 +17,8 @@ pub struct Affine<F: Element> {
 }
 
 /// The bytes of a cache line on current x86-64 and Arm CPUs, and of an AVX-512 vector.
-const LINE: usize = 64;
+/// Bytes in a cache line.
+pub(crate) const LINE: usize = 64;
 
 /// A row of values whose first element starts on a cache line (64 bytes), as the
 /// weight and bias rows are kept: every vector the kernels load from them is then
@@ -57,20 +58,32 @@ impl<F: Copy + Default> AlignedRow<F> {
     /// A row of `len` copies of `value`: a buffer of a line's worth of elements more,
     /// the row starting at its first element on a line.
     pub(crate) fn filled(value: F, len: usize) -> Self {
+        Self::filled_past(value, len, 0)
+    }
+
+    /// A row of `len` copies of `value` starting `mis` bytes past a line (`mis < LINE`,
+    /// a multiple of `F`'s size: where a call's rows start, `kernels::matches`).
+    pub(crate) fn filled_past(value: F, len: usize, mis: usize) -> Self {
         // The element types here are 2, 4 or 8 bytes, divisors of LINE, and a buffer's
         // elements lie a multiple of their size from any line; for any other size the
         // row is merely unaligned (the `max` and `% size` keep it in bounds).
         let size = std::mem::size_of::<F>().max(1);
         let buf = vec![value; len + LINE.div_ceil(size)];
-        let start = (LINE - buf.as_ptr() as usize % LINE) % LINE / size;
+        let start = (LINE + mis % LINE - buf.as_ptr() as usize % LINE) % LINE / size;
         AlignedRow { buf, start, len }
+    }
+
+    /// `v`'s values in a new row starting `mis` bytes past a line (see
+    /// [`filled_past`](Self::filled_past)).
+    pub(crate) fn from_slice_past(v: &[F], mis: usize) -> Self {
+        let mut row = Self::filled_past(F::default(), v.len(), mis);
+        row.as_mut_slice().copy_from_slice(v);
+        row
     }
 
     /// `v`'s values in a new row starting on a line.
     pub(crate) fn from_slice(v: &[F]) -> Self {
-        let mut row = Self::filled(F::default(), v.len());
-        row.as_mut_slice().copy_from_slice(v);
-        row
+        Self::from_slice_past(v, 0)
     }
 }
 

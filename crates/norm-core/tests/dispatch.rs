@@ -623,11 +623,11 @@ fn matched_case<F: Float>(p: ForcedPath, d: usize, rows: usize, bias: bool, rng:
     }
 }
 
-/// Calls whose rows sit off a cache line (both `x` and `y` at the same offset, rows of
-/// whole lines, at least eight rows) copy their weight and bias to the rows' offset so
+/// On AVX-512, calls whose rows sit off a cache line (both `x` and `y` at the same
+/// offset, rows of whole lines, at least eight rows) copy their weight and bias to the rows' offset so
 /// that the write pass runs aligned vectors, with an unaligned vector at each end of
-/// the row: every element must come out as in a row alone, on every path, at every
-/// offset, with and without bias, for both norms and both float types.
+/// the row: every element must come out as in a row alone, at every offset (on the
+/// other paths, which never copy, this pins the plain write pass the same way), with and without bias, for both norms and both float types.
 #[test]
 fn matched_write_passes_change_no_bit() {
     let mut rng = Rng(9);

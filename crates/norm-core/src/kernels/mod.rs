@@ -38,7 +38,7 @@
 //!
 //! On AVX-512, calls of at least eight f32/f64 rows with plain stores whose input and output sit at
 //! the same offset past a cache line (as large `Vec` buffers do) copy their weight and
-//! bias to that offset ([`Matched`]): the write pass then runs line-aligned vectors
+//! bias to that offset ([`AlignedRow::from_slice_past`]): the write pass then runs line-aligned vectors
 //! throughout, with one unaligned vector at each end of the row (`write::vector_head`).
 //!
 //! Per row: the first pass reads the row from memory (for the fused variants: reads
@@ -64,6 +64,7 @@ pub(crate) use fused::add_rows;
 pub(crate) use half::{half_add_rows, half_rows};
 
 use crate::Float;
+use crate::params::{AlignedRow, LINE};
 use crate::simd::{Path, Pipelining, Simd, SimdOp, Store, pipelining, run_on};
 #[allow(unused_imports)]
 use num_traits::{Float as _, One as _, Zero as _};
@@ -408,12 +409,12 @@ impl<K: Kind, F: Float, E, I: Io<E, F>> SimdOp<F> for Rows<'_, K, I, E, F> {
         let mis = matches::<S::E>(self.x, self.out.y, d, self.out.store).filter(|_| fills_line);
         if let Some(mis) = mis {
             let (w, b) = (
-                Matched::new(self.p.weight, mis),
-                self.p.bias.map(|b| Matched::new(b, mis)),
+                AlignedRow::from_slice_past(self.p.weight, mis),
+                self.p.bias.map(|b| AlignedRow::from_slice_past(b, mis)),
             );
             let p = RowParams {
-                weight: w.row(),
-                bias: b.as_ref().map(Matched::row),
+                weight: &w,
+                bias: b.as_deref(),
                 eps: self.p.eps,
             };
             return rows::<K, S, E, I, Direct>(s, Rows { p, ..self }, [&mut [], &mut []]);
@@ -423,14 +424,27 @@ impl<K: Kind, F: Float, E, I: Io<E, F>> SimdOp<F> for Rows<'_, K, I, E, F> {
 }
 
 /// The fewest rows for which a call copies its weight and bias to match its rows
-/// ([`Matched`]): the copies cost two rows' worth of loads and stores per call.
+/// ([`AlignedRow::from_slice_past`]): the copies cost two rows' worth of loads and stores per call.
 const MATCH_MIN_ROWS: usize = 8;
 
 /// The offset from a cache line (in bytes) at which a call's weight and bias are copied
-/// ([`Matched`]), if the call qualifies (and its backend's vectors fill a line, which
+/// ([`AlignedRow::from_slice_past`]), if the call qualifies (and its backend's vectors fill a line, which
 /// [`Rows`] checks): f32/f64 rows (`E` the accumulation type) with
 /// plain stores, at least [`MATCH_MIN_ROWS`] rows of a whole number of cache lines,
 /// `x` and `y` at the same offset from a line and not on one.
+///
+/// Why: the write pass's vectors, aligned
+/// to the output (`write::vector_head`), then find the weight and bias aligned too, and
+/// none of its loads and stores straddles two cache lines (each such access costs two).
+/// The allocator puts large buffers 16 bytes past a line (glibc), so a user's
+/// activations usually sit there. By A/B measurement (a harness outside the repository,
+/// one binary per variant, three to four processes each, alternating, one thread,
+/// 64×768 f32 in cache, `x` and `y` 16 bytes past a line; Intel Xeon family 6 model
+/// 167, 5 December 2026), GB/s over the plain copy's on AVX-512: LayerNorm 0.49-0.57 ->
+/// 0.53-0.60, RmsNorm 0.72-0.79 -> 0.81-0.83; rows on a line unchanged (LayerNorm
+/// 0.64-0.66). Same bits: the rows' values are read and combined as before, only the
+/// weight and bias come from another address. Not on AVX2 (half-line vectors): see
+/// [`Rows`]'s `run`.
 #[inline(always)]
 fn matches<F>(x: &[impl Sized], y: &[impl Sized], d: usize, store: Store) -> Option<usize> {
     let size = std::mem::size_of_val(x.first()?);
@@ -442,47 +456,6 @@ fn matches<F>(x: &[impl Sized], y: &[impl Sized], d: usize, store: Store) -> Opt
         && (d * size).is_multiple_of(LINE)
         && x.len() >= MATCH_MIN_ROWS * d)
         .then_some(mis)
-}
-
-/// Bytes in a cache line.
-const LINE: usize = 64;
-
-/// A copy of a parameter row starting `mis` bytes past a cache line, where the rows of
-/// the call start, so that the write pass's vectors, aligned to the output
-/// (`write::vector_head`), find the weight and bias aligned too: then none of its
-/// loads and stores straddles two cache lines (each such access costs two). The
-/// allocator puts large buffers 16 bytes past a line (glibc), so a user's activations
-/// usually sit there. By A/B measurement (`/tmp` harness, one binary per variant, three
-/// to four processes each, alternating, one thread, 64×768 f32 in cache, `x` and `y` 16
-/// bytes past a line; Intel Xeon family 6 model 167, 5 December 2026), GB/s over the
-/// plain copy's: LayerNorm 0.49-0.57 -> 0.53-0.60 (AVX-512) and 0.43-0.44 -> 0.445-0.45
-/// (forced AVX2), RmsNorm 0.72-0.79 -> 0.81-0.83 and 0.70-0.72 -> 0.71-0.73; rows on a
-/// line unchanged (LayerNorm 0.64-0.66, 0.47-0.49). Same bits: the rows' values are
-/// read and combined as before, only the weight and bias come from another address.
-struct Matched<F> {
-    buf: Vec<F>,
-    start: usize,
-    len: usize,
-}
-
-impl<F: Copy + Default> Matched<F> {
-    /// `v`'s values, starting `mis` bytes past a line (`mis` a multiple of `F`'s size).
-    fn new(v: &[F], mis: usize) -> Self {
-        let size = std::mem::size_of::<F>();
-        let mut buf = vec![F::default(); v.len() + LINE / size];
-        let at = buf.as_ptr() as usize % LINE;
-        let start = (LINE + mis - at) % LINE / size;
-        buf[start..start + v.len()].copy_from_slice(v);
-        Matched {
-            buf,
-            start,
-            len: v.len(),
-        }
-    }
-
-    fn row(&self) -> &[F] {
-        &self.buf[self.start..self.start + self.len]
-    }
 }
 
 /// Whether rows stored as `E` are narrower than the accumulation type `F` (bf16/f16

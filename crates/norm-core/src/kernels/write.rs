@@ -185,7 +185,7 @@ fn stream_head<S: Simd>((addr, size): (usize, usize), store: Store) -> Option<us
 
 /// Where a plain write pass over `out` starts its aligned vectors when the output is
 /// not on a vector boundary but the weight and bias are at the element where it is
-/// (their matched copies, `kernels::Matched`): that element, so that every vector load
+/// (their matched copies, `kernels::matches`): that element, so that every vector load
 /// and store of the pass but the two at the row's ends is aligned (`write_pass!`).
 /// `None` (vectors from element 0) otherwise; the caller also requires a source that
 /// may be read twice ([`Source::PURE`]).
