@@ -59,7 +59,17 @@ pub(crate) fn drive_add_rows<E: Copy + Send + Sync>(
     let store = how.stores().store_moved(moved);
     let near = crate::kernels::near(moved);
     let serial = |x: &[E], r: Option<&[E]>, h: &mut [E], y: &mut [E]| {
-        rows(x, r, h, Out { y, store, near });
+        rows(
+            x,
+            r,
+            h,
+            Out {
+                y,
+                store,
+                near,
+                seam: None,
+            },
+        );
         if store == Store::Streaming {
             stream_fence();
         }

@@ -142,12 +142,34 @@ pub(crate) fn run_rows<E: Elem, S: Stat>(
                 (xb, ob, a, b)
             })
             .collect();
-        blocks
-            .into_par_iter()
-            .for_each(|(xb, y, a, b)| run_rows_serial(xb, Out { y, store, near }, a, b, kernel));
+        blocks.into_par_iter().for_each(|(xb, y, a, b)| {
+            run_rows_serial(
+                xb,
+                Out {
+                    y,
+                    store,
+                    near,
+                    seam: None,
+                },
+                a,
+                b,
+                kernel,
+            )
+        });
         return;
     }
-    run_rows_serial(x, Out { y: out, store, near }, s0, s1, kernel);
+    run_rows_serial(
+        x,
+        Out {
+            y: out,
+            store,
+            near,
+            seam: None,
+        },
+        s0,
+        s1,
+        kernel,
+    );
 }
 
 /// The serial body of [`run_rows`]: one call of the kernel over all the rows.
@@ -275,6 +297,7 @@ fn strided_lanes<'a, E: Elem + 'a, S: Stat + 'a>(
                         y: o,
                         store: Store::Cached,
                         near: false,
+                        seam: None,
                     },
                 ),
                 None => {
@@ -285,6 +308,7 @@ fn strided_lanes<'a, E: Elem + 'a, S: Stat + 'a>(
                             y: &mut yout[j * d..(j + 1) * d],
                             store: Store::Cached,
                             near: false,
+                            seam: None,
                         },
                     )
                 }

@@ -3,7 +3,9 @@
 //! its whole cache lines go out with non-temporal scalar stores (16-bit ones in pairs,
 //! the first held back until its neighbour is known), so a pair left unstored or a
 //! store past the row would show here, on every path, for f32, f64, bf16 and f16, plain
-//! and fused (residual add + norm, separate `h`).
+//! and fused (residual add + norm, separate `h`). Consecutive rows of one call hand the
+//! line they share to the call, which streams it whole once both rows wrote their part
+//! (`kernels::Seam`), also around rows the rescue path writes with plain stores.
 
 use norm_core::dispatch::ForcedPath;
 use norm_core::simd::Stores;
@@ -122,4 +124,90 @@ fn streamed_rows_match_plain_at_every_offset_bf16() {
 #[test]
 fn streamed_rows_match_plain_at_every_offset_f16() {
     check::<f16>();
+}
+
+/// Rows the rescue path writes (NaN, infinity, squares beyond the accumulation type),
+/// alone, in pairs and at both ends, between ordinary rows of `d`.
+fn rescue_input<E: Element>(d: usize) -> Vec<E> {
+    let huge = if std::mem::size_of::<E::Acc>() == 8 {
+        1e200
+    } else {
+        1e30
+    };
+    // bf16 holds 1e30 (f16 gives infinity: also rescued).
+    let kinds = [1, 0, 2, 3, 0, 0, 3, 3, 0, 1];
+    let mut x: Vec<E> = Vec::new();
+    for (r, kind) in kinds.into_iter().enumerate() {
+        let mut row = input::<E>(d, r as u64 + 7);
+        match kind {
+            1 => row[d / 2] = val(f64::NAN),
+            2 => row[0] = val(f64::INFINITY),
+            3 => row
+                .iter_mut()
+                .enumerate()
+                .for_each(|(i, v)| *v = val(huge * (1.0 + (i % 5) as f64))),
+            _ => {}
+        }
+        x.extend(row);
+    }
+    x
+}
+
+/// `form` (plain forms) over [`rescue_input`] with `how`, `y` placed `off` elements into
+/// a guarded buffer; returns `y`'s bits and checks that no guard element changed.
+fn run_rescue<E: Element>(how: ForcedPath, ln: bool, d: usize, off: usize) -> Vec<u64> {
+    let x = rescue_input::<E>(d);
+    let n = x.len();
+    let rows = n / d;
+    let guard = val::<E>(GUARD);
+    let mut yb = vec![guard; n + 64];
+    let zero = E::Acc::from_f64_round(0.0);
+    let (mut s0, mut s1) = (vec![zero; rows], vec![zero; rows]);
+    let y = &mut yb[off..off + n];
+    let res = if ln {
+        how.layer_norm_slice(&LayerNorm::<E>::new(d).expect("d > 0"), &x, y, &mut s0, &mut s1)
+    } else {
+        how.rms_norm_slice(&RmsNorm::<E>::new(d).expect("d > 0"), &x, y, &mut s0)
+    };
+    res.expect("lengths match");
+    let g = bits(&[guard])[0];
+    let outside: Vec<E> = yb[..off].iter().chain(&yb[off + n..]).copied().collect();
+    assert!(
+        bits(&outside).iter().all(|&v| v == g),
+        "{:?} ln {ln} d {d} offset {off}: written outside the output",
+        how.path()
+    );
+    bits(&yb[off..off + n])
+}
+
+fn check_rescue<E: Element>() {
+    let per_line = 64 / std::mem::size_of::<E>();
+    for how in ForcedPath::all() {
+        for ln in [true, false] {
+            for d in [37, 64, 100, 258] {
+                let plain = run_rescue::<E>(how.with_stores(Stores::Cached), ln, d, 0);
+                for off in 0..per_line {
+                    let streamed = run_rescue::<E>(how.with_stores(Stores::Streaming), ln, d, off);
+                    assert_eq!(
+                        streamed,
+                        plain,
+                        "{:?} ln {ln} {} d {d}: streamed at offset {off} differs from plain",
+                        how.path(),
+                        std::any::type_name::<E>()
+                    );
+                }
+            }
+        }
+    }
+}
+
+/// Rescued rows write their part of the lines they share with the rows beside them
+/// with plain stores: the other row's part, held for one streamed line, must still be
+/// written, at every offset from a line, for every element type.
+#[test]
+fn streamed_rows_around_rescued_rows_match_plain() {
+    check_rescue::<f32>();
+    check_rescue::<f64>();
+    check_rescue::<bf16>();
+    check_rescue::<f16>();
 }

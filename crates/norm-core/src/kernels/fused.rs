@@ -58,7 +58,12 @@ impl<K: Kind, F: Float, E, I: Io<E, F>> SimdOp<F> for AddRows<'_, K, I, E, F> {
                 return;
             };
             let (xr, rr) = row(i);
-            let out = Out { y, store, near };
+            let out = Out {
+                y,
+                store,
+                near,
+                seam: None,
+            };
             let hn = hs.next();
             let (xn, rn) = row((i + 1).min(rows - 1));
             let shift_n = hn.as_deref().map_or(shift, |hn| shift_at(xn, rn.unwrap_or(hn)));

@@ -72,6 +72,7 @@ use rescue::rescue;
 use stats::{
     AddInto, Ahead, Beside, Centered, Cursor, First, Plain, Reach, Source, Sum, inv_len, reduce, sum_sq,
 };
+pub(crate) use write::Seam;
 use write::{Sink, write};
 
 /// Which norm a kernel computes, at compile time. In a private module (`pub` only so
@@ -127,6 +128,10 @@ pub(crate) struct Out<'a, F> {
     /// Whether the whole call this output belongs to is [`near`]: small, at most about
     /// a core's L2 (the half-precision LayerNorm rows then widen once, `Rows`).
     pub(crate) near: bool,
+    /// Where the streamed elements of the lines this row shares with the rows beside it
+    /// in its call go ([`Seam`]: half-precision rows of a run); `None`: stored one by
+    /// one.
+    pub(crate) seam: Option<&'a mut Seam>,
 }
 
 /// The most bytes a call may move (every array it reads and every array it writes,
@@ -385,7 +390,7 @@ struct Rows<'a, K, I, E, F> {
     kind: std::marker::PhantomData<(K, I)>,
 }
 
-impl<K: Kind, F: Float, E, I: Io<E, F>> SimdOp<F> for Rows<'_, K, I, E, F> {
+impl<K: Kind, F: Float, E: Copy, I: Io<E, F>> SimdOp<F> for Rows<'_, K, I, E, F> {
     /// The statistics of the last row (zeros for no rows).
     type Out = (F, F);
     #[inline(always)]
@@ -527,7 +532,7 @@ impl Reader for Widened {
 /// The body of [`Rows`], reading each row as `R` says (`bufs`: two scratch rows for
 /// [`Widened`], unused by [`Direct`]).
 #[inline(always)]
-fn rows<K: Kind, S: Simd, E, I: Io<E, S::E>, R: Reader>(
+fn rows<K: Kind, S: Simd, E: Copy, I: Io<E, S::E>, R: Reader>(
     s: S,
     this: Rows<'_, K, I, E, S::E>,
     bufs: [&mut [S::E]; 2],
@@ -549,10 +554,23 @@ fn rows<K: Kind, S: Simd, E, I: Io<E, S::E>, R: Reader>(
     let shift_at = |r: &[E]| shift_of::<K, S::E>(d, |i| I::at(r, i));
     let mut shift = shift_at(&x[..d]);
     let mut first = first_sum::<K, S, _>(s, shift, R::first::<S, E, I>(&x[..d], &mut *cur));
-    for (i, yr) in y.chunks_exact_mut(d).take(rows).enumerate() {
+    // Half-precision rows (bf16, f16), of a line or more: the line a row starts in then
+    // lies within it and the row before (`Seam::close`). Their streamed edges are
+    // otherwise 16-bit scalars, each rounded one at a time; f32/f64 rows stream theirs
+    // as scalars as they are, which measured faster than through a seam (see `Seam`).
+    let seams = store == Store::Streaming && narrower::<E, S::E>() && d * std::mem::size_of::<E>() >= LINE;
+    let mut seam = Seam::new();
+    for i in 0..rows {
         let xr = &x[i * d..(i + 1) * d];
         let (m, var) = moments::<K, S>(s, d, shift, first, R::again::<S, E, I>(xr, &*cur));
-        let out = Out { y: yr, store, near };
+        seam.row(i > 0, i + 1 < rows);
+        let seam_of = seams.then_some(&mut seam);
+        let out = Out {
+            y: &mut y[i * d..(i + 1) * d],
+            store,
+            near,
+            seam: seam_of,
+        };
         let next = x.get((i + 1) * d..(i + 2) * d);
         let row = (xr, R::again::<S, E, I>(xr, &*cur));
         last = match next {
@@ -575,6 +593,9 @@ fn rows<K: Kind, S: Simd, E, I: Io<E, S::E>, R: Reader>(
                 st
             }
         };
+        if seams {
+            seam.close(s, y, i * d);
+        }
         std::mem::swap(&mut cur, &mut nxt);
         for (st, v) in stats.iter_mut().zip([last.0, last.1]) {
             if let Some(st) = st.as_deref_mut() {

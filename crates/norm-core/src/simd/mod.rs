@@ -399,7 +399,7 @@ pub(crate) unsafe fn store_half_each<S: Simd, H: Half, const COMPUTED: bool>(
 }
 
 /// The most lanes any backend has (AVX-512 f32).
-const MAX_W: usize = 16;
+pub(crate) const MAX_W: usize = 16;
 
 /// A 16-bit element of a streamed row held back until its neighbour is known, so that
 /// the two go out in one 4-byte non-temporal store ([`Simd::stream_pair`]; `movnti`
