@@ -384,8 +384,8 @@ where
 
 /// `y = x · c` over the same bytes, split like the norms on more than one thread, with
 /// plain stores or (`streaming`) non-temporal ones (`norm_core::ceiling`; norm-core
-/// streams outputs of at least a quarter of the last-level cache, so that is the fair
-/// ceiling for them).
+/// streams outputs of at least a quarter of the last-level cache, at most 64 MiB, so
+/// that is the fair ceiling for them).
 fn copy(x: &[f32], y: &mut [f32], d: usize, streaming: bool) {
     split_rows(x, y, d, |x, y| {
         if streaming {

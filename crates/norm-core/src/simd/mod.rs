@@ -463,10 +463,13 @@ pub const STREAM_MIN_BYTES: usize = 32 << 20;
 /// The smallest threshold [`stream_min_bytes`] returns, whatever the cache.
 const STREAM_FLOOR_BYTES: usize = 4 << 20;
 
+/// The largest threshold [`stream_min_bytes`] returns, whatever the cache reported.
+const STREAM_CEILING_BYTES: usize = 64 << 20;
+
 /// Outputs of at least this many bytes are written with non-temporal stores
 /// ([`Stores::Auto`]): a quarter of the last-level cache as the CPU reports it (x86-64
-/// CPUID; at least 4 MiB), or [`STREAM_MIN_BYTES`] where it reports none. Detected once,
-/// cached.
+/// CPUID; at least 4 MiB, at most 64 MiB), or [`STREAM_MIN_BYTES`] where it reports
+/// none. Detected once, cached.
 ///
 /// A non-temporal store skips reading the output line into the cache before writing it:
 /// one memory transfer less per line, so out of cache a norm moves a third (forward) or
@@ -475,7 +478,13 @@ const STREAM_FLOOR_BYTES: usize = 4 << 20;
 /// stayed in the caches. Measured with the `stores/*` benchmarks (norm-autograd; a
 /// LayerNorm forward or backward followed by a read of its output, plain against
 /// streaming stores) on a machine reporting a 260 MiB L3: plain stores won up to 32 MiB
-/// per array, the two were even around 64 MiB, streaming won at 128 MiB.
+/// per array, the two were even around 64 MiB, streaming won at 128 MiB. On one
+/// reporting 480 MiB (Intel Xeon family 6 model 167, a 2-vCPU virtual machine, 5
+/// December 2026, forward then read, one run) the arrays did not stay in that cache:
+/// plain / streaming GB/s 28.3 / 19.1 at 4 MiB, 26.8 / 18.7 at 16, 17.0 / 17.9 at 32,
+/// 11.1 / 15.7 at 64, 11.0 / 17.1 at 128, where a quarter of the reported cache (120
+/// MiB) kept 64 MiB outputs on plain stores. Hence the ceiling: a virtual machine's
+/// CPUID may report a cache its core does not get.
 ///
 /// # Example
 /// ```
@@ -488,7 +497,9 @@ pub fn stream_min_bytes() -> usize {
     static CACHE: AtomicUsize = AtomicUsize::new(0);
     match CACHE.load(Ordering::Relaxed) {
         0 => {
-            let t = last_level_cache_bytes().map_or(STREAM_MIN_BYTES, |c| (c / 4).max(STREAM_FLOOR_BYTES));
+            let t = last_level_cache_bytes().map_or(STREAM_MIN_BYTES, |c| {
+                (c / 4).clamp(STREAM_FLOOR_BYTES, STREAM_CEILING_BYTES)
+            });
             CACHE.store(t, Ordering::Relaxed);
             t
         }
