@@ -184,7 +184,7 @@ fn check_rescue<E: Element>() {
     let per_line = 64 / std::mem::size_of::<E>();
     for how in ForcedPath::all() {
         for ln in [true, false] {
-            for d in [37, 64, 100, 258] {
+            for d in [32, 37, 64, 100, 258] {
                 let plain = run_rescue::<E>(how.with_stores(Stores::Cached), ln, d, 0);
                 for off in 0..per_line {
                     let streamed = run_rescue::<E>(how.with_stores(Stores::Streaming), ln, d, off);

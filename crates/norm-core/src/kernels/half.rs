@@ -183,8 +183,9 @@ impl<S: Simd<E = f32>, H: Half> Source<S> for HalfSum<'_, H> {
 }
 
 /// A half-precision output row: each f32 output rounded once as it is stored. The
-/// scalar elements of a streamed row go out in pairs ([`HeldHalf`]); [`Sink::flush`]
-/// stores a lone one.
+/// scalar elements of a streamed row (its partial lines, where no [`Seam`](super::Seam)
+/// takes them: a row alone, the first row's head and the last row's tail of a run) go
+/// out in pairs ([`HeldHalf`]); [`Sink::flush`] stores a lone one.
 struct HalfOut<'a, H> {
     out: Out<'a, H>,
     held: HeldHalf<H>,
@@ -231,7 +232,8 @@ impl<S: Simd<E = f32>, H: Half> Sink<S> for HalfOut<'_, H> {
         // SAFETY: `t` holds MAX_W >= W values. `v` is computed, as in `put`.
         unsafe { s.store_half_as::<H, true>(t.as_mut_ptr(), v, Store::Cached) };
         if let Some(m) = self.out.seam.as_deref_mut() {
-            m.put_lanes(self.out.y, i, &t[..S::W]);
+            // SAFETY: `i + W <= len` per the contract; 16-bit elements.
+            unsafe { m.put_lanes(self.out.y, i, &t[..S::W]) };
         }
     }
     #[inline(always)]

@@ -13,8 +13,12 @@ use crate::simd::{Simd, Store};
 /// at an even vector from a cache-line boundary), `$scalar` writes element `$j` as
 /// `$sst` says, `$touch`
 /// (with `$t`, `$span` bound) is the work done beside the vectors at `$t..$t + $span`
-/// (a prefetch of what they will want next, or a step of the next row's reduction). `$vector` and `$scalar` must compute each element with the same
-/// operations, so which of them writes an element never changes a bit.
+/// (a prefetch of what they will want next, or a step of the next row's reduction),
+/// `$edges` says whether the sink takes the streamed elements before `a` and after the
+/// last whole line as whole vectors, and `$edge` (with `$ie` bound) hands it vector
+/// `$ie..$ie + W` for that (`Sink::put_edge`: the sink keeps only the lanes in those
+/// partial lines). `$vector`, `$edge` and `$scalar` must compute each element with the
+/// same operations, so which of them writes an element never changes a bit.
 ///
 /// Plain (`$head = None`): vectors from element 0 on, then the elements after the last
 /// full vector as plain scalars. Plain from a vector boundary (`$head = Some((a,
@@ -25,8 +29,10 @@ use crate::simd::{Simd, Store};
 /// values (so `$vector` must read a source that may be read twice). Streaming (`$head =
 /// Some((a, Streaming))`, `a` the first element of
 /// the output at a cache-line boundary, `$line` elements per line): streamed scalars
-/// before `a`, then streamed vectors while they fill whole lines, then streamed scalars
-/// for the rest, so no line is written partly by plain and partly by non-temporal
+/// before `a` (or, where `$edges` says, vectors over them that overlap the first
+/// streamed vectors, so `$edge` too must read a source that may be read twice), then
+/// streamed vectors while they fill whole lines, then streamed scalars for the rest (or
+/// likewise vectors, the last one ending at the row's end), so no line is written partly by plain and partly by non-temporal
 /// stores (that would flush a half-filled write-combining buffer), and no plain store
 /// reads a line from memory: the lines at the two ends of a row are shared with the
 /// rows beside it when the output is not aligned to a cache line, and a plain store
@@ -69,7 +75,7 @@ macro_rules! write_pass {
         if lap {
             let ($i, $store) = (0, Store::Cached);
             $vector;
-        } else if edges[0] {
+        } else if edges[0] && start > 0 {
             let mut $ie = 0;
             loop {
                 $edge;
@@ -225,8 +231,8 @@ struct Line([u8; LINE]);
 /// computes those elements as whole vectors (overlapping the streamed ones:
 /// `write_pass!`, `Sink::put_edge`) and hands the lanes in the partial lines here
 /// ([`put_lanes`](Seam::put_lanes)); once the row after has written its part of the
-/// line they share, the call streams the whole line with one vector store
-/// ([`close`](Seam::close)). The first row's head and the last row's tail are shared
+/// line they share, the call streams the whole line with whole-line vector stores (one
+/// on AVX-512, two on AVX2; plain stores on the portable backend) ([`close`](Seam::close)). The first row's head and the last row's tail are shared
 /// with whatever lies beside the call's output and keep the scalar stores. Same bits:
 /// each element is computed by the same operations, only the stores differ.
 ///
@@ -239,8 +245,10 @@ struct Line([u8; LINE]);
 pub(crate) struct Seam {
     /// Two lines' bytes: `lines[cur]` the line before the current row's first line
     /// boundary (the previous row's tail and the current row's head), the other the
-    /// line after its last one (its tail). They swap roles from row to row (no copy: a
-    /// vector read of bytes just written one by one waits for them).
+    /// line after its last one (its tail). They swap roles from row to row: no copy of
+    /// a tail just written into the buffer, which the copy would read back at once
+    /// (a wide read of bytes just written in narrower pieces waits for them); the
+    /// line's vector read in [`close`](Seam::close) comes a row after its tail part.
     lines: [Line; 2],
     /// Which of `lines` holds the current row's head.
     cur: usize,
@@ -284,8 +292,12 @@ impl Seam {
     /// the row's first partial line (its head, before its first line boundary) or its
     /// last (its tail, after its last one), where the current row hands them to the
     /// seam; drops the others (elements of whole lines, streamed by the write pass).
+    ///
+    /// # Safety
+    /// `i + v.len() <= y.len()`, and `E`'s size divides a cache line (2, 4 or 8 bytes).
     #[inline(always)]
-    pub(super) fn put_lanes<E: Copy>(&mut self, y: &[E], i: usize, v: &[E]) {
+    pub(super) unsafe fn put_lanes<E: Copy>(&mut self, y: &[E], i: usize, v: &[E]) {
+        debug_assert!(i + v.len() <= y.len() && LINE.is_multiple_of(std::mem::size_of::<E>()));
         let size = std::mem::size_of::<E>();
         let start = y.as_ptr() as usize;
         let head_end = if start.is_multiple_of(LINE) {
@@ -301,8 +313,9 @@ impl Seam {
                 let line = self.cur ^ part;
                 let off = (start + lo * size) % LINE;
                 // SAFETY: elements `lo..hi` lie in one line of `y` (the head's or the
-                // tail's), at offsets `off..off + (hi - lo)·size <= LINE` of it; `v`
-                // holds them at `lo - i..hi - i`. Byte copy into the line's bytes.
+                // tail's, within `y`: `hi <= i + v.len() <= y.len()` per the contract),
+                // at offsets `off..off + (hi - lo)·size <= LINE` of it; `v` holds them
+                // at `lo - i..hi - i`. Byte copy into the line's bytes.
                 unsafe {
                     std::ptr::copy_nonoverlapping(
                         v.as_ptr().add(lo - i).cast::<u8>(),
@@ -328,12 +341,16 @@ impl Seam {
     #[inline(always)]
     pub(crate) fn close<S: Simd, E: Copy>(&mut self, s: S, y: &mut [E], at: usize) {
         let size = std::mem::size_of::<E>();
+        // Whole elements per line (bf16/f16 here), so `off` and the views below are
+        // whole elements.
+        assert!(LINE.is_multiple_of(size) && LINE.is_multiple_of(std::mem::size_of::<S::E>()));
         let off = (y.as_ptr() as usize + at * size) % LINE;
         if off != 0 && at >= off / size && self.got.iter().any(|&g| g) {
             let k = at - off / size;
             let line = &mut y[k..k + LINE / size];
             if self.got == [true; 2] && S::W * std::mem::size_of::<S::E>() <= LINE {
                 let n = LINE / std::mem::size_of::<S::E>();
+                debug_assert!(n.is_multiple_of(S::W));
                 // SAFETY: `line` is one whole cache line of `y` (`k` is its first
                 // element, at a line boundary: `off` bytes before element `at`), so
                 // aligned to 64 bytes and 64 bytes long, viewed as the backend's
