@@ -36,6 +36,16 @@ fn input<E: Element>(n: usize, seed: u64) -> Vec<E> {
         .collect()
 }
 
+/// Checks that every element of `b` outside `off..off + n` still holds [`GUARD`].
+fn assert_guarded<E: Element>(b: &[E], off: usize, n: usize, what: &str) {
+    let g = bits(&[val::<E>(GUARD)])[0];
+    let outside: Vec<E> = b[..off].iter().chain(&b[off + n..]).copied().collect();
+    assert!(
+        bits(&outside).iter().all(|&v| v == g),
+        "{what} written outside the output"
+    );
+}
+
 /// What a forward writes: `y` (and `h` for the fused form).
 #[derive(Clone, Copy, Debug)]
 enum Form {
@@ -72,16 +82,9 @@ fn run<E: Element>(how: ForcedPath, form: Form, d: usize, off: usize) -> (Vec<u6
         Form::RmsAdd => how.rms_norm_add_slice(&RmsNorm::<E>::new(d).expect("d > 0"), &x, &mut r, Some(h), y),
     };
     res.expect("lengths match");
-    let g = bits(&[guard])[0];
     for (name, b) in [("y", &yb), ("h", &hb)] {
-        let outside = b[..off].iter().chain(&b[off + n..]);
-        assert!(
-            bits(&outside.copied().collect::<Vec<_>>())
-                .iter()
-                .all(|&v| v == g),
-            "{:?} {form:?} d {d} offset {off}: {name} written outside the output",
-            how.path()
-        );
+        let what = format!("{:?} {form:?} d {d} offset {off}: {name}", how.path());
+        assert_guarded(b, off, n, &what);
     }
     (bits(&yb[off..off + n]), bits(&hb[off..off + n]))
 }
@@ -170,12 +173,11 @@ fn run_rescue<E: Element>(how: ForcedPath, ln: bool, d: usize, off: usize) -> Ve
         how.rms_norm_slice(&RmsNorm::<E>::new(d).expect("d > 0"), &x, y, &mut s0)
     };
     res.expect("lengths match");
-    let g = bits(&[guard])[0];
-    let outside: Vec<E> = yb[..off].iter().chain(&yb[off + n..]).copied().collect();
-    assert!(
-        bits(&outside).iter().all(|&v| v == g),
-        "{:?} ln {ln} d {d} offset {off}: written outside the output",
-        how.path()
+    assert_guarded(
+        &yb,
+        off,
+        n,
+        &format!("{:?} ln {ln} d {d} offset {off}: y", how.path()),
     );
     bits(&yb[off..off + n])
 }

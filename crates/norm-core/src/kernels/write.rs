@@ -4,6 +4,7 @@
 
 use super::stats::{Beside, Source};
 use super::{Coef, Kind, Out, RowParams};
+use crate::params::LINE;
 use crate::simd::{Simd, Store};
 
 /// The loop of a write pass over the `$n` elements of an output row: `$vector` (with
@@ -32,8 +33,9 @@ use crate::simd::{Simd, Store};
 /// before `a` (or, where `$edges` says, vectors over them that overlap the first
 /// streamed vectors, so `$edge` too must read a source that may be read twice), then
 /// streamed vectors while they fill whole lines, then streamed scalars for the rest (or
-/// likewise vectors, the last one ending at the row's end), so no line is written partly by plain and partly by non-temporal
-/// stores (that would flush a half-filled write-combining buffer), and no plain store
+/// likewise vectors, the last one ending at the row's end), so no line is written
+/// partly by plain and partly by non-temporal stores (that would flush a half-filled
+/// write-combining buffer), and no plain store
 /// reads a line from memory: the lines at the two ends of a row are shared with the
 /// rows beside it when the output is not aligned to a cache line, and a plain store
 /// that misses there holds up every store behind it until its line arrives (once per
@@ -214,9 +216,6 @@ impl<S: Simd> Sink<S> for Out<'_, S::E> {
     }
 }
 
-/// Bytes in a cache line.
-const LINE: usize = 64;
-
 /// One cache line's bytes, on a line of their own.
 #[derive(Clone, Copy)]
 #[repr(C, align(64))]
@@ -232,7 +231,8 @@ struct Line([u8; LINE]);
 /// `write_pass!`, `Sink::put_edge`) and hands the lanes in the partial lines here
 /// ([`put_lanes`](Seam::put_lanes)); once the row after has written its part of the
 /// line they share, the call streams the whole line with whole-line vector stores (one
-/// on AVX-512, two on AVX2; plain stores on the portable backend) ([`close`](Seam::close)). The first row's head and the last row's tail are shared
+/// on AVX-512, two on AVX2; plain stores on the portable backend;
+/// [`close`](Seam::close)). The first row's head and the last row's tail are shared
 /// with whatever lies beside the call's output and keep the scalar stores. Same bits:
 /// each element is computed by the same operations, only the stores differ.
 ///
