@@ -188,6 +188,13 @@ fn shift_of<K: Kind, E: Float>(n: usize, at: impl Fn(usize) -> E) -> E {
         1 << n.ilog2()
     };
     let c = E::one() / E::from_usize(k).unwrap_or_else(E::one);
+    if k == SHIFT_SPAN {
+        // The loop below for the usual eight, written out: the same sums in the same
+        // order (one level of pairs after another), without the stores and reloads
+        // through the stack that the loop compiled to.
+        let a = |i: usize| at(i) * c;
+        return ((a(0) + a(1)) + (a(2) + a(3))) + ((a(4) + a(5)) + (a(6) + a(7)));
+    }
     let mut v = [E::zero(); SHIFT_SPAN];
     for (i, vi) in v.iter_mut().enumerate().take(k) {
         *vi = at(i) * c;
@@ -472,9 +479,15 @@ const fn narrower<E, F>() -> bool {
 }
 
 /// The longest half-precision rows (in elements) that `simd::Widening::Auto` widens
-/// once: two f32 scratch rows of 16 KiB, beside the
-/// rows themselves, is as much as L1 holds.
-const WIDEN_ONCE_MAX: usize = 4096;
+/// once: two f32 scratch rows of 4 KiB, beside the 16-bit rows and the f32 weight and
+/// bias (4 KiB each), well inside an L1. Longer rows thrash it: by A/B measurement (a
+/// harness outside the repository, one thread, bf16 LayerNorm in cache, plain stores,
+/// `Widening::Once` against `EveryPass`, two rounds; Intel Xeon family 6 model 167, 48
+/// KiB L1d, AVX-512, 5 December 2026), ns per row once / every pass: 32×4096 914-986 /
+/// 592-668, 64×2048 317-333 / 294-309, 256×1024 148-173 / 157-170, 64×768 and 512×768
+/// equal within 5%. (The bound was 4096 before: two 16 KiB scratch rows alone, as
+/// measured at 768 on Zen 4, whose L1d is 32 KiB.)
+const WIDEN_ONCE_MAX: usize = 1024;
 
 /// Whether `simd::Widening::Auto` widens each half-precision row of a run once, for
 /// norm `K`, rows of `d` elements, outputs written as `store`, in a call that is

@@ -730,7 +730,7 @@ pub fn prefetching() -> Prefetching {
 /// copy of the row that the first pass leaves in a scratch row as it widens (two
 /// scratch rows per call). Like [`Stores`], the choice never changes a value: the
 /// widening is exact, so every pass sees the same f32 row either way. Under `Auto` the
-/// kernels follow their own rule ([`widens_once`]): LayerNorm rows of up to 4096
+/// kernels follow their own rule ([`widens_once`]): LayerNorm rows of up to 1024
 /// elements written with plain stores widen once in small calls (at most 4 MiB moved,
 /// about a core's L2), and in larger ones only where [`widens_once_beyond_l2`] says
 /// (AMD CPUs); RmsNorm rows (one later pass only) and rows whose outputs stream (out of
