@@ -3,9 +3,10 @@
 //! its whole cache lines go out with non-temporal scalar stores (16-bit ones in pairs,
 //! the first held back until its neighbour is known), so a pair left unstored or a
 //! store past the row would show here, on every path, for f32, f64, bf16 and f16, plain
-//! and fused (residual add + norm, separate `h`). Consecutive rows of one call hand the
-//! line they share to the call, which streams it whole once both rows wrote their part
-//! (`kernels::Seam`), also around rows the rescue path writes with plain stores.
+//! and fused (residual add + norm, separate `h`). Consecutive bf16/f16 rows of one call
+//! leave the line they share to the call, which computes it whole once both rows are
+//! written and streams it (`kernels::Seam`, `kernels::join`), also around rows the
+//! rescue path writes with plain stores.
 
 use norm_core::dispatch::ForcedPath;
 use norm_core::simd::Stores;

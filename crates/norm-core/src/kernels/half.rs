@@ -26,7 +26,7 @@ use super::stats::Source;
 use super::write::Sink;
 use super::{Io, Kind, Out, RowParams, Rows};
 use crate::convert::Half;
-use crate::simd::{HeldHalf, MAX_W, Path, Simd, Store, on_half};
+use crate::simd::{HeldHalf, Path, Simd, Store, on_half};
 
 /// A half-precision row, widened to f32 as it is read.
 #[derive(Clone, Copy)]
@@ -222,18 +222,13 @@ impl<S: Simd<E = f32>, H: Half> Sink<S> for HalfOut<'_, H> {
         unsafe { s.store_half2_as::<H, true>(self.out.y.as_mut_ptr().add(i), a, b, store) }
     }
     #[inline(always)]
-    fn edges(&self) -> [bool; 2] {
+    fn leaves(&self) -> [bool; 2] {
         self.out.seam.as_ref().map_or([false; 2], |m| m.takes())
     }
     #[inline(always)]
-    unsafe fn put_edge(&mut self, s: S, i: usize, v: S::V) {
-        let mut t = [H::default(); MAX_W];
-        debug_assert!(S::W <= MAX_W && i + S::W <= self.out.y.len());
-        // SAFETY: `t` holds MAX_W >= W values. `v` is computed, as in `put`.
-        unsafe { s.store_half_as::<H, true>(t.as_mut_ptr(), v, Store::Cached) };
+    fn leave(&mut self, part: usize) {
         if let Some(m) = self.out.seam.as_deref_mut() {
-            // SAFETY: `i + W <= len` per the contract; 16-bit elements.
-            unsafe { m.put_lanes(self.out.y, i, &t[..S::W]) };
+            m.leave(part);
         }
     }
     #[inline(always)]

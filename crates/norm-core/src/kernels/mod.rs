@@ -337,11 +337,15 @@ impl<F: Float> Io<F, F> for Native {
     }
 }
 
+/// A row's statistics ([`Kind::stats`]) and the coefficients its write pass used
+/// (`None`: the rescue path wrote it).
+type Finished<F> = ((F, F), Option<Coef<F>>);
+
 /// The norm of row `h` from its moments: the rescue path if they call for it, else
 /// the write pass over `src` (`h` as the later passes read it), with `beside`'s steps
 /// between its vectors (the next row's first
 /// reduction is left untouched by a rescued row: its caller finishes it alone).
-/// Returns the row's statistics.
+/// Returns the row's statistics, and the coefficients its write pass used.
 #[inline(always)]
 fn finish<K: Kind, S: Simd, E, I: Io<E, S::E>>(
     s: S,
@@ -350,13 +354,143 @@ fn finish<K: Kind, S: Simd, E, I: Io<E, S::E>>(
     p: RowParams<'_, S::E>,
     out: Out<'_, E>,
     beside: &mut impl Beside<S>,
-) -> (S::E, S::E) {
+) -> Finished<S::E> {
     if needs_rescue(var, p.eps) {
-        return I::rescue::<K>(h, p, out.y);
+        return (I::rescue::<K>(h, p, out.y), None);
     }
     let r = S::E::one() / (var + p.eps).sqrt();
-    write::<K, S, _>(s, src, p, Coef { shift, m, r }, I::sink::<S>(out), beside);
-    K::stats(shift + m, r)
+    let c = Coef { shift, m, r };
+    write::<K, S, _>(s, src, p, c, I::sink::<S>(out), beside);
+    (K::stats(shift + m, r), Some(c))
+}
+
+/// The cache line of the call's output `y` that starts at element `k` and holds the
+/// last `t` elements of one row (`0 < t < ` the line's elements) and the first
+/// elements of the next, which the write passes of both left unwritten where `parts`
+/// says (`Seam`): computed whole, each lane as its own row's write pass computes it
+/// (`write::value`, with that row's coefficients `coefs` and its feature's weight and
+/// bias, read from `wrap`, the weight and bias twice over, at `d - t`: so the lanes of
+/// the first row find the last `t` features and those of the second the first ones),
+/// and streamed whole when both parts are left, or each left part stored plainly
+/// (beside a rescued row, which wrote its own with plain stores). The rows are `d`
+/// long, at least a line.
+#[inline(always)]
+fn join<K: Kind, S: Simd, E: Copy, I: Io<E, S::E>>(
+    s: S,
+    (x, y): (&[E], &mut [E]),
+    (k, t, d): (usize, usize, usize),
+    wrap: RowParams<'_, S::E>,
+    coefs: [Option<Coef<S::E>>; 2],
+    parts: [bool; 2],
+) {
+    let n = LINE / std::mem::size_of::<E>();
+    let (Some(a), Some(b)) = (coefs[0].or(coefs[1]), coefs[1].or(coefs[0])) else {
+        return;
+    };
+    // Whole vectors in pairs per line, and the line within both rows.
+    assert!(n.is_multiple_of(2 * S::W) && 0 < t && t < n && n <= d && k + n <= x.len().min(y.len()));
+    let line = Line {
+        x: &x[k..k + n],
+        weight: &wrap.weight[d - t..d - t + n],
+        bias: wrap.bias.map(|b| &b[d - t..d - t + n]),
+        t,
+        coefs: [a, b],
+    };
+    let out = |y| Out {
+        y,
+        store: Store::Cached,
+        near: false,
+        seam: None,
+    };
+    if parts == [true; 2] {
+        let y = &mut y[k..k + n];
+        line.write::<K, S, I>(
+            s,
+            Out {
+                store: Store::Streaming,
+                ..out(y)
+            },
+        );
+    } else {
+        let mut tmp = y[k..k + n].to_vec();
+        line.write::<K, S, I>(s, out(&mut tmp));
+        if parts[0] {
+            y[k..k + t].copy_from_slice(&tmp[..t]);
+        }
+        if parts[1] {
+            y[k + t..k + n].copy_from_slice(&tmp[t..]);
+        }
+    }
+}
+
+/// One line's worth of two rows for [`join`]: its `x`, weight and bias, and the
+/// coefficients of the first row (its first `t` elements) and of the second.
+struct Line<'a, E, F> {
+    x: &'a [E],
+    weight: &'a [F],
+    bias: Option<&'a [F]>,
+    t: usize,
+    coefs: [Coef<F>; 2],
+}
+
+impl<E: Copy, F: Float> Line<'_, E, F> {
+    /// The coefficients of the vector at element `i`, lane by lane: the first row's for
+    /// the lanes before `t`, the second row's after.
+    #[inline(always)]
+    fn lanes<S: Simd<E = F>>(&self, s: S, i: usize) -> (S::V, S::V, S::V) {
+        let [a, b] = self.coefs;
+        let q = self.t.saturating_sub(i);
+        if q >= S::W {
+            (s.splat(a.shift), s.splat(a.m), s.splat(a.r))
+        } else if q == 0 {
+            (s.splat(b.shift), s.splat(b.m), s.splat(b.r))
+        } else {
+            let m = s.shift(S::W - q);
+            (
+                s.combine(s.splat(a.shift), s.splat(b.shift), m),
+                s.combine(s.splat(a.m), s.splat(b.m), m),
+                s.combine(s.splat(a.r), s.splat(b.r), m),
+            )
+        }
+    }
+
+    /// Computes the line into `out` (the line's elements), as `out.store` says.
+    #[inline(always)]
+    fn write<K: Kind, S: Simd<E = F>, I: Io<E, F>>(&self, s: S, out: Out<'_, E>) {
+        let store = out.store;
+        let n = self.x.len();
+        let mut src = I::src::<S>(self.x);
+        let mut sink = I::sink::<S>(out);
+        let mut i = 0;
+        while i + 2 * S::W <= n {
+            // SAFETY: `i + 2·W <= n`: within the line's `x`, weight and bias (`n`
+            // elements each) and output; streamed only from the line's start (on a
+            // line boundary), at an even vector from it.
+            unsafe {
+                let u = write::value::<K, S>(
+                    s,
+                    &mut src,
+                    i,
+                    Store::Cached,
+                    self.lanes(s, i),
+                    self.weight,
+                    self.bias,
+                );
+                let v = write::value::<K, S>(
+                    s,
+                    &mut src,
+                    i + S::W,
+                    Store::Cached,
+                    self.lanes(s, i + S::W),
+                    self.weight,
+                    self.bias,
+                );
+                sink.put2(s, i, u, v, store);
+            }
+            i += 2 * S::W;
+        }
+        sink.flush();
+    }
 }
 
 /// The first reduction of a row shifted by `shift` (see [`first_pass`]), not started: a
@@ -568,11 +702,18 @@ fn rows<K: Kind, S: Simd, E: Copy, I: Io<E, S::E>, R: Reader>(
     let mut shift = shift_at(&x[..d]);
     let mut first = first_sum::<K, S, _>(s, shift, R::first::<S, E, I>(&x[..d], &mut *cur));
     // Half-precision rows (bf16, f16), of a line or more: the line a row starts in then
-    // lies within it and the row before (`Seam::close`). Their streamed edges are
-    // otherwise 16-bit scalars, each rounded one at a time; f32/f64 rows stream theirs
-    // as scalars as they are, which measured faster than through a seam (see `Seam`).
-    let seams = store == Store::Streaming && narrower::<E, S::E>() && d * std::mem::size_of::<E>() >= LINE;
+    // lies within it and the row before (`join`). Their streamed edges are otherwise
+    // 16-bit scalars, each rounded one at a time; f32/f64 rows stream theirs as scalars
+    // as they are, which measured faster than through a seam (see `Seam`).
+    let size = std::mem::size_of::<E>();
+    let seams = store == Store::Streaming && narrower::<E, S::E>() && d * size >= LINE;
     let mut seam = Seam::new();
+    // The weight and bias twice over, for the lines two rows share (`join`).
+    let twice = |r: &[S::E]| seams.then(|| [r, r].concat());
+    let (ww, bb) = (twice(p.weight), p.bias.and_then(twice));
+    // The row before: its coefficients (`None`: rescued) and whether it left its last
+    // partial line to the seam.
+    let mut before: (Option<Coef<S::E>>, bool) = (None, false);
     for i in 0..rows {
         let xr = &x[i * d..(i + 1) * d];
         let (m, var) = moments::<K, S>(s, d, shift, first, R::again::<S, E, I>(xr, &*cur));
@@ -586,7 +727,7 @@ fn rows<K: Kind, S: Simd, E: Copy, I: Io<E, S::E>, R: Reader>(
         };
         let next = x.get((i + 1) * d..(i + 2) * d);
         let row = (xr, R::again::<S, E, I>(xr, &*cur));
-        last = match next {
+        let (st, coef) = match next {
             Some(nx) if pipelined => {
                 let src = R::first::<S, E, I>(nx, &mut *nxt);
                 let shift_n = shift_at(nx);
@@ -606,8 +747,30 @@ fn rows<K: Kind, S: Simd, E: Copy, I: Io<E, S::E>, R: Reader>(
                 st
             }
         };
-        if seams {
-            seam.close(s, y, i * d);
+        last = st;
+        if let Some(ww) = &ww {
+            let left = seam.left();
+            // The bytes of the line before row `i` starts in it: the row before's part.
+            let off = (y.as_ptr() as usize + i * d * size) % LINE;
+            if i > 0 && off != 0 && (before.1 || left[0]) {
+                let (t, wrap) = (
+                    off / size,
+                    RowParams {
+                        weight: ww,
+                        bias: bb.as_deref(),
+                        eps: p.eps,
+                    },
+                );
+                join::<K, S, E, I>(
+                    s,
+                    (x, y),
+                    (i * d - t, t, d),
+                    wrap,
+                    [before.0, coef],
+                    [before.1, left[0]],
+                );
+            }
+            before = (coef, left[1]);
         }
         std::mem::swap(&mut cur, &mut nxt);
         for (st, v) in stats.iter_mut().zip([last.0, last.1]) {

@@ -15,10 +15,10 @@ use crate::simd::{Simd, Store};
 /// `$sst` says, `$touch`
 /// (with `$t`, `$span` bound) is the work done beside the vectors at `$t..$t + $span`
 /// (a prefetch of what they will want next, or a step of the next row's reduction),
-/// `$edges` says whether the sink takes the streamed elements before `a` and after the
-/// last whole line as whole vectors, and `$edge` (with `$ie` bound) hands it vector
-/// `$ie..$ie + W` for that (`Sink::put_edge`: the sink keeps only the lanes in those
-/// partial lines). `$vector`, `$edge` and `$scalar` must compute each element with the
+/// `$leaves` says whether the pass leaves the streamed elements before `a` (its first
+/// partial line) and after the last whole line (its last) unwritten, for a [`Seam`] to
+/// write, and `$left` (with `$part` bound: 0 the first, 1 the last) tells the sink it
+/// did (`Sink::leave`). `$vector` and `$scalar` must compute each element with the
 /// same operations, so which of them writes an element never changes a bit.
 ///
 /// Plain (`$head = None`): vectors from element 0 on, then the elements after the last
@@ -30,10 +30,8 @@ use crate::simd::{Simd, Store};
 /// values (so `$vector` must read a source that may be read twice). Streaming (`$head =
 /// Some((a, Streaming))`, `a` the first element of
 /// the output at a cache-line boundary, `$line` elements per line): streamed scalars
-/// before `a` (or, where `$edges` says, vectors over them that overlap the first
-/// streamed vectors, so `$edge` too must read a source that may be read twice), then
-/// streamed vectors while they fill whole lines, then streamed scalars for the rest (or
-/// likewise vectors, the last one ending at the row's end), so no line is written
+/// before `a` (or nothing, where `$leaves` says), then streamed vectors while they
+/// fill whole lines, then streamed scalars for the rest (or nothing), so no line is written
 /// partly by plain and partly by non-temporal stores (that would flush a half-filled
 /// write-combining buffer), and no plain store
 /// reads a line from memory: the lines at the two ends of a row are shared with the
@@ -55,7 +53,7 @@ macro_rules! write_pass {
      |$t:ident, $span:ident| $touch:expr,
      |$i:ident, $store:ident| $vector:expr,
      |$i2:ident, $store2:ident| $pair:expr,
-     $edges:expr, |$ie:ident| $edge:expr,
+     $leaves:expr, |$part:ident| $left:expr,
      |$j:ident, $sst:ident| $scalar:expr $(,)?) => {{
         let (n, w) = ($n, $w);
         let (start, nt_end, edge) = match $head {
@@ -67,25 +65,18 @@ macro_rules! write_pass {
         // A plain head (`vector_head`): one unaligned vector over the elements before
         // `start` and the first few after it, which the aligned vectors write again.
         let lap = start > 0 && edge == Store::Cached;
-        // Streamed edges the sink takes whole (`Sink::edges`, into a `Seam`): vectors
-        // over them, overlapping the streamed vectors (whose lanes the sink drops).
-        let edges: [bool; 2] = if edge == Store::Streaming {
-            $edges
+        // Streamed partial lines left to a `Seam` (`Sink::leaves`).
+        let leaves: [bool; 2] = if edge == Store::Streaming {
+            $leaves
         } else {
             [false; 2]
         };
         if lap {
             let ($i, $store) = (0, Store::Cached);
             $vector;
-        } else if edges[0] && start > 0 {
-            let mut $ie = 0;
-            loop {
-                $edge;
-                if $ie + w >= start {
-                    break;
-                }
-                $ie = ($ie + w).min(start - w);
-            }
+        } else if leaves[0] && start > 0 {
+            let $part = 0;
+            $left;
         } else {
             for $j in 0..start {
                 $scalar;
@@ -118,12 +109,9 @@ macro_rules! write_pass {
         if lap && at < n {
             let ($i, $store) = (n - w, Store::Cached);
             $vector;
-        } else if edges[1] {
-            while at < n {
-                let $ie = at.min(n - w);
-                $edge;
-                at = $ie + w;
-            }
+        } else if leaves[1] && at < n {
+            let $part = 1;
+            $left;
         } else {
             for $j in at..n {
                 $scalar;
@@ -171,21 +159,18 @@ pub(super) trait Sink<S: Simd> {
     /// their streamed scalars); the write pass calls it once at its end.
     #[inline(always)]
     fn flush(&mut self) {}
-    /// Whether the sink takes the streamed elements of the row's first and last partial
-    /// lines as whole vectors ([`put_edge`](Sink::put_edge): into a [`Seam`]) rather
-    /// than one by one ([`set`](Sink::set)).
+    /// Whether the write pass leaves the streamed elements of the row's first and last
+    /// partial lines unwritten, for a [`Seam`] to write ([`leave`](Sink::leave)),
+    /// rather than writing them one by one ([`set`](Sink::set)).
     #[inline(always)]
-    fn edges(&self) -> [bool; 2] {
+    fn leaves(&self) -> [bool; 2] {
         [false; 2]
     }
-    /// Takes the lanes of `v` (elements `i..i + W`) that lie in the row's first or
-    /// last partial line, where [`edges`](Sink::edges) says; drops the others.
-    ///
-    /// # Safety
-    /// `i + W <= self.len()`.
+    /// The write pass left the row's first (`part` 0) or last (1) partial line
+    /// unwritten, as [`leaves`](Sink::leaves) allowed.
     #[inline(always)]
-    unsafe fn put_edge(&mut self, s: S, i: usize, v: S::V) {
-        let _ = (s, i, v);
+    fn leave(&mut self, part: usize) {
+        let _ = part;
     }
 }
 
@@ -216,61 +201,44 @@ impl<S: Simd> Sink<S> for Out<'_, S::E> {
     }
 }
 
-/// One cache line's bytes, on a line of their own.
-#[derive(Clone, Copy)]
-#[repr(C, align(64))]
-struct Line([u8; LINE]);
-
 /// The cache lines that consecutive streamed half-precision output rows of one call
-/// share (`rows`, whose output rows lie end to end). Without it, a streamed row that
-/// does not start on a cache line writes the elements of its first and last partial
-/// lines one at a time, each rounded to 16 bits in scalar code and stored in 4-byte
-/// non-temporal pairs: for bf16 rows of 512 on AVX-512, 32 scalar elements beside 15
-/// lines of vectors, more instructions than the vectors. With a seam the write pass
-/// computes those elements as whole vectors (overlapping the streamed ones:
-/// `write_pass!`, `Sink::put_edge`) and hands the lanes in the partial lines here
-/// ([`put_lanes`](Seam::put_lanes)); once the row after has written its part of the
-/// line they share, the call streams the whole line with whole-line vector stores (one
-/// on AVX-512, two on AVX2; plain stores on the portable backend;
-/// [`close`](Seam::close)). The first row's head and the last row's tail are shared
-/// with whatever lies beside the call's output and keep the scalar stores. Same bits:
-/// each element is computed by the same operations, only the stores differ.
+/// share (`rows`, whose output rows lie end to end): when the output is not aligned to
+/// a line, each line boundary between rows falls inside a line holding the end of one
+/// row and the start of the next. Without a seam a streamed row writes the elements of
+/// its first and last partial lines one at a time, each rounded to 16 bits in scalar
+/// code and stored in 4-byte non-temporal pairs (for bf16 rows of 512 on AVX-512, 32
+/// scalar elements beside 15 lines of vectors). With a seam the write pass leaves
+/// those partial lines alone (`write_pass!`, [`Sink::leave`]), and once both rows are
+/// written the call computes the shared line whole, each lane with its own row's
+/// statistics and its own feature's weight and bias (`kernels::join`), and streams it
+/// with whole-line vector stores. The first row's head and the last row's tail are
+/// shared with whatever lies beside the call's output and keep the scalar stores; a
+/// line beside a row taken by the rescue path (which writes its whole row with plain
+/// stores) gets plain stores of the other row's part. Same bits: each element is
+/// computed by the same operations, only the stores differ.
 ///
 /// By A/B measurement (a harness outside the repository, one thread, 65536×512 bf16
 /// streamed, output 16 bytes past a line, alternating binaries; Intel Xeon family 6
-/// model 167, 5 December 2026): LayerNorm 10.0-10.5 -> 12.0-13.1 GB/s, RmsNorm
-/// 12.7-14.1 -> 16.4-19.3 on AVX-512. f32/f64 rows (16 scalar elements per 2 KiB row
-/// there, no rounding) keep their scalar edges: through a seam the targets bench
-/// measured them 6-9% slower out of cache.
+/// model 167, 5 December 2026) the first seam, which computed the partial lines of each
+/// row as extra vectors and merged their lanes through a buffer, took LayerNorm from
+/// 10.0-10.5 to 12.0-13.1 GB/s and RmsNorm from 12.7-14.1 to 16.4-19.3 on AVX-512, and
+/// still cost 10-13% against rows that do not write their partial lines at all. f32/f64
+/// rows (16 scalar elements per 2 KiB row there, no rounding) keep their scalar edges:
+/// through that first seam the targets bench measured them 6-9% slower out of cache.
 pub(crate) struct Seam {
-    /// Two lines' bytes: `lines[cur]` the line before the current row's first line
-    /// boundary (the previous row's tail and the current row's head), the other the
-    /// line after its last one (its tail). They swap roles from row to row: no copy of
-    /// a tail just written into the buffer, which the copy would read back at once
-    /// (a wide read of bytes just written in narrower pieces waits for them); the
-    /// line's vector read in [`close`](Seam::close) comes a row after its tail part.
-    lines: [Line; 2],
-    /// Which of `lines` holds the current row's head.
-    cur: usize,
-    /// Whether the current row writes its head (a row before it in the call) and its
-    /// tail (a row after it) into `lines`.
+    /// Whether the current row leaves its first (a row before it in the call) and its
+    /// last (a row after it) partial line to the seam.
     take: [bool; 2],
-    /// Which of the two parts of `lines[cur]` arrived: the previous row's tail, the
-    /// current row's head (a row taken by the rescue path writes its own).
-    got: [bool; 2],
-    /// Whether the current row's tail arrived (`got[0]` of the next row).
-    tail: bool,
+    /// Whether the current row's write pass did leave them (it streamed).
+    left: [bool; 2],
 }
 
 impl Seam {
-    /// No seam yet: the first row of a call.
+    /// No row yet.
     pub(crate) const fn new() -> Self {
         Seam {
-            lines: [Line([0; LINE]); 2],
-            cur: 0,
             take: [false; 2],
-            got: [false; 2],
-            tail: false,
+            left: [false; 2],
         }
     }
 
@@ -278,110 +246,26 @@ impl Seam {
     #[inline(always)]
     pub(crate) fn row(&mut self, before: bool, after: bool) {
         self.take = [before, after];
-        self.got[1] = false;
-        self.tail = false;
+        self.left = [false; 2];
     }
 
-    /// Whether the current row hands its head and its tail to the seam.
+    /// Whether the current row leaves its partial lines to the seam.
     #[inline(always)]
     pub(super) fn takes(&self) -> [bool; 2] {
         self.take
     }
 
-    /// Takes the elements `i..i + v.len()` of output row `y` (values `v`) that lie in
-    /// the row's first partial line (its head, before its first line boundary) or its
-    /// last (its tail, after its last one), where the current row hands them to the
-    /// seam; drops the others (elements of whole lines, streamed by the write pass).
-    ///
-    /// # Safety
-    /// `i + v.len() <= y.len()`, and `E`'s size divides a cache line (2, 4 or 8 bytes).
+    /// The current row's write pass left its first (`part` 0) or last (1) partial
+    /// line unwritten.
     #[inline(always)]
-    pub(super) unsafe fn put_lanes<E: Copy>(&mut self, y: &[E], i: usize, v: &[E]) {
-        debug_assert!(i + v.len() <= y.len() && LINE.is_multiple_of(std::mem::size_of::<E>()));
-        let size = std::mem::size_of::<E>();
-        let start = y.as_ptr() as usize;
-        let head_end = if start.is_multiple_of(LINE) {
-            0
-        } else {
-            ((LINE - start % LINE) / size).min(y.len())
-        };
-        let tail_start =
-            (((start + std::mem::size_of_val(y)) / LINE * LINE).saturating_sub(start) / size).max(head_end);
-        let end = i + v.len();
-        for (part, lo, hi) in [(0, i, end.min(head_end)), (1, i.max(tail_start), end)] {
-            if lo < hi && self.take[part] {
-                let line = self.cur ^ part;
-                let off = (start + lo * size) % LINE;
-                // SAFETY: elements `lo..hi` lie in one line of `y` (the head's or the
-                // tail's, within `y`: `hi <= i + v.len() <= y.len()` per the contract),
-                // at offsets `off..off + (hi - lo)·size <= LINE` of it; `v` holds them
-                // at `lo - i..hi - i`. Byte copy into the line's bytes.
-                unsafe {
-                    std::ptr::copy_nonoverlapping(
-                        v.as_ptr().add(lo - i).cast::<u8>(),
-                        self.lines[line].0.as_mut_ptr().add(off),
-                        (hi - lo) * size,
-                    );
-                }
-                if part == 0 {
-                    self.got[1] = true;
-                } else {
-                    self.tail = true;
-                }
-            }
-        }
+    pub(super) fn leave(&mut self, part: usize) {
+        self.left[part] = true;
     }
 
-    /// After the write of the row starting at element `at` of the call's output `y`
-    /// (rows of at least a line, so the line that row starts in lies within it and the
-    /// row before): writes that line (the row's head and the previous row's tail),
-    /// streamed whole where both parts arrived (plain stores of the parts that did
-    /// otherwise: a row written by the rescue path, or one too short for its alignment
-    /// to stream), and keeps the row's tail for the next seam.
+    /// Which partial lines the current row left unwritten (none for a rescued row).
     #[inline(always)]
-    pub(crate) fn close<S: Simd, E: Copy>(&mut self, s: S, y: &mut [E], at: usize) {
-        let size = std::mem::size_of::<E>();
-        // Whole elements per line (bf16/f16 here), so `off` and the views below are
-        // whole elements.
-        assert!(LINE.is_multiple_of(size) && LINE.is_multiple_of(std::mem::size_of::<S::E>()));
-        let off = (y.as_ptr() as usize + at * size) % LINE;
-        if off != 0 && at >= off / size && self.got.iter().any(|&g| g) {
-            let k = at - off / size;
-            let line = &mut y[k..k + LINE / size];
-            if self.got == [true; 2] && S::W * std::mem::size_of::<S::E>() <= LINE {
-                let n = LINE / std::mem::size_of::<S::E>();
-                debug_assert!(n.is_multiple_of(S::W));
-                // SAFETY: `line` is one whole cache line of `y` (`k` is its first
-                // element, at a line boundary: `off` bytes before element `at`), so
-                // aligned to 64 bytes and 64 bytes long, viewed as the backend's
-                // elements (f32, f64: every bit pattern is valid); `lines[cur]` likewise
-                // (aligned, initialised bytes). Whole vectors: `W` divides `n`.
-                unsafe {
-                    let dst = std::slice::from_raw_parts_mut(line.as_mut_ptr().cast::<S::E>(), n);
-                    let src = std::slice::from_raw_parts(self.lines[self.cur].0.as_ptr().cast::<S::E>(), n);
-                    let mut i = 0;
-                    while i < n {
-                        s.stream_at(dst, i, s.load_at(src, i));
-                        i += S::W;
-                    }
-                }
-            } else {
-                // SAFETY: `lines[cur]` holds `LINE / size` elements' bytes (initialised).
-                let src = unsafe {
-                    std::slice::from_raw_parts(self.lines[self.cur].0.as_ptr().cast::<E>(), LINE / size)
-                };
-                let split = off / size;
-                if self.got[0] {
-                    line[..split].copy_from_slice(&src[..split]);
-                }
-                if self.got[1] {
-                    line[split..].copy_from_slice(&src[split..]);
-                }
-            }
-        }
-        self.cur ^= 1;
-        self.got = [self.tail, false];
-        self.tail = false;
+    pub(crate) fn left(&self) -> [bool; 2] {
+        self.left
     }
 }
 
@@ -505,11 +389,8 @@ pub(super) fn write<K: Kind, S: Simd, Src: Source<S>>(
                 let u = value::<K, S>(s, &mut h, i + w, store, coef, weight, Some(b));
                 y.put2(s, i, v, u, store);
             },
-            y.edges().map(|e| e && Src::PURE),
-            |i| unsafe {
-                let v = value::<K, S>(s, &mut h, i, Store::Cached, coef, weight, Some(b));
-                y.put_edge(s, i, v)
-            },
+            y.leaves(),
+            |part| y.leave(part),
             |j, st| y.set(
                 s,
                 j,
@@ -536,11 +417,8 @@ pub(super) fn write<K: Kind, S: Simd, Src: Source<S>>(
                 let u = value::<K, S>(s, &mut h, i + w, store, coef, weight, None);
                 y.put2(s, i, v, u, store);
             },
-            y.edges().map(|e| e && Src::PURE),
-            |i| unsafe {
-                let v = value::<K, S>(s, &mut h, i, Store::Cached, coef, weight, None);
-                y.put_edge(s, i, v)
-            },
+            y.leaves(),
+            |part| y.leave(part),
             |j, st| y.set(s, j, c.center::<K>(h.one_to(s, j, st)) * (c.r * weight[j]), st),
         ),
     }
@@ -555,7 +433,7 @@ pub(super) fn write<K: Kind, S: Simd, Src: Source<S>>(
 /// # Safety
 /// `i + W` within `weight`, `bias` and what `h` reads (as `write_pass!`'s vectors).
 #[inline(always)]
-unsafe fn value<K: Kind, S: Simd>(
+pub(super) unsafe fn value<K: Kind, S: Simd>(
     s: S,
     h: &mut impl Source<S>,
     i: usize,

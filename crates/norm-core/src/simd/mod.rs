@@ -404,7 +404,7 @@ pub(crate) const MAX_W: usize = 16;
 /// A 16-bit element of a streamed row held back until its neighbour is known, so that
 /// the two go out in one 4-byte non-temporal store ([`Simd::stream_pair`]; `movnti`
 /// writes no less): the scalar edges of streamed bf16/f16 rows, in the forward's write
-/// pass (where no seam takes them as vectors: rows alone, the ends of a run) and in
+/// pass (where no seam takes them: rows alone, the ends of a run) and in
 /// `norm-autograd`'s backward.
 #[derive(Clone, Copy, Debug)]
 pub struct HeldHalf<X>(Option<(usize, X)>);
