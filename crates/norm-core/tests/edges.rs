@@ -47,6 +47,14 @@ fn assert_guarded<E: Element>(b: &[E], off: usize, n: usize, what: &str) {
     );
 }
 
+/// Weight and bias of `d` features that differ from feature to feature, so that an
+/// element computed with another feature's weight or bias shows.
+fn params<E: Element>(d: usize) -> (Vec<E>, Option<Vec<E>>) {
+    let w = (0..d).map(|j| val(0.5 + (j % 13) as f64 * 0.125)).collect();
+    let b = (0..d).map(|j| val((j % 7) as f64 * 0.25 - 0.75)).collect();
+    (w, Some(b))
+}
+
 /// What a forward writes: `y` (and `h` for the fused form).
 #[derive(Clone, Copy, Debug)]
 enum Form {
@@ -68,19 +76,15 @@ fn run<E: Element>(how: ForcedPath, form: Form, d: usize, off: usize) -> (Vec<u6
     let (mut mean, mut rstd) = (vec![zero; ROWS], vec![zero; ROWS]);
     let mut r = r0.clone();
     let (y, h) = (&mut yb[off..off + n], &mut hb[off..off + n]);
+    let eps = E::Acc::from_f64_round(1e-5);
+    let (w, b) = params::<E>(d);
+    let ln = LayerNorm::<E>::from_weights(w.clone(), b.clone(), eps).expect("d > 0");
+    let rms = RmsNorm::<E>::from_weights(w, b, eps).expect("d > 0");
     let res = match form {
-        Form::Ln => how.layer_norm_slice(
-            &LayerNorm::<E>::new(d).expect("d > 0"),
-            &x,
-            y,
-            &mut mean,
-            &mut rstd,
-        ),
-        Form::Rms => how.rms_norm_slice(&RmsNorm::<E>::new(d).expect("d > 0"), &x, y, &mut mean),
-        Form::LnAdd => {
-            how.layer_norm_add_slice(&LayerNorm::<E>::new(d).expect("d > 0"), &x, &mut r, Some(h), y)
-        }
-        Form::RmsAdd => how.rms_norm_add_slice(&RmsNorm::<E>::new(d).expect("d > 0"), &x, &mut r, Some(h), y),
+        Form::Ln => how.layer_norm_slice(&ln, &x, y, &mut mean, &mut rstd),
+        Form::Rms => how.rms_norm_slice(&rms, &x, y, &mut mean),
+        Form::LnAdd => how.layer_norm_add_slice(&ln, &x, &mut r, Some(h), y),
+        Form::RmsAdd => how.rms_norm_add_slice(&rms, &x, &mut r, Some(h), y),
     };
     res.expect("lengths match");
     for (name, b) in [("y", &yb), ("h", &hb)] {
@@ -95,7 +99,8 @@ fn check<E: Element>() {
         for form in [Form::Ln, Form::Rms, Form::LnAdd, Form::RmsAdd] {
             for d in DIMS {
                 let plain = run::<E>(how.with_stores(Stores::Cached), form, d, 0);
-                for off in 0..4 {
+                // Every element offset within a cache line.
+                for off in 0..64 / std::mem::size_of::<E>() {
                     let streamed = run::<E>(how.with_stores(Stores::Streaming), form, d, off);
                     assert_eq!(
                         streamed,

@@ -128,9 +128,9 @@ pub(crate) struct Out<'a, F> {
     /// Whether the whole call this output belongs to is [`near`]: small, at most about
     /// a core's L2 (the half-precision LayerNorm rows then widen once, `Rows`).
     pub(crate) near: bool,
-    /// Where the streamed elements of the lines this row shares with the rows beside it
-    /// in its call go ([`Seam`]: half-precision rows of a run); `None`: stored one by
-    /// one.
+    /// Whether this row leaves the streamed elements of the lines it shares with the
+    /// rows beside it in its call to the call (a [`Seam`] records it: half-precision
+    /// rows of a run, `join`); `None`: stored one by one.
     pub(crate) seam: Option<&'a mut Seam>,
 }
 
@@ -372,7 +372,8 @@ fn finish<K: Kind, S: Simd, E, I: Io<E, S::E>>(
 /// bias, read from `wrap`, the weight and bias twice over, at `d - t`: so the lanes of
 /// the first row find the last `t` features and those of the second the first ones),
 /// and streamed whole when both parts are left, or each left part stored plainly
-/// (beside a rescued row, which wrote its own with plain stores). The rows are `d`
+/// (beside a row that wrote its own part with plain stores: one taken by the rescue
+/// path, or one too short for its alignment to stream). The rows are `d`
 /// long, at least a line.
 #[inline(always)]
 fn join<K: Kind, S: Simd, E: Copy, I: Io<E, S::E>>(

@@ -211,10 +211,11 @@ impl<S: Simd> Sink<S> for Out<'_, S::E> {
 /// those partial lines alone (`write_pass!`, [`Sink::leave`]), and once both rows are
 /// written the call computes the shared line whole, each lane with its own row's
 /// statistics and its own feature's weight and bias (`kernels::join`), and streams it
-/// with whole-line vector stores. The first row's head and the last row's tail are
-/// shared with whatever lies beside the call's output and keep the scalar stores; a
-/// line beside a row taken by the rescue path (which writes its whole row with plain
-/// stores) gets plain stores of the other row's part. Same bits: each element is
+/// with whole-line vector stores (plain ones on the portable backend). The first row's
+/// head and the last row's tail are shared with whatever lies beside the call's output
+/// and keep the scalar stores; a line beside a row that wrote its own part with plain
+/// stores (one taken by the rescue path, or one too short for its alignment to stream)
+/// gets plain stores of the other row's part. Same bits: each element is
 /// computed by the same operations, only the stores differ.
 ///
 /// By A/B measurement (a harness outside the repository, one thread, 65536×512 bf16
