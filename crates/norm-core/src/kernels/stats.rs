@@ -576,7 +576,24 @@ impl<S: Simd, Src: Source<S>, T: Term<S>> Cursor<S, Src, T> {
         // From a block boundary: whole blocks, then the last steps without a fold.
         while self.i + 4 * w <= self.n {
             if self.i + 4 * w * BLOCK_ITERS <= self.n {
-                for _ in 0..BLOCK_ITERS {
+                // A paired term's block (LayerNorm's first pass) runs as a loop of its
+                // eight steps: with a constant count LLVM unrolled it whole and ran the
+                // first sum's additions of all 32 vectors before the second sum's, so
+                // every `v - shift` stayed alive in between and spilled to the stack on
+                // AVX2's 16 registers (32 stores and reloads a block). Same steps, same
+                // bits; only the unrolling differs. By the targets bench (one thread,
+                // five alternating runs of five rounds, Intel Xeon family 6 model 167, 6
+                // December 2026), forced AVX2, f32 64×768 in cache: LayerNorm / plain
+                // copy 0.45-0.46 -> 0.48-0.49, LayerNorm / RmsNorm 0.66-0.67 ->
+                // 0.71-0.72; AVX-512 and the rows out of cache unchanged within the
+                // noise. RmsNorm's single sum keeps the unrolled block (as a loop it ran
+                // 5% slower in cache on both paths).
+                let iters = if T::PAIR {
+                    std::hint::black_box(BLOCK_ITERS)
+                } else {
+                    BLOCK_ITERS
+                };
+                for _ in 0..iters {
                     // SAFETY: a whole block fits (checked just above).
                     unsafe { self.quad(s) };
                 }
