@@ -285,6 +285,11 @@ pub trait Simd: Copy {
     /// Whether [`prefetch`](Simd::prefetch) and [`prefetch_far`](Simd::prefetch_far)
     /// issue prefetch instructions (the x86-64 backends); the defaults do nothing.
     const PREFETCHES: bool = false;
+    /// Whether each vector is one hardware register, loaded and stored by one
+    /// instruction (the x86-64 backends), so that where a vector sits against a cache
+    /// line decides whether that access straddles two (the portable backend's arrays
+    /// move in pieces of the compiler's choosing).
+    const REGISTERS: bool = false;
     /// A hint to bring the cache line at `p` closer (into L1); `p` need not be valid
     /// (prefetches never fault). No effect on results.
     #[inline(always)]

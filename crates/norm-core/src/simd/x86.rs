@@ -291,6 +291,7 @@ macro_rules! backend {
                 a.mul_add(b, c)
             }
             const PREFETCHES: bool = true;
+            const REGISTERS: bool = true;
             #[inline(always)]
             fn prefetch(self, p: *const $e) {
                 // SAFETY: prefetching never faults, whatever the address.
