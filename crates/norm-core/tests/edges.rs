@@ -6,7 +6,10 @@
 //! and fused (residual add + norm, separate `h`). Consecutive bf16/f16 rows of one call
 //! leave the line they share to the call, which computes it whole once both rows are
 //! written and streams it (`kernels::Seam`, `kernels::join`), also around rows the
-//! rescue path writes with plain stores.
+//! rescue path writes with plain stores. Plain rows at every offset give the same bits
+//! too: their write pass may start its vectors at the output's first vector boundary
+//! (`write::vector_head`: matched weight and bias on AVX-512 from eight rows on, a lone
+//! weight on AVX2), with and without a bias.
 
 use norm_core::dispatch::ForcedPath;
 use norm_core::simd::Stores;
@@ -17,7 +20,9 @@ const GUARD: f64 = -12345.0;
 
 /// Row lengths: shorter than a line, odd, even, a few lines.
 const DIMS: [usize; 6] = [5, 31, 37, 64, 100, 258];
-const ROWS: usize = 5;
+/// Rows per call: at least eight, so that the AVX-512 calls match their weight and bias
+/// to the rows' offset (`kernels::matches`).
+const ROWS: usize = 9;
 
 fn val<E: Element>(v: f64) -> E {
     E::from_acc(E::Acc::from_f64_round(v))
@@ -47,12 +52,12 @@ fn assert_guarded<E: Element>(b: &[E], off: usize, n: usize, what: &str) {
     );
 }
 
-/// Weight and bias of `d` features that differ from feature to feature, so that an
-/// element computed with another feature's weight or bias shows.
-fn params<E: Element>(d: usize) -> (Vec<E>, Option<Vec<E>>) {
+/// Weight and bias (if `bias`) of `d` features that differ from feature to feature, so
+/// that an element computed with another feature's weight or bias shows.
+fn params<E: Element>(d: usize, bias: bool) -> (Vec<E>, Option<Vec<E>>) {
     let w = (0..d).map(|j| val(0.5 + (j % 13) as f64 * 0.125)).collect();
     let b = (0..d).map(|j| val((j % 7) as f64 * 0.25 - 0.75)).collect();
-    (w, Some(b))
+    (w, bias.then_some(b))
 }
 
 /// What a forward writes: `y` (and `h` for the fused form).
@@ -64,9 +69,10 @@ enum Form {
     RmsAdd,
 }
 
-/// Runs `form` with `how` on rows of `d`, the outputs placed `off` elements into
-/// guarded buffers; returns `(y, h)` and checks that no guard element changed.
-fn run<E: Element>(how: ForcedPath, form: Form, d: usize, off: usize) -> (Vec<u64>, Vec<u64>) {
+/// Runs `form` with `how` on rows of `d` (with a bias if `bias`), the outputs placed
+/// `off` elements into guarded buffers; returns `(y, h)` and checks that no guard
+/// element changed.
+fn run<E: Element>(how: ForcedPath, form: Form, d: usize, off: usize, bias: bool) -> (Vec<u64>, Vec<u64>) {
     let n = ROWS * d;
     let x = input::<E>(n, 1);
     let r0 = input::<E>(n, 2);
@@ -77,7 +83,7 @@ fn run<E: Element>(how: ForcedPath, form: Form, d: usize, off: usize) -> (Vec<u6
     let mut r = r0.clone();
     let (y, h) = (&mut yb[off..off + n], &mut hb[off..off + n]);
     let eps = E::Acc::from_f64_round(1e-5);
-    let (w, b) = params::<E>(d);
+    let (w, b) = params::<E>(d, bias);
     let ln = LayerNorm::<E>::from_weights(w.clone(), b.clone(), eps).expect("d > 0");
     let rms = RmsNorm::<E>::from_weights(w, b, eps).expect("d > 0");
     let res = match form {
@@ -97,17 +103,25 @@ fn run<E: Element>(how: ForcedPath, form: Form, d: usize, off: usize) -> (Vec<u6
 fn check<E: Element>() {
     for how in ForcedPath::all() {
         for form in [Form::Ln, Form::Rms, Form::LnAdd, Form::RmsAdd] {
-            for d in DIMS {
-                let plain = run::<E>(how.with_stores(Stores::Cached), form, d, 0);
+            for (d, bias) in DIMS.into_iter().flat_map(|d| [(d, true), (d, false)]) {
+                let cached = how.with_stores(Stores::Cached);
+                let plain = run::<E>(cached, form, d, 0, bias);
                 // Every element offset within a cache line.
                 for off in 0..64 / std::mem::size_of::<E>() {
-                    let streamed = run::<E>(how.with_stores(Stores::Streaming), form, d, off);
-                    assert_eq!(
-                        streamed,
-                        plain,
-                        "{:?} {form:?} {} d {d}: streamed at offset {off} differs from plain",
+                    let what = format!(
+                        "{:?} {form:?} {} d {d} bias {bias}",
                         how.path(),
                         std::any::type_name::<E>()
+                    );
+                    let streamed = run::<E>(how.with_stores(Stores::Streaming), form, d, off, bias);
+                    assert_eq!(
+                        streamed, plain,
+                        "{what}: streamed at offset {off} differs from plain"
+                    );
+                    let moved = run::<E>(cached, form, d, off, bias);
+                    assert_eq!(
+                        moved, plain,
+                        "{what}: plain at offset {off} differs from offset 0"
                     );
                 }
             }
