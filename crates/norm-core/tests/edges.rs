@@ -118,11 +118,13 @@ fn check<E: Element>() {
                         streamed, plain,
                         "{what}: streamed at offset {off} differs from plain"
                     );
-                    let moved = run::<E>(cached, form, d, off, bias);
-                    assert_eq!(
-                        moved, plain,
-                        "{what}: plain at offset {off} differs from offset 0"
-                    );
+                    if off > 0 {
+                        let moved = run::<E>(cached, form, d, off, bias);
+                        assert_eq!(
+                            moved, plain,
+                            "{what}: plain at offset {off} differs from offset 0"
+                        );
+                    }
                 }
             }
         }
