@@ -6,6 +6,9 @@
 //! moves kernel and yardstick together. One thread, every vector path this CPU has,
 //! forced (`ForcedPath`); prints the CPU and one Markdown table.
 //!
+//! `TARGETS_PORTABLE` (any value) also measures the portable path, for comparison: its
+//! rows carry no goal (the targets are the vector paths').
+//!
 //! Rounds: `TARGETS_ROUNDS` (default 7). The last column is the kernel's own GB/s
 //! (bytes read and written over time, median over the rounds). A target's ratio per round is the faster
 //! ceiling's time over the kernel's time (same bytes), or for the two relative targets
@@ -332,6 +335,9 @@ fn targets(paths: &[KernelPath]) -> Vec<Target> {
         ]
     };
     for &path in paths {
+        // The portable path is measured for comparison only: the goals are the vector
+        // paths'.
+        let targeted = path != KernelPath::Portable;
         let fwd = |shape, ln, bf16| Job::Forward {
             shape,
             path,
@@ -344,7 +350,7 @@ fn targets(paths: &[KernelPath]) -> Vec<Target> {
                 streaming: false,
             }];
             for (name, ln, goal) in [("LayerNorm", true, 0.6), ("RmsNorm", false, 0.7)] {
-                let goal = Some(goal);
+                let goal = targeted.then_some(goal);
                 t.push(Target {
                     what: format!("{name} forward / plain copy"),
                     shape,
@@ -358,7 +364,7 @@ fn targets(paths: &[KernelPath]) -> Vec<Target> {
                 what: "LayerNorm / RmsNorm forward (GB/s)".into(),
                 shape,
                 path,
-                goal: Some(0.9),
+                goal: targeted.then_some(0.9),
                 over: vec![fwd(shape, false, false)],
                 kernel: fwd(shape, true, false),
             });
@@ -408,7 +414,7 @@ fn targets(paths: &[KernelPath]) -> Vec<Target> {
                     what: format!("{name} forward / faster copy"),
                     shape,
                     path,
-                    goal: Some(0.85),
+                    goal: targeted.then_some(0.85),
                     over: both(n),
                     kernel: fwd(shape, ln, false),
                 });
@@ -418,7 +424,7 @@ fn targets(paths: &[KernelPath]) -> Vec<Target> {
                     what: format!("{name} backward / faster z = a + c·b"),
                     shape,
                     path,
-                    goal: Some(0.75),
+                    goal: targeted.then_some(0.75),
                     over: vec![
                         Job::Axpy { n, streaming: false },
                         Job::Axpy { n, streaming: true },
@@ -431,7 +437,7 @@ fn targets(paths: &[KernelPath]) -> Vec<Target> {
                     what: format!("{name} bf16 forward / f32 forward (rows/s)"),
                     shape,
                     path,
-                    goal: Some(1.7),
+                    goal: targeted.then_some(1.7),
                     over: vec![fwd(shape, ln, false)],
                     kernel: fwd(shape, ln, true),
                 });
@@ -439,7 +445,7 @@ fn targets(paths: &[KernelPath]) -> Vec<Target> {
                     what: format!("{name} bf16 forward / faster bf16 copy"),
                     shape,
                     path,
-                    goal: Some(0.85),
+                    goal: targeted.then_some(0.85),
                     over: vec![
                         Job::Copy16 { n, streaming: false },
                         Job::Copy16 { n, streaming: true },
@@ -509,12 +515,17 @@ fn main() {
         .and_then(|s| s.parse().ok())
         .filter(|&r| r > 0)
         .unwrap_or(7);
-    let paths: Vec<KernelPath> = [KernelPath::Avx512, KernelPath::Avx2Fma]
+    let mut paths: Vec<KernelPath> = [KernelPath::Avx512, KernelPath::Avx2Fma]
         .into_iter()
         .filter(|&p| ForcedPath::new(p).is_some())
         .collect();
     if paths.is_empty() {
         println!("no AVX2 or AVX-512 path on this CPU: the targets concern those paths only");
+    }
+    if std::env::var_os("TARGETS_PORTABLE").is_some() {
+        paths.push(KernelPath::Portable);
+    }
+    if paths.is_empty() {
         return;
     }
     let pool = rayon::ThreadPoolBuilder::new()
