@@ -144,7 +144,7 @@ fn add_row<K: Kind, S: Simd, E, I: Io<E, S::E>>(
     let rr = S::E::one() / (var + p.eps).sqrt();
     let h_store = h_store::<S, E>(h.as_ptr(), out.y.as_ptr(), r.is_none());
     let src = I::add_into::<S>(x, r, h, h_store);
-    write::<K, S, _>(s, src, p, Coef { shift, m, r: rr }, I::sink::<S>(out), beside);
+    write::<K, S, _, _>(s, src, p, Coef { shift, m, r: rr }, I::sink::<S>(out), beside);
 }
 
 /// Fused rows `h = x + r`, then norm `K` of `h`, on `path` (`r = None`: the residual is

@@ -192,6 +192,7 @@ struct HalfOut<'a, H> {
 }
 
 impl<S: Simd<E = f32>, H: Half> Sink<S> for HalfOut<'_, H> {
+    const PAIRS: bool = true;
     #[inline(always)]
     fn len(&self) -> usize {
         self.out.y.len()

@@ -360,7 +360,7 @@ fn finish<K: Kind, S: Simd, E, I: Io<E, S::E>>(
     }
     let r = S::E::one() / (var + p.eps).sqrt();
     let c = Coef { shift, m, r };
-    write::<K, S, _>(s, src, p, c, I::sink::<S>(out), beside);
+    write::<K, S, _, _>(s, src, p, c, I::sink::<S>(out), beside);
     (K::stats(shift + m, r), Some(c))
 }
 

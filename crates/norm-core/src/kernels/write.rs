@@ -40,7 +40,8 @@ use crate::simd::{Simd, Store};
 /// row; measured in `norm-autograd`'s `Storage::put1`).
 ///
 /// The streamed and the plain vectors are separate loops, each four vectors a step (two
-/// pairs, one prefetch per step), so the store kind is a constant inside each and the loop
+/// pairs, one prefetch per step) where `$quads` says so and one vector a step otherwise
+/// (see [`write()`]), so the store kind is a constant inside each and the loop
 /// costs little beside the arithmetic. The caller guarantees that every vector
 /// `$i..$i + W` with `$i + W <= $n` is in bounds of what `$vector` reads and writes.
 ///
@@ -49,7 +50,7 @@ use crate::simd::{Simd, Store};
 /// the compiler did not inline it, every vector operation inside became a call (the
 /// fused kernels ran 10× slower that way).
 macro_rules! write_pass {
-    ($n:expr, $w:expr, $head:expr, $line:expr,
+    ($n:expr, $w:expr, $head:expr, $line:expr, $quads:expr,
      |$t:ident, $span:ident| $touch:expr,
      |$i:ident, $store:ident| $vector:expr,
      |$i2:ident, $store2:ident| $pair:expr,
@@ -85,7 +86,7 @@ macro_rules! write_pass {
         let mut at = start;
         let plain_end = if edge == Store::Streaming { nt_end } else { n };
         for (end, $store) in [(nt_end, Store::Streaming), (plain_end, Store::Cached)] {
-            while at + 4 * w <= end {
+            while $quads && at + 4 * w <= end {
                 {
                     let ($t, $span) = (at, 4 * w);
                     $touch;
@@ -155,6 +156,10 @@ pub(super) trait Sink<S: Simd> {
     /// Writes element `j` (checked), non-temporally where `store` says `Streaming` and
     /// the sink can ([`Simd::stream1`]).
     fn set(&mut self, s: S, j: usize, v: S::E, store: Store);
+    /// Whether [`put2`](Sink::put2) rounds its two vectors in fewer operations than
+    /// two [`put`](Sink::put)s (the half-precision rows): the write pass then keeps its
+    /// steps of two pairs on every backend.
+    const PAIRS: bool = false;
     /// Stores whatever [`set`](Sink::set) holds back (the half-precision rows pair
     /// their streamed scalars); the write pass calls it once at its end.
     #[inline(always)]
@@ -362,14 +367,25 @@ fn center<K: Kind, S: Simd>(s: S, v: S::V, vs: S::V, vm: S::V) -> S::V {
 /// round exactly like the vector body (fused where it fuses), so the result never
 /// depends on the stores or the alignment.
 #[inline(always)]
-pub(super) fn write<K: Kind, S: Simd, Src: Source<S>>(
+pub(super) fn write<K: Kind, S: Simd, Src: Source<S>, Y: Sink<S>>(
     s: S,
     mut h: Src,
     p: RowParams<'_, S::E>,
     c: Coef<S::E>,
-    mut y: impl Sink<S>,
+    mut y: Y,
     beside: &mut impl Beside<S>,
 ) {
+    // Four vectors a step where each vector is a register; on the portable backend
+    // (arrays) one vector a step, unless the sink rounds pairs at once (`Sink::PAIRS`:
+    // the half-precision rows, unchanged). With four, LLVM's SLP vectorizer packed the
+    // same lane of the step's four vectors into one register for LayerNorm's f32 and
+    // f64 write (scalar loads and shuffles per lane; it did so in some builds and not
+    // in others). Same operations per element, same bits. By the targets bench
+    // (three alternating runs, portable forced, Intel Xeon family 6 model 167, 6
+    // December 2026): f32 LayerNorm / plain copy 64×768 0.10 -> 0.30-0.31, 512×768
+    // 0.26-0.28 -> 0.69-0.71; the vector paths, RmsNorm, the bf16 rows and the rows
+    // out of cache unchanged.
+    let quads = S::REGISTERS || Y::PAIRS;
     let (w, n, weight) = (S::W, p.weight.len(), p.weight);
     let (vs, vm, vr) = (s.splat(c.shift), s.splat(c.m), s.splat(c.r));
     let geometry = y.geometry();
@@ -392,6 +408,7 @@ pub(super) fn write<K: Kind, S: Simd, Src: Source<S>>(
             w,
             head,
             LINE / geometry.1,
+            quads,
             |t, span| beside.step(s, t, span),
             |i, store| unsafe {
                 y.put(
@@ -420,6 +437,7 @@ pub(super) fn write<K: Kind, S: Simd, Src: Source<S>>(
             w,
             head,
             LINE / geometry.1,
+            quads,
             |t, span| beside.step(s, t, span),
             |i, store| unsafe {
                 y.put(
