@@ -49,6 +49,7 @@ impl Params32 {
             weight: &self.weight,
             bias: self.bias.as_deref(),
             eps: self.eps,
+            matched: None,
         }
     }
 }

@@ -9,7 +9,8 @@
 //! rescue path writes with plain stores. Plain rows at every offset give the same bits
 //! too: their write pass may start its vectors at the output's first vector boundary
 //! (`write::vector_head`: matched weight and bias on AVX-512 from eight rows on, a lone
-//! weight on AVX2), with and without a bias.
+//! weight on AVX2), with and without a bias. A norm keeps its matched copies per
+//! offset (`params::Matched`); they follow every change to its weight and bias.
 
 use norm_core::dispatch::ForcedPath;
 use norm_core::simd::Stores;
@@ -234,4 +235,74 @@ fn streamed_rows_around_rescued_rows_match_plain() {
     check_rescue::<f64>();
     check_rescue::<bf16>();
     check_rescue::<f16>();
+}
+
+/// `out`'s index whose element sits `bytes` past a cache line (`out` has a line to spare).
+fn index_past(out: &[f32], bytes: usize) -> usize {
+    (0..16)
+        .find(|&i| (out.as_ptr() as usize + 4 * i) % 64 == bytes)
+        .expect("an f32 at every multiple of 4 bytes within a line")
+}
+
+/// A norm keeps its weight and bias copied to the offset of the rows it is called on
+/// (AVX-512, f32 rows of whole lines, at least eight, input and output at one offset
+/// past a line: `params::Matched`). After every change to the weight or bias, and in a
+/// clone changed apart from the original, its outputs equal those of a norm built
+/// afresh from the same parameters, bit for bit, and rows on a line (no copies) agree
+/// with rows 16 bytes past one. On CPUs without AVX-512 no copies are made and the
+/// comparisons hold trivially.
+#[test]
+fn kept_matched_copies_follow_the_parameters() {
+    let (rows, d) = (ROWS, 64);
+    let n = rows * d;
+    let mut xb = vec![0.0f32; n + 16];
+    let mut yb = vec![0.0f32; n + 16];
+    let run = |norm: &LayerNorm<f32>, mis: usize, xb: &mut [f32], yb: &mut [f32]| {
+        let (xo, yo) = (index_past(xb, mis), index_past(yb, mis));
+        xb[xo..xo + n].copy_from_slice(&input::<f32>(n, 7));
+        norm.forward_slice(&xb[xo..xo + n], &mut yb[yo..yo + n])
+            .expect("shapes match");
+        bits(&yb[yo..yo + n])
+    };
+    let mut check = |norm: &LayerNorm<f32>, what: &str| {
+        let fresh = LayerNorm::from_weights(
+            norm.weight().to_vec(),
+            norm.bias().map(<[f32]>::to_vec),
+            norm.eps(),
+        )
+        .expect("valid parameters");
+        let differ = |a: &[u64], b: &[u64]| a.iter().zip(b).filter(|(a, b)| a != b).count();
+        for mis in [16, 32, 48] {
+            let got = run(norm, mis, &mut xb, &mut yb);
+            let past = differ(&got, &run(&fresh, mis, &mut xb, &mut yb));
+            assert_eq!(
+                past, 0,
+                "{what}, rows {mis} bytes past a line: {past} of {n} outputs differ"
+            );
+            let on = differ(&got, &run(&fresh, 0, &mut xb, &mut yb));
+            assert_eq!(
+                on, 0,
+                "{what}, against rows on a line: {on} of {n} outputs differ"
+            );
+        }
+    };
+    let (w, b) = params::<f32>(d, true);
+    let mut ln = LayerNorm::new(d).expect("d > 0").with_zero_bias();
+    check(&ln, "new");
+    ln.weight_mut()[3] = 2.5;
+    check(&ln, "weight_mut");
+    ln.bias_mut().expect("a bias")[5] = -1.0;
+    check(&ln, "bias_mut");
+    let mut ln = ln.with_weight(w.clone()).expect("same length");
+    check(&ln, "with_weight");
+    ln = ln.with_bias(b.clone().expect("a bias")).expect("same length");
+    check(&ln, "with_bias");
+    ln = ln.without_bias();
+    check(&ln, "without_bias");
+    ln = ln.with_zero_bias();
+    check(&ln, "with_zero_bias");
+    let mut other = ln.clone();
+    other.weight_mut()[0] = -3.0;
+    check(&other, "a clone changed");
+    check(&ln, "the original of a changed clone");
 }

@@ -37,8 +37,9 @@
 //! in cache, into L2 for one out of cache ([`Reach`]).
 //!
 //! On AVX-512, calls of at least eight f32/f64 rows with plain stores whose input and output sit at
-//! the same offset past a cache line (as large `Vec` buffers do) copy their weight and
-//! bias to that offset ([`AlignedRow::from_slice_past`]): the write pass then runs line-aligned vectors
+//! the same offset past a cache line (as large `Vec` buffers do) use copies of their weight and
+//! bias starting at that offset ([`AlignedRow::from_slice_past`]; a norm keeps them per
+//! offset, [`Matched`]): the write pass then runs line-aligned vectors
 //! throughout, with one unaligned vector at each end of the row (`write::vector_head`).
 //!
 //! Per row: the first pass reads the row from memory (for the fused variants: reads
@@ -64,7 +65,7 @@ pub(crate) use fused::add_rows;
 pub(crate) use half::{half_add_rows, half_rows};
 
 use crate::Float;
-use crate::params::{AlignedRow, LINE};
+use crate::params::{AlignedRow, LINE, Matched};
 use crate::simd::{Path, Pipelining, Simd, SimdOp, Store, pipelining, run_on};
 #[allow(unused_imports)]
 use num_traits::{Float as _, One as _, Zero as _};
@@ -119,6 +120,10 @@ pub(crate) struct RowParams<'a, F> {
     pub(crate) bias: Option<&'a [F]>,
     /// Added to the variance (mean square) under the square root.
     pub(crate) eps: F,
+    /// The norm's copies of `weight` and `bias` matched to a call's rows, where the
+    /// parameters are a norm's own ([`Affine::row_params`](crate::params::Affine)):
+    /// made once per offset instead of per call ([`Rows`]).
+    pub(crate) matched: Option<&'a Matched<F>>,
 }
 
 /// An output row and how it is written (`Streaming`: the caller fences).
@@ -555,14 +560,27 @@ impl<K: Kind, F: Float, E: Copy, I: Io<E, F>> SimdOp<F> for Rows<'_, K, I, E, F>
         let fills_line = S::W * std::mem::size_of::<S::E>() == LINE;
         let mis = matches::<S::E>(self.x, self.out.y, d, self.out.store).filter(|_| fills_line);
         if let Some(mis) = mis {
-            let (w, b) = (
-                AlignedRow::from_slice_past(self.p.weight, mis),
-                self.p.bias.map(|b| AlignedRow::from_slice_past(b, mis)),
-            );
+            // The norm's kept copies where it has them, else copies for this call.
+            let kept = self
+                .p
+                .matched
+                .and_then(|m| m.rows(mis, self.p.weight, self.p.bias));
+            let made;
+            let (w, b) = match kept {
+                Some(k) => (&k.weight[..], k.bias.as_deref()),
+                None => {
+                    made = (
+                        AlignedRow::from_slice_past(self.p.weight, mis),
+                        self.p.bias.map(|b| AlignedRow::from_slice_past(b, mis)),
+                    );
+                    (&made.0[..], made.1.as_deref())
+                }
+            };
             let p = RowParams {
-                weight: &w,
-                bias: b.as_deref(),
+                weight: w,
+                bias: b,
                 eps: self.p.eps,
+                matched: None,
             };
             return rows::<K, S, E, I, Direct>(s, Rows { p, ..self }, [&mut [], &mut []]);
         }
@@ -570,8 +588,9 @@ impl<K: Kind, F: Float, E: Copy, I: Io<E, F>> SimdOp<F> for Rows<'_, K, I, E, F>
     }
 }
 
-/// The fewest rows for which a call copies its weight and bias to match its rows
-/// ([`AlignedRow::from_slice_past`]): the copies cost two rows' worth of loads and stores per call.
+/// The fewest rows for which a call uses copies of its weight and bias matched to its
+/// rows ([`AlignedRow::from_slice_past`]): made per call (parameters that are not a norm's
+/// own), the copies cost two rows' worth of loads and stores.
 const MATCH_MIN_ROWS: usize = 8;
 
 /// The offset from a cache line (in bytes) at which a call's weight and bias are copied
@@ -760,6 +779,7 @@ fn rows<K: Kind, S: Simd, E: Copy, I: Io<E, S::E>, R: Reader>(
                         weight: ww,
                         bias: bb.as_deref(),
                         eps: p.eps,
+                        matched: None,
                     },
                 );
                 join::<K, S, E, I>(
