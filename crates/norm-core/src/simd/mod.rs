@@ -288,7 +288,9 @@ pub trait Simd: Copy {
     /// Whether each vector is one hardware register, loaded and stored by one
     /// instruction (the x86-64 backends), so that where a vector sits against a cache
     /// line decides whether that access straddles two (the portable backend's arrays
-    /// move in pieces of the compiler's choosing).
+    /// move in pieces of the compiler's choosing). Also why the write pass takes four
+    /// vectors a step only on such backends: the compiler vectorized the portable
+    /// arrays of a four-vector step across the vectors (`kernels::write::write`).
     const REGISTERS: bool = false;
     /// A hint to bring the cache line at `p` closer (into L1); `p` need not be valid
     /// (prefetches never fault). No effect on results.
