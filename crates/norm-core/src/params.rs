@@ -217,7 +217,7 @@ impl<F: Float> Affine<F> {
             weight: &self.weight,
             bias: self.bias.as_deref(),
             eps: self.eps,
-            matched: Some(&self.matched),
+            matched: &self.matched,
         }
     }
 }

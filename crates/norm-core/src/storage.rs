@@ -18,7 +18,7 @@ use crate::dispatch::ForcedPath;
 use crate::forward::WithStats;
 use crate::fused::drive_add_rows;
 use crate::kernels::{Kind, Out, RowParams, half_add_rows as half_add_rows_kernel, half_rows};
-use crate::params::{Affine, AlignedRow};
+use crate::params::{Affine, AlignedRow, Matched};
 use crate::rows::{RowKernel, check_nd, check_slices, check_stats_len, run_nd, run_rows};
 use crate::simd::Path;
 
@@ -27,6 +27,9 @@ pub(crate) struct Params32 {
     weight: AlignedRow<f32>,
     bias: Option<AlignedRow<f32>>,
     eps: f32,
+    /// Empty: half-precision rows never take matched copies (`kernels::matches` wants
+    /// rows of the accumulation type), but the row kernels' parameters carry a place.
+    matched: Matched<f32>,
 }
 
 impl Params32 {
@@ -41,6 +44,7 @@ impl Params32 {
             weight: widen(&p.weight),
             bias: p.bias.as_deref().map(widen),
             eps: p.eps,
+            matched: Matched::default(),
         }
     }
 
@@ -49,7 +53,7 @@ impl Params32 {
             weight: &self.weight,
             bias: self.bias.as_deref(),
             eps: self.eps,
-            matched: None,
+            matched: &self.matched,
         }
     }
 }

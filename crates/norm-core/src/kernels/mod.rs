@@ -38,7 +38,7 @@
 //!
 //! On AVX-512, calls of at least eight f32/f64 rows with plain stores whose input and output sit at
 //! the same offset past a cache line (as large `Vec` buffers do) use copies of their weight and
-//! bias starting at that offset ([`AlignedRow::from_slice_past`]; a norm keeps them per
+//! bias starting at that offset ([`AlignedRow::from_slice_past`](crate::params::AlignedRow::from_slice_past); a norm keeps them per
 //! offset, [`Matched`]): the write pass then runs line-aligned vectors
 //! throughout, with one unaligned vector at each end of the row (`write::vector_head`).
 //!
@@ -65,7 +65,7 @@ pub(crate) use fused::add_rows;
 pub(crate) use half::{half_add_rows, half_rows};
 
 use crate::Float;
-use crate::params::{AlignedRow, LINE, Matched};
+use crate::params::{LINE, Matched};
 use crate::simd::{Path, Pipelining, Simd, SimdOp, Store, pipelining, run_on};
 #[allow(unused_imports)]
 use num_traits::{Float as _, One as _, Zero as _};
@@ -120,10 +120,10 @@ pub(crate) struct RowParams<'a, F> {
     pub(crate) bias: Option<&'a [F]>,
     /// Added to the variance (mean square) under the square root.
     pub(crate) eps: F,
-    /// The norm's copies of `weight` and `bias` matched to a call's rows, where the
-    /// parameters are a norm's own ([`Affine::row_params`](crate::params::Affine)):
-    /// made once per offset instead of per call ([`Rows`]).
-    pub(crate) matched: Option<&'a Matched<F>>,
+    /// The copies of `weight` and `bias` matched to a call's rows, kept by whoever holds
+    /// the parameters (a norm's [`Affine`](crate::params::Affine), a half-precision
+    /// call's widened rows): made once per offset ([`Rows`]).
+    pub(crate) matched: &'a Matched<F>,
 }
 
 /// An output row and how it is written (`Streaming`: the caller fences).
@@ -559,28 +559,12 @@ impl<K: Kind, F: Float, E: Copy, I: Io<E, F>> SimdOp<F> for Rows<'_, K, I, E, F>
         // 0.82-0.87 against 0.70-0.71; Intel Xeon family 6 model 167, two runs each).
         let fills_line = S::W * std::mem::size_of::<S::E>() == LINE;
         let mis = matches::<S::E>(self.x, self.out.y, d, self.out.store).filter(|_| fills_line);
-        if let Some(mis) = mis {
-            // The norm's kept copies where it has them, else copies for this call.
-            let kept = self
-                .p
-                .matched
-                .and_then(|m| m.rows(mis, self.p.weight, self.p.bias));
-            let made;
-            let (w, b) = match kept {
-                Some(k) => (&k.weight[..], k.bias.as_deref()),
-                None => {
-                    made = (
-                        AlignedRow::from_slice_past(self.p.weight, mis),
-                        self.p.bias.map(|b| AlignedRow::from_slice_past(b, mis)),
-                    );
-                    (&made.0[..], made.1.as_deref())
-                }
-            };
+        let kept = mis.and_then(|mis| self.p.matched.rows(mis, self.p.weight, self.p.bias));
+        if let Some(k) = kept {
             let p = RowParams {
-                weight: w,
-                bias: b,
-                eps: self.p.eps,
-                matched: None,
+                weight: &k.weight,
+                bias: k.bias.as_deref(),
+                ..self.p
             };
             return rows::<K, S, E, I, Direct>(s, Rows { p, ..self }, [&mut [], &mut []]);
         }
@@ -589,12 +573,12 @@ impl<K: Kind, F: Float, E: Copy, I: Io<E, F>> SimdOp<F> for Rows<'_, K, I, E, F>
 }
 
 /// The fewest rows for which a call uses copies of its weight and bias matched to its
-/// rows ([`AlignedRow::from_slice_past`]): made per call (parameters that are not a norm's
-/// own), the copies cost two rows' worth of loads and stores.
+/// rows ([`AlignedRow::from_slice_past`](crate::params::AlignedRow::from_slice_past)): the first call at an offset makes them (two
+/// rows' worth of loads and stores; kept after that, [`Matched`]).
 const MATCH_MIN_ROWS: usize = 8;
 
 /// The offset from a cache line (in bytes) at which a call's weight and bias are copied
-/// ([`AlignedRow::from_slice_past`]), if the call qualifies (and its backend's vectors fill a line, which
+/// ([`AlignedRow::from_slice_past`](crate::params::AlignedRow::from_slice_past)), if the call qualifies (and its backend's vectors fill a line, which
 /// [`Rows`] checks): f32/f64 rows (`E` the accumulation type) with
 /// plain stores, at least [`MATCH_MIN_ROWS`] rows of a whole number of cache lines,
 /// `x` and `y` at the same offset from a line and not on one.
@@ -778,8 +762,7 @@ fn rows<K: Kind, S: Simd, E: Copy, I: Io<E, S::E>, R: Reader>(
                     RowParams {
                         weight: ww,
                         bias: bb.as_deref(),
-                        eps: p.eps,
-                        matched: None,
+                        ..p
                     },
                 );
                 join::<K, S, E, I>(
